@@ -1,0 +1,3 @@
+"""senate: a Consul-compatible cluster agent."""
+
+__version__ = "0.7.2"

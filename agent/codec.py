@@ -1,0 +1,69 @@
+"""msgpack framing shared by every TCP protocol of the agent.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack. Every
+TCP connection to the server port (8300) starts with one byte that selects the protocol
+(the values are Consul's `pool.RPCType`), so raft and server RPC share one port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import struct
+from typing import Any
+
+import msgpack
+
+#: Largest frame any protocol accepts; larger ones close the connection.
+MAX_FRAME_SIZE = 64 * 1024 * 1024
+_LEN = struct.Struct(">I")
+
+
+class RPCType(enum.IntEnum):
+    """First byte of a connection to the server port, as Consul's pool.RPCType."""
+
+    CONSUL = 0
+    RAFT = 1
+    MULTIPLEX = 2
+    TLS = 3
+    MULTIPLEX_V2 = 4
+    SNAPSHOT = 5
+    GOSSIP = 6
+
+
+class FrameError(Exception):
+    """A frame that is malformed, truncated or over the size limit."""
+
+
+def packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FrameError(f"malformed msgpack: {exc}") from exc
+
+
+def encode_frame(obj: Any) -> bytes:
+    body = packb(obj)
+    return _LEN.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME_SIZE) -> Any:
+    """Read one frame; raises EOFError on a clean close, FrameError on a bad frame."""
+    try:
+        head = await reader.readexactly(_LEN.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise EOFError from exc
+        raise FrameError("truncated frame header") from exc
+    (size,) = _LEN.unpack(head)
+    if size > max_size:
+        raise FrameError(f"frame of {size} bytes exceeds limit {max_size}")
+    try:
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise FrameError("truncated frame body") from exc
+    return unpackb(body)

@@ -1,0 +1,1 @@
+"""Deterministic simulation for the sans-IO protocol cores: a virtual clock and a lossy network."""

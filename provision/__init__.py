@@ -1,0 +1,1 @@
+"""provision: stands senate datacenters up over SSH from a YAML inventory."""
