@@ -7,6 +7,7 @@ exactly from its seed.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class SimNetwork:
         self.stats.duplicated += copies - 1
         for _ in range(copies):
             delay = self.rng.uniform(self.faults.min_delay, self.faults.max_delay)
-            self.clock.call_later(delay, lambda m=message: self._deliver(src, dst, m))
+            self.clock.call_later(delay, functools.partial(self._deliver, src, dst, message))
 
     def _deliver(self, src: str, dst: str, message: Any) -> None:
         # Partitions that formed while the message was in flight also stop it.
