@@ -1,0 +1,209 @@
+"""Helpers every HTTP handler shares: Consul's query options, X-Consul-* headers, JSON, errors.
+
+Consul's HTTP layer turns `?dc`, `?stale`, `?consistent`, `?index`, `?wait` into QueryOptions
+on the RPC request and the reply's QueryMeta into `X-Consul-Index`, `X-Consul-KnownLeader` and
+`X-Consul-LastContact`; a failed RPC becomes a 500 whose body is the error text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from agent.api import AgentAPI, RPCError
+
+AGENT_KEY: web.AppKey[AgentAPI] = web.AppKey("agent", AgentAPI)  # type: ignore[type-abstract]
+
+#: Consul's limits (agent/http: maxKVSize; structs: default and maximum blocking wait).
+MAX_KV_SIZE = 512 * 1024
+DEFAULT_QUERY_TIME = 300.0
+MAX_QUERY_TIME = 600.0
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+class HTTPError(Exception):
+    """A request the API refuses; `message` is the response body, as Consul words it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration ("10s", "1m30s", "250ms") -> seconds; ValueError if invalid."""
+    s = text.strip()
+    if s in ("0", "+0", "-0"):
+        return 0.0
+    sign = 1.0
+    if s[:1] in "+-" and s:
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> Go's Duration.String() for the common cases ("15s", "1m0s", "500ms")."""
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:g}ms"
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    out = ""
+    if h:
+        out += f"{int(h)}h"
+    if h or m:
+        out += f"{int(m)}m"
+    return out + f"{s:g}s"
+
+
+def agent_of(request: web.Request) -> AgentAPI:
+    return request.app[AGENT_KEY]
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A query flag such as `?recurse`: present (with any value but "false") means on."""
+    return name in request.query and request.query[name] != "false"
+
+
+def datacenter(request: web.Request) -> str:
+    return request.query.get("dc") or agent_of(request).datacenter
+
+
+def parse_uint(request: web.Request, name: str, what: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise HTTPError(400, f"Invalid {what}: {raw!r} is not an unsigned integer") from None
+    if value < 0 or value >= 1 << 64:
+        raise HTTPError(400, f"Invalid {what}: {raw!r} is not an unsigned integer")
+    return value
+
+
+def query_options(request: web.Request) -> dict[str, Any]:
+    """`?dc ?stale ?consistent ?index ?wait` -> Consul's QueryOptions fields (plus Datacenter)."""
+    q = request.query
+    stale = "stale" in q
+    consistent = "consistent" in q
+    if stale and consistent:
+        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    opts: dict[str, Any] = {
+        "Datacenter": q.get("dc") or agent_of(request).datacenter,
+        "AllowStale": stale,
+        "RequireConsistent": consistent,
+        "MinQueryIndex": 0,
+        "MaxQueryTime": 0.0,
+    }
+    if "wait" in q:
+        try:
+            wait = parse_duration(q["wait"])
+        except ValueError:
+            raise HTTPError(400, "Invalid wait time") from None
+        if wait < 0:
+            raise HTTPError(400, "Invalid wait time")
+        opts["MaxQueryTime"] = min(wait, MAX_QUERY_TIME)
+    if "index" in q:
+        try:
+            index = int(q["index"], 10)
+            if index < 0:
+                raise ValueError
+        except ValueError:
+            raise HTTPError(400, "Invalid index") from None
+        opts["MinQueryIndex"] = index
+        if index > 0 and not opts["MaxQueryTime"]:
+            opts["MaxQueryTime"] = DEFAULT_QUERY_TIME
+    return opts
+
+
+def meta_headers(reply: Any) -> dict[str, str]:
+    """QueryMeta of an RPC reply -> Consul's X-Consul-* headers."""
+    if not isinstance(reply, dict):
+        return {}
+    headers = {"X-Consul-Index": str(int(reply.get("Index") or 0))}
+    headers["X-Consul-KnownLeader"] = "true" if reply.get("KnownLeader") else "false"
+    last = reply.get("LastContact") or 0
+    headers["X-Consul-LastContact"] = str(int(float(last) * 1000))
+    return headers
+
+
+def json_body(request: web.Request, obj: Any) -> bytes:
+    if "pretty" in request.query:
+        return json.dumps(obj, indent=4).encode()
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def json_response(
+    request: web.Request, obj: Any, headers: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    return web.Response(
+        body=json_body(request, obj),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def b64(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.encode()
+    return base64.b64encode(value).decode("ascii")
+
+
+async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
+    """Call a server RPC; an RPCError becomes Consul's 500 with the error text."""
+    try:
+        return await agent_of(request).rpc(method, args)
+    except RPCError as exc:
+        status = 403 if "Permission denied" in str(exc) else 500
+        raise HTTPError(status, str(exc)) from None
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The request body, refusing one over `limit` bytes with Consul's 400."""
+    length = request.content_length
+    if limit is not None and length is not None and length > limit:
+        raise HTTPError(400, f"Request body({length} bytes) too large, max size: {limit} bytes")
+    body = await request.read()
+    if limit is not None and len(body) > limit:
+        raise HTTPError(400, f"Request body({len(body)} bytes) too large, max size: {limit} bytes")
+    return body
+
+
+async def read_json(request: web.Request, limit: int | None = None) -> Any:
+    body = await read_body(request, limit)
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPError(400, f"Request decode failed: {exc}") from None
