@@ -1,0 +1,87 @@
+"""Go's time.ParseDuration and Duration.String, for session TTLs and lock delays as Consul
+reads and prints them ("15s", "1m30s", "24h0m0s")."""
+
+from __future__ import annotations
+
+import re
+
+NANOSECOND = 1
+MICROSECOND = 1_000
+MILLISECOND = 1_000_000
+SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+
+_UNITS = {
+    "ns": NANOSECOND,
+    "us": MICROSECOND,
+    "µs": MICROSECOND,
+    "μs": MICROSECOND,
+    "ms": MILLISECOND,
+    "s": SECOND,
+    "m": MINUTE,
+    "h": HOUR,
+}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)?")
+
+
+class DurationError(ValueError):
+    """Not a Go duration; the message is Go's (`time: invalid duration "x"`)."""
+
+
+def parse_duration(text: str) -> int:
+    """Nanoseconds of a Go duration string such as "10s", "1.5h", "2m30s" or "0"."""
+    quoted = '"' + text + '"'
+    s = text
+    sign = 1
+    if s[:1] in "+-" and s:
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise DurationError(f"time: invalid duration {quoted}")
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _PART.match(s, pos)
+        if m is None:
+            raise DurationError(f"time: invalid duration {quoted}")
+        number, unit = m.group(1), m.group(2)
+        if unit is None:
+            raise DurationError(f"time: missing unit in duration {quoted}")
+        total += float(number) * _UNITS[unit]
+        pos = m.end()
+    if total > 2**63 - 1:
+        raise DurationError(f"time: invalid duration {quoted}")
+    return sign * round(total)
+
+
+def _fmt_frac(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if frac == 0:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(frac).rjust(digits, '0').rstrip('0')}"
+
+
+def format_duration(ns: int) -> str:
+    """Go's Duration.String: 0 -> "0s", 15e9 -> "15s", 86400e9 -> "24h0m0s", 1.5e6 -> "1.5ms"."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < MICROSECOND:
+        return f"{sign}{ns}ns"
+    if ns < MILLISECOND:
+        return f"{sign}{_fmt_frac(ns, MICROSECOND)}µs"
+    if ns < SECOND:
+        return f"{sign}{_fmt_frac(ns, MILLISECOND)}ms"
+    hours, rest = divmod(ns, HOUR)
+    minutes, rest = divmod(rest, MINUTE)
+    seconds = _fmt_frac(rest, SECOND)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{seconds}s"

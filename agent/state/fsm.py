@@ -1,0 +1,135 @@
+"""StateFSM: the raft state machine. Decodes each committed command, applies it to the
+StateStore at its raft index, and returns the result raft hands back to the proposer.
+
+A command that cannot be applied (malformed bytes, an unknown type, a write the state
+refuses) returns an `FSMError` value rather than raising: raft must keep applying the log, and
+the endpoint that proposed the command turns the value into the RPC's error, as Consul's
+endpoints do with an `error` returned from the FSM.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent.codec import FrameError, packb, unpackb
+from agent.state.commands import (
+    IGNORE_UNKNOWN_TYPE_FLAG,
+    CommandError,
+    MessageType,
+    decode_command,
+)
+from agent.state.store import StateError, StateStore
+
+log = logging.getLogger("consul")
+
+
+class FSMError(Exception):
+    """Returned (not raised) by StateFSM.apply for a command that failed; str() is Consul's
+    message."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FSMError) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class StateFSM:
+    """Implements agent.raft's FSM Protocol over a StateStore."""
+
+    def __init__(self, state: StateStore | None = None) -> None:
+        self.state = state if state is not None else StateStore()
+
+    def apply(self, index: int, term: int, data: bytes) -> Any:
+        try:
+            msg_type, req = decode_command(data)
+        except CommandError as exc:
+            log.error("fsm: failed to decode command at index %d: %s", index, exc)
+            return FSMError(f"failed to decode command: {exc}")
+        ignore_unknown = bool(msg_type & IGNORE_UNKNOWN_TYPE_FLAG)
+        msg_type &= ~IGNORE_UNKNOWN_TYPE_FLAG
+        try:
+            return self._dispatch(index, msg_type, req, ignore_unknown)
+        except StateError as exc:
+            log.info("fsm: apply of %s failed: %s", _type_name(msg_type), exc)
+            return FSMError(str(exc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A command with fields of the wrong type: refuse it, keep the log moving.
+            log.error("fsm: bad %s command at index %d: %r", _type_name(msg_type), index, exc)
+            return FSMError(f"invalid {_type_name(msg_type)} request: {exc}")
+
+    def _dispatch(self, index: int, msg_type: int, req: dict[str, Any], ignore: bool) -> Any:
+        st = self.state
+        if msg_type == MessageType.REGISTER:
+            st.ensure_registration(index, req)
+            return None
+        if msg_type == MessageType.DEREGISTER:
+            st.deregister(index, req)
+            return None
+        if msg_type == MessageType.KVS:
+            dir_ent = req.get("DirEnt")
+            if not isinstance(dir_ent, dict):
+                return FSMError("invalid KVS request: missing DirEnt")
+            return st.kvs_apply(index, str(req.get("Op") or ""), dir_ent)
+        if msg_type == MessageType.SESSION:
+            sess = req.get("Session")
+            if not isinstance(sess, dict):
+                return FSMError("invalid Session request: missing Session")
+            op = req.get("Op")
+            if op == "create":
+                return st.session_create(index, sess)
+            if op == "destroy":
+                st.session_destroy(index, str(sess.get("ID") or ""))
+                return None
+            return FSMError(f"Invalid Session operation '{op}'")
+        if msg_type == MessageType.TOMBSTONE:
+            if req.get("Op") == "reap":
+                st.reap_tombstones(index, int(req.get("ReapIndex") or 0))
+                return None
+            return FSMError(f"Invalid Tombstone operation '{req.get('Op')}'")
+        if msg_type == MessageType.COORDINATE_BATCH_UPDATE:
+            updates = req.get("Updates")
+            if not isinstance(updates, list):
+                return FSMError("invalid CoordinateBatchUpdate request: missing Updates")
+            st.coordinate_batch_update(index, updates)
+            return None
+        if msg_type == MessageType.TXN:
+            ops = req.get("Ops")
+            if not isinstance(ops, list):
+                return FSMError("invalid Txn request: missing Ops")
+            return st.txn(index, ops)
+        if msg_type == MessageType.AUTOPILOT:
+            config = req.get("Config")
+            if not isinstance(config, dict):
+                return FSMError("invalid Autopilot request: missing Config")
+            cas = int(req.get("Index") or 0) if req.get("CAS") else None
+            return st.autopilot_set_config(index, config, cas)
+        if ignore:
+            log.warning(
+                "fsm: ignoring unknown message type (%d), upgrade to newer version", msg_type
+            )
+            return None
+        return FSMError(f"failed to apply request: unknown message type {msg_type}")
+
+    def snapshot(self) -> bytes:
+        return packb(self.state.snapshot_tables())
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot's. Raises ValueError for a malformed snapshot
+        (raft must not install it); the current state is kept then."""
+        try:
+            snap = unpackb(data)
+        except FrameError as exc:
+            raise ValueError(f"malformed state snapshot: {exc}") from exc
+        try:
+            self.state.restore_tables(snap)
+        except StateError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return MessageType(msg_type).name
+    except ValueError:
+        return f"type {msg_type}"
