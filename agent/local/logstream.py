@@ -1,0 +1,86 @@
+"""Log fan-out: the agent's log lines, held back until the banner is printed (Consul's
+GatedWriter), kept in a small backlog, and streamed to `monitor` subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from agent.logfmt import LEVEL_BY_NAME, ConsulFormatter
+
+BACKLOG = 512
+
+
+class LogHub(logging.Handler):
+    """A logging handler that writes to a stream once opened, and feeds subscribers."""
+
+    def __init__(self, stream: TextIO | None = None, level: int = logging.INFO) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(ConsulFormatter())
+        self.stream = stream if stream is not None else sys.stdout
+        self.stream_level = level
+        self._gate_open = False
+        self._held: list[tuple[int, str]] = []
+        self.backlog: collections.deque[tuple[int, str]] = collections.deque(maxlen=BACKLOG)
+        self._subscribers: set[tuple[int, asyncio.Queue[str]]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.backlog.append((record.levelno, line))
+        if record.levelno >= self.stream_level:
+            if self._gate_open:
+                self._write(line)
+            else:
+                self._held.append((record.levelno, line))
+        for level, queue in list(self._subscribers):
+            if record.levelno >= level and queue.qsize() < 10_000:
+                queue.put_nowait(line)
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def open_gate(self) -> None:
+        """Flush the lines held back while the banner was being printed; write through after."""
+        self._gate_open = True
+        held, self._held = self._held, []
+        for _, line in held:
+            self._write(line)
+
+    async def stream_lines(self, level: str) -> AsyncIterator[str]:
+        lvl = LEVEL_BY_NAME.get(level.lower(), logging.INFO)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        for levelno, line in list(self.backlog):
+            if levelno >= lvl:
+                queue.put_nowait(line)
+        sub = (lvl, queue)
+        self._subscribers.add(sub)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(sub)
+
+
+def install(hub: LogHub, level_name: str) -> None:
+    """Route every logger of the agent through the hub, at the configured level."""
+    level = LEVEL_BY_NAME.get(level_name.lower(), logging.INFO)
+    hub.stream_level = level
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(hub)
+    root.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.INFO)
+    for noisy in ("asyncio", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
