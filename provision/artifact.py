@@ -1,0 +1,162 @@
+"""The artifact pushed to hosts: this project's wheel plus a wheelhouse of all its dependencies.
+
+Built once per source tree with pip (which may use a package index or local wheels here); hosts
+then install from it with `--no-index`, so they need no index and no network beyond SSH. The
+release name is `<version>-<source digest>`, so a changed tree is a new release even when the
+version in pyproject.toml did not move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision.render import project_root
+
+# What goes into the wheel: a change to any of these makes a new release.
+_SOURCE_GLOBS = ("pyproject.toml", "README.md", "agent/**/*.py", "provision/**/*.py")
+_RELEASE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
+
+
+class ArtifactError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    version: str  # the distribution version, from pyproject.toml
+    release: str  # <version>-<digest>: the directory name under <install_dir>/releases
+    tarball: Path  # wheelhouse.tar: every wheel, including pip's own (venvs are made without pip)
+    wheels: tuple[str, ...]
+
+    @property
+    def pip_wheel(self) -> str:
+        for w in self.wheels:
+            if w.startswith("pip-"):
+                return w
+        raise ArtifactError("artifact has no pip wheel")
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SENATE_PROVISION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "senate-provision"
+    )
+    return Path(base)
+
+
+def source_version(source: Path) -> str:
+    try:
+        data = tomllib.loads((source / "pyproject.toml").read_text())
+        return str(data["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ArtifactError(
+            f"{source}/pyproject.toml: cannot read project.version: {exc}"
+        ) from None
+
+
+def source_digest(source: Path) -> str:
+    h = hashlib.sha256()
+    files: set[Path] = set()
+    for pattern in _SOURCE_GLOBS:
+        files.update(p for p in source.glob(pattern) if "__pycache__" not in p.parts)
+    for p in sorted(files):
+        h.update(str(p.relative_to(source)).encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()[:10]
+
+
+def release_name(source: Path) -> str:
+    return f"{source_version(source)}-{source_digest(source)}"
+
+
+def load_artifact(release: str, cache: Path | None = None) -> Artifact:
+    """An artifact built earlier (`provision upgrade --version RELEASE`)."""
+    if not _RELEASE_RE.match(release):
+        raise ArtifactError(f"invalid release name {release!r}")
+    root = (cache or cache_dir()) / release
+    tarball = root / "wheelhouse.tar"
+    if not tarball.exists():
+        known = list_artifacts(cache)
+        hint = f"; built: {', '.join(known)}" if known else ""
+        raise ArtifactError(f"no artifact for release {release} in {root.parent}{hint}")
+    with tarfile.open(tarball) as tf:
+        wheels = tuple(sorted(Path(m.name).name for m in tf.getmembers() if m.isfile()))
+    return Artifact(release.rsplit("-", 1)[0], release, tarball, wheels)
+
+
+def list_artifacts(cache: Path | None = None) -> list[str]:
+    root = cache or cache_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "wheelhouse.tar").exists())
+
+
+def resolve_release(version: str, cache: Path | None = None) -> Artifact:
+    """`--version` accepts a full release name or a bare version with exactly one build."""
+    known = list_artifacts(cache)
+    if version in known:
+        return load_artifact(version, cache)
+    matches = [r for r in known if r.rsplit("-", 1)[0] == version]
+    if len(matches) == 1:
+        return load_artifact(matches[0], cache)
+    if len(matches) > 1:
+        raise ArtifactError(f"version {version} has several builds: {', '.join(matches)}")
+    hint = f"; built: {', '.join(known)}" if known else ""
+    raise ArtifactError(f"no artifact for version {version}{hint}")
+
+
+def build_artifact(
+    source: Path | None = None, cache: Path | None = None, timeout: float = 600.0
+) -> Artifact:
+    """Build (or reuse) the wheelhouse for `source`, the project tree (default: this one)."""
+    src = (source or project_root()).resolve()
+    release = release_name(src)
+    root = (cache or cache_dir()) / release
+    if (root / "wheelhouse.tar").exists():
+        return load_artifact(release, cache)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-", dir=root.parent) as tmp:
+        wheelhouse = Path(tmp) / "wheelhouse"
+        # Build outside the tree so concurrent builds and the source stay clean.
+        build_src = Path(tmp) / "src"
+        shutil.copytree(
+            src,
+            build_src,
+            ignore=shutil.ignore_patterns(
+                ".venv", ".git", "build", "*.egg-info", "__pycache__", "tests", "bench", ".*"
+            ),
+        )
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+        for cmd in (
+            [*pip, "wheel", "--wheel-dir", str(wheelhouse), str(build_src)],
+            [*pip, "download", "--no-deps", "--dest", str(wheelhouse), "pip"],
+        ):
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise ArtifactError(
+                    f"artifact build timed out after {timeout:.0f}s: {' '.join(cmd)}"
+                ) from None
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+                raise ArtifactError(
+                    f"artifact build failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
+                )
+        staging = Path(tmp) / "out"
+        staging.mkdir()
+        with tarfile.open(staging / "wheelhouse.tar", "w") as tf:
+            for whl in sorted(wheelhouse.glob("*.whl")):
+                tf.add(whl, arcname=whl.name)
+        if root.exists():
+            shutil.rmtree(root)
+        staging.rename(root)
+    return load_artifact(release, cache)

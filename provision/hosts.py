@@ -1,0 +1,301 @@
+"""How provision reaches a node: over SSH (Fabric) or on this machine (`local`).
+
+Both give the same small interface — `run(command)` and `put(file)` with a timeout on every
+step — so the rest of provision does not care which it is. A failing command raises
+`StepError` carrying the command, its exit status and the tail of its stderr; a host that
+cannot be reached raises `HostUnreachable`. `run_parallel` runs one function per node on a
+bounded thread pool (Fabric is synchronous) and collects every node's result or error.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from provision.inventory import Node, SSHSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class HostError(Exception):
+    """Anything that went wrong on one host; `host` names the node."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        super().__init__(message)
+
+
+class HostUnreachable(HostError):
+    pass
+
+
+class StepError(HostError):
+    def __init__(
+        self, host: str, step: str, command: str, exit_code: int | None, stderr: str
+    ) -> None:
+        self.step = step
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr = stderr
+        status = "timed out" if exit_code is None else f"exit {exit_code}"
+        super().__init__(host, f"{step}: `{command}` {status}")
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self.stderr.strip().splitlines()[-8:])
+
+
+class Host(Protocol):
+    node: Node
+
+    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result: ...
+
+    def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
+
+    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _check(host: str, step: str, result: Result, check: bool) -> Result:
+    if check and result.exit_code != 0:
+        raise StepError(
+            host, step, result.command, result.exit_code, result.stderr or result.stdout
+        )
+    return result
+
+
+def _write_cmd(remote: str, mode: int) -> str:
+    tmp = f"{remote}.provision-tmp"
+    return (
+        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && cat > {shlex.quote(tmp)} && "
+        f"chmod {mode:o} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(remote)}"
+    )
+
+
+class LocalHost:
+    """This machine. Nodes differ by their 127.0.0.x address and their directories."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result:
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            raise StepError(self.node.name, step, command, None, err) from None
+        return _check(
+            self.node.name, step, Result(command, proc.returncode, proc.stdout, proc.stderr), check
+        )
+
+    def put(self, local: Path, remote: str, *, timeout: float) -> None:
+        Path(remote).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, remote)
+
+    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None:
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", _write_cmd(remote, mode)],
+                input=content,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise StepError(self.node.name, "write", f"write {remote}", None, "") from None
+        if proc.returncode != 0:
+            raise StepError(
+                self.node.name, "write", f"write {remote}", proc.returncode, proc.stderr
+            )
+
+    def close(self) -> None:
+        pass
+
+
+def _split_jump(spec: str, default_user: str) -> tuple[str, str, int]:
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    return user or default_user, host, int(port or 22)
+
+
+class SSHHost:
+    """A host over SSH with Fabric: key auth, user, port, an optional jump host, sudo when the
+    user is not root."""
+
+    def __init__(self, node: Node) -> None:
+        import fabric  # imported here: the local connection does not need paramiko
+
+        self.node = node
+        s: SSHSettings = node.ssh
+        kwargs: dict[str, object] = {
+            "timeout": s.connect_timeout,
+            "banner_timeout": s.connect_timeout,
+            "auth_timeout": s.connect_timeout,
+            "allow_agent": False,
+            "look_for_keys": s.key_file is None,
+        }
+        if s.key_file:
+            kwargs["key_filename"] = [str(Path(s.key_file).expanduser())]
+        gateway = None
+        if s.jump_host:
+            juser, jhost, jport = _split_jump(s.jump_host, s.user)
+            gateway = fabric.Connection(
+                jhost,
+                user=juser,
+                port=jport,
+                connect_kwargs=dict(kwargs),
+                connect_timeout=int(s.connect_timeout),
+            )
+        self._conn = fabric.Connection(
+            node.host,
+            user=s.user,
+            port=s.port,
+            connect_kwargs=kwargs,
+            gateway=gateway,
+            connect_timeout=int(s.connect_timeout),
+        )
+        self._sudo = s.user != "root"
+        self._lock = threading.Lock()
+
+    def _wrap(self, command: str) -> str:
+        if self._sudo:
+            return f"sudo -n /bin/sh -c {shlex.quote(command)}"
+        return command
+
+    def _open(self) -> None:
+        import paramiko
+
+        with self._lock:
+            if self._conn.is_connected:
+                return
+            try:
+                self._conn.open()
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise HostUnreachable(
+                    self.node.name,
+                    f"cannot reach {self.node.ssh.user}@{self.node.host}:{self.node.ssh.port} "
+                    f"over SSH: {exc or type(exc).__name__}",
+                ) from None
+
+    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result:
+        import invoke
+        import paramiko
+
+        self._open()
+        try:
+            r = self._conn.run(
+                self._wrap(command), hide=True, warn=True, timeout=timeout, in_stream=False
+            )
+        except invoke.exceptions.CommandTimedOut as exc:
+            raise StepError(self.node.name, step, command, None, str(exc.result.stderr)) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise HostUnreachable(
+                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
+            ) from None
+        return _check(self.node.name, step, Result(command, r.exited, r.stdout, r.stderr), check)
+
+    def put(self, local: Path, remote: str, *, timeout: float) -> None:
+        import paramiko
+
+        self._open()
+        target = remote if not self._sudo else f"/tmp/provision-{Path(remote).name}"
+        self.run(
+            f"mkdir -p {shlex.quote(str(Path(remote).parent))}", step="upload", timeout=timeout
+        )
+        try:
+            sftp = self._conn.sftp()
+            sftp.get_channel().settimeout(timeout)
+            sftp.put(str(local), target)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise StepError(
+                self.node.name, "upload", f"sftp put {remote}", None, str(exc)
+            ) from None
+        if self._sudo:
+            self.run(
+                f"mv -f {shlex.quote(target)} {shlex.quote(remote)}", step="upload", timeout=timeout
+            )
+
+    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None:
+        import io
+
+        import invoke
+
+        self._open()
+        try:
+            r = self._conn.run(
+                self._wrap(_write_cmd(remote, mode)),
+                hide=True,
+                warn=True,
+                timeout=timeout,
+                in_stream=io.StringIO(content),
+            )
+        except invoke.exceptions.CommandTimedOut:
+            raise StepError(self.node.name, "write", f"write {remote}", None, "") from None
+        if r.exited != 0:
+            raise StepError(self.node.name, "write", f"write {remote}", r.exited, r.stderr)
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # closing a dead connection must not mask the real error
+            pass
+
+
+def connect(node: Node) -> Host:
+    if node.connection == "local":
+        return LocalHost(node)
+    return SSHHost(node)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    node: Node
+    value: T | None
+    error: BaseException | None
+
+
+def run_parallel(nodes: Sequence[Node], fn: Callable[[Node], T], parallel: int) -> list[Outcome[T]]:
+    """Run `fn` for every node on at most `parallel` threads; errors are collected, not raised."""
+
+    def one(node: Node) -> Outcome[T]:
+        try:
+            return Outcome(node, fn(node), None)
+        except Exception as exc:  # reported per host by the caller
+            return Outcome(node, None, exc)
+
+    if not nodes:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(nodes)))) as pool:
+        return list(pool.map(one, nodes))
+
+
+def tcp_reachable(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

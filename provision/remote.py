@@ -1,0 +1,256 @@
+"""What provision does on one host: observe it, install a release, write files, start and stop.
+
+Every remote action is one shell command (or one Python snippet run by the host's python3)
+with a timeout, so a host needs only sh, python3 >= 3.11 and sshd. The layout on a host:
+
+    <install_dir>/artifacts/<release>/   the wheelhouse
+    <install_dir>/releases/<release>/    a venv with senate installed (`.installed` once done)
+    <install_dir>/current                symlink to the running release
+    <install_dir>/previous               symlink to the release before it (for --rollback)
+    <install_dir>/etc/senate.json        the agent config
+    <install_dir>/bin/senatectl          start | stop | restart | status
+    <install_dir>/run/senate.pid, log/senate.log   (launcher)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from provision.artifact import Artifact
+from provision.hosts import Host, HostError, Result, StepError
+from provision.inventory import Node
+from provision.render import Rendered
+
+MIN_PYTHON = (3, 11)
+MIN_DISK_FREE = 300 * 1024 * 1024
+
+_PROBE = r"""
+import errno, json, os, shutil, socket, subprocess, sys
+install, data, bind, ports = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+def read(p):
+    try:
+        with open(p) as f:
+            return f.read()
+    except OSError:
+        return None
+def link(name):
+    p = os.path.join(install, name)
+    return os.path.basename(os.readlink(p)) if os.path.islink(p) else None
+rel_dir = os.path.join(install, "releases")
+releases = sorted(r for r in os.listdir(rel_dir)
+                  if os.path.exists(os.path.join(rel_dir, r, ".installed"))) if os.path.isdir(rel_dir) else []
+ctl = os.path.join(install, "bin", "senatectl")
+running = False
+if os.path.exists(ctl):
+    running = subprocess.run([ctl, "status"], capture_output=True).returncode == 0
+busy = []
+for proto, port in ports:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        s.bind((bind, port))
+    except OSError as e:
+        busy.append([proto, port, os.strerror(e.errno) if e.errno else str(e)])
+    finally:
+        s.close()
+probe_dir = install
+while not os.path.isdir(probe_dir):
+    probe_dir = os.path.dirname(probe_dir)
+print(json.dumps({
+    "python": list(sys.version_info[:3]),
+    "current": link("current"), "previous": link("previous"), "releases": releases,
+    "config": read(os.path.join(install, "etc", "senate.json")),
+    "control": read(ctl),
+    "unit": read("/etc/systemd/system/senate.service"),
+    "systemd": os.path.isdir("/run/systemd/system"),
+    "running": running, "ports_busy": busy,
+    "disk_free": shutil.disk_usage(probe_dir).free,
+}))
+"""
+
+# Reads one agent HTTP endpoint from the host itself (the HTTP API binds client_addr, which is
+# often 127.0.0.1): prints {"status": .., "body": ..} or {"error": ..}.
+_HTTP = r"""
+import json, sys, urllib.request, urllib.error
+method, url = sys.argv[1], sys.argv[2]
+try:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method, data=b"" if method != "GET" else None), timeout=float(sys.argv[3])) as r:
+        print(json.dumps({"status": r.status, "body": r.read().decode()}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode(errors="replace")}))
+except Exception as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    python: tuple[int, ...]
+    current: str | None
+    previous: str | None
+    releases: tuple[str, ...]
+    config: str | None
+    control: str | None
+    unit: str | None
+    systemd: bool
+    running: bool
+    ports_busy: tuple[tuple[str, int, str], ...]
+    disk_free: int
+
+    def service(self, node: Node) -> str:
+        if node.service == "auto":
+            return "systemd" if self.systemd else "launcher"
+        return node.service
+
+
+def agent_ports(node: Node) -> list[tuple[str, int]]:
+    out = [("tcp", node.port(p)) for p in ("server", "serf_lan", "serf_wan")]
+    out += [("udp", node.port("serf_lan")), ("udp", node.port("serf_wan"))]
+    return out
+
+
+def client_ports(node: Node) -> list[tuple[str, int]]:
+    return [("tcp", node.port("rpc")), ("tcp", node.port("http")), ("tcp", node.port("dns"))]
+
+
+def probe(host: Host, timeout: float) -> HostState:
+    node = host.node
+    args = [node.install_dir, node.data_dir, node.bind_addr, json.dumps(agent_ports(node))]
+    cmd = f"{node.python} -c {shlex.quote(_PROBE)} " + " ".join(shlex.quote(a) for a in args)
+    res = host.run(cmd, step="preflight", timeout=timeout, check=False)
+    if res.exit_code == 127:
+        raise StepError(node.name, "preflight", f"{node.python} -c ...", 127, "python3 not found")
+    if res.exit_code != 0:
+        raise StepError(
+            node.name, "preflight", f"{node.python} -c <probe>", res.exit_code, res.stderr
+        )
+    try:
+        d = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        raise StepError(
+            node.name,
+            "preflight",
+            "probe",
+            res.exit_code,
+            f"unreadable probe output: {res.stdout[-200:]}",
+        ) from None
+    return HostState(
+        python=tuple(d["python"]),
+        current=d["current"],
+        previous=d["previous"],
+        releases=tuple(d["releases"]),
+        config=d["config"],
+        control=d["control"],
+        unit=d["unit"],
+        systemd=bool(d["systemd"]),
+        running=bool(d["running"]),
+        ports_busy=tuple((p, int(n), e) for p, n, e in d["ports_busy"]),
+        disk_free=int(d["disk_free"]),
+    )
+
+
+def preflight_problems(node: Node, state: HostState) -> list[str]:
+    problems = []
+    if state.python < MIN_PYTHON:
+        have = ".".join(map(str, state.python))
+        problems.append(f"{node.python} is {have}; senate needs Python >= 3.11")
+    if not state.running and state.ports_busy:
+        busy = ", ".join(f"{n}/{p} ({e})" for p, n, e in state.ports_busy)
+        problems.append(f"ports in use on {node.bind_addr}: {busy}")
+    if state.disk_free < MIN_DISK_FREE and not state.releases:
+        problems.append(
+            f"only {state.disk_free // (1024 * 1024)} MiB free under {node.install_dir}; "
+            f"need {MIN_DISK_FREE // (1024 * 1024)} MiB"
+        )
+    return problems
+
+
+def install_release(host: Host, artifact: Artifact, timeout: float) -> None:
+    """Upload the wheelhouse and install it into <install_dir>/releases/<release> (a venv)."""
+    node = host.node
+    q = shlex.quote
+    base = node.install_dir
+    art_dir = f"{base}/artifacts/{artifact.release}"
+    rel_dir = f"{base}/releases/{artifact.release}"
+    tarball = f"{art_dir}.tar"
+    host.put(artifact.tarball, tarball, timeout=timeout)
+    cmd = " && ".join(
+        [
+            f"rm -rf {q(art_dir)} {q(rel_dir)}",
+            f"mkdir -p {q(art_dir)}",
+            f"tar -xf {q(tarball)} -C {q(art_dir)}",
+            f"rm -f {q(tarball)}",
+            f"{node.python} -m venv --without-pip {q(rel_dir)}",
+            # pip runs from its own wheel; host pip configs and indexes play no part.
+            f"PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python {q(art_dir)}/{artifact.pip_wheel}/pip"
+            f" install -q --no-index --no-compile --disable-pip-version-check"
+            f" --find-links {q(art_dir)} senate=={artifact.version}",
+            f"{q(rel_dir)}/bin/senate --version >/dev/null",
+            f"touch {q(rel_dir)}/.installed",
+        ]
+    )
+    host.run(cmd, step="install", timeout=timeout)
+
+
+def switch_release(host: Host, release: str, timeout: float) -> None:
+    """Point `current` at `release`, keeping the one it pointed at as `previous`."""
+    q = shlex.quote
+    base = host.node.install_dir
+    cmd = (
+        f'cd {q(base)} && if [ -L current ] && [ "$(basename "$(readlink current)")" != {q(release)} ]; '
+        f'then ln -sfn "$(readlink current)" previous; fi && '
+        f"ln -sfn releases/{q(release)} current.tmp && mv -T current.tmp current"
+    )
+    host.run(cmd, step="switch release", timeout=timeout)
+
+
+def write_files(host: Host, rendered: Rendered, timeout: float) -> None:
+    for f in rendered.files:
+        host.put_text(f.content, f.path, f.mode, timeout=timeout)
+    node = host.node
+    host.run(
+        f"mkdir -p {shlex.quote(node.data_dir)} {shlex.quote(node.install_dir)}/run "
+        f"{shlex.quote(node.install_dir)}/log",
+        step="write config",
+        timeout=timeout,
+    )
+    if rendered.unit is not None:
+        host.run(
+            "systemctl daemon-reload && systemctl enable senate.service -q",
+            step="systemd",
+            timeout=timeout,
+        )
+
+
+def control(host: Host, action: str, timeout: float) -> Result:
+    ctl = f"{host.node.install_dir}/bin/senatectl"
+    return host.run(f"{shlex.quote(ctl)} {action}", step=action, timeout=timeout)
+
+
+def senate(host: Host, args: str, timeout: float, check: bool = True) -> Result:
+    """Run `senate <args>` from the node's current release against its own agent."""
+    exe = f"{host.node.install_dir}/current/bin/senate"
+    return host.run(
+        f"{shlex.quote(exe)} {args}", step=f"senate {args.split()[0]}", timeout=timeout, check=check
+    )
+
+
+def http(host: Host, path: str, timeout: float, method: str = "GET") -> tuple[int, str]:
+    """One request to the node's own HTTP API, made on the node. Raises HostError when the agent
+    does not answer."""
+    node = host.node
+    url = f"http://{node.http_addr}{path}"
+    py = f"{node.install_dir}/current/bin/python"
+    cmd = f"{shlex.quote(py)} -c {shlex.quote(_HTTP)} {method} {shlex.quote(url)} {timeout}"
+    res = host.run(cmd, step=f"http {path}", timeout=timeout + 10)
+    d = json.loads(res.stdout)
+    if "error" in d:
+        raise HostError(node.name, f"HTTP {method} {path}: {d['error']}")
+    return int(d["status"]), str(d["body"])
+
+
+def kill_agent(host: Host, timeout: float) -> None:
+    """SIGKILL the agent (tests and benchmarks: a crash, not a stop)."""
+    pidfile = f"{host.node.install_dir}/run/senate.pid"
+    host.run(f"kill -9 $(cat {shlex.quote(pidfile)})", step="kill", timeout=timeout)

@@ -1,0 +1,210 @@
+"""Compares what the cluster says about itself with the inventory.
+
+It reads `senate members`, `senate members -wan`, `senate operator raft list-peers` and
+`senate info` as an operator would (the same columns Consul prints), and `compare` — a pure
+function — lists every mismatch: a node missing, not alive, of the wrong type or datacenter, a
+datacenter without exactly one leader, raft peers that are not exactly the servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from provision.hosts import Host, HostError
+from provision.inventory import Inventory, Node
+from provision.remote import senate
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    address: str
+    status: str
+    type: str
+    datacenter: str
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    node: str
+    address: str
+    state: str
+
+
+@dataclass(slots=True)
+class DCView:
+    """What one server of a datacenter reported (empty lists when nothing answered)."""
+
+    datacenter: str
+    source: str | None  # the node that answered
+    members: list[Member] = field(default_factory=list)
+    peers: list[Peer] = field(default_factory=list)
+    wan: list[Member] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Parse a columnised table (Consul's `columnize`): header names give column offsets."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return []
+    header = lines[0]
+    starts: list[int] = []
+    names: list[str] = []
+    i = 0
+    while i < len(header):
+        if header[i] != " " and (i == 0 or header[i - 1] == " "):
+            starts.append(i)
+            j = header.find(" ", i)
+            names.append(header[i : j if j != -1 else len(header)])
+        i += 1
+    rows = []
+    for ln in lines[1:]:
+        row: dict[str, str] = {}
+        for k, name in enumerate(names):
+            end = starts[k + 1] if k + 1 < len(starts) else len(ln)
+            row[name] = ln[starts[k] : end].strip()
+        rows.append(row)
+    return rows
+
+
+def parse_members(text: str) -> list[Member]:
+    return [
+        Member(
+            r.get("Node", ""),
+            r.get("Address", ""),
+            r.get("Status", ""),
+            r.get("Type", ""),
+            r.get("DC", ""),
+        )
+        for r in parse_table(text)
+    ]
+
+
+def parse_peers(text: str) -> list[Peer]:
+    return [
+        Peer(r.get("Node", ""), r.get("Address", ""), r.get("State", "")) for r in parse_table(text)
+    ]
+
+
+def parse_info(text: str) -> dict[str, dict[str, str]]:
+    """`senate info`: `section:` lines, then indented `key = value` lines."""
+    out: dict[str, dict[str, str]] = {}
+    section = ""
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        if not ln[0].isspace() and ln.rstrip().endswith(":"):
+            section = ln.strip()[:-1]
+            out[section] = {}
+        elif "=" in ln:
+            k, _, v = ln.partition("=")
+            out.setdefault(section, {})[k.strip()] = v.strip().strip("'")
+    return out
+
+
+def _server_rpc(node: Node) -> str:
+    return f"{node.advertise}:{node.port('server')}"
+
+
+def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
+    """Every way the cluster differs from the inventory, one line each (empty: all good)."""
+    problems: list[str] = []
+    by_dc = {v.datacenter: v for v in views}
+    all_servers = inv.servers()
+    for dc in inv.datacenters:
+        view = by_dc.get(dc)
+        if view is None or view.source is None:
+            errs = "; ".join(view.errors) if view else "not checked"
+            problems.append(f"{dc}: no server answered ({errs})")
+            continue
+        members = {m.name: m for m in view.members}
+        for node in inv.nodes:
+            if node.datacenter != dc:
+                continue
+            m = members.get(node.name)
+            if m is None:
+                problems.append(f"{dc}: {node.name} is not a member")
+                continue
+            if m.status != "alive":
+                problems.append(f"{dc}: {node.name} is {m.status}, want alive")
+            if m.type != node.role:
+                problems.append(f"{dc}: {node.name} is a {m.type}, want {node.role}")
+            if m.datacenter and m.datacenter != dc:
+                problems.append(f"{dc}: {node.name} is in datacenter {m.datacenter}, want {dc}")
+        names = {n.name for n in inv.nodes if n.datacenter == dc}
+        for m in view.members:
+            if m.name not in names and m.status == "alive":
+                problems.append(
+                    f"{dc}: {m.name} ({m.address}) is a member but not in the inventory"
+                )
+        leaders = [p for p in view.peers if p.state == "leader"]
+        if not leaders:
+            problems.append(f"{dc}: no raft leader")
+        elif len(leaders) > 1:
+            problems.append(
+                f"{dc}: {len(leaders)} raft leaders ({', '.join(p.node for p in leaders)})"
+            )
+        want = {_server_rpc(s): s.name for s in inv.servers(dc)}
+        have = {p.address for p in view.peers}
+        for addr, name in want.items():
+            if addr not in have:
+                problems.append(f"{dc}: server {name} ({addr}) is not a raft peer")
+        for addr in sorted(have - set(want)):
+            problems.append(f"{dc}: raft peer {addr} is not a server in the inventory")
+        if len(inv.datacenters) > 1:
+            wan = {m.name: m for m in view.wan}
+            for s in all_servers:
+                wname = f"{s.name}.{s.datacenter}"
+                wm = wan.get(wname)
+                if wm is None:
+                    problems.append(f"{dc}: {wname} is not a WAN member")
+                elif wm.status != "alive":
+                    problems.append(f"{dc}: WAN member {wname} is {wm.status}, want alive")
+    return problems
+
+
+def observe_dc(inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float) -> DCView:
+    """Ask the servers of `dc`, in order, until one answers all three commands."""
+    view = DCView(dc, None)
+    for node in inv.servers(dc):
+        host = hosts.get(node.name)
+        if host is None:
+            continue
+        rpc = f"-rpc-addr={node.rpc_addr}"
+        try:
+            members = senate(host, f"members {rpc}", timeout)
+            peers = senate(
+                host, f"operator raft list-peers -http-addr={node.http_addr}", timeout, check=False
+            )
+            if peers.exit_code != 0:
+                peers = senate(
+                    host, f"operator raft -list-peers -http-addr={node.http_addr}", timeout
+                )
+            wan = senate(host, f"members -wan {rpc}", timeout) if len(inv.datacenters) > 1 else None
+        except HostError as exc:
+            view.errors.append(f"{node.name}: {exc}")
+            continue
+        view.source = node.name
+        view.members = parse_members(members.stdout)
+        view.peers = parse_peers(peers.stdout)
+        view.wan = parse_members(wan.stdout) if wan is not None else []
+        return view
+    return view
+
+
+def observe(inv: Inventory, hosts: dict[str, Host], timeout: float) -> list[DCView]:
+    from provision.hosts import run_parallel
+
+    dcs = inv.datacenters
+    # one server per datacenter stands in for the datacenter; datacenters in parallel
+    outcomes = run_parallel(
+        [inv.servers(dc)[0] for dc in dcs],
+        lambda n: observe_dc(inv, n.datacenter, hosts, timeout),
+        inv.parallel,
+    )
+    return [
+        o.value if o.value is not None else DCView(o.node.datacenter, None, errors=[str(o.error)])
+        for o in outcomes
+    ]
