@@ -112,7 +112,7 @@ def _coord_dict(coord: Any) -> dict[str, Any] | None:
         return None
     if isinstance(coord, dict):
         return coord
-    to_dict = getattr(coord, "to_dict", None)
+    to_dict = getattr(coord, "to_wire", None) or getattr(coord, "to_dict", None)
     if callable(to_dict):
         d = to_dict()
         return d if isinstance(d, dict) else None
@@ -351,6 +351,8 @@ class Agent:
             forward_leader=self.forward_leader,
             forward_dc=self.forward_dc,
             known_datacenters=self.known_datacenters,
+            wan_coordinates=self._wan_coordinates,
+            server_name=self._server_name,
         )
         self.rpc_server = RPCServer(self.mux, self.endpoints.handle)
         try:
@@ -368,6 +370,7 @@ class Agent:
             lan_members=lambda: self.lan.members() if self.lan is not None else [],
         )
         self.raft.add_leadership_observer(self._on_leadership)
+        self.raft.add_leadership_observer(self.endpoints.on_leadership)
         if cfg.bootstrap or cfg.bootstrap_expect == 1:
             if not self.raft.has_existing_state():
                 await self.raft.bootstrap(
@@ -778,6 +781,24 @@ class Agent:
                 last = exc
                 self.pool.drop(addr)
         raise RPCError(f"rpc error: failed to reach datacenter {dc}: {last}")
+
+    def _server_name(self, address: str) -> str | None:
+        return next((n for n, a in self._lan_servers.items() if a == address), None)
+
+    def _wan_coordinates(self) -> list[dict[str, Any]]:
+        if self.wan is None:
+            return []
+        by_dc: dict[str, list[dict[str, Any]]] = {}
+        for m in self.wan.members():
+            parts = server_parts(m)
+            if parts is None or m.status != "alive":
+                continue
+            coord = None
+            with contextlib.suppress(Exception):
+                coord = _coord_dict(self.wan.cached_coordinate(m.name))
+            if coord is not None:
+                by_dc.setdefault(parts.datacenter, []).append({"Node": m.name, "Coord": coord})
+        return [{"Datacenter": dc, "Coordinates": c} for dc, c in sorted(by_dc.items())]
 
     def known_datacenters(self) -> list[str]:
         dcs = {d for (d, _) in self._wan_servers.values()}
