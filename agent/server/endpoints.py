@@ -51,7 +51,7 @@ KVS.Apply      KeyRequest {Datacenter, Op, DirEnt: DirEntry}
                session or in its lock-delay, an unlock is by the wrong session; True otherwise).
                Key: leading "/" stripped; "" only for delete-tree ("Must provide key").
                Value over 524288 bytes -> "Value exceeds 524288 byte limit".
-               lock/unlock with an unknown session -> "Invalid session".
+               lock with an unknown session -> `invalid session "<id>"` (Consul 0.7 wording).
 KVS.Get        KeyRequest {Datacenter, Key, +QueryOptions}
                -> IndexedDirEntries {Entries: [DirEntry] | None, +QueryMeta}
                (Index: the entry's ModifyIndex, else the kvs/tombstone index, at least 1)
@@ -109,6 +109,14 @@ Operator.RaftGetConfiguration DCSpecificRequest {+QO} -> RaftConfigurationRespon
                        {Servers: [{ID, Node, Address, Leader: bool, Voter: bool}], Index}
 Operator.RaftRemovePeerByAddress RaftPeerByAddressRequest {Datacenter, Address} -> None
                        (unknown address -> 'address "x" was not found in the Raft configuration')
+Snapshot.Save          {+QO} -> {Data: bytes (StateFSM.snapshot() format), Index: raft applied
+                       index, Term, +QueryMeta}
+Snapshot.Restore       {Datacenter, Data: bytes, Index, Term} -> None   (applied through the
+                       raft log as senate's SnapshotRestore command: every server replaces its
+                       state at the same index)
+
+Session LockDelay on input follows Consul's FixupLockDelay: a float, or a number below 1000,
+is seconds; a larger integer is nanoseconds. Stored and returned as integer nanoseconds.
 
 Raft commands written by the endpoints (and by the agent's leader duties through
 `agent.state.commands.encode_command`) are msgpack {"Type": MessageType, "Req": request}.
@@ -124,6 +132,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from agent.api import RPCError
+from agent.codec import FrameError, packb, unpackb
 from agent.state.commands import MessageType, encode_command
 from agent.state.durations import (
     SECOND,
@@ -139,6 +148,7 @@ from agent.state.store import (
     MAX_TXN_OPS,
     SESSION_DELETE,
     SESSION_RELEASE,
+    StateError,
     StateStore,
 )
 
@@ -194,6 +204,7 @@ _WRITES = frozenset(
         "Catalog.Deregister",
         "Coordinate.Update",
         "Operator.RaftRemovePeerByAddress",
+        "Snapshot.Restore",
     }
 )
 #: Methods every server answers from its own view, without a leader.
@@ -218,6 +229,21 @@ def _str(args: dict[str, Any], name: str) -> str:
 def normalize_key(key: str) -> str:
     """KV keys as Consul stores them: without leading "/"."""
     return key.lstrip("/")
+
+
+def lock_delay_ns(value: Any) -> int:
+    """Consul's FixupLockDelay: seconds when a float or below 1000, else nanoseconds; a
+    duration string ("15s") is parsed."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DurationError as exc:
+            raise RPCError(f"Invalid LockDelay '{value}': {exc}") from exc
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RPCError("LockDelay must be a duration")
+    if isinstance(value, float) or value < 1000:
+        return round(value * SECOND)
+    return int(value)
 
 
 class SessionTimers:
@@ -363,6 +389,8 @@ class Endpoints:
             "Coordinate.ListNodes": self._coordinate_nodes,
             "Operator.RaftGetConfiguration": self._raft_configuration,
             "Operator.RaftRemovePeerByAddress": self._raft_remove_peer,
+            "Snapshot.Save": self._snapshot_save,
+            "Snapshot.Restore": self._snapshot_restore,
         }
 
     def methods(self) -> list[str]:
@@ -619,10 +647,7 @@ class Endpoints:
             sess["Checks"] = ["serfHealth"]
         if "LockDelay" not in sess or sess["LockDelay"] is None:
             sess["LockDelay"] = DEFAULT_LOCK_DELAY_NS
-        try:
-            sess["LockDelay"] = int(sess["LockDelay"])
-        except (TypeError, ValueError) as exc:
-            raise RPCError("LockDelay must be a number of nanoseconds") from exc
+        sess["LockDelay"] = lock_delay_ns(sess["LockDelay"])
         while True:
             sid = str(uuid.uuid4())
             if self.state.session_get(sid)[1] is None:
@@ -849,6 +874,30 @@ class Endpoints:
                 log.warning("consul.operator: Removed Raft peer %s", address)
                 return
         raise RPCError(f'address "{address}" was not found in the Raft configuration')
+
+    # ------------------------------------------------------------------------- snapshots
+
+    async def _snapshot_save(self, args: dict[str, Any]) -> dict[str, Any]:
+        if _bool(args.get("RequireConsistent")):
+            await self._verify_leader()
+        reply: dict[str, Any] = {
+            "Data": packb(self.state.snapshot_tables()),
+            "Index": int(getattr(self.raft, "applied_index", 0) or self.state.max_index()),
+            "Term": int(getattr(self.raft, "term", 0) or 0),
+        }
+        reply.update(self._query_meta())
+        return reply
+
+    async def _snapshot_restore(self, args: dict[str, Any]) -> None:
+        data = args.get("Data")
+        if not isinstance(data, bytes | bytearray):
+            raise RPCError("Must provide snapshot Data")
+        try:
+            snap = unpackb(bytes(data))
+            StateStore().restore_tables(snap)  # validate before it reaches the log
+        except (FrameError, StateError) as exc:
+            raise RPCError(f"failed to restore snapshot: {exc}") from exc
+        await self._raft_apply(MessageType.SNAPSHOT_RESTORE, {"Data": bytes(data)})
 
     # ----------------------------------------------------------------------- coordinates
 

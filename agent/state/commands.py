@@ -23,6 +23,9 @@ class MessageType(enum.IntEnum):
     PREPARED_QUERY = 7
     TXN = 8
     AUTOPILOT = 9
+    #: senate's own: replace the whole state with a snapshot's tables (Snapshot.Restore goes
+    #: through the log, so every server restores at the same index). Outside Consul's range.
+    SNAPSHOT_RESTORE = 127
 
 
 #: Consul's IgnoreUnknownTypeFlag: a command with this bit set is skipped by a server that

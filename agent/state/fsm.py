@@ -105,6 +105,16 @@ class StateFSM:
                 return FSMError("invalid Autopilot request: missing Config")
             cas = int(req.get("Index") or 0) if req.get("CAS") else None
             return st.autopilot_set_config(index, config, cas)
+        if msg_type == MessageType.SNAPSHOT_RESTORE:
+            data = req.get("Data")
+            if not isinstance(data, bytes):
+                return FSMError("invalid SnapshotRestore request: missing Data")
+            try:
+                snap = unpackb(data)
+            except FrameError as exc:
+                return FSMError(f"failed to restore snapshot: {exc}")
+            st.restore_tables(snap, at_index=index)
+            return None
         if ignore:
             log.warning(
                 "fsm: ignoring unknown message type (%d), upgrade to newer version", msg_type

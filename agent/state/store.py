@@ -71,6 +71,15 @@ def go_quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _uint(value: Any, name: str) -> int:
+    """A uint64 field of a request (None means 0); anything else is refused."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise StateError(f"{name} must be an unsigned 64-bit integer, not {value!r}")
+    return value
+
+
 def _copy(rec: dict[str, Any]) -> dict[str, Any]:
     return dict(rec)
 
@@ -197,14 +206,18 @@ class StateStore:
         value = req.get("Value")
         if isinstance(value, str):
             value = value.encode()
+        elif isinstance(value, bytearray):
+            value = bytes(value)
+        elif value is not None and not isinstance(value, bytes):
+            raise StateError(f"Value must be bytes, not {type(value).__name__}")
         return {
             "Key": str(req.get("Key") or ""),
-            "Flags": int(req.get("Flags") or 0),
+            "Flags": _uint(req.get("Flags"), "Flags"),
             "Value": value,
             "Session": str(req.get("Session") or ""),
-            "LockIndex": int(req.get("LockIndex") or 0),
-            "CreateIndex": int(req.get("CreateIndex") or 0),
-            "ModifyIndex": int(req.get("ModifyIndex") or 0),
+            "LockIndex": _uint(req.get("LockIndex"), "LockIndex"),
+            "CreateIndex": _uint(req.get("CreateIndex"), "CreateIndex"),
+            "ModifyIndex": _uint(req.get("ModifyIndex"), "ModifyIndex"),
         }
 
     def _kvs_set(self, idx: int, entry: dict[str, Any], update_session: bool) -> dict[str, Any]:
@@ -260,9 +273,9 @@ class StateStore:
     def _kvs_lock(self, idx: int, entry: dict[str, Any]) -> bool:
         session = entry["Session"]
         if not session:
-            raise StateError("Missing session")
+            raise StateError("missing session")
         if session not in self._sessions:
-            raise StateError(f"Invalid session {go_quote(session)}")
+            raise StateError(f"invalid session {go_quote(session)}")
         existing = self._kvs.get(entry["Key"])
         entry = dict(entry)
         if existing is not None:
@@ -280,7 +293,7 @@ class StateStore:
     def _kvs_unlock(self, idx: int, entry: dict[str, Any]) -> bool:
         session = entry["Session"]
         if not session:
-            raise StateError("Missing session")
+            raise StateError("missing session")
         existing = self._kvs.get(entry["Key"])
         if existing is None or existing["Session"] != session:
             return False
@@ -489,7 +502,7 @@ class StateStore:
                 "Name": str(sess.get("Name") or ""),
                 "Node": node,
                 "Checks": checks,
-                "LockDelay": int(sess.get("LockDelay") or 0),
+                "LockDelay": _uint(sess.get("LockDelay"), "LockDelay"),
                 "Behavior": behavior,
                 "TTL": str(sess.get("TTL") or ""),
                 "CreateIndex": idx,
@@ -586,7 +599,7 @@ class StateStore:
             "Service": str(svc.get("Service") or ""),
             "Tags": [str(t) for t in (svc.get("Tags") or [])],
             "Address": str(svc.get("Address") or ""),
-            "Port": int(svc.get("Port") or 0),
+            "Port": _uint(svc.get("Port"), "Port"),
             "Meta": dict(svc.get("Meta") or {}),
             "EnableTagOverride": bool(svc.get("EnableTagOverride")),
             "CreateIndex": existing["CreateIndex"] if existing else idx,
@@ -830,9 +843,11 @@ class StateStore:
             "Autopilot": self._autopilot,
         }
 
-    def restore_tables(self, snap: dict[str, Any]) -> None:
+    def restore_tables(self, snap: dict[str, Any], at_index: int = 0) -> None:
         """Replace every table with a snapshot's; wakes every watch. Raises StateError (and
-        keeps the current state) if the snapshot is malformed."""
+        keeps the current state) if the snapshot is malformed. With `at_index` (a restore
+        applied from the raft log) every table index moves to at least that index, so that
+        blocking queries see the change."""
         if not isinstance(snap, dict) or snap.get("Version") != 1:
             raise StateError("unsupported snapshot version")
         fresh = StateStore(self.now)
@@ -859,6 +874,8 @@ class StateStore:
             fresh._autopilot = snap.get("Autopilot")
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed snapshot: {exc!r}") from exc
+        for table in TABLES:
+            fresh._index[table] = max(fresh._index[table], at_index)
         for name in (
             "_index",
             "_kvs",
