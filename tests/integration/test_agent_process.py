@@ -1,0 +1,115 @@
+"""`senate agent` as a process: -dev end to end with the seed's CLI commands, the banner, the
+data-dir lock, config errors without tracebacks, pid file and graceful exit on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import Cluster, run_cli, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+DEV_IP = "127.5.2.1"
+
+
+def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
+    node = cluster.add("dev1", DEV_IP)
+    node.args = ["-dev", "-node=dev1", f"-bind={DEV_IP}", f"-client={DEV_IP}"]
+    node.start()
+    cluster.wait_http([node], timeout=30)
+    assert cluster.wait_leader([node], timeout=10) == f"{DEV_IP}:8300"
+    text = node.log_text()
+    for line in (
+        "==> Starting Senate agent...",
+        "         Node name: 'dev1'",
+        "        Datacenter: 'dc1'",
+        "            Server: true (bootstrap: true)",
+        f"       Client Addr: {DEV_IP} (HTTP: 8500, HTTPS: -1, DNS: 8600, RPC: 8400)",
+        f"      Cluster Addr: {DEV_IP} (LAN: 8301, WAN: 8302)",
+        "==> Log data will now stream in as it occurs:",
+    ):
+        assert line in text, line
+    wait_for(
+        lambda: "[INFO] consul: cluster leadership acquired" in node.log_text(),
+        10,
+        "leadership log",
+    )
+    wait_for(
+        lambda: "Synced service 'consul'" in node.log_text(),
+        15,
+        "anti-entropy of the consul service",
+    )
+    http = [f"-http-addr={node.http}"]
+    put = run_cli(["kv", "put", *http, "name", "ivan"])
+    assert (put.returncode, put.stdout) == (0, "Success! Data written to: name\n"), put.stderr
+    get = run_cli(["kv", "get", *http, "name"])
+    assert (get.returncode, get.stdout) == (0, "ivan\n")
+    detailed = run_cli(["kv", "get", "-detailed", *http, "name"])
+    assert [ln.split()[0] for ln in detailed.stdout.splitlines()] == [
+        "CreateIndex",
+        "Flags",
+        "Key",
+        "LockIndex",
+        "ModifyIndex",
+        "Session",
+        "Value",
+    ]
+    members = run_cli(["members", *http, f"-rpc-addr={DEV_IP}:8400"])
+    assert members.returncode == 0, members.stderr
+    row = members.stdout.splitlines()[1].split()
+    assert row[:4] == ["dev1", f"{DEV_IP}:8301", "alive", "server"] and row[-1] == "dc1"
+    delete = run_cli(["kv", "delete", *http, "name"])
+    assert delete.stdout == "Success! Deleted key: name\n"
+    assert node.stop(signal.SIGINT) == 0 or not node.running()
+
+
+def test_second_agent_on_same_data_dir_is_refused(cluster: Cluster) -> None:
+    first = cluster.add("lock1", "127.5.2.2")
+    first.start()
+    cluster.wait_http([first], timeout=30)
+    second = cluster.add("lock2", "127.5.2.3")
+    second.args = [
+        a if not a.startswith("-data-dir=") else f"-data-dir={first.data_dir}" for a in second.args
+    ]
+    second.start()
+    assert second.proc is not None and second.proc.wait(30) == 1
+    text = second.log_text()
+    assert "is in use by another agent" in text and "Traceback" not in text
+    assert first.running()
+
+
+def test_bad_config_file_exits_with_file_key_and_expectation(tmp_path: Path) -> None:
+    conf = tmp_path / "agent.json"
+    conf.write_text(json.dumps({"bootstrap_expect": "three", "server": True}))
+    out = run_cli(["agent", f"-config-file={conf}", f"-data-dir={tmp_path / 'd'}"])
+    assert out.returncode == 1
+    assert (
+        str(conf) in out.stderr
+        and "bootstrap_expect" in out.stderr
+        and "expected an integer" in out.stderr
+    )
+    assert "Traceback" not in out.stderr + out.stdout
+    out = run_cli(["agent", "-data-dir=/tmp/x", "-no-such-flag"])
+    assert out.returncode == 1 and "flag provided but not defined: -no-such-flag" in out.stderr
+    valid = run_cli(["validate", str(conf)])
+    assert valid.returncode == 1 and "bootstrap_expect" in valid.stderr
+
+
+def test_pid_file_and_graceful_leave_on_interrupt(cluster: Cluster, tmp_path: Path) -> None:
+    pid_file = tmp_path / "agent.pid"
+    node = cluster.add("pid1", "127.5.2.4", extra=[f"-pid-file={pid_file}"])
+    node.start()
+    cluster.wait_http([node], timeout=30)
+    assert pid_file.read_text().strip() == str(node.pid)
+    assert node.stop(signal.SIGINT) == 0
+    text = node.log_text()
+    assert "==> Caught signal: interrupt" in text
+    assert "==> Gracefully shutting down agent..." in text
+    assert not pid_file.exists()

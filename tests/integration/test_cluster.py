@@ -1,0 +1,211 @@
+"""A datacenter of real `senate agent` processes on 127.5.x.y (issue 5's Proof).
+
+One module-scoped datacenter (3 servers with -bootstrap-expect=3 and 2 clients) is shared by
+the tests in file order: membership, a wrong-datacenter client, a second datacenter over WAN,
+then the destructive one — 2,000 concurrent KV writes with the leader SIGKILLed mid-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import Cluster, Node, run_cli, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+SERVERS = ["127.5.0.1", "127.5.0.2", "127.5.0.3"]
+CLIENTS = ["127.5.0.11", "127.5.0.12"]
+
+
+@pytest.fixture(scope="module")
+def dc1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("dc1"))
+    try:
+        for i, ip in enumerate(SERVERS, 1):
+            others = [s for s in SERVERS if s != ip]
+            c.add(f"s{i}", ip, server=True, bootstrap_expect=3, retry_join=others)
+        for i, ip in enumerate(CLIENTS, 1):
+            c.add(f"c{i}", ip, retry_join=SERVERS)
+        c.start_all()
+        c.wait_http(c.nodes.values(), timeout=30)
+        c.wait_leader(c.nodes.values(), timeout=30)
+        yield c
+    except BaseException:
+        sys.stderr.write("\n" + c.dump_logs() + "\n")
+        raise
+    finally:
+        c.cleanup()
+
+
+def _servers(c: Cluster) -> list[Node]:
+    return [c.nodes[f"s{i}"] for i in (1, 2, 3)]
+
+
+def test_three_servers_two_clients_elect_and_see_five_alive(dc1: Cluster) -> None:
+    names = {"s1", "s2", "s3", "c1", "c2"}
+    for node in dc1.nodes.values():
+        wait_for(lambda n=node: n.alive_members() == names, 20, f"5 alive members on {node.name}")  # type: ignore[misc]
+    leader = dc1.wait_leader(dc1.nodes.values(), timeout=10)
+    assert leader in {f"{ip}:8300" for ip in SERVERS}
+    peers = dc1.nodes["c1"].get_json("/v1/status/peers")
+    assert sorted(peers) == sorted(f"{ip}:8300" for ip in SERVERS)
+    # Exactly one bootstrap happened, and the catalog knows every node with serfHealth passing.
+    assert sum("attempting bootstrap" in n.log_text() for n in _servers(dc1)) >= 1
+    wait_for(
+        lambda: {n["Node"] for n in dc1.nodes["c2"].get_json("/v1/catalog/nodes")} == names,
+        20,
+        "5 nodes in the catalog",
+    )
+    checks = dc1.nodes["s1"].get_json("/v1/health/state/passing")
+    assert {c["Node"] for c in checks if c["CheckID"] == "serfHealth"} == names
+    consul = dc1.nodes["c1"].get_json("/v1/catalog/service/consul")
+    assert sorted(s["Address"] for s in consul) == sorted(SERVERS)
+    # `senate members` prints Consul's table.
+    out = run_cli(["members", f"-http-addr={dc1.nodes['c1'].http}", f"-rpc-addr={CLIENTS[0]}:8400"])
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0].split()
+    assert header == ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC"]
+    assert len(out.stdout.splitlines()) == 6 and out.stdout.count("alive") == 5
+
+
+def test_client_of_another_datacenter_is_refused(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as c:
+        bad = c.add("wrongdc", "127.5.0.21", datacenter="mydc", join=[SERVERS[0]])
+        bad.start()
+        assert bad.proc is not None
+        code = bad.proc.wait(30)
+        text = bad.log_text()
+        assert code == 1, text
+        assert "==> Joining cluster..." in text
+        assert "==> 1 error(s) occurred:" in text
+        assert "part of wrong datacenter 'dc1'" in text
+        assert "Failed to join 127.5.0.1" in text
+        assert "Traceback" not in text
+
+
+def test_second_datacenter_over_wan(dc1: Cluster, tmp_path: Path) -> None:
+    with Cluster(tmp_path) as c:
+        d2 = c.add("d2s1", "127.5.1.1", server=True, bootstrap=True, datacenter="dc2")
+        d2.start()
+        c.wait_http([d2])
+        c.wait_leader([d2])
+        out = run_cli(
+            ["join", "-wan", f"-rpc-addr={d2.ip}:8400", f"-http-addr={d2.http}", SERVERS[0]]
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Successfully joined cluster by contacting 1 nodes." in out.stdout
+        wan_names = {"s1.dc1", "s2.dc1", "s3.dc1", "d2s1.dc2"}
+        for node in [d2, *_servers(dc1)]:
+            wait_for(
+                lambda n=node: n.alive_members(wan=True) == wan_names,
+                20,
+                f"WAN members on {node.name}",
+            )  # type: ignore[misc]
+        out = run_cli(
+            ["members", "-wan", f"-rpc-addr={SERVERS[1]}:8400", f"-http-addr={SERVERS[1]}:8500"]
+        )
+        assert out.returncode == 0, out.stderr
+        for name in wan_names:
+            assert name in out.stdout
+        # ?dc= is forwarded both ways: a write through dc1's client lands in dc2.
+        status, body, _ = dc1.nodes["c1"].request("PUT", "/v1/kv/cross?dc=dc2", b"from-dc1")
+        assert status == 200 and body.strip() == b"true"
+        got = d2.get_json("/v1/kv/cross")
+        assert base64.b64decode(got[0]["Value"]) == b"from-dc1"
+        assert dc1.nodes["s2"].get_json("/v1/kv/cross?dc=dc2")[0]["Key"] == "cross"
+        dcs = dc1.nodes["c2"].get_json("/v1/catalog/datacenters")
+        assert dcs[0] == "dc1" and "dc2" in dcs
+
+
+async def _write_all(
+    nodes: list[Node], n: int, concurrency: int, on_progress: asyncio.Event, kill_after: int
+) -> dict[str, bytes]:
+    """PUT n keys through the servers' HTTP APIs; returns the acknowledged ones."""
+    acked: dict[str, bytes] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+    timeout = aiohttp.ClientTimeout(total=15)
+    deadline = time.monotonic() + 120
+
+    async def worker(w: int, session: aiohttp.ClientSession) -> None:
+        while time.monotonic() < deadline:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            key, value = f"load/{i:05d}", f"v{i}".encode()
+            node = nodes[(i + w) % len(nodes)]
+            try:
+                async with session.put(f"http://{node.http}/v1/kv/{key}", data=value) as resp:
+                    body = await resp.read()
+                    if resp.status == 200 and body.strip() == b"true":
+                        acked[key] = value
+                        if len(acked) >= kill_after:
+                            on_progress.set()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                pass  # not acknowledged: no promise was made
+
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
+    return acked
+
+
+def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Cluster) -> None:
+    servers = _servers(dc1)
+    leader_addr = dc1.wait_leader(servers, timeout=10)
+    old = dc1.node_by_server_addr(leader_addr)
+    survivors = [s for s in servers if s is not old]
+    timings: dict[str, float] = {}
+
+    async def scenario() -> dict[str, bytes]:
+        progress = asyncio.Event()
+        writes = asyncio.create_task(_write_all(servers, 2000, 64, progress, kill_after=700))
+        await asyncio.wait_for(progress.wait(), 60)
+        old.kill()
+        killed = time.monotonic()
+
+        def new_leader() -> str | None:
+            seen = {s.leader() for s in survivors}
+            if len(seen) == 1 and "" not in seen and leader_addr not in seen:
+                return seen.pop()
+            return None
+
+        await asyncio.to_thread(wait_for, new_leader, 15, "a new leader")
+        timings["failover"] = time.monotonic() - killed
+        return await writes
+
+    acked = asyncio.run(scenario())
+    assert timings["failover"] < 5.0, timings
+    assert len(acked) >= 1000, f"only {len(acked)} writes acknowledged"
+    # Every acknowledged write is readable (consistent read through a surviving server).
+    reader = survivors[0]
+    entries = reader.get_json("/v1/kv/load/?recurse&consistent", timeout=30)
+    stored = {e["Key"]: base64.b64decode(e["Value"]) for e in entries}
+    missing = [k for k, v in acked.items() if stored.get(k) != v]
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    # The old leader restarts, rejoins as a follower and catches up.
+    old.start()
+    dc1.wait_http([old], timeout=30)
+    # All three agree on one leader again (the old one may win a later election).
+    assert dc1.wait_leader(servers, timeout=30) in {s.server_addr for s in servers}
+
+    def caught_up() -> bool:
+        got = old.get_json("/v1/kv/load/?recurse&stale", timeout=10)
+        have = {e["Key"]: base64.b64decode(e["Value"]) for e in got or []}
+        return all(have.get(k) == v for k, v in acked.items())
+
+    wait_for(caught_up, 30, "the restarted old leader to catch up")
+    info = json.loads(json.dumps(old.get_json("/v1/agent/self")))
+    assert info["Config"]["Server"] is True
