@@ -252,11 +252,9 @@ class _Conn:
             op = _KEYRING_OPS[command]
             key = str(body.get("Key", "")) if op != "list" else None
             replies = await agent.keyring(op, key)
-            resp = keyring_to_rpc(replies)
-            errors = [
-                f"{i['Datacenter']} ({i['Pool']}): {i['Error']}" for i in resp["Info"] if i["Error"]
-            ]
-            self.send(seq, "; ".join(errors), resp, True)
+            # Per-pool failures travel in Info[].Error, as Consul's; the header's Error is only
+            # for a keyring operation that could not run at all.
+            self.send(seq, "", keyring_to_rpc(replies), True)
 
     def start_monitor(self, seq: int, level: str) -> None:
         if level not in LOG_LEVELS:

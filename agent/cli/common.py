@@ -25,6 +25,20 @@ class UsageError(Exception):
     """Bad flags or arguments: the message and the command's usage are printed, exit 1."""
 
 
+class _GoHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Options shown as Consul shows them: `-name=<value>` once, not `-name X, --name X`."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        name = action.option_strings[0]
+        if action.nargs == 0:
+            return name
+        default = action.default
+        shown = f"<{action.metavar or action.dest}>" if default in (None, "") else str(default)
+        return f"{name}={shown}"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with Go's flag conventions: `-flag=value`, `-h`/`-help`/`--help`, exit 1."""
 
@@ -35,7 +49,7 @@ class Parser(argparse.ArgumentParser):
             description=description,
             add_help=False,
             allow_abbrev=False,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_GoHelpFormatter,
         )
         self.add_argument("-h", "-help", "--help", action="help", help=argparse.SUPPRESS)
 
@@ -45,6 +59,9 @@ class Parser(argparse.ArgumentParser):
         self.add_argument(f"-{name}", f"--{name}", dest=dest, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix) and message[len(prefix) :].startswith("-"):
+            message = "flag provided but not defined: " + message[len(prefix) :].split()[0]
         raise UsageError(message)
 
     def go_args(self, argv: list[str]) -> list[str]:

@@ -30,8 +30,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Consul's structs.MaxTxnOps.
 MAX_TXN_OPS = 64
 MAX_SNAPSHOT_SIZE = 1 << 30
-SESSION_TTL_MIN, SESSION_TTL_MAX = 10.0, 86400.0
-CHECK_STATES = ("any", "passing", "warning", "critical", "unknown")
+CHECK_STATES = ("any", "passing", "warning", "critical")
 
 
 def query(
@@ -68,6 +67,11 @@ def _service_tag(request: web.Request, args: dict[str, Any]) -> None:
     if "tag" in request.query:
         args["ServiceTag"] = request.query["tag"]
         args["TagFilter"] = True
+
+
+def _service_health(request: web.Request, args: dict[str, Any]) -> None:
+    _service_tag(request, args)
+    args["Passing"] = flag(request, "passing")
 
 
 def _passing_only(request: web.Request, nodes: Any) -> Any:
@@ -143,7 +147,8 @@ async def catalog_register(request: web.Request) -> web.Response:
     body.setdefault("Datacenter", datacenter(request))
     if not body.get("Node") or not body.get("Address"):
         raise HTTPError(400, "Must provide node and address")
-    return json_response(request, bool(await rpc(request, "Catalog.Register", body)))
+    await rpc(request, "Catalog.Register", body)
+    return json_response(request, True)
 
 
 async def catalog_deregister(request: web.Request) -> web.Response:
@@ -153,7 +158,8 @@ async def catalog_deregister(request: web.Request) -> web.Response:
     body.setdefault("Datacenter", datacenter(request))
     if not body.get("Node"):
         raise HTTPError(400, "Must provide node")
-    return json_response(request, bool(await rpc(request, "Catalog.Deregister", body)))
+    await rpc(request, "Catalog.Deregister", body)
+    return json_response(request, True)
 
 
 async def catalog_datacenters(request: web.Request) -> web.Response:
@@ -173,57 +179,36 @@ async def coordinate_datacenters(request: web.Request) -> web.Response:
 # --- sessions ------------------------------------------------------------------------------
 
 
-def _lock_delay_seconds(value: Any) -> float:
-    """Consul's FixupLockDelay: a duration string, or a number (seconds below 1000, else ns)."""
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise HTTPError(400, f"Request decode failed: invalid LockDelay {value!r}") from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value < 1000 else float(value) / 1e9
-    raise HTTPError(400, f"Request decode failed: invalid LockDelay {value!r}")
-
-
 def session_json(sess: dict[str, Any]) -> dict[str, Any]:
     out = dict(sess)
-    delay = out.get("LockDelay", 0)
-    if isinstance(delay, float):  # seconds on the RPC side -> ns as Consul's JSON
-        out["LockDelay"] = int(delay * 1e9)
+    out["LockDelay"] = int(out.get("LockDelay") or 0)  # nanoseconds, as Consul's JSON
     return out
 
 
 async def session_create(request: web.Request) -> web.Response:
-    agent = agent_of(request)
     body = await read_json(request, 64 * 1024)
     if body is None:
         body = {}
     if not isinstance(body, dict):
         raise HTTPError(400, "Request decode failed: body must be a JSON object")
-    sess: dict[str, Any] = {
-        "ID": "",
-        "Name": str(body.get("Name", "")),
-        "Node": body.get("Node") or agent.node_name,
-        "Checks": body.get("Checks", ["serfHealth"]),
-        "LockDelay": 15.0,
-        "Behavior": body.get("Behavior") or "release",
-        "TTL": str(body.get("TTL", "") or ""),
-    }
-    if "LockDelay" in body:
-        sess["LockDelay"] = _lock_delay_seconds(body["LockDelay"])
-    if sess["Behavior"] not in ("release", "delete"):
-        raise HTTPError(400, f"Invalid Behavior setting '{sess['Behavior']}'")
-    if sess["TTL"]:
+    sess: dict[str, Any] = {"ID": "", "Name": str(body.get("Name", "") or "")}
+    sess["Node"] = body.get("Node") or agent_of(request).node_name
+    for name in ("Checks", "LockDelay", "Behavior", "TTL"):
+        if body.get(name) is not None:
+            sess[name] = body[name]
+    if "Checks" in sess and not (
+        isinstance(sess["Checks"], list) and all(isinstance(c, str) for c in sess["Checks"])
+    ):
+        raise HTTPError(400, "Request decode failed: Checks must be a list of check IDs")
+    if isinstance(sess.get("LockDelay"), str):
         try:
-            ttl = parse_duration(sess["TTL"])
+            sess["LockDelay"] = int(parse_duration(sess["LockDelay"]) * 1e9)
         except ValueError:
-            raise HTTPError(400, f"Request decode failed: invalid TTL {sess['TTL']!r}") from None
-        if ttl != 0 and not SESSION_TTL_MIN <= ttl <= SESSION_TTL_MAX:
             raise HTTPError(
-                400, f"Invalid Session TTL '{sess['TTL']}', must be between [10s=24h0m0s]"
-            )
-    if not isinstance(sess["Checks"], list):
-        raise HTTPError(400, "Request decode failed: Checks must be a list")
+                400, f"Request decode failed: invalid LockDelay {sess['LockDelay']!r}"
+            ) from None
+    if "Behavior" in sess and sess["Behavior"] not in ("release", "delete"):
+        raise HTTPError(400, f"Invalid Behavior setting '{sess['Behavior']}'")
     args = {"Datacenter": datacenter(request), "Op": "create", "Session": sess}
     reply = await rpc(request, "Session.Apply", args)
     return json_response(request, {"ID": reply})
@@ -376,7 +361,7 @@ def routes() -> list[web.RouteDef]:
                 "Health.ServiceNodes",
                 "Nodes",
                 {"service": "ServiceName"},
-                _service_tag,
+                _service_health,
                 empty=[],
                 shape=_passing_only,
             ),

@@ -1,0 +1,132 @@
+"""`senate operator raft list-peers|remove-peer` (and 0.7.2's `-list-peers`/`-remove-peer`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent.cli.common import (
+    Parser,
+    add_http_flags,
+    columnize,
+    dc_params,
+    err,
+    http_client,
+    out,
+    run_guarded,
+)
+from agent.client import ClientError
+
+OPERATOR_HELP = """Usage: senate operator <subcommand> [options]
+
+  Provides cluster-level tools for Senate operators, such as interacting with
+  the Raft subsystem.
+
+Subcommands:
+    raft    Provides cluster-level tools for Senate operators
+"""
+
+RAFT_HELP = """Usage: senate operator raft <subcommand> [options]
+
+  The Raft operator command is used to interact with Senate's Raft subsystem.
+
+Subcommands:
+    list-peers     Display the current Raft peer configuration
+    remove-peer    Remove a Senate server from the Raft configuration
+"""
+
+
+def list_peers_parser() -> Parser:
+    p = Parser(
+        "operator raft list-peers",
+        "senate operator raft list-peers [options]",
+        "Displays the current Raft peer configuration.",
+    )
+    add_http_flags(p)
+    p.flag("list-peers", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def format_peers(servers: list[dict[str, object]]) -> str:
+    rows = [["Node", "ID", "Address", "State", "Voter"]]
+    for s in servers:
+        state = "leader" if s.get("Leader") else "follower"
+        voter = "true" if s.get("Voter") else "false"
+        rows.append(
+            [str(s.get("Node", "")), str(s.get("ID", "")), str(s.get("Address", "")), state, voter]
+        )
+    return columnize(rows)
+
+
+def _list_peers(args: argparse.Namespace) -> int:
+    client = http_client(args)
+    try:
+        reply = client.get_json("/v1/operator/raft/configuration", dc_params(args))
+    except ClientError as exc:
+        err(f"Failed to retrieve raft configuration: {exc}")
+        return 1
+    finally:
+        client.close()
+    out(format_peers(reply.get("Servers") or []))
+    return 0
+
+
+def remove_peer_parser() -> Parser:
+    p = Parser(
+        "operator raft remove-peer",
+        "senate operator raft remove-peer -address=IP:port",
+        "Removes the Senate server with the given -address from the Raft configuration.\n"
+        "Use it to clean up a failed server that can never come back.",
+    )
+    add_http_flags(p)
+    p.flag("address", default="", help="The address (IP:port) of the server to remove")
+    p.flag("remove-peer", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _remove_peer(args: argparse.Namespace) -> int:
+    if not args.address:
+        err("Error removing peer: an address is required for the peer to remove")
+        return 1
+    client = http_client(args)
+    params = dc_params(args)
+    params.pop("stale", None)
+    params["address"] = args.address
+    try:
+        client.request("DELETE", "/v1/operator/raft/peer", params)
+    except ClientError as exc:
+        err(f"Failed to remove raft peer: {exc}")
+        return 1
+    finally:
+        client.close()
+    out(f'Removed peer with address "{args.address}"')
+    return 0
+
+
+def run_raft(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "-help", "--help"):
+        sys.stderr.write(RAFT_HELP)
+        return 0 if argv else 1
+    if argv[0] == "list-peers":
+        return run_guarded(list_peers_parser(), argv[1:], _list_peers)
+    if argv[0] == "remove-peer":
+        return run_guarded(remove_peer_parser(), argv[1:], _remove_peer)
+    # Consul 0.7.2's spelling: `operator raft -list-peers` / `-remove-peer -address=...`
+    if any(a.split("=")[0].lstrip("-") == "list-peers" for a in argv):
+        return run_guarded(list_peers_parser(), argv, _list_peers)
+    if any(a.split("=")[0].lstrip("-") == "remove-peer" for a in argv):
+        return run_guarded(remove_peer_parser(), argv, _remove_peer)
+    err(f"senate operator raft: unknown subcommand {argv[0]!r}")
+    sys.stderr.write(RAFT_HELP)
+    return 1
+
+
+def run(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "-help", "--help"):
+        sys.stderr.write(OPERATOR_HELP)
+        return 0 if argv else 1
+    if argv[0] == "raft":
+        return run_raft(argv[1:])
+    err(f"senate operator: unknown subcommand {argv[0]!r}")
+    sys.stderr.write(OPERATOR_HELP)
+    return 1
