@@ -1,0 +1,276 @@
+"""3-server senate vs 3-member etcd on this machine, driven by the same load client (wrk).
+
+Prints one table: time from the third server's start to an agreed leader, and KV writes/s and
+p99 latency through HTTP at concurrency 1, 16 and 64 against the leader — senate's
+`PUT /v1/kv/<key>` and etcd's v3 JSON gateway `POST /v3/kv/put` with the same 256-byte values
+and fresh keys — with the ratio senate / etcd. Every process it starts is killed by PID on exit.
+
+    .venv/bin/python bench/cluster_bench.py [--duration 10] [--concurrency 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SENATE_IPS = ["127.6.0.1", "127.6.0.2", "127.6.0.3"]
+ETCD_IPS = ["127.6.1.1", "127.6.1.2", "127.6.1.3"]
+VALUE = "x" * 256
+
+SENATE_LUA = """
+counter = 0
+value = string.rep("x", 256)
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/v1/kv/bench/" .. wrk.thread_id .. "/" .. counter, nil, value)
+end
+"""
+
+# etcd's gateway wants base64 keys; encode in Lua so every request writes a fresh key.
+ETCD_LUA = r"""
+local b = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function enc(data)
+  return ((data:gsub('.', function(x)
+    local r, c = '', x:byte()
+    for i = 8, 1, -1 do r = r .. (c % 2^i - c % 2^(i-1) > 0 and '1' or '0') end
+    return r
+  end) .. '0000'):gsub('%d%d%d?%d?%d?%d?', function(x)
+    if (#x < 6) then return '' end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == '1' and 2^(6-i) or 0) end
+    return b:sub(c+1, c+1)
+  end) .. ({ '', '==', '=' })[#data % 3 + 1])
+end
+counter = 0
+value = enc(string.rep("x", 256))
+request = function()
+  counter = counter + 1
+  local body = '{"key":"' .. enc("bench/" .. counter) .. '","value":"' .. value .. '"}'
+  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = cond()
+            if value:
+                return value
+        time.sleep(interval)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 2.0) -> Any:
+    req = urllib.request.Request(url, data=body, method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        data = resp.read()
+    return json.loads(data) if data else None
+
+
+class Procs:
+    """Processes started by this bench; all killed by PID on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            p = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        self.procs.append(p)
+        return p
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(10)
+        self.procs.clear()
+
+
+@contextlib.contextmanager
+def senate_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-c", "from agent.cli import main; main()", "agent"]
+    started = 0.0
+    for i, ip in enumerate(SENATE_IPS, 1):
+        others = [f"-retry-join={o}" for o in SENATE_IPS if o != ip]
+        args = [
+            f"-node=b{i}",
+            f"-bind={ip}",
+            f"-client={ip}",
+            f"-data-dir={root / f'senate{i}'}",
+            "-server",
+            "-bootstrap-expect=3",
+            "-retry-interval=1s",
+            "-log-level=warn",
+            *others,
+        ]
+        procs.start(cmd + args, root / f"senate{i}.log", env)
+        started = time.monotonic()
+
+    def leader() -> str | None:
+        seen = {http("GET", f"http://{ip}:8500/v1/status/leader", timeout=0.5) for ip in SENATE_IPS}
+        return seen.pop() if len(seen) == 1 and "" not in seen and None not in seen else None
+
+    addr = wait_for(leader, 60, "a senate leader")
+    elapsed = time.monotonic() - started
+    yield addr.split(":")[0], elapsed
+
+
+@contextlib.contextmanager
+def etcd_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
+    initial = ",".join(f"e{i}=http://{ip}:2380" for i, ip in enumerate(ETCD_IPS, 1))
+    started = 0.0
+    for i, ip in enumerate(ETCD_IPS, 1):
+        argv = [
+            "etcd",
+            f"--name=e{i}",
+            f"--data-dir={root / f'etcd{i}'}",
+            f"--listen-client-urls=http://{ip}:2379",
+            f"--advertise-client-urls=http://{ip}:2379",
+            f"--listen-peer-urls=http://{ip}:2380",
+            f"--initial-advertise-peer-urls=http://{ip}:2380",
+            f"--initial-cluster={initial}",
+            "--initial-cluster-state=new",
+            "--initial-cluster-token=bench",
+            "--log-level=error",
+        ]
+        procs.start(argv, root / f"etcd{i}.log")
+        started = time.monotonic()
+
+    def leader() -> str | None:
+        ids: dict[str, str] = {}
+        leaders = set()
+        for ip in ETCD_IPS:
+            st = http("POST", f"http://{ip}:2379/v3/maintenance/status", b"{}", timeout=0.5)
+            ids[str(st["header"]["member_id"])] = ip
+            leaders.add(str(st["leader"]))
+        if len(leaders) == 1:
+            (lid,) = leaders
+            return ids.get(lid)
+        return None
+
+    ip = wait_for(leader, 60, "an etcd leader")
+    elapsed = time.monotonic() - started
+    yield ip, elapsed
+
+
+def run_wrk(
+    url: str, script: str, concurrency: int, duration: int, root: Path
+) -> tuple[float, float]:
+    lua = root / f"load-{abs(hash(script))}.lua"
+    lua.write_text(script)
+    threads = 1 if concurrency < 16 else 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(lua),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    ).stdout
+    rps_m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99_m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", out, re.M)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if rps_m is None or p99_m is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    if non2xx and int(non2xx.group(1)) > 0:
+        sys.stderr.write(f"warning: {non2xx.group(1)} failed requests against {url}\n")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99_m.group(2)]
+    return float(rps_m.group(1)), float(p99_m.group(1)) * scale
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    ap.add_argument("--concurrency", default="1,16,64", help="comma-separated wrk connections")
+    ap.add_argument("--skip-etcd", action="store_true", help="measure senate only")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 1
+    with_etcd = not args.skip_etcd and shutil.which("etcd") is not None
+    if not args.skip_etcd and not with_etcd:
+        print(
+            "etcd is not installed (apt-get install -y etcd-server); measuring senate only",
+            file=sys.stderr,
+        )
+    rows: dict[str, dict[str, float]] = {"senate": {}, "etcd": {}}
+    procs = Procs()
+    root = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+    try:
+        with senate_cluster(root, procs) as (leader_ip, elapsed):
+            rows["senate"]["leader_s"] = elapsed
+            for c in levels:
+                rps, p99 = run_wrk(f"http://{leader_ip}:8500", SENATE_LUA, c, args.duration, root)
+                rows["senate"][f"rps{c}"], rows["senate"][f"p99{c}"] = rps, p99
+        procs.kill_all()
+        if with_etcd:
+            with etcd_cluster(root, procs) as (leader_ip, elapsed):
+                rows["etcd"]["leader_s"] = elapsed
+                for c in levels:
+                    rps, p99 = run_wrk(f"http://{leader_ip}:2379", ETCD_LUA, c, args.duration, root)
+                    rows["etcd"][f"rps{c}"], rows["etcd"][f"p99{c}"] = rps, p99
+    finally:
+        procs.kill_all()
+        shutil.rmtree(root, ignore_errors=True)
+
+    def ratio(key: str) -> str:
+        s, e = rows["senate"].get(key), rows["etcd"].get(key)
+        return f"{s / e:.2f}x" if s is not None and e else "-"
+
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
+        return f"{v:,.0f}" if unit == "rps" else f"{v:.2f}"
+
+    print(f"cluster_bench: 3 servers each, wrk -d{args.duration}s against the leader, 256 B values")
+    print(f"| {'metric':<28} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |")
+    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
+    lines = [("third server start -> leader (s)", "leader_s", "s")]
+    for c in levels:
+        lines.append((f"KV writes/s, c={c}", f"rps{c}", "rps"))
+        lines.append((f"KV write p99 ms, c={c}", f"p99{c}", "ms"))
+    for label, key, unit in lines:
+        s, e = rows["senate"].get(key), rows["etcd"].get(key)
+        print(f"| {label:<28} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
