@@ -166,7 +166,7 @@ class FakeAgent:
 
     def rpc_Operator_RaftRemovePeerByAddress(self, args: dict[str, Any]) -> Any:
         if args["Address"] != "10.12.10.38:8300":
-            raise RPCError(f"address \"{args['Address']}\" was not found in the Raft configuration")
+            raise RPCError(f'address "{args["Address"]}" was not found in the Raft configuration')
         return None
 
     def rpc_Snapshot_Save(self, args: dict[str, Any]) -> Any:

@@ -1,0 +1,208 @@
+"""Agent, status, operator, snapshot, event, session, catalog, health and txn endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+from fake_agent import FakeAgent
+
+from agent.http.archive import read_archive
+
+Client = Any
+
+
+async def test_agent_self_members_and_wan(client: Client, agent: FakeAgent) -> None:
+    body = await (await client.get("/v1/agent/self")).json()
+    assert body["Config"]["NodeName"] == "server1"
+    assert body["Stats"]["build"]["version"] == "0.7.2"
+    members = await (await client.get("/v1/agent/members")).json()
+    assert [m["Name"] for m in members] == ["server1", "ceph-debug"]
+    assert members[0]["Status"] == 1 and members[0]["Addr"] == "10.12.10.37"
+    wan = await (await client.get("/v1/agent/members?wan=1")).json()
+    assert [m["Name"] for m in wan] == ["server1.mydc"]
+
+
+async def test_agent_join_leave_force_leave_reload(client: Client, agent: FakeAgent) -> None:
+    assert (await client.put("/v1/agent/join/10.0.0.5?wan=1")).status == 200
+    assert agent.joined[-1] == (["10.0.0.5"], True)
+    resp = await client.put("/v1/agent/join/10.99.0.1")
+    assert resp.status == 500
+    assert "Failed to join 10.99.0.1" in await resp.text()
+    assert (await client.put("/v1/agent/force-leave/ceph-debug")).status == 200
+    assert agent.force_left == ["ceph-debug"]
+    assert (await client.put("/v1/agent/reload")).status == 200
+    assert agent.reloaded == 1
+    assert (await client.put("/v1/agent/leave")).status == 200
+    assert agent.left
+
+
+async def test_monitor_streams_log_lines(client: Client, agent: FakeAgent) -> None:
+    agent.logs = ["2017/02/14 15:27:58 [INFO] raft: Election won. Tally: 1"]
+    resp = await client.get("/v1/agent/monitor?loglevel=debug")
+    assert resp.status == 200
+    line = await asyncio.wait_for(resp.content.readline(), 5)
+    assert line == b"2017/02/14 15:27:58 [INFO] raft: Election won. Tally: 1\n"
+    resp.close()
+    bad = await client.get("/v1/agent/monitor?loglevel=loud")
+    assert bad.status == 400
+    assert await bad.text() == "Unknown log level: loud"
+
+
+async def test_status_and_operator_raft(client: Client, agent: FakeAgent) -> None:
+    assert await (await client.get("/v1/status/leader")).json() == "10.12.10.37:8300"
+    assert await (await client.get("/v1/status/peers")).json() == ["10.12.10.37:8300"]
+    conf = await (await client.get("/v1/operator/raft/configuration")).json()
+    assert conf["Index"] == 5
+    assert conf["Servers"][0] == {
+        "ID": "10.12.10.37:8300",
+        "Node": "server1",
+        "Address": "10.12.10.37:8300",
+        "Leader": True,
+        "Voter": True,
+    }
+    missing = await client.delete("/v1/operator/raft/peer")
+    assert missing.status == 400
+    assert await missing.text() == "Must specify ?address with IP:port of peer to remove"
+    ok = await client.delete("/v1/operator/raft/peer?address=10.12.10.38:8300")
+    assert ok.status == 200
+    bad = await client.delete("/v1/operator/raft/peer?address=1.2.3.4:8300")
+    assert bad.status == 500
+    assert "was not found in the Raft configuration" in await bad.text()
+
+
+async def test_snapshot_save_then_restore_round_trips(client: Client, agent: FakeAgent) -> None:
+    resp = await client.get("/v1/snapshot")
+    assert resp.status == 200
+    assert resp.headers["X-Consul-Index"] == "10"
+    archive = await resp.read()
+    meta, state = read_archive(archive)
+    assert state == agent.fsm_state
+    assert (meta.index, meta.term, meta.version, meta.size) == (10, 2, 1, len(state))
+    assert meta.id.startswith("2-10-")
+    restored = await client.put("/v1/snapshot", data=archive)
+    assert restored.status == 200
+    assert agent.restored == [agent.fsm_state]
+    bad = await client.put("/v1/snapshot", data=b"not a snapshot")
+    assert bad.status == 400
+    assert "failed to read snapshot archive" in await bad.text()
+    assert agent.restored == [agent.fsm_state]
+
+
+async def test_snapshot_with_bad_checksum_is_refused(client: Client, agent: FakeAgent) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    from agent.http.archive import build_archive
+
+    raw = gzip.decompress(build_archive(b"state", 3, 1))
+    buf = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(raw)) as tar_in,
+        tarfile.open(fileobj=buf, mode="w") as tar_out,
+    ):
+        for m in tar_in.getmembers():
+            data = tar_in.extractfile(m).read()  # type: ignore[union-attr]
+            if m.name == "state.bin":
+                data = b"STATE"
+            tar_out.addfile(m, io.BytesIO(data))
+    resp = await client.put("/v1/snapshot", data=gzip.compress(buf.getvalue()))
+    assert resp.status == 400
+    assert await resp.text() == "checksum mismatch for state.bin in snapshot archive"
+    assert agent.restored == []
+
+
+async def test_event_fire_and_list(client: Client, agent: FakeAgent) -> None:
+    resp = await client.put("/v1/event/fire/sayhi?node=ceph.*", data=b"hello")
+    assert resp.status == 200
+    event = await resp.json()
+    assert event["Name"] == "sayhi"
+    assert event["NodeFilter"] == "ceph.*"
+    assert base64.b64decode(event["Payload"]) == b"hello"
+    await client.put("/v1/event/fire/other")
+    listed = await (await client.get("/v1/event/list?name=sayhi")).json()
+    assert [e["ID"] for e in listed] == [event["ID"]]
+    too_big = await client.put("/v1/event/fire/big", data=b"x" * 513)
+    assert too_big.status == 400
+    assert len(agent.events) == 2
+
+
+async def test_session_lifecycle(client: Client, agent: FakeAgent) -> None:
+    resp = await client.put(
+        "/v1/session/create", data=json.dumps({"TTL": "15s", "LockDelay": "5s"})
+    )
+    assert resp.status == 200
+    sid = (await resp.json())["ID"]
+    sent = agent.calls[-1][1]["Session"]
+    assert sent["Node"] == "server1" and sent["TTL"] == "15s"
+    assert sent["LockDelay"] == 5_000_000_000
+    info = await (await client.get(f"/v1/session/info/{sid}")).json()
+    assert info[0]["ID"] == sid
+    assert len(await (await client.get("/v1/session/list")).json()) == 1
+    renewed = await client.put(f"/v1/session/renew/{sid}")
+    assert renewed.status == 200
+    assert await (await client.put(f"/v1/session/destroy/{sid}")).json() is True
+    gone = await client.put(f"/v1/session/renew/{sid}")
+    assert gone.status == 404
+    assert await gone.text() == f"Session id '{sid}' not found"
+    bad = await client.put("/v1/session/create", data=b"{not json")
+    assert bad.status == 400
+    assert (await bad.text()).startswith("Request decode failed")
+    bad = await client.put("/v1/session/create", data=json.dumps({"Behavior": "explode"}))
+    assert bad.status == 400
+    assert await bad.text() == "Invalid Behavior setting 'explode'"
+
+
+async def test_catalog_health_and_coordinate_reads(client: Client, agent: FakeAgent) -> None:
+    assert await (await client.get("/v1/catalog/datacenters")).json() == ["mydc"]
+    nodes = await (await client.get("/v1/catalog/nodes?index=3&wait=1s")).json()
+    assert [n["Node"] for n in nodes] == ["server1", "ceph-debug"]
+    assert agent.calls[-1][1]["MinQueryIndex"] == 3
+    resp = await client.get("/v1/health/state/critical")
+    assert resp.status == 200 and await resp.json() == []
+    bad = await client.get("/v1/health/state/sad")
+    assert bad.status == 400
+    assert await bad.text() == "Invalid check state"
+    assert await (await client.get("/v1/coordinate/nodes")).json() == []
+
+
+async def test_txn_applies_and_reports_errors(client: Client, agent: FakeAgent) -> None:
+    ops = [
+        {"KV": {"Verb": "set", "Key": "t/a", "Value": base64.b64encode(b"1").decode()}},
+        {"KV": {"Verb": "get", "Key": "t/a"}},
+    ]
+    resp = await client.put("/v1/txn", data=json.dumps(ops))
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["Errors"] is None
+    assert body["Results"][1]["KV"]["Key"] == "t/a"
+    assert base64.b64decode(body["Results"][1]["KV"]["Value"]) == b"1"
+    failed = await client.put("/v1/txn", data=json.dumps([{"KV": {"Verb": "get", "Key": "none"}}]))
+    assert failed.status == 409
+    assert (await failed.json())["Errors"] == [{"OpIndex": 0, "What": "key not found"}]
+    too_many = await client.put("/v1/txn", data=json.dumps([ops[0]] * 65))
+    assert too_many.status == 413
+    assert await too_many.text() == "Transaction contains too many operations (65 > 64)"
+    bad = await client.put("/v1/txn", data=json.dumps([{"KV": {"Verb": "frob"}}]))
+    assert bad.status == 400
+
+
+async def test_keyring_endpoint(client: Client, agent: FakeAgent) -> None:
+    listed = await (await client.get("/v1/operator/keyring")).json()
+    assert listed[1]["Keys"] == {"pUqJrVyVRj5jsiYEkM/tFQ==": 2}
+    assert (await client.post("/v1/operator/keyring", data=json.dumps({"Key": "k2"}))).status == 200
+    assert "k2" in agent.keys
+    resp = await client.delete("/v1/operator/keyring", data=json.dumps({"Key": "nope"}))
+    assert resp.status == 500
+    assert "key not found" in await resp.text()
+    bad = await client.post("/v1/operator/keyring", data=b"[]")
+    assert bad.status == 400
+
+
+async def test_unknown_path_is_404_and_pretty_json(client: Client) -> None:
+    assert (await client.get("/v1/nothing/here")).status == 404
+    pretty = await (await client.get("/v1/status/peers?pretty")).text()
+    assert pretty == '[\n    "10.12.10.37:8300"\n]'
