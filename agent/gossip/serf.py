@@ -1,0 +1,897 @@
+"""Serf on top of memberlist: member status, tags, Lamport clocks, user events and queries.
+
+Theory of operation
+-------------------
+memberlist knows who is reachable; Serf knows what members *meant*. A member is alive,
+leaving, left or failed: memberlist's "dead" becomes "failed" unless a leave intent
+(gossiped with a Lamport time) arrived first, in which case it is "left". Intents for
+members we have not heard of yet are remembered for a while, since gossip reorders.
+
+Three Lamport clocks order everything: the member clock (join/leave intents), the event
+clock (user events) and the query clock. A user event is delivered once: a ring buffer
+indexed by event time keeps the (name, payload) pairs already seen at that time, and
+events older than the buffer window are dropped. Queries spread like events and every
+member that matches the filters answers straight to the asker.
+
+Failed members are retried (a push/pull join) every reconnect interval and forgotten
+(member-reap) after the reconnect timeout; left members after the tombstone timeout.
+
+Sans-IO: `Serf` owns a `Memberlist` and acts as its delegate. Drive it with
+`receive_packet`, `receive_stream`, `receive_stream_reply`, `tick`; collect
+`take_outgoing()`, `take_events()` and `take_reconnects()` (addresses to join).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from agent.gossip.broadcast import TransmitLimitedQueue
+from agent.gossip.config import Profile
+from agent.gossip.coordinate import (
+    Coordinate,
+    CoordinateClient,
+    CoordinateConfig,
+    CoordinateError,
+)
+from agent.gossip.keyring import Keyring, KeyringError, decode_key, encode_key
+from agent.gossip.messages import (
+    BadMessage,
+    MessageType,
+    encode,
+    get_bytes,
+    get_int,
+    get_list,
+    get_str,
+)
+from agent.gossip.swim import Memberlist, NodeState, Outgoing, State
+
+log = logging.getLogger("serf")
+
+SERF_PROTOCOL_MIN, SERF_PROTOCOL_MAX, SERF_PROTOCOL_CUR = 2, 5, 4
+TAG_MAGIC = 0xFF
+META_MAX_SIZE = 512
+INTERNAL_QUERY_PREFIX = "_serf_"
+
+# Serf message types (first element of a user message).
+MSG_LEAVE, MSG_JOIN, MSG_USER_EVENT, MSG_QUERY, MSG_QUERY_RESPONSE = 0, 1, 3, 4, 5
+
+
+class LamportClock:
+    def __init__(self, start: int = 0) -> None:
+        self.counter = start
+
+    def time(self) -> int:
+        return self.counter
+
+    def increment(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    def witness(self, v: int) -> None:
+        if v >= self.counter:
+            self.counter = v + 1
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    addr: str
+    port: int
+    tags: dict[str, str]
+    status: str  # "alive" | "leaving" | "left" | "failed"
+    protocol_min: int = 1
+    protocol_max: int = 5
+    protocol_cur: int = 2
+    delegate_min: int = SERF_PROTOCOL_MIN
+    delegate_max: int = SERF_PROTOCOL_MAX
+    delegate_cur: int = SERF_PROTOCOL_CUR
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    type: str  # "member-join"|"member-leave"|"member-failed"|"member-update"|"member-reap"
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class UserEvent:
+    ltime: int
+    name: str
+    payload: bytes
+    coalesce: bool
+
+
+@dataclass(frozen=True)
+class Query:
+    ltime: int
+    name: str
+    payload: bytes
+    respond: Callable[[bytes], None]
+
+
+Event = MemberEvent | UserEvent | Query
+
+
+class UserEventError(ValueError):
+    """A user event or query that cannot be sent (too large, bad name)."""
+
+
+def encode_tags(tags: dict[str, str]) -> bytes:
+    meta = bytes([TAG_MAGIC]) + msgpack.packb(tags, use_bin_type=True)
+    if len(meta) > META_MAX_SIZE:
+        raise ValueError(f"Encoded length of tags exceeds limit of {META_MAX_SIZE} bytes")
+    return meta
+
+
+def decode_tags(meta: bytes) -> dict[str, str]:
+    if not meta:
+        return {}
+    if meta[0] != TAG_MAGIC:
+        return {"role": meta.decode("utf-8", "replace")}
+    try:
+        tags = msgpack.unpackb(meta[1:], raw=False)
+    except Exception as exc:
+        raise BadMessage(f"bad tags: {exc}") from exc
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise BadMessage("tags must map strings to strings")
+    return tags
+
+
+def _pack(kind: int, body: dict[str, Any]) -> bytes:
+    return msgpack.packb([kind, body], use_bin_type=True)
+
+
+@dataclass(slots=True)
+class _MemberState:
+    member: Member
+    status_ltime: int = 0
+    leave_time: float = 0.0
+
+
+@dataclass
+class _Intent:
+    kind: int
+    ltime: int
+    wall: float
+
+
+@dataclass
+class _PendingQuery:
+    ltime: int
+    deadline: float
+    responses: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class _Coalesce:
+    events: dict[str, UserEvent] = field(default_factory=dict)
+    first: float = 0.0
+    last: float = 0.0
+
+
+class Serf:
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        addr: str,
+        port: int,
+        tags: dict[str, str],
+        profile: Profile,
+        rng: random.Random,
+        now: float = 0.0,
+        merge_check: Callable[[list[Member]], str | None] | None = None,
+        keyring: Keyring | None = None,
+        coordinate_config: CoordinateConfig | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self.profile = profile
+        self.rng = rng
+        self.now = now
+        self.tags = dict(tags)
+        self.merge_check = merge_check
+        self.keyring = keyring
+        self.metrics: Counter[str] = Counter()
+        self.memberlist = Memberlist(
+            name=node_name,
+            addr=addr,
+            port=port,
+            profile=profile,
+            delegate=self,
+            rng=rng,
+            now=now,
+            encrypted=keyring is not None,
+            vsn=(1, 5, 2, SERF_PROTOCOL_MIN, SERF_PROTOCOL_MAX, SERF_PROTOCOL_CUR),
+            metrics=self.metrics,
+        )
+        self.member_states: dict[str, _MemberState] = {}
+        self.failed: set[str] = set()
+        self.left: set[str] = set()
+        self.clock = LamportClock()
+        self.event_clock = LamportClock()
+        self.query_clock = LamportClock()
+        self.event_min_time = 0
+        self.query_min_time = 0
+        self.ignore_old_events = False
+        self.event_buffer: dict[int, tuple[int, list[tuple[str, bytes]]]] = {}
+        self.query_buffer: dict[int, tuple[int, set[int]]] = {}
+        limit = lambda: profile.retransmit_limit(len(self.member_states))  # noqa: E731
+        self.intent_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
+        self.event_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
+        self.query_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
+        self.recent_intents: dict[str, _Intent] = {}
+        self.coord_client = CoordinateClient(coordinate_config or CoordinateConfig(), rng)
+        self.coord_cache: dict[str, Coordinate] = {}
+        self.pending_queries: dict[int, _PendingQuery] = {}
+        self.coalesce = _Coalesce()
+        self.state = "alive"  # alive | leaving | left | shutdown
+        self.leave_intent_sent = False
+        self._events: list[Event] = []
+        self._reconnects: list[str] = []
+        self.next_reap_at = now + profile.reap_interval
+        self.next_reconnect_at = now + profile.reconnect_interval
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self, now: float) -> None:
+        self.now = now
+        self.memberlist.start(encode_tags(self.tags), now)
+
+    def receive_packet(self, src: str, data: bytes, now: float) -> None:
+        self.now = now
+        self.memberlist.receive_packet(src, data, now)
+
+    def receive_stream(self, src: str, data: bytes, now: float) -> bytes | None:
+        self.now = now
+        return self.memberlist.receive_stream(src, data, now)
+
+    def receive_stream_reply(self, src: str, data: bytes, now: float) -> None:
+        self.now = now
+        self.memberlist.receive_stream_reply(src, data, now)
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if self.state == "shutdown":
+            return
+        self.memberlist.tick(now)
+        if now >= self.next_reap_at:
+            self.next_reap_at = now + self.profile.reap_interval
+            self._reap()
+        if now >= self.next_reconnect_at:
+            self.next_reconnect_at = now + self.profile.reconnect_interval
+            self._reconnect()
+        for qid in [q for q, p in self.pending_queries.items() if now >= p.deadline]:
+            del self.pending_queries[qid]
+        self._flush_coalesced(now)
+
+    def next_deadline(self) -> float:
+        times = [self.memberlist.next_deadline(), self.next_reap_at]
+        if self.failed:
+            times.append(self.next_reconnect_at)
+        if self.coalesce.events:
+            times.append(self._coalesce_due())
+        times.extend(p.deadline for p in self.pending_queries.values())
+        return min(times)
+
+    def take_outgoing(self) -> list[Outgoing]:
+        return self.memberlist.take_outgoing()
+
+    def take_events(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+    def take_reconnects(self) -> list[str]:
+        out, self._reconnects = self._reconnects, []
+        return out
+
+    # ------------------------------------------------------------------ public API
+
+    def members(self) -> list[Member]:
+        return [m.member for m in self.member_states.values()]
+
+    def local_member(self) -> Member:
+        return self.member_states[self.node_name].member
+
+    def set_tags(self, tags: dict[str, str], now: float) -> None:
+        meta = encode_tags(tags)  # raises before anything changes
+        self.tags = dict(tags)
+        self.memberlist.update_meta(meta, now)
+
+    def joined(self) -> None:
+        """After a successful memberlist join: announce it (serf broadcastJoin)."""
+        ltime = self.clock.time()
+        self._handle_join_intent(ltime, self.node_name)
+        self.intent_queue.queue(_pack(MSG_JOIN, {"LTime": ltime, "Node": self.node_name}))
+
+    def begin_leave(self, now: float) -> None:
+        self.now = now
+        self.state = "leaving"
+        ltime = self.clock.increment()
+        self._handle_leave_intent(ltime, self.node_name)
+        msg = _pack(MSG_LEAVE, {"LTime": ltime, "Node": self.node_name})
+        self.intent_queue.queue(msg, on_done=self._leave_intent_done)
+        if not self._others_alive():
+            self.leave_intent_sent = True
+
+    def _leave_intent_done(self) -> None:
+        self.leave_intent_sent = True
+
+    def _others_alive(self) -> bool:
+        return any(
+            m.member.status == "alive" and n != self.node_name
+            for n, m in self.member_states.items()
+        )
+
+    def force_leave(self, node: str) -> None:
+        ltime = self.clock.increment()
+        self._handle_leave_intent(ltime, node)
+        self.intent_queue.queue(_pack(MSG_LEAVE, {"LTime": ltime, "Node": node}))
+
+    def user_event(self, name: str, payload: bytes, coalesce: bool) -> UserEvent:
+        size = len(name) + len(payload)
+        if size > self.profile.user_event_size_limit:
+            raise UserEventError(
+                f"user event exceeds configured limit of {self.profile.user_event_size_limit}"
+                f" bytes before encoding"
+            )
+        ltime = self.event_clock.time()
+        self.event_clock.increment()
+        body = {"LTime": ltime, "Name": name, "Payload": payload, "CC": coalesce}
+        self._handle_user_event(body)
+        self.event_queue.queue(_pack(MSG_USER_EVENT, body))
+        return UserEvent(ltime, name, payload, coalesce)
+
+    def query(
+        self,
+        name: str,
+        payload: bytes,
+        timeout: float | None,
+        filter_nodes: list[str] | None = None,
+        filter_tags: dict[str, str] | None = None,
+    ) -> tuple[int, float]:
+        """Start a query; returns (id, deadline). Responses land in `query_responses(id)`."""
+        if len(name) + len(payload) > 1024:
+            raise UserEventError("query exceeds limit of 1024 bytes")
+        if timeout is None:
+            timeout = self.profile.query_timeout(len(self.member_states))
+        ltime = self.query_clock.time()
+        self.query_clock.increment()
+        qid = self.rng.getrandbits(32)
+        me = self.memberlist.local()
+        filters: dict[str, Any] = {}
+        if filter_nodes:
+            filters["Nodes"] = filter_nodes
+        if filter_tags:
+            filters["Tags"] = filter_tags
+        body = {
+            "LTime": ltime,
+            "ID": qid,
+            "Addr": me.address,
+            "Filters": filters,
+            "Timeout": timeout,
+            "Name": name,
+            "Payload": payload,
+        }
+        self.pending_queries[qid] = _PendingQuery(ltime, self.now + timeout)
+        self._handle_query(body)
+        self.query_queue.queue(_pack(MSG_QUERY, body))
+        return qid, self.now + timeout
+
+    def query_responses(self, qid: int) -> dict[str, bytes]:
+        pending = self.pending_queries.get(qid)
+        return dict(pending.responses) if pending else {}
+
+    def coordinate(self) -> Coordinate:
+        return self.coord_client.coord
+
+    def stats(self) -> dict[str, str]:
+        return {
+            "members": str(len(self.member_states)),
+            "failed": str(len(self.failed)),
+            "left": str(len(self.left)),
+            "health_score": str(self.memberlist.awareness.score),
+            "member_time": str(self.clock.time()),
+            "event_time": str(self.event_clock.time()),
+            "query_time": str(self.query_clock.time()),
+            "intent_queue": str(len(self.intent_queue)),
+            "event_queue": str(len(self.event_queue)),
+            "query_queue": str(len(self.query_queue)),
+            "encrypted": "true" if self.keyring is not None else "false",
+            "coordinate_resets": str(self.coord_client.resets),
+        }
+
+    # ------------------------------------------------------------------ memberlist delegate
+
+    def has_broadcasts(self) -> bool:
+        return bool(len(self.intent_queue) or len(self.event_queue) or len(self.query_queue))
+
+    def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
+        out: list[bytes] = []
+        wrap = overhead + 12  # the USER message wrapper around each serf message
+        for queue in (self.intent_queue, self.query_queue, self.event_queue):
+            used = sum(len(m) + wrap for m in out)
+            if limit - used <= wrap:
+                break
+            out.extend(queue.get_broadcasts(wrap, limit - used))
+        return [encode(MessageType.USER, {"Data": m}) for m in out]
+
+    def notify_msg(self, data: bytes) -> None:
+        try:
+            item = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], dict):
+                raise BadMessage("serf message is not a [type, body] pair")
+            kind, body = item
+            rebroadcast = False
+            if kind == MSG_LEAVE:
+                rebroadcast = self._handle_leave_intent(
+                    get_int(body, "LTime"), get_str(body, "Node")
+                )
+                queue = self.intent_queue
+            elif kind == MSG_JOIN:
+                rebroadcast = self._handle_join_intent(
+                    get_int(body, "LTime"), get_str(body, "Node")
+                )
+                queue = self.intent_queue
+            elif kind == MSG_USER_EVENT:
+                rebroadcast = self._handle_user_event(body)
+                queue = self.event_queue
+            elif kind == MSG_QUERY:
+                rebroadcast = self._handle_query(body)
+                queue = self.query_queue
+            elif kind == MSG_QUERY_RESPONSE:
+                self._handle_query_response(body)
+                return
+            else:
+                self.metrics["drop.unknown_type"] += 1
+                return
+            if rebroadcast:
+                queue.queue(data)
+        except BadMessage:
+            self.metrics["drop.malformed"] += 1
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError):
+            self.metrics["drop.malformed"] += 1
+
+    def local_state(self, join: bool) -> bytes:
+        events = [[ltime, [[n, p] for n, p in evs]] for ltime, evs in self.event_buffer.values()]
+        return msgpack.packb(
+            {
+                "LTime": self.clock.time(),
+                "StatusLTimes": {n: m.status_ltime for n, m in self.member_states.items()},
+                "LeftMembers": sorted(self.left),
+                "EventLTime": self.event_clock.time(),
+                "Events": events,
+                "QueryLTime": self.query_clock.time(),
+            },
+            use_bin_type=True,
+        )
+
+    def merge_remote_state(self, data: bytes, join: bool) -> None:
+        try:
+            pp = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if not isinstance(pp, dict):
+                raise BadMessage("serf push/pull state is not a map")
+            ltime = get_int(pp, "LTime")
+            event_ltime = get_int(pp, "EventLTime")
+            query_ltime = get_int(pp, "QueryLTime")
+            status = pp.get("StatusLTimes", {})
+            if not isinstance(status, dict):
+                raise BadMessage("StatusLTimes must be a map")
+            left = get_list(pp, "LeftMembers")
+            events = get_list(pp, "Events")
+        except (BadMessage, ValueError, msgpack.ExtraData):
+            self.metrics["drop.malformed"] += 1
+            return
+        if ltime > 0:
+            self.clock.witness(ltime - 1)
+        if event_ltime > 0:
+            self.event_clock.witness(event_ltime - 1)
+        if query_ltime > 0:
+            self.query_clock.witness(query_ltime - 1)
+        left_set = {n for n in left if isinstance(n, str)}
+        for name, st in status.items():
+            if not isinstance(name, str) or not isinstance(st, int):
+                continue
+            if name in left_set:
+                self._handle_leave_intent(st, name)
+            else:
+                self._handle_join_intent(st, name)
+        if join and self.ignore_old_events and event_ltime > self.event_min_time:
+            self.event_min_time = event_ltime + 1
+            self.query_min_time = query_ltime + 1
+        for entry in events:
+            try:
+                ev_ltime, pairs = entry
+                for name, payload in pairs:
+                    self._handle_user_event(
+                        {"LTime": ev_ltime, "Name": name, "Payload": payload, "CC": False}
+                    )
+            except (TypeError, ValueError, BadMessage):
+                self.metrics["drop.malformed"] += 1
+
+    def notify_merge(self, nodes: list[NodeState]) -> str | None:
+        if self.merge_check is None:
+            return None
+        members = []
+        for n in nodes:
+            try:
+                tags = decode_tags(n.meta)
+            except BadMessage:
+                tags = {}
+            members.append(Member(n.name, n.addr, n.port, tags, "alive"))
+        return self.merge_check(members)
+
+    def notify_join(self, node: NodeState) -> None:
+        try:
+            tags = decode_tags(node.meta)
+        except BadMessage:
+            self.metrics["drop.malformed"] += 1
+            tags = {}
+        ms = self.member_states.get(node.name)
+        if ms is None:
+            ms = _MemberState(Member(node.name, node.addr, node.port, tags, "alive"))
+            intent = self.recent_intents.pop(node.name, None)
+            if intent is not None:
+                ms.status_ltime = intent.ltime
+                if intent.kind == MSG_LEAVE:
+                    ms.member.status = "leaving"
+            self.member_states[node.name] = ms
+        else:
+            m = ms.member
+            m.addr, m.port, m.tags, m.status = node.addr, node.port, tags, "alive"
+            ms.leave_time = 0.0
+            intent = self.recent_intents.pop(node.name, None)
+            if intent is not None and intent.ltime > ms.status_ltime:
+                ms.status_ltime = intent.ltime
+                if intent.kind == MSG_LEAVE:
+                    m.status = "leaving"
+        self.failed.discard(node.name)
+        self.left.discard(node.name)
+        m = ms.member
+        if len(node.vsn) == 6:
+            (
+                m.protocol_min,
+                m.protocol_max,
+                m.protocol_cur,
+                m.delegate_min,
+                m.delegate_max,
+                m.delegate_cur,
+            ) = node.vsn
+        log.info("EventMemberJoin: %s %s", m.name, m.addr)
+        self._emit_member("member-join", m)
+
+    def notify_leave(self, node: NodeState) -> None:
+        ms = self.member_states.get(node.name)
+        if ms is None:
+            return
+        m = ms.member
+        if m.status == "leaving" or (m.status == "alive" and node.state == State.LEFT):
+            m.status = "left"
+            self.left.add(m.name)
+        elif m.status == "alive":
+            m.status = "failed"
+            self.failed.add(m.name)
+        else:
+            return
+        ms.leave_time = self.now
+        if m.status == "left":
+            log.info("EventMemberLeave: %s %s", m.name, m.addr)
+            self._emit_member("member-leave", m)
+        else:
+            log.info("EventMemberFailed: %s %s", m.name, m.addr)
+            self._emit_member("member-failed", m)
+
+    def notify_update(self, node: NodeState) -> None:
+        ms = self.member_states.get(node.name)
+        if ms is None:
+            return
+        try:
+            ms.member.tags = decode_tags(node.meta)
+        except BadMessage:
+            self.metrics["drop.malformed"] += 1
+        ms.member.addr, ms.member.port = node.addr, node.port
+        log.info("EventMemberUpdate: %s", node.name)
+        self._emit_member("member-update", ms.member)
+
+    def ack_payload(self) -> bytes:
+        return msgpack.packb(self.coord_client.coord.to_wire(), use_bin_type=True)
+
+    def notify_ping_complete(self, node: NodeState, rtt: float, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            other = Coordinate.from_wire(msgpack.unpackb(payload, raw=False))
+            self.coord_client.update(node.name, other, rtt)
+            self.coord_cache[node.name] = other
+        except (CoordinateError, ValueError, msgpack.ExtraData):
+            self.metrics["drop.bad_coordinate"] += 1
+        self.coord_cache[self.node_name] = self.coord_client.coord
+
+    # ------------------------------------------------------------------ handlers
+
+    def _emit_member(self, kind: str, m: Member) -> None:
+        snapshot = Member(
+            m.name,
+            m.addr,
+            m.port,
+            dict(m.tags),
+            m.status,
+            m.protocol_min,
+            m.protocol_max,
+            m.protocol_cur,
+            m.delegate_min,
+            m.delegate_max,
+            m.delegate_cur,
+        )
+        self._events.append(MemberEvent(kind, (snapshot,)))
+
+    def _upsert_intent(self, node: str, kind: int, ltime: int) -> bool:
+        old = self.recent_intents.get(node)
+        if old is None or ltime > old.ltime:
+            self.recent_intents[node] = _Intent(kind, ltime, self.now)
+            return True
+        return False
+
+    def _handle_leave_intent(self, ltime: int, node: str) -> bool:
+        self.clock.witness(ltime)
+        ms = self.member_states.get(node)
+        if ms is None:
+            return self._upsert_intent(node, MSG_LEAVE, ltime)
+        if ltime <= ms.status_ltime:
+            return False
+        m = ms.member
+        if node == self.node_name and self.state == "alive":
+            # Someone says we leave; we don't. Refute with a join intent.
+            self.intent_queue.queue(
+                _pack(MSG_JOIN, {"LTime": self.clock.increment(), "Node": node})
+            )
+            return False
+        if m.status == "alive":
+            m.status = "leaving"
+            ms.status_ltime = ltime
+            return True
+        if m.status == "failed":
+            m.status = "left"
+            ms.status_ltime = ltime
+            self.failed.discard(node)
+            self.left.add(node)
+            log.info("EventMemberLeave (forced): %s %s", m.name, m.addr)
+            self._emit_member("member-leave", m)
+            return True
+        return False
+
+    def _handle_join_intent(self, ltime: int, node: str) -> bool:
+        self.clock.witness(ltime)
+        ms = self.member_states.get(node)
+        if ms is None:
+            return self._upsert_intent(node, MSG_JOIN, ltime)
+        if ltime <= ms.status_ltime:
+            return False
+        ms.status_ltime = ltime
+        if ms.member.status == "leaving":
+            ms.member.status = "alive"
+        return True
+
+    def _handle_user_event(self, body: dict[str, Any]) -> bool:
+        ltime = get_int(body, "LTime")
+        name = get_str(body, "Name")
+        payload = get_bytes(body, "Payload")
+        cc = bool(body.get("CC", False))
+        self.event_clock.witness(ltime)
+        if ltime < self.event_min_time:
+            return False
+        size = self.profile.event_buffer
+        now_ltime = self.event_clock.time()
+        if now_ltime > size and ltime < now_ltime - size:
+            log.warning("received old event %s from time %d (current: %d)", name, ltime, now_ltime)
+            return False
+        idx = ltime % size
+        seen = self.event_buffer.get(idx)
+        if seen is not None and seen[0] == ltime:
+            if (name, payload) in seen[1]:
+                return False
+            seen[1].append((name, payload))
+        else:
+            self.event_buffer[idx] = (ltime, [(name, payload)])
+        self.metrics["events"] += 1
+        event = UserEvent(ltime, name, payload, cc)
+        if cc and self.profile.user_coalesce_period > 0:
+            self._coalesce_user(event)
+        else:
+            self._events.append(event)
+        return True
+
+    # Coalescing: the latest event of each name is delivered once the stream quiets
+    # down (quiescent period) or the coalesce period has passed since the first.
+    def _coalesce_user(self, event: UserEvent) -> None:
+        c = self.coalesce
+        if not c.events:
+            c.first = self.now
+        c.last = self.now
+        old = c.events.get(event.name)
+        if old is None or old.ltime <= event.ltime:
+            c.events[event.name] = event
+
+    def _coalesce_due(self) -> float:
+        c = self.coalesce
+        return min(
+            c.first + self.profile.user_coalesce_period,
+            c.last + self.profile.user_quiescent_period,
+        )
+
+    def _flush_coalesced(self, now: float) -> None:
+        if self.coalesce.events and now >= self._coalesce_due():
+            self._events.extend(self.coalesce.events.values())
+            self.coalesce = _Coalesce()
+
+    def _handle_query(self, body: dict[str, Any]) -> bool:
+        ltime = get_int(body, "LTime")
+        qid = get_int(body, "ID")
+        addr = get_str(body, "Addr")
+        name = get_str(body, "Name")
+        payload = get_bytes(body, "Payload")
+        filters = body.get("Filters", {})
+        if not isinstance(filters, dict):
+            raise BadMessage("query filters must be a map")
+        self.query_clock.witness(ltime)
+        if ltime < self.query_min_time:
+            return False
+        size = self.profile.query_buffer
+        now_ltime = self.query_clock.time()
+        if now_ltime > size and ltime < now_ltime - size:
+            return False
+        idx = ltime % size
+        seen = self.query_buffer.get(idx)
+        if seen is not None and seen[0] == ltime:
+            if qid in seen[1]:
+                return False
+            seen[1].add(qid)
+        else:
+            self.query_buffer[idx] = (ltime, {qid})
+        if not self._query_matches(filters):
+            return True
+
+        def respond(data: bytes, _ltime: int = ltime, _qid: int = qid, _addr: str = addr) -> None:
+            if len(data) > self.profile.query_response_size_limit:
+                raise UserEventError(
+                    f"response exceeds limit of {self.profile.query_response_size_limit} bytes"
+                )
+            resp = {"LTime": _ltime, "ID": _qid, "From": self.node_name, "Payload": data}
+            if _addr == self.memberlist.local().address:
+                self._handle_query_response(resp)
+            else:
+                self.memberlist.send_user(_addr, _pack(MSG_QUERY_RESPONSE, resp))
+
+        if name.startswith(INTERNAL_QUERY_PREFIX):
+            self._internal_query(name, payload, respond)
+        else:
+            self._events.append(Query(ltime, name, payload, respond))
+        return True
+
+    def _query_matches(self, filters: dict[str, Any]) -> bool:
+        nodes = filters.get("Nodes")
+        if isinstance(nodes, list) and nodes and self.node_name not in nodes:
+            return False
+        tags = filters.get("Tags")
+        if isinstance(tags, dict):
+            for tag, expr in tags.items():
+                if not isinstance(tag, str) or not isinstance(expr, str):
+                    return False
+                try:
+                    if not re.fullmatch(expr, self.tags.get(tag, "")):
+                        return False
+                except re.error:
+                    return False
+        return True
+
+    def _handle_query_response(self, body: dict[str, Any]) -> None:
+        qid = get_int(body, "ID")
+        ltime = get_int(body, "LTime")
+        pending = self.pending_queries.get(qid)
+        if pending is None or pending.ltime != ltime:
+            return
+        sender = get_str(body, "From")
+        if sender not in pending.responses:
+            pending.responses[sender] = get_bytes(body, "Payload")
+
+    def _internal_query(self, name: str, payload: bytes, respond: Callable[[bytes], None]) -> None:
+        op = name[len(INTERNAL_QUERY_PREFIX) :]
+        if op == "ping":
+            respond(b"")
+            return
+        if op not in ("install-key", "use-key", "remove-key", "list-keys"):
+            return
+        result: dict[str, Any] = {"Result": False, "Message": "", "Keys": []}
+        if self.keyring is None:
+            result["Message"] = "Keyring is empty (encryption not enabled)"
+        else:
+            try:
+                if op == "list-keys":
+                    pass
+                else:
+                    req = msgpack.unpackb(payload, raw=False)
+                    key = decode_key(req["Key"])
+                    if op == "install-key":
+                        self.keyring.install(key)
+                    elif op == "use-key":
+                        self.keyring.use(key)
+                    else:
+                        self.keyring.remove(key)
+                result["Result"] = True
+                result["Keys"] = [encode_key(k) for k in self.keyring.list_keys()]
+            except (KeyringError, KeyError, TypeError, ValueError) as exc:
+                result["Message"] = str(exc)
+        try:
+            respond(msgpack.packb(result, use_bin_type=True))
+        except UserEventError as exc:  # too many keys to fit
+            respond(msgpack.packb({"Result": False, "Message": str(exc), "Keys": []}))
+
+    # ------------------------------------------------------------------ reap, reconnect
+
+    def _reap(self) -> None:
+        for names, timeout in (
+            (self.failed, self.profile.reconnect_timeout),
+            (self.left, self.profile.tombstone_timeout),
+        ):
+            for name in list(names):
+                ms = self.member_states.get(name)
+                if ms is None:
+                    names.discard(name)
+                    continue
+                if self.now - ms.leave_time <= timeout:
+                    continue
+                names.discard(name)
+                del self.member_states[name]
+                self.coord_cache.pop(name, None)
+                self.coord_client.forget(name)
+                log.info("EventMemberReap: %s", name)
+                self._emit_member("member-reap", ms.member)
+        cutoff = self.now - self.profile.recent_intent_timeout
+        for name in [n for n, i in self.recent_intents.items() if i.wall < cutoff]:
+            del self.recent_intents[name]
+
+    def _reconnect(self) -> None:
+        if not self.failed:
+            return
+        alive = sum(1 for m in self.member_states.values() if m.member.status == "alive")
+        prob = len(self.failed) / max(1, alive - 1)
+        if self.rng.random() > prob:
+            return
+        name = self.rng.choice(sorted(self.failed))
+        m = self.member_states[name].member
+        log.info("attempting reconnect to %s %s:%d", name, m.addr, m.port)
+        self._reconnects.append(f"{m.addr}:{m.port}")
+
+
+def keyring_request(key: str | None) -> bytes:
+    return msgpack.packb({"Key": key or ""}, use_bin_type=True)
+
+
+def parse_keyring_response(data: bytes) -> tuple[bool, str, list[str]]:
+    try:
+        resp = msgpack.unpackb(data, raw=False)
+        keys = resp.get("Keys", [])
+        return bool(resp["Result"]), str(resp.get("Message", "")), [str(k) for k in keys]
+    except (KeyError, TypeError, ValueError, AttributeError, msgpack.ExtraData):
+        return False, "malformed keyring response", []
+
+
+__all__ = [
+    "Event",
+    "LamportClock",
+    "Member",
+    "MemberEvent",
+    "Query",
+    "Serf",
+    "UserEvent",
+    "UserEventError",
+]

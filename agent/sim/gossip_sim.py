@@ -1,0 +1,286 @@
+"""Drive many gossip cores (Serf + memberlist) on the simulated clock and network.
+
+Each node is a `Serf` core at address "10.x.y.z:8301". UDP packets and TCP streams both
+travel through `SimNetwork` (so partitions and crashes cut both); drop/duplicate faults
+apply to UDP only, as TCP retransmits. A node wakes at its core's `next_deadline()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.gossip.config import Profile
+from agent.gossip.serf import Event, MemberEvent, Serf, UserEvent
+from agent.gossip.swim import NodeState, State
+from agent.sim.clock import VirtualClock, _Event
+from agent.sim.network import Faults, SimNetwork
+
+PORT = 8301
+
+
+def sim_addr(i: int) -> str:
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}:{PORT}"
+
+
+@dataclass
+class SimNode:
+    name: str
+    addr: str
+    serf: Serf
+    up: bool = True
+    timer: _Event | None = None
+    timer_at: float = float("inf")
+    events: list[Event] = field(default_factory=list)
+    joined: bool = False
+    join_error: str | None = None
+
+
+class GossipCluster:
+    def __init__(
+        self,
+        seed: int,
+        profile: Profile | None = None,
+        faults: Faults | None = None,
+        tags: Callable[[int], dict[str, str]] | None = None,
+        merge_check: Callable[[list[Any]], str | None] | None = None,
+        keep_events: bool = True,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.clock = VirtualClock()
+        self.faults = faults or Faults()
+        self.net = SimNetwork(self.clock, random.Random(seed + 1), self.faults)
+        self.profile = profile or Profile.local()
+        self.tags = tags or (lambda i: {"role": "node", "dc": "dc1"})
+        self.merge_check = merge_check
+        self.keep_events = keep_events
+        self.nodes: dict[str, SimNode] = {}
+        self.by_name: dict[str, SimNode] = {}
+        self.count = 0
+        self.sent: Counter[str] = Counter()
+        self.on_event: Callable[[SimNode, Event], None] | None = None
+
+    # ------------------------------------------------------------------ building
+
+    def add_node(self, name: str | None = None, start: bool = True) -> SimNode:
+        i = self.count
+        self.count += 1
+        addr = sim_addr(i + 1)
+        name = name or f"node{i}"
+        host, port = addr.rsplit(":", 1)
+        serf = Serf(
+            node_name=name,
+            addr=host,
+            port=int(port),
+            tags=self.tags(i),
+            profile=self.profile,
+            rng=random.Random(self.rng.getrandbits(64)),
+            now=self.clock.now,
+            merge_check=self.merge_check,
+        )
+        node = SimNode(name, addr, serf)
+        self.nodes[addr] = node
+        self.by_name[name] = node
+        self.net.attach(addr, self._receiver(node))
+        if start:
+            serf.start(self.clock.now)
+            self._after(node)
+        return node
+
+    def converged(self, n: int) -> list[SimNode]:
+        """n started nodes that already know each other (no join traffic)."""
+        new = [self.add_node() for _ in range(n)]
+        states = [n.serf.memberlist.local() for n in new]
+        for node in new:
+            node.serf.memberlist.seed_known(states)
+            node.serf.take_events()
+            node.events.clear()
+            self._after(node)
+        return new
+
+    def restart(self, node: SimNode) -> SimNode:
+        """A fresh process at the same name and address (state lost, as after SIGKILL)."""
+        host, port = node.addr.rsplit(":", 1)
+        node.serf = Serf(
+            node_name=node.name,
+            addr=host,
+            port=int(port),
+            tags=dict(node.serf.tags),
+            profile=self.profile,
+            rng=random.Random(self.rng.getrandbits(64)),
+            now=self.clock.now,
+            merge_check=self.merge_check,
+        )
+        node.up = True
+        node.joined = False
+        self.net.attach(node.addr, self._receiver(node))
+        node.serf.start(self.clock.now)
+        self._after(node)
+        return node
+
+    # ------------------------------------------------------------------ actions
+
+    def join(self, node: SimNode, target: SimNode | str, ignore_old: bool = True) -> None:
+        dest = target if isinstance(target, str) else target.addr
+        node.serf.ignore_old_events = ignore_old
+        self._send(node, dest, ("join", node.serf.memberlist.join_request()), stream=True)
+
+    def crash(self, node: SimNode) -> None:
+        node.up = False
+        self.net.detach(node.addr)
+        if node.timer is not None:
+            VirtualClock.cancel(node.timer)
+            node.timer = None
+            node.timer_at = float("inf")
+
+    def leave(self, node: SimNode) -> None:
+        """Graceful leave, driven on virtual time like the runner does it."""
+        node.serf.begin_leave(self.clock.now)
+        self._after(node)
+        deadline = self.clock.now + self.profile.broadcast_timeout
+        self.run_until(deadline, lambda: node.serf.leave_intent_sent)
+        node.serf.memberlist.leave(self.clock.now)
+        self._after(node)
+        deadline = self.clock.now + self.profile.broadcast_timeout
+        self.run_until(deadline, lambda: node.serf.memberlist.leave_broadcast_done)
+        self.run_for(self.profile.leave_propagate_delay)
+        node.serf.state = "left"
+        self.crash(node)
+
+    def user_event(self, node: SimNode, name: str, payload: bytes) -> None:
+        node.serf.user_event(name, payload, coalesce=False)
+        self._after(node)
+
+    def run_until(self, deadline: float, stop: Callable[[], bool] | None = None) -> bool:
+        return self.clock.run_until(deadline, stop)
+
+    def run_for(self, seconds: float) -> None:
+        self.clock.run_until(self.clock.now + seconds)
+
+    # ------------------------------------------------------------------ observations
+
+    def up_nodes(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.up]
+
+    def status_of(self, observer: SimNode, name: str) -> str | None:
+        ms = observer.serf.member_states.get(name)
+        return ms.member.status if ms is not None else None
+
+    def all_see(self, name: str, status: str, observers: list[SimNode] | None = None) -> bool:
+        for obs in observers if observers is not None else self.up_nodes():
+            if obs.name != name and self.status_of(obs, name) != status:
+                return False
+        return True
+
+    def fully_converged(self, observers: list[SimNode] | None = None) -> bool:
+        obs = observers if observers is not None else self.up_nodes()
+        names = {n.name for n in obs}
+        for o in obs:
+            alive = {n for n, m in o.serf.member_states.items() if m.member.status == "alive"}
+            if not names <= alive:
+                return False
+        return True
+
+    def count_status(self, status: str, name: str) -> int:
+        return sum(1 for o in self.up_nodes() if self.status_of(o, name) == status)
+
+    def got_event(self, node: SimNode, name: str) -> bool:
+        return any(isinstance(e, UserEvent) and e.name == name for e in node.events)
+
+    def false_failures(self, truly_down: set[str]) -> list[tuple[str, str]]:
+        """(observer, member) pairs where a member that was up was seen failed."""
+        out = []
+        for o in self.up_nodes():
+            for e in o.events:
+                if isinstance(e, MemberEvent) and e.type == "member-failed":
+                    name = e.members[0].name
+                    if name not in truly_down:
+                        out.append((o.name, name))
+        return out
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(self, node: SimNode, dest: str, message: Any, stream: bool) -> None:
+        if stream:
+            self.sent["stream"] += 1
+            # Streams are reliable while a path exists: only the topology stops them.
+            saved = self.net.faults
+            self.net.faults = Faults(0.0, 0.0, saved.min_delay, saved.max_delay)
+            self.net.send(node.addr, dest, message)
+            self.net.faults = saved
+        else:
+            self.sent["udp"] += 1
+            self.net.send(node.addr, dest, message)
+
+    def _receiver(self, node: SimNode) -> Callable[[str, Any], None]:
+        def receive(src: str, message: Any) -> None:
+            self._deliver(node, src, message)
+
+        return receive
+
+    def _deliver(self, node: SimNode, src: str, message: Any) -> None:
+        if not node.up:
+            return
+        serf, now = node.serf, self.clock.now
+        kind = message[0]
+        if kind == "udp":
+            serf.receive_packet(src, message[1], now)
+        elif kind == "stream":
+            reply = serf.receive_stream(src, message[1], now)
+            if reply is not None and message[2]:
+                self._send(node, src, ("reply", reply), stream=True)
+        elif kind == "reply":
+            serf.receive_stream_reply(src, message[1], now)
+        elif kind == "join":
+            reply = serf.receive_stream(src, message[1], now)
+            if reply is not None:
+                self._send(node, src, ("join-reply", reply), stream=True)
+        elif kind == "join-reply":
+            error = serf.memberlist.handle_join_reply(message[1], now)
+            node.join_error = error
+            if error is None:
+                node.joined = True
+                serf.joined()
+        self._after(node)
+
+    def _after(self, node: SimNode) -> None:
+        serf = node.serf
+        for out in serf.take_outgoing():
+            if out.stream:
+                self._send(node, out.dest, ("stream", out.data, out.expect_reply), stream=True)
+            else:
+                self._send(node, out.dest, ("udp", out.data), stream=False)
+        events = serf.take_events()
+        if events:
+            if self.keep_events:
+                node.events.extend(events)
+            if self.on_event is not None:
+                for e in events:
+                    self.on_event(node, e)
+        for addr in serf.take_reconnects():
+            self.join(node, addr)
+        if not node.up:
+            return
+        at = serf.next_deadline()
+        if node.timer is not None and at >= node.timer_at - 1e-9:
+            return
+        if node.timer is not None:
+            VirtualClock.cancel(node.timer)
+        node.timer_at = at
+        node.timer = self.clock.call_at(at, functools.partial(self._wake, node))
+
+    def _wake(self, node: SimNode) -> None:
+        node.timer = None
+        node.timer_at = float("inf")
+        if not node.up:
+            return
+        node.serf.tick(self.clock.now)
+        self._after(node)
+
+
+__all__ = ["GossipCluster", "NodeState", "SimNode", "State", "sim_addr"]
