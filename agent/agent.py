@@ -250,6 +250,7 @@ class Agent:
             on_event=self._on_lan_event,
         )
         await self.lan.start()
+        self._refresh_servers()
         if cfg.server:
             self.wan = GossipPool(
                 name="wan",
@@ -501,8 +502,9 @@ class Agent:
         return None
 
     def _refresh_servers(self) -> None:
+        """Recompute the known servers from gossip, logging each one added or removed."""
         if self.lan is not None:
-            servers = {}
+            servers: dict[str, str] = {}
             for m in self.lan.members():
                 parts = server_parts(m)
                 if (
@@ -511,13 +513,39 @@ class Agent:
                     and m.status == "alive"
                 ):
                     servers[m.name] = parts.address
+            add_word, rm_word = (
+                ("Adding LAN server", "Removing LAN server")
+                if self.is_server
+                else ("adding server", "removing server")
+            )
+            for name, addr in servers.items():
+                if name not in self._lan_servers:
+                    consul_log.info(
+                        "%s %s (Addr: tcp/%s) (DC: %s)", add_word, name, addr, self.datacenter
+                    )
+            for name, addr in self._lan_servers.items():
+                if name not in servers:
+                    consul_log.info(
+                        "%s %s (Addr: tcp/%s) (DC: %s)", rm_word, name, addr, self.datacenter
+                    )
+            had_none = not self._lan_servers
             self._lan_servers = servers
+            if had_none and servers and self.anti_entropy is not None:
+                self.anti_entropy.trigger()
         if self.wan is not None:
-            wan = {}
+            wan: dict[str, tuple[str, str]] = {}
             for m in self.wan.members():
                 parts = server_parts(m)
                 if parts is not None and m.status == "alive":
                     wan[m.name] = (parts.datacenter, parts.address)
+            for name, (dc, addr) in wan.items():
+                if name not in self._wan_servers:
+                    consul_log.info("Adding WAN server %s (Addr: tcp/%s) (DC: %s)", name, addr, dc)
+            for name, (dc, addr) in self._wan_servers.items():
+                if name not in wan:
+                    consul_log.info(
+                        "Removing WAN server %s (Addr: tcp/%s) (DC: %s)", name, addr, dc
+                    )
             self._wan_servers = wan
 
     def _on_lan_event(self, event: Any) -> None:
@@ -528,46 +556,6 @@ class Agent:
             if hasattr(event, "payload") and hasattr(event, "ltime"):
                 self._on_user_event(event)
             return
-        for m in event.members:
-            parts = server_parts(m)
-            if parts is None or parts.datacenter != self.datacenter:
-                continue
-            if kind in ("member-join", "member-update") and m.status == "alive":
-                if m.name not in self._lan_servers:
-                    if self.is_server:
-                        consul_log.info(
-                            "Adding LAN server %s (Addr: tcp/%s) (DC: %s)",
-                            m.name,
-                            parts.address,
-                            parts.datacenter,
-                        )
-                    else:
-                        consul_log.info(
-                            "adding server %s (Addr: tcp/%s) (DC: %s)",
-                            m.name,
-                            parts.address,
-                            parts.datacenter,
-                        )
-                    if self.anti_entropy is not None and not self._lan_servers:
-                        self.anti_entropy.trigger()
-            elif (
-                kind in ("member-leave", "member-failed", "member-reap")
-                and m.name in self._lan_servers
-            ):
-                if self.is_server:
-                    consul_log.info(
-                        "Removing LAN server %s (Addr: tcp/%s) (DC: %s)",
-                        m.name,
-                        parts.address,
-                        parts.datacenter,
-                    )
-                else:
-                    consul_log.info(
-                        "removing server %s (Addr: tcp/%s) (DC: %s)",
-                        m.name,
-                        parts.address,
-                        parts.datacenter,
-                    )
         self._refresh_servers()
         if self.bootstrapper is not None and not self.bootstrapper.done:
             self._spawn(self._bootstrap_check(), "bootstrap")
@@ -575,35 +563,8 @@ class Agent:
             self.leader_duties.notify()
 
     def _on_wan_event(self, event: Any) -> None:
-        kind = getattr(event, "type", None)
-        if kind is None:
-            return
-        for m in event.members:
-            parts = server_parts(m)
-            if parts is None:
-                continue
-            if (
-                kind in ("member-join", "member-update")
-                and m.status == "alive"
-                and m.name not in self._wan_servers
-            ):
-                consul_log.info(
-                    "Adding WAN server %s (Addr: tcp/%s) (DC: %s)",
-                    m.name,
-                    parts.address,
-                    parts.datacenter,
-                )
-            elif (
-                kind in ("member-leave", "member-failed", "member-reap")
-                and m.name in self._wan_servers
-            ):
-                consul_log.info(
-                    "Removing WAN server %s (Addr: tcp/%s) (DC: %s)",
-                    m.name,
-                    parts.address,
-                    parts.datacenter,
-                )
-        self._refresh_servers()
+        if getattr(event, "type", None) is not None:
+            self._refresh_servers()
 
     async def _bootstrap_check(self) -> None:
         if self.bootstrapper is None or self.lan is None:
@@ -783,7 +744,11 @@ class Agent:
         raise RPCError(f"rpc error: failed to reach datacenter {dc}: {last}")
 
     def _server_name(self, address: str) -> str | None:
-        return next((n for n, a in self._lan_servers.items() if a == address), None)
+        for m in self.lan.members() if self.lan is not None else []:
+            parts = server_parts(m)
+            if parts is not None and parts.address == address:
+                return str(m.name)
+        return None
 
     def _wan_coordinates(self) -> list[dict[str, Any]]:
         if self.wan is None:
