@@ -334,6 +334,69 @@ class SessionTimers:
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
 
+class TombstoneGC:
+    """Leader-only reaping of KV tombstones, as Consul's TombstoneGC: a tombstone is kept for
+    at least `ttl` seconds (Consul's TombstoneTTL, 15 min) so that blocking queries and
+    lagging readers see deletes, then forgotten through a raft Tombstone reap command. Checked
+    every `granularity` seconds."""
+
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        apply: Callable[[bytes], Awaitable[Any]],
+        ttl: float = 900.0,
+        granularity: float = 30.0,
+    ) -> None:
+        self._state = state
+        self._apply = apply
+        self.ttl = ttl
+        self.granularity = granularity
+        self._hints: list[tuple[float, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.active:
+            self._hints.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.hint(loop.time())
+            await self.reap_due(loop.time())
+            await asyncio.sleep(self.granularity)
+
+    def hint(self, now: float) -> None:
+        """Note the current tombstone index; it may be reaped once `ttl` has passed."""
+        idx = self._state.table_index("tombstones")
+        if idx and (not self._hints or self._hints[-1][1] < idx):
+            self._hints.append((now, idx))
+
+    async def reap_due(self, now: float) -> None:
+        due = [idx for at, idx in self._hints if at <= now - self.ttl]
+        if not due:
+            return
+        reap_index = max(due)
+        try:
+            await self._apply(
+                encode_command(MessageType.TOMBSTONE, {"Op": "reap", "ReapIndex": reap_index})
+            )
+        except Exception as exc:  # retried on the next tick
+            log.error("consul: Failed to reap tombstones up to %d: %s", reap_index, exc)
+            return
+        self._hints = [(at, idx) for at, idx in self._hints if idx > reap_index]
+
+
 class Endpoints:
     """The server RPC methods of module docstring, routed as Consul's Server.forward."""
 
@@ -360,6 +423,7 @@ class Endpoints:
         self._server_name = server_name
         self._apply_timeout = apply_timeout
         self.session_timers = SessionTimers(state=state, apply=self._apply_bytes)
+        self.tombstone_gc = TombstoneGC(state=state, apply=self._apply_bytes)
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "KVS.Apply": self._kvs_apply,
             "KVS.Get": self._kvs_get,
@@ -397,11 +461,14 @@ class Endpoints:
         return sorted(self._handlers)
 
     def on_leadership(self, is_leader: bool) -> None:
-        """Leadership observer: arms session TTL timers on the leader, disarms them on loss."""
+        """Leadership observer: on the leader, arms session TTL timers and the tombstone GC;
+        on losing leadership, disarms both. Needs a running event loop."""
         if is_leader:
             self.session_timers.start()
+            self.tombstone_gc.start()
         else:
             self.session_timers.stop()
+            self.tombstone_gc.stop()
 
     # ------------------------------------------------------------------------- routing
 
@@ -898,6 +965,9 @@ class Endpoints:
         except (FrameError, StateError) as exc:
             raise RPCError(f"failed to restore snapshot: {exc}") from exc
         await self._raft_apply(MessageType.SNAPSHOT_RESTORE, {"Data": bytes(data)})
+        if self.session_timers.active:  # the restored sessions get fresh TTL timers
+            self.session_timers.stop()
+            self.session_timers.start()
 
     # ----------------------------------------------------------------------- coordinates
 

@@ -429,6 +429,7 @@ async def test_session_ttl_expires_on_the_leader_and_renew_resets_it() -> None:
     await wait_for(lambda: c.state.session_get(sid)[1] is None)
     assert c.state.kvs_get("eph")[1] is None  # Behavior delete removed the held key
     assert (await c.call("Session.Renew", Session=sid))["Sessions"] == []
+    c.ep.on_leadership(False)
 
 
 async def test_session_timers_start_from_state_and_stop_on_leadership_loss() -> None:
@@ -446,6 +447,7 @@ async def test_session_timers_start_from_state_and_stop_on_leadership_loss() -> 
     assert c.state.session_get(sid)[1] is not None
     c.ep.on_leadership(True)
     await wait_for(lambda: c.state.session_get(sid)[1] is None)
+    c.ep.on_leadership(False)
 
 
 async def test_session_destroy_clears_the_timer() -> None:
@@ -584,3 +586,34 @@ async def test_raft_apply_failures_become_rpc_errors() -> None:
     c.raft.apply = failing(NotLeaderError())  # type: ignore[method-assign]
     with pytest.raises(RPCError, match="node is not the leader"):
         await c.put("k")
+
+
+async def test_tombstone_gc_reaps_after_ttl_only() -> None:
+    c = Cluster()
+    gc = c.ep.tombstone_gc
+    gc.ttl = 100.0
+    await c.put("a")
+    await c.put("b")
+    await c.call("KVS.Apply", Op="delete", DirEnt={"Key": "a"})  # tombstone at 3
+    gc.hint(now=0.0)
+    await c.call("KVS.Apply", Op="delete", DirEnt={"Key": "b"})  # tombstone at 4
+    gc.hint(now=50.0)
+    await gc.reap_due(now=99.0)
+    assert c.state.tombstones() == [("a", 3), ("b", 4)]
+    await gc.reap_due(now=100.0)
+    assert c.state.tombstones() == [("b", 4)]
+    await gc.reap_due(now=150.0)
+    assert c.state.tombstones() == []
+
+
+async def test_leadership_starts_and_stops_the_tombstone_gc() -> None:
+    c = Cluster()
+    c.ep.tombstone_gc.ttl = 0.0
+    c.ep.tombstone_gc.granularity = 0.01
+    await c.put("a")
+    await c.call("KVS.Apply", Op="delete", DirEnt={"Key": "a"})
+    c.ep.on_leadership(True)
+    assert c.ep.tombstone_gc.active
+    await wait_for(lambda: c.state.tombstones() == [])
+    c.ep.on_leadership(False)
+    assert not c.ep.tombstone_gc.active
