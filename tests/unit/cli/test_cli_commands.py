@@ -1,0 +1,255 @@
+"""`senate` commands against a fake agent: output as the seed transcript shows it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from fake_agent import Served
+
+from agent.cli import dispatch
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = dispatch(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+SEED_MEMBERS = """\
+Node        Address           Status  Type    Build  Protocol  DC
+ceph-debug  10.12.10.61:8301  alive   client  0.7.2  2         mydc
+server1     10.12.10.37:8301  alive   server  0.7.2  2         mydc
+"""
+
+SEED_KV_DETAILED = """\
+CreateIndex      162
+Flags            0
+Key              name
+LockIndex        0
+ModifyIndex      162
+Session          -
+Value            ivan
+"""
+
+
+def test_seed_kv_session(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    h = f"-http-addr={served.http_addr}"
+    assert run(capsys, "kv", "put", h, "name", "ivan") == (
+        0,
+        "Success! Data written to: name\n",
+        "",
+    )
+    assert run(capsys, "kv", "get", h, "name") == (0, "ivan\n", "")
+    assert run(capsys, "kv", "get", h, "-detailed", "name") == (0, SEED_KV_DETAILED, "")
+    assert run(capsys, "kv", "delete", h, "name") == (0, "Success! Deleted key: name\n", "")
+    assert run(capsys, "kv", "get", h, "name") == (1, "", "Error! No key exists at: name\n")
+
+
+def test_seed_members_over_rpc_and_http(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "members", f"-rpc-addr={served.rpc_addr}") == (0, SEED_MEMBERS, "")
+    assert run(capsys, "members", f"-http-addr={served.http_addr}") == (0, SEED_MEMBERS, "")
+
+
+def test_members_env_address_and_filters(
+    served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", served.http_addr)
+    rc, out, _ = run(capsys, "members", "-detailed")
+    assert rc == 0
+    assert out.splitlines()[0] == "Node        Address           Status  Tags"
+    assert "role=consul" in out.splitlines()[2]
+    assert run(capsys, "members", "-status=failed")[0] == 2
+    rc, out, _ = run(capsys, "members", "-status=^al")
+    assert rc == 0 and len(out.splitlines()) == 3
+    rc, _, err = run(capsys, "members", "-status=(")
+    assert rc == 1 and err.startswith("Failed to compile status regexp")
+    served.agent.member_list[1]["Status"] = 4
+    rc, out, _ = run(capsys, "members", "-status=failed")
+    assert rc == 0 and "ceph-debug  10.12.10.61:8301  failed  client" in out
+
+
+def test_join_leave_force_leave_reload(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    r = f"-rpc-addr={served.rpc_addr}"
+    assert run(capsys, "join", r, "10.0.0.2", "10.0.0.3") == (
+        0,
+        "Successfully joined cluster by contacting 2 nodes.\n",
+        "",
+    )
+    rc, _, err = run(capsys, "join", r, "-wan", "10.99.0.1")
+    assert rc == 1
+    assert err.startswith("Error joining the cluster: 1 error(s) occurred:")
+    assert served.agent.joined[-1] == (["10.99.0.1"], True)
+    rc, _, err = run(capsys, "join", r)
+    assert rc == 1 and err.startswith("At least one address to join must be specified.")
+    assert run(capsys, "force-leave", r, "ceph-debug") == (0, "", "")
+    assert served.agent.force_left == ["ceph-debug"]
+    assert run(capsys, "reload", r) == (0, "Configuration reload triggered\n", "")
+    assert run(capsys, "leave", r) == (0, "Graceful leave complete\n", "")
+    assert served.agent.left
+
+
+def test_info_prints_sorted_sections(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "info", f"-rpc-addr={served.rpc_addr}")
+    assert rc == 0
+    assert out.startswith(
+        "agent:\n\tcheck_monitors = 0\n\tcheck_ttls = 0\n\tchecks = 0\n\tservices = 1\n"
+        "build:\n\tprerelease = \n\trevision = 'a9afa0c\n\tversion = 0.7.2\nconsul:\n"
+    )
+
+
+def test_kv_recurse_keys_flags_cas_and_stdin(
+    served: Served,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    h = f"-http-addr={served.http_addr}"
+    (tmp_path / "v").write_bytes(b"from-file")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from-stdin")))
+    assert run(capsys, "kv", "put", h, "-flags=7", "app/a", f"@{tmp_path / 'v'}")[0] == 0
+    assert run(capsys, "kv", "put", h, "app/b/c", "-")[0] == 0
+    assert run(capsys, "kv", "put", h, "app/d", "-not-a-flag")[0] == 0
+    rc, out, _ = run(capsys, "kv", "get", h, "-recurse", "app")
+    assert out == "app/a:from-file\napp/b/c:from-stdin\napp/d:-not-a-flag\n"
+    assert run(capsys, "kv", "get", h, "-keys", "app/") == (0, "app/a\napp/b/\napp/d\n", "")
+    assert served.agent.kv["app/a"]["Flags"] == 7
+    rc, _, err = run(capsys, "kv", "put", h, "-cas", "app/a", "x")
+    assert (rc, err) == (1, "Must specify -modify-index with -cas!\n")
+    rc, _, err = run(capsys, "kv", "put", h, "-cas", "-modify-index=1", "app/a", "x")
+    assert (rc, err) == (1, "Error! Did not write to app/a: CAS failed\n")
+    idx = served.agent.kv["app/a"]["ModifyIndex"]
+    assert run(capsys, "kv", "put", h, "-cas", f"-modify-index={idx}", "app/a", "x")[0] == 0
+    rc, _, err = run(capsys, "kv", "put", h, "-acquire", "app/a")
+    assert (rc, err) == (1, "Error! Missing -session (required with -acquire and -release)\n")
+    assert run(capsys, "kv", "delete", h, "-recurse", "app/b") == (
+        0,
+        "Success! Deleted keys with prefix: app/b\n",
+        "",
+    )
+    rc, _, err = run(capsys, "kv", "delete", h, "-cas", "-modify-index=1", "app/a")
+    assert (rc, err) == (1, "Error! Did not delete key app/a: CAS failed\n")
+    rc, _, err = run(capsys, "kv", "put", h)
+    assert (rc, err) == (1, "Error! Missing KEY argument\n")
+
+
+def test_kv_errors_name_the_failure(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    served.agent.leader = ""
+    h = f"-http-addr={served.http_addr}"
+    rc, _, err = run(capsys, "kv", "put", h, "k", "v")
+    assert (rc, err) == (
+        1,
+        "Error! Failed writing data: Unexpected response code: 500 (No cluster leader)\n",
+    )
+    rc, _, err = run(capsys, "kv", "get", h, "k")
+    assert (rc, err) == (
+        1,
+        'Error querying "k": Unexpected response code: 500 (No cluster leader)\n',
+    )
+
+
+def test_unreachable_agent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "members", "-rpc-addr=127.0.0.1:1")
+    assert rc == 1 and err.startswith("Error connecting to Senate agent: dial tcp 127.0.0.1:1")
+    rc, _, err = run(capsys, "kv", "get", "-http-addr=127.0.0.1:1", "k")
+    assert rc == 1 and err.startswith('Error querying "k":')
+    assert "Traceback" not in err
+
+
+def test_event_prints_id(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "event", "-name=sayhi", f"-http-addr={served.http_addr}", "payload")
+    assert rc == 0
+    event = served.agent.events[0]
+    assert out == f"Event ID: {event['ID']}\n"
+    assert event["Payload"] == b"payload"
+    rc, _, err = run(capsys, "event", f"-http-addr={served.http_addr}")
+    assert rc == 1 and err.startswith("Event name must be specified")
+    rc, _, err = run(capsys, "event", "-name=x", "-tag=web", f"-http-addr={served.http_addr}")
+    assert (rc, err) == (1, "Cannot provide tag filter without service filter.\n")
+
+
+def test_operator_raft_list_and_remove(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    h = f"-http-addr={served.http_addr}"
+    expected = (
+        "Node     ID                Address           State     Voter\n"
+        "server1  10.12.10.37:8300  10.12.10.37:8300  leader    true\n"
+        "server2  10.12.10.38:8300  10.12.10.38:8300  follower  true\n"
+    )
+    assert run(capsys, "operator", "raft", "list-peers", h) == (0, expected, "")
+    assert run(capsys, "operator", "raft", "-list-peers", h) == (0, expected, "")
+    assert run(capsys, "operator", "raft", "remove-peer", h, "-address=10.12.10.38:8300") == (
+        0,
+        'Removed peer with address "10.12.10.38:8300"\n',
+        "",
+    )
+    rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-address=9.9.9.9:8300")
+    assert rc == 1 and "was not found in the Raft configuration" in err
+
+
+def test_snapshot_save_inspect_restore(
+    served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    h = f"-http-addr={served.http_addr}"
+    path = str(tmp_path / "backup.snap")
+    assert run(capsys, "snapshot", "save", h, path) == (
+        0,
+        "Saved and verified snapshot to index 161\n",
+        "",
+    )
+    rc, out, _ = run(capsys, "snapshot", "inspect", path)
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("ID           2-161-")
+    assert lines[1:] == ["Size         15", "Index        161", "Term         2", "Version      1"]
+    assert run(capsys, "snapshot", "restore", h, path) == (0, "Restored snapshot\n", "")
+    assert served.agent.restored == [served.agent.fsm_state]
+    (tmp_path / "junk").write_bytes(b"junk")
+    rc, _, err = run(capsys, "snapshot", "inspect", str(tmp_path / "junk"))
+    assert rc == 1 and err.startswith("Error extracting snapshot data:")
+    rc, _, err = run(capsys, "snapshot", "save", h)
+    assert (rc, err) == (1, "Missing FILE argument\n")
+
+
+def test_keyring_list_install_and_errors(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = f"-rpc-addr={served.rpc_addr}"
+    rc, out, _ = run(capsys, "keyring", r, "-list")
+    assert rc == 0
+    assert out == (
+        "==> Gathering installed encryption keys...\n\nWAN:\n  pUqJrVyVRj5jsiYEkM/tFQ== [2/1]\n"
+        "\nmydc (LAN):\n  pUqJrVyVRj5jsiYEkM/tFQ== [2/2]\n"
+    )
+    assert run(capsys, "keyring", r, "-install=newkey") == (
+        0,
+        "==> Installing new gossip encryption key...\n==> Done!\n",
+        "",
+    )
+    rc, _, err = run(capsys, "keyring", r, "-remove=nope")
+    assert (rc, err) == (1, "\nmydc (LAN) error: key not found\n")
+    rc, _, err = run(capsys, "keyring", r, "-list", "-use=x")
+    assert (rc, err) == (1, "Only a single action is allowed\n")
+
+
+def test_rtt_uses_lan_coordinates(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    served.agent.coords = {
+        "ceph-debug": {"Vec": [0.0005, 0.0], "Error": 0.1, "Adjustment": 0.0, "Height": 0.0001},
+        "server1": {"Vec": [0.0002, 0.0], "Error": 0.1, "Adjustment": 0.0, "Height": 0.0001},
+    }
+    h = f"-http-addr={served.http_addr}"
+    expected = "Estimated ceph-debug <-> server1 rtt: 0.500 ms (using LAN coordinates)\n"
+    assert run(capsys, "rtt", h, "ceph-debug", "server1") == (0, expected, "")
+    assert run(capsys, "rtt", h, "ceph-debug") == (0, expected, "")
+    rc, _, err = run(capsys, "rtt", h, "ghost")
+    assert (rc, err) == (1, 'Could not find a coordinate for node "ghost"\n')
+
+
+def test_monitor_streams_over_rpc(served: Served) -> None:
+    from agent.client import RPCClient
+
+    served.agent.logs = ["line one", "line two"]
+    with RPCClient(served.rpc_addr, timeout=5) as client:
+        lines = client.monitor("DEBUG")
+        assert next(lines) == "line one"
+        assert next(lines) == "line two"
