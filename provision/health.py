@@ -4,6 +4,7 @@ commit index caught up with the leader's)."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Sequence
 
@@ -119,6 +120,24 @@ def wait_agent(host: Host, deadline_s: float, step_timeout: float) -> None:
             last = lines[-1] if lines else f"exit {res.exit_code}"
         except HostError as exc:
             last = str(exc)
+        # An agent that exited will not answer later: fail now, with the end of its log.
+        ctl = f"{node.install_dir}/bin/senatectl"
+        status = host.run(
+            f"{shlex.quote(ctl)} status", step="status", timeout=step_timeout, check=False
+        )
+        if status.exit_code == 3:
+            log = host.run(
+                f"tail -n 12 {shlex.quote(node.install_dir)}/log/senate.log",
+                step="log",
+                timeout=step_timeout,
+                check=False,
+            )
+            tail = log.stdout.strip() or "(no log output; under systemd see journalctl -u senate)"
+            raise HostError(
+                node.name,
+                f"agent exited while starting ({node.install_dir}/current/bin/senate agent "
+                f"-config-dir={node.install_dir}/etc); end of its log:\n{tail}",
+            )
         if time.monotonic() >= deadline:
             raise HostError(node.name, f"agent did not answer within {deadline_s:.0f}s: {last}")
         time.sleep(0.3)

@@ -417,12 +417,13 @@ def resolve(spec: InventorySpec, path: Path, create_secrets: bool = True) -> Inv
         for role, hosts in (("server", dc.servers), ("client", dc.clients)):
             for i, h in enumerate(hosts):
                 hpath = f"{dc_path}.{role}s[{i}]"
-                if (err := _check_addr(h.host)) is not None:
+                host_ok = (err := _check_addr(h.host)) is None
+                if not host_ok:
                     errors.append(f"{hpath}.host: {err}")
                 if h.bind_addr is not None and (err := _check_addr(h.bind_addr)) is not None:
                     errors.append(f"{hpath}.bind_addr: {err}")
                 name = h.name or h.host.replace(".", "-")
-                if not _NAME_RE.match(name):
+                if (h.name or host_ok) and not _NAME_RE.match(name):
                     errors.append(f"{hpath}.name: invalid node name {name!r}")
                 connection = h.connection or d.connection
                 bind = h.bind_addr or h.host
