@@ -1,0 +1,1177 @@
+"""The Raft consensus algorithm as a pure state machine (sans-IO), in the manner of etcd-io/raft.
+
+Theory of operation
+-------------------
+`RaftCore` owns no socket, no task, no clock and no file. The caller (the asyncio runner in
+`runner.py`, or the simulator in `agent/sim/raft_cluster.py`) drives it with
+
+* `step(msg)`       — a message from another server arrived;
+* `tick(now)`       — time moved on (`next_deadline()` says when the core next cares);
+* `propose(data)`   — a client command (leader only); `propose_config(servers)` for membership;
+* `read_index(id)`  — a consistent read wants a confirmed commit index (ReadIndex, thesis §6.4);
+
+and collects the effects with `ready()`, which returns a `Ready`:
+
+1. `hard_state`, `entries`, `snapshot` — what must be on disk (fsynced) **before** anything
+   else of this Ready happens. Entries whose first index is at or below the stored last index
+   replace the stored suffix from that index.
+2. `messages` — to send only after step 1: a vote granted or an entry acknowledged in a message
+   is thereby always durable (§5.1: "updated on stable storage before responding").
+3. `committed` — entries to apply to the state machine, in order, after step 1.
+4. `reads` — ReadIndex results.
+
+and then calls `advance(ready)`. Everything in one Ready is persisted, then sent, then applied,
+and the core is not asked for the next Ready before `advance` — that single sequence is what
+makes group commit work: every proposal that arrives while one Ready is being written lands in
+the next Ready, one disk write and one AppendEntries per follower for all of them.
+
+The leader counts itself towards a commit only for entries that are on its disk (it learns that
+in `advance`), so a leader that crashes mid-write never counted an entry it lost.
+
+Rules this file keeps (paper sections are of "In Search of an Understandable Consensus
+Algorithm", extended version; "thesis" is Ongaro's dissertation):
+
+* at most one vote per term, persisted before it is sent (§5.2);
+* a vote only for a candidate whose log is at least as up-to-date (§5.4.1);
+* a new leader appends a no-op and counts replicas only for entries of its own term (§5.4.2);
+* pre-vote (thesis §9.6) and check-quorum (thesis §6.2): a server that heard from a leader
+  within the minimum election timeout ignores vote requests, so a partitioned server that comes
+  back cannot depose a healthy leader; a leader that has not heard from a quorum within
+  `leader_lease_timeout` steps down;
+* membership changes one server at a time, effective as soon as appended (thesis §4.1);
+* fast backtracking: a rejection carries the conflicting term and its first index (§5.3, the
+  optimisation described at the end of that section).
+
+The one subtle case: a leader's AppendEntries carry `ctx`, a counter bumped by every heartbeat
+round. A ReadIndex request waits for a quorum to echo a ctx at least as new as the round sent
+after the request arrived: only then is it known that no newer leader existed when it arrived.
+The echoed `sent_at` (the leader's own clock) likewise dates the leader's lease.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from agent.raft.config import RaftConfig
+
+log = logging.getLogger("raft")
+
+VOTER = "Voter"
+NONVOTER = "Nonvoter"
+
+
+class Role(enum.Enum):
+    FOLLOWER = "Follower"
+    PRE_CANDIDATE = "PreCandidate"
+    CANDIDATE = "Candidate"
+    LEADER = "Leader"
+
+
+class EntryKind(enum.IntEnum):
+    COMMAND = 0
+    NOOP = 1
+    CONFIGURATION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    id: str  # Consul 0.7 uses the raft address "ip:8300" as the server ID
+    address: str  # "ip:port"
+    suffrage: str  # "Voter" | "Nonvoter"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    index: int
+    term: int
+    kind: EntryKind
+    data: bytes = b""
+    #: Servers of a CONFIGURATION entry.
+    servers: tuple[ServerInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HardState:
+    term: int
+    vote: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    index: int
+    term: int
+    servers: tuple[ServerInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVote:
+    term: int
+    frm: str
+    to: str
+    last_index: int
+    last_term: int
+    pre_vote: bool = False
+    transfer: bool = False  # sent because of TimeoutNow: voters ignore their leader lease
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResponse:
+    term: int
+    frm: str
+    to: str
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntries:
+    term: int
+    frm: str
+    to: str
+    prev_index: int
+    prev_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+    ctx: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResponse:
+    term: int
+    frm: str
+    to: str
+    success: bool
+    match_index: int  # on success: the follower's log matches the leader's up to here
+    reject_index: int = 0  # on rejection: the prev_index that did not match
+    conflict_index: int = (
+        0  # hint: first index of conflict_term in the follower's log, or its last+1
+    )
+    conflict_term: int = 0
+    ctx: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    term: int
+    frm: str
+    to: str
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+    ctx: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResponse:
+    term: int
+    frm: str
+    to: str
+    index: int  # the snapshot's index
+    next_offset: int  # bytes received so far
+    installed: bool
+    ctx: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    term: int
+    frm: str
+    to: str
+
+
+Message = (
+    RequestVote
+    | VoteResponse
+    | AppendEntries
+    | AppendResponse
+    | InstallSnapshot
+    | SnapshotResponse
+    | TimeoutNow
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    request_id: int
+    index: int | None  # None: leadership was lost, the read must be retried elsewhere
+
+
+@dataclass(slots=True)
+class Ready:
+    hard_state: HardState | None = None
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Snapshot | None = None  # received from the leader: persist, then restore the FSM
+    messages: list[Message] = field(default_factory=list)
+    committed: list[Entry] = field(default_factory=list)
+    reads: list[ReadState] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.hard_state
+            or self.entries
+            or self.snapshot
+            or self.messages
+            or self.committed
+            or self.reads
+        )
+
+
+class NotLeader(Exception):
+    """A proposal reached a server that is not (or no longer, or not now) the leader."""
+
+    def __init__(self, leader: str | None, reason: str = "node is not the leader") -> None:
+        super().__init__(reason)
+        self.leader = leader
+
+
+class ConfigChangeInProgress(Exception):
+    """Only one membership change may be uncommitted at a time (thesis §4.1)."""
+
+
+class _ProgressState(enum.Enum):
+    PROBE = 1  # one AppendEntries at a time until the follower's match is found
+    REPLICATE = 2  # pipelined: up to max_inflight AppendEntries in flight
+    SNAPSHOT = 3  # sending InstallSnapshot chunks
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the leader knows about one follower."""
+
+    match: int = 0
+    next: int = 1
+    state: _ProgressState = _ProgressState.PROBE
+    probe_sent: bool = False
+    inflight: deque[int] = field(default_factory=deque)  # last index of each AE in flight
+    acked_ctx: int = 0
+    acked_sent_at: float = -1.0
+    last_progress: float = 0.0
+    snap_index: int = 0
+    snap_offset: int = 0
+    snap_sent: bool = False
+
+
+class RaftCore:
+    """One server's Raft state. See the module docstring for how to drive it."""
+
+    def __init__(
+        self,
+        node_id: str,
+        config: RaftConfig,
+        rng: random.Random,
+        *,
+        now: float = 0.0,
+        hard_state: HardState | None = None,
+        entries: list[Entry] | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        self.id = node_id
+        self.cfg = config
+        self.rng = rng
+        self.now = now
+        self.term = hard_state.term if hard_state else 0
+        self.vote: str | None = hard_state.vote if hard_state else None
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        # The log: entries after the "floor" (snap_index/snap_term: the last entry dropped from
+        # the log; it is at or before the latest snapshot's index, since a snapshot keeps
+        # trailing_logs entries). log[i - log_start] is the entry at index i.
+        self.snap: SnapshotMeta | None = snapshot.meta if snapshot else None
+        self.snap_index = snapshot.meta.index if snapshot else 0
+        self.snap_term = snapshot.meta.term if snapshot else 0
+        self.snap_servers: tuple[ServerInfo, ...] = snapshot.meta.servers if snapshot else ()
+        self.snapshot_data: bytes | None = snapshot.data if snapshot else None
+        self.log: list[Entry] = [e for e in (entries or []) if e.index > self.snap_index]
+        for i, e in enumerate(self.log):
+            assert e.index == self.snap_index + 1 + i, "log store returned a gap"
+        self.commit_index = self.snap_index
+        self.applied_index = self.snap_index  # last index handed out in Ready.committed
+        self.stable_index = self.last_index  # last index known to be on disk
+        self.unstable_from = self.last_index + 1  # first index not yet handed out in a Ready
+        self.servers: tuple[ServerInfo, ...] = ()
+        self.config_index = 0
+        self._reload_configuration()
+        self._persisted_hs = HardState(self.term, self.vote)
+        self._msgs: list[Message] = []
+        self._reads: list[ReadState] = []
+        self._incoming_snapshot: Snapshot | None = None
+        self._snap_buffer: bytearray | None = None
+        self._snap_buffer_meta: SnapshotMeta | None = None
+        # Timers (absolute times on the caller's clock).
+        self.last_leader_contact: float | None = None
+        self._election_deadline = 0.0
+        self._heartbeat_deadline = 0.0
+        self._reset_election_timer()
+        # Candidate state.
+        self._votes: dict[str, bool] = {}
+        # Leader state.
+        self.progress: dict[str, _Progress] = {}
+        self.ctx = 0
+        self._heartbeat_needed = False
+        self._pending_reads: list[tuple[int, int | None, int]] = []  # (id, index, ctx needed)
+        self.transferee: str | None = None
+        self._transfer_deadline = 0.0
+        self.lead_since = 0.0
+        self._became_leader_index = 0
+        self._logged_no_peers = False
+
+    # ------------------------------------------------------------------ log helpers
+
+    @property
+    def last_index(self) -> int:
+        return self.log[-1].index if self.log else self.snap_index
+
+    @property
+    def last_term(self) -> int:
+        return self.log[-1].term if self.log else self.snap_term
+
+    @property
+    def log_start(self) -> int:
+        return self.snap_index + 1
+
+    def term_at(self, index: int) -> int | None:
+        if index == self.snap_index:
+            return self.snap_term
+        if index < self.snap_index or index > self.last_index:
+            return None
+        return self.log[index - self.log_start].term
+
+    def entry(self, index: int) -> Entry:
+        return self.log[index - self.log_start]
+
+    def entries_from(self, lo: int, hi: int) -> list[Entry]:
+        """Entries lo..hi inclusive (all must be in the log)."""
+        return self.log[lo - self.log_start : hi - self.log_start + 1]
+
+    def _truncate_from(self, index: int) -> None:
+        assert index > self.commit_index, "tried to truncate a committed entry"
+        del self.log[index - self.log_start :]
+        self.unstable_from = min(self.unstable_from, index)
+        self.stable_index = min(self.stable_index, index - 1)
+        if self.config_index >= index:
+            self._reload_configuration()
+
+    def _append(self, entry: Entry) -> None:
+        assert entry.index == self.last_index + 1
+        self.log.append(entry)
+        if entry.kind == EntryKind.CONFIGURATION:
+            self.servers = entry.servers
+            self.config_index = entry.index
+            self._on_configuration_changed()
+
+    def _reload_configuration(self) -> None:
+        for e in reversed(self.log):
+            if e.kind == EntryKind.CONFIGURATION:
+                self.servers, self.config_index = e.servers, e.index
+                break
+        else:
+            self.servers, self.config_index = self.snap_servers, self.snap_index
+        if hasattr(self, "progress"):
+            self._on_configuration_changed()
+
+    # ------------------------------------------------------------------ configuration
+
+    def voters(self) -> list[str]:
+        return [s.id for s in self.servers if s.suffrage == VOTER]
+
+    def is_voter(self) -> bool:
+        return any(s.id == self.id and s.suffrage == VOTER for s in self.servers)
+
+    def quorum(self) -> int:
+        return len(self.voters()) // 2 + 1
+
+    def address_of(self, node_id: str) -> str | None:
+        for s in self.servers:
+            if s.id == node_id:
+                return s.address
+        return None
+
+    def _on_configuration_changed(self) -> None:
+        if self.role != Role.LEADER:
+            return
+        ids = {s.id for s in self.servers if s.id != self.id}
+        for gone in set(self.progress) - ids:
+            del self.progress[gone]
+        for new in ids - set(self.progress):
+            self.progress[new] = _Progress(next=self.last_index + 1, last_progress=self.now)
+
+    # ------------------------------------------------------------------ timers
+
+    def _reset_election_timer(self) -> None:
+        t = self.cfg.election_timeout
+        self._election_deadline = self.now + t + self.rng.random() * t
+
+    def next_deadline(self) -> float:
+        """The next time `tick` has something to do."""
+        if self.role == Role.LEADER:
+            d = self._heartbeat_deadline
+            if self.transferee is not None:
+                d = min(d, self._transfer_deadline)
+            return d
+        return self._election_deadline
+
+    def tick(self, now: float) -> None:
+        self.now = max(self.now, now)
+        if self.role == Role.LEADER:
+            if self.cfg.check_quorum and not self._quorum_recent(self.cfg.leader_lease_timeout):
+                log.warning("Failed to contact quorum of nodes, stepping down")
+                self._become_follower(self.term, None)
+                return
+            if self.transferee is not None and self.now >= self._transfer_deadline:
+                log.warning("leadership transfer to %s timed out", self.transferee)
+                self.transferee = None
+            if self.now >= self._heartbeat_deadline:
+                self._heartbeat_deadline = self.now + self.cfg.heartbeat_interval
+                self._broadcast_heartbeat()
+                self._recover_stalled()
+            return
+        if self.now >= self._election_deadline:
+            self._reset_election_timer()
+            self._campaign(transfer=False)
+
+    def leader_address(self) -> str | None:
+        if self.leader_id is None:
+            return None
+        return self.address_of(self.leader_id) or self.leader_id
+
+    def _in_lease(self) -> bool:
+        """Heard from a leader within the minimum election timeout (thesis §6.2 / §4.2.3)."""
+        if self.role == Role.LEADER:
+            return True
+        return (
+            self.leader_id is not None
+            and self.last_leader_contact is not None
+            and self.now - self.last_leader_contact < self.cfg.election_timeout
+        )
+
+    # ------------------------------------------------------------------ role changes
+
+    def log_state(self) -> None:
+        if self.role == Role.CANDIDATE:
+            log.info(
+                "Node at %s [Candidate] entering Candidate state in term %d", self.id, self.term
+            )
+        elif self.role == Role.LEADER:
+            log.info("Node at %s [Leader] entering Leader state", self.id)
+        elif self.role == Role.FOLLOWER:
+            log.info(
+                'Node at %s [Follower] entering Follower state (Leader: "%s")',
+                self.id,
+                self.leader_address() or "",
+            )
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        was = self.role
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        if leader is not None:
+            self.last_leader_contact = self.now
+        self._reset_election_timer()
+        if was == Role.LEADER:
+            self._fail_pending_reads()
+            self.progress.clear()
+            self.transferee = None
+        if was != Role.FOLLOWER:
+            self.log_state()
+
+    def _campaign(self, transfer: bool) -> None:
+        if not self.is_voter():
+            if not self._logged_no_peers:
+                self._logged_no_peers = True
+                if not self.servers:
+                    log.warning("no known peers, aborting election")
+                else:
+                    log.warning("not part of stable configuration, aborting election")
+            return
+        self._logged_no_peers = False
+        if self.role == Role.FOLLOWER and not transfer:
+            log.warning(
+                'Heartbeat timeout from "%s" reached, starting election',
+                self.leader_address() or "",
+            )
+        voters = self.voters()
+        if self.cfg.pre_vote and not transfer and len(voters) > 1:
+            self.role = Role.PRE_CANDIDATE
+            self.leader_id = None
+            self._votes = {self.id: True}
+            for v in voters:
+                if v != self.id:
+                    self._msgs.append(
+                        RequestVote(
+                            self.term + 1,
+                            self.id,
+                            v,
+                            self.last_index,
+                            self.last_term,
+                            pre_vote=True,
+                        )
+                    )
+            return
+        self._become_candidate(transfer)
+
+    def _become_candidate(self, transfer: bool) -> None:
+        self.role = Role.CANDIDATE
+        self.term += 1
+        self.vote = self.id
+        self.leader_id = None
+        self._votes = {self.id: True}
+        self._reset_election_timer()
+        self.log_state()
+        voters = self.voters()
+        if len(voters) == 1:
+            log.info("Election won. Tally: %d", 1)
+            self._become_leader()
+            return
+        for v in voters:
+            if v != self.id:
+                self._msgs.append(
+                    RequestVote(
+                        self.term, self.id, v, self.last_index, self.last_term, transfer=transfer
+                    )
+                )
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.lead_since = self.now
+        self.transferee = None
+        self.progress = {}
+        self._on_configuration_changed()
+        for pr in self.progress.values():
+            pr.acked_sent_at = self.now  # grace period: check-quorum counts from election
+        self.log_state()
+        # §5.4.2: a no-op of the new term lets earlier entries commit by counting it.
+        self._append(Entry(self.last_index + 1, self.term, EntryKind.NOOP))
+        self._became_leader_index = self.last_index
+        self._heartbeat_deadline = self.now  # send the first round right away
+        self.tick(self.now)
+
+    # ------------------------------------------------------------------ client API
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append a command; returns (index, term). The commit shows up in a later Ready."""
+        self._check_can_propose()
+        e = Entry(self.last_index + 1, self.term, EntryKind.COMMAND, data)
+        self._append(e)
+        return e.index, e.term
+
+    def propose_config(self, servers: tuple[ServerInfo, ...]) -> tuple[int, int]:
+        """A new membership, differing from the current by one server (thesis §4.1)."""
+        self._check_can_propose()
+        if self.config_index > self.commit_index:
+            raise ConfigChangeInProgress("a configuration change is already in progress")
+        if not self._configuration_committed_in_term():
+            raise ConfigChangeInProgress("leader has not committed an entry in its term yet")
+        e = Entry(self.last_index + 1, self.term, EntryKind.CONFIGURATION, servers=servers)
+        self._append(e)
+        return e.index, e.term
+
+    def _configuration_committed_in_term(self) -> bool:
+        return self.commit_index >= self._became_leader_index
+
+    def _check_can_propose(self) -> None:
+        if self.role != Role.LEADER:
+            raise NotLeader(self.leader_address())
+        if self.transferee is not None:
+            raise NotLeader(None, "leadership transfer in progress")
+
+    def read_index(self, request_id: int) -> None:
+        """Ask for a commit index that is safe to read at (thesis §6.4); result in Ready.reads."""
+        if self.role != Role.LEADER:
+            self._reads.append(ReadState(request_id, None))
+            return
+        index = self.commit_index if self._configuration_committed_in_term() else None
+        if len(self.voters()) == 1 and self.is_voter():
+            if index is not None:
+                self._reads.append(ReadState(request_id, index))
+            else:
+                self._pending_reads.append((request_id, None, 0))
+            return
+        self._pending_reads.append((request_id, index, self.ctx + 1))
+        self._heartbeat_needed = True
+
+    def lease_valid(self) -> bool:
+        """The leader may serve reads locally: a quorum acknowledged it within the lease."""
+        return (
+            self.role == Role.LEADER
+            and self._configuration_committed_in_term()
+            and self._quorum_recent(self.cfg.leader_lease_timeout)
+        )
+
+    def transfer_leadership(self, to: str | None = None) -> str:
+        """Start a transfer (thesis §3.10); returns the chosen target."""
+        if self.role != Role.LEADER:
+            raise NotLeader(self.leader_address())
+        candidates = [v for v in self.voters() if v != self.id]
+        if to is None:
+            if not candidates:
+                raise NotLeader(self.id, "no other voter to transfer leadership to")
+            to = max(candidates, key=lambda v: self.progress[v].match)
+        elif to not in candidates:
+            raise ValueError(f"cannot transfer leadership to {to}: not a voter")
+        self.transferee = to
+        self._transfer_deadline = self.now + self.cfg.transfer_timeout
+        pr = self.progress[to]
+        if pr.match == self.last_index:
+            self._msgs.append(TimeoutNow(self.term, self.id, to))
+        return to
+
+    def compact(self, index: int, data: bytes) -> None:
+        """The state machine's snapshot at applied `index`: keep `trailing_logs` entries before it."""
+        assert index <= self.applied_index, "snapshot of unapplied entries"
+        if self.snap is not None and index <= self.snap.index:
+            return
+        term = self.term_at(index)
+        assert term is not None
+        self.snap = SnapshotMeta(index, term, self._servers_at(index))
+        self.snapshot_data = data
+        floor = index - self.cfg.trailing_logs
+        if floor > self.snap_index:
+            floor_term = self.term_at(floor)
+            assert floor_term is not None
+            floor_servers = self._servers_at(floor)
+            del self.log[: floor - self.log_start + 1]
+            self.snap_index, self.snap_term, self.snap_servers = floor, floor_term, floor_servers
+
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self.snap
+
+    def _servers_at(self, index: int) -> tuple[ServerInfo, ...]:
+        lo = self.log_start
+        for i in range(min(index, self.last_index), lo - 1, -1):
+            e = self.log[i - lo]
+            if e.kind == EntryKind.CONFIGURATION:
+                return e.servers
+        return self.snap_servers
+
+    # ------------------------------------------------------------------ Ready
+
+    def ready(self) -> Ready:
+        if self.role == Role.LEADER:
+            if self._heartbeat_needed:
+                self._heartbeat_needed = False
+                self._broadcast_heartbeat()
+            for peer in self.progress:
+                self._send_appends(peer)
+        rd = Ready()
+        hs = HardState(self.term, self.vote)
+        if hs != self._persisted_hs:
+            rd.hard_state = hs
+        if self._incoming_snapshot is not None:
+            rd.snapshot = self._incoming_snapshot
+            self._incoming_snapshot = None
+        if self.unstable_from <= self.last_index:
+            rd.entries = self.entries_from(max(self.unstable_from, self.log_start), self.last_index)
+        self.unstable_from = self.last_index + 1
+        upto = min(self.commit_index, self.last_index)
+        if upto > self.applied_index:
+            rd.committed = self.entries_from(self.applied_index + 1, upto)
+            self.applied_index = upto
+        rd.messages, self._msgs = self._msgs, []
+        rd.reads, self._reads = self._reads, []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """`rd` is on disk: the leader may now count its own copy of its entries."""
+        if rd.hard_state is not None:
+            self._persisted_hs = rd.hard_state
+        if rd.snapshot is not None:
+            self.stable_index = max(self.stable_index, rd.snapshot.meta.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            # Only if it is still our entry (a follower may have truncated it since).
+            if self.term_at(last.index) == last.term:
+                self.stable_index = max(self.stable_index, last.index)
+        if self.role == Role.LEADER:
+            self._maybe_commit()
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, m: Message) -> None:
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                if not m.transfer and self.cfg.check_quorum and self._in_lease():
+                    # A healthy leader exists; a rejoining server must not depose it (§6.2).
+                    if m.pre_vote:
+                        self._msgs.append(VoteResponse(self.term, self.id, m.frm, False, True))
+                    return
+                if m.pre_vote:
+                    self._handle_vote_request(m)  # never changes our term
+                    return
+                self._become_follower(m.term, None)
+            elif isinstance(m, VoteResponse) and m.pre_vote and m.granted:
+                pass  # a pre-vote grant carries the term we would campaign in
+            elif isinstance(m, (AppendEntries, InstallSnapshot, TimeoutNow)):
+                self._become_follower(m.term, m.frm)
+            else:
+                self._become_follower(m.term, None)
+        elif m.term < self.term:
+            # A stale leader learns our term from the rejection and steps down.
+            if isinstance(m, AppendEntries):
+                self._msgs.append(AppendResponse(self.term, self.id, m.frm, False, 0))
+            elif isinstance(m, InstallSnapshot):
+                self._msgs.append(SnapshotResponse(self.term, self.id, m.frm, 0, 0, False))
+            elif isinstance(m, RequestVote):
+                self._msgs.append(VoteResponse(self.term, self.id, m.frm, False, m.pre_vote))
+            return
+
+        if isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, VoteResponse):
+            self._handle_vote_response(m)
+        elif isinstance(m, AppendEntries):
+            self._handle_append(m)
+        elif isinstance(m, AppendResponse):
+            self._handle_append_response(m)
+        elif isinstance(m, InstallSnapshot):
+            self._handle_snapshot(m)
+        elif isinstance(m, SnapshotResponse):
+            self._handle_snapshot_response(m)
+        elif isinstance(m, TimeoutNow) and self.role == Role.FOLLOWER and m.term == self.term:
+            log.info("received TimeoutNow from %s, starting election", m.frm)
+            self._campaign(transfer=True)
+
+    # --- elections (§5.2, §5.4.1, thesis §9.6)
+
+    def _log_ok(self, m: RequestVote) -> bool:
+        return (m.last_term, m.last_index) >= (self.last_term, self.last_index)
+
+    def _handle_vote_request(self, m: RequestVote) -> None:
+        if m.pre_vote:
+            granted = m.term > self.term and self._log_ok(m)
+            term = m.term if granted else self.term
+            self._msgs.append(VoteResponse(term, self.id, m.frm, granted, True))
+            return
+        can_vote = self.vote == m.frm or (self.vote is None and self.leader_id is None)
+        granted = can_vote and self._log_ok(m)
+        if granted:
+            self.vote = m.frm
+            self._reset_election_timer()
+        self._msgs.append(VoteResponse(self.term, self.id, m.frm, granted, False))
+
+    def _handle_vote_response(self, m: VoteResponse) -> None:
+        if m.pre_vote:
+            if self.role != Role.PRE_CANDIDATE or m.term != self.term + 1:
+                return
+        elif self.role != Role.CANDIDATE or m.term != self.term:
+            return
+        self._votes[m.frm] = m.granted
+        voters = self.voters()
+        yes = sum(1 for v in voters if self._votes.get(v))
+        no = sum(1 for v in voters if self._votes.get(v) is False)
+        if yes >= self.quorum():
+            if m.pre_vote:
+                self._become_candidate(transfer=False)
+            else:
+                log.info("Election won. Tally: %d", yes)
+                self._become_leader()
+        elif no >= len(voters) - self.quorum() + 1:
+            self._become_follower(self.term, None)
+
+    # --- replication, follower side (§5.3)
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if self.role != Role.FOLLOWER:
+            self._become_follower(self.term, m.frm)
+        self.leader_id = m.frm
+        self.last_leader_contact = self.now
+        self._reset_election_timer()
+
+        def reply(success: bool, match: int, ci: int = 0, ct: int = 0) -> None:
+            self._msgs.append(
+                AppendResponse(
+                    self.term,
+                    self.id,
+                    m.frm,
+                    success,
+                    match,
+                    reject_index=0 if success else m.prev_index,
+                    conflict_index=ci,
+                    conflict_term=ct,
+                    ctx=m.ctx,
+                    sent_at=m.sent_at,
+                )
+            )
+
+        entries = m.entries
+        prev_index, prev_term = m.prev_index, m.prev_term
+        if prev_index < self.commit_index:
+            # Entries up to our commit index are committed, hence in every later leader's log.
+            skip = self.commit_index - prev_index
+            if skip >= len(entries):
+                reply(True, self.commit_index)
+                return
+            prev_index = self.commit_index
+            prev_term = entries[skip - 1].term if skip > 0 else prev_term
+            entries = entries[skip:]
+        local = self.term_at(prev_index)
+        if local is None:
+            reply(False, 0, ci=self.last_index + 1)
+            return
+        if local != prev_term:
+            # Fast backtracking: the first index we hold of the conflicting term.
+            first = prev_index
+            while first - 1 > self.snap_index and self.term_at(first - 1) == local:
+                first -= 1
+            reply(False, 0, ci=first, ct=local)
+            return
+        for e in entries:
+            have = self.term_at(e.index)
+            if have == e.term:
+                continue
+            if have is not None:
+                self._truncate_from(e.index)
+            self._append(e)
+        match = prev_index + len(entries)
+        if m.commit > self.commit_index:
+            self.commit_index = max(self.commit_index, min(m.commit, match))
+        reply(True, match)
+
+    # --- replication, leader side
+
+    def _handle_append_response(self, m: AppendResponse) -> None:
+        if self.role != Role.LEADER:
+            return
+        pr = self.progress.get(m.frm)
+        if pr is None:
+            return
+        self._acked(pr, m.ctx, m.sent_at)
+        if m.success:
+            if m.match_index > pr.match:
+                pr.match = m.match_index
+                pr.last_progress = self.now
+                while pr.inflight and pr.inflight[0] <= pr.match:
+                    pr.inflight.popleft()
+                if pr.state == _ProgressState.PROBE:
+                    pr.state = _ProgressState.REPLICATE
+                    pr.inflight.clear()
+                pr.next = max(pr.next, pr.match + 1)
+                self._maybe_commit()
+                if m.frm == self.transferee and pr.match == self.last_index:
+                    self._msgs.append(TimeoutNow(self.term, self.id, m.frm))
+            elif pr.state == _ProgressState.PROBE:
+                pr.probe_sent = False
+        elif m.reject_index > 0 or m.conflict_index > 0:
+            stale = (
+                m.reject_index <= pr.match
+                if pr.state == _ProgressState.REPLICATE
+                else m.reject_index != pr.next - 1
+            )
+            if stale or pr.state == _ProgressState.SNAPSHOT:
+                return
+            nxt = m.conflict_index
+            if m.conflict_term > 0:
+                # Skip the follower's whole conflicting term, or ours if we have it (§5.3).
+                last_of_term = self._last_index_of_term(m.conflict_term, m.reject_index)
+                if last_of_term is not None:
+                    nxt = last_of_term + 1
+            pr.next = max(pr.match + 1, min(nxt, m.reject_index))
+            pr.state = _ProgressState.PROBE
+            pr.inflight.clear()
+            pr.probe_sent = False
+
+        self._process_reads()
+
+    def _last_index_of_term(self, term: int, upto: int) -> int | None:
+        i = min(upto, self.last_index)
+        while i > self.snap_index:
+            t = self.term_at(i)
+            assert t is not None
+            if t == term:
+                return i
+            if t < term:
+                return None
+            i -= 1
+        return None
+
+    def _acked(self, pr: _Progress, ctx: int, sent_at: float) -> None:
+        pr.acked_ctx = max(pr.acked_ctx, ctx)
+        pr.acked_sent_at = max(pr.acked_sent_at, sent_at)
+
+    def _maybe_commit(self) -> None:
+        matches = []
+        for s in self.servers:
+            if s.suffrage != VOTER:
+                continue
+            if s.id == self.id:
+                matches.append(self.stable_index)
+            else:
+                pr = self.progress.get(s.id)
+                matches.append(pr.match if pr else 0)
+        if not matches:
+            return
+        matches.sort(reverse=True)
+        n = matches[self.quorum() - 1]
+        # §5.4.2: only an entry of the current term is committed by counting replicas.
+        if n > self.commit_index and self.term_at(n) == self.term:
+            self.commit_index = n
+            self._process_reads()
+            if self.config_index <= n and not self.is_voter() and self.config_index > 0:
+                # Thesis §4.2.2: a leader removed from the configuration steps down once
+                # the configuration without it is committed.
+                log.info("removed ourself, transitioning to follower")
+                self._become_follower(self.term, None)
+
+    def _quorum_recent(self, within: float) -> bool:
+        times = []
+        for v in self.voters():
+            if v == self.id:
+                times.append(self.now)
+            else:
+                pr = self.progress.get(v)
+                times.append(pr.acked_sent_at if pr else -1.0)
+        if not times:
+            return False
+        times.sort(reverse=True)
+        return self.now - times[self.quorum() - 1] < within
+
+    def _process_reads(self) -> None:
+        if not self._pending_reads:
+            return
+        committed_in_term = self._configuration_committed_in_term()
+        keep: list[tuple[int, int | None, int]] = []
+        for rid, index, need in self._pending_reads:
+            if index is None:
+                if not committed_in_term:
+                    keep.append((rid, None, need))
+                    continue
+                index = self.commit_index
+            if need == 0 or self._ctx_quorum(need):
+                self._reads.append(ReadState(rid, index))
+            else:
+                keep.append((rid, index, need))
+        self._pending_reads = keep
+
+    def _ctx_quorum(self, need: int) -> bool:
+        n = 0
+        for v in self.voters():
+            if v == self.id:
+                n += 1
+            else:
+                pr = self.progress.get(v)
+                if pr is not None and pr.acked_ctx >= need:
+                    n += 1
+        return n >= self.quorum()
+
+    def _fail_pending_reads(self) -> None:
+        for rid, _, _ in self._pending_reads:
+            self._reads.append(ReadState(rid, None))
+        self._pending_reads = []
+
+    def _broadcast_heartbeat(self) -> None:
+        self.ctx += 1
+        for peer, pr in self.progress.items():
+            if pr.state == _ProgressState.PROBE:
+                pr.probe_sent = False
+            if pr.state == _ProgressState.SNAPSHOT:
+                pr.snap_sent = False  # resend the chunk in flight if it was lost
+            t = self.term_at(pr.match)
+            if t is None:
+                t = 0
+                match = 0
+            else:
+                match = pr.match
+            self._msgs.append(
+                AppendEntries(
+                    self.term,
+                    self.id,
+                    peer,
+                    match,
+                    t,
+                    (),
+                    min(self.commit_index, match),
+                    self.ctx,
+                    self.now,
+                )
+            )
+
+    def _recover_stalled(self) -> None:
+        """A pipelined AppendEntries may be lost: fall back to probing after a while."""
+        for pr in self.progress.values():
+            if (
+                pr.state == _ProgressState.REPLICATE
+                and pr.match < pr.next - 1
+                and self.now - pr.last_progress > 2 * self.cfg.heartbeat_interval
+            ):
+                pr.state = _ProgressState.PROBE
+                pr.next = pr.match + 1
+                pr.inflight.clear()
+                pr.probe_sent = False
+                pr.last_progress = self.now
+
+    def _send_appends(self, peer: str) -> None:
+        pr = self.progress[peer]
+        if pr.state == _ProgressState.SNAPSHOT:
+            self._send_snapshot_chunk(peer, pr)
+            return
+        while True:
+            if pr.state == _ProgressState.PROBE and pr.probe_sent:
+                return
+            if pr.state == _ProgressState.REPLICATE and (
+                pr.next > self.last_index or len(pr.inflight) >= self.cfg.max_inflight
+            ):
+                return
+            prev = pr.next - 1
+            prev_term = self.term_at(prev)
+            if prev_term is None:
+                self._start_snapshot(peer, pr)
+                return
+            if pr.state == _ProgressState.PROBE and pr.next > self.last_index and pr.match == prev:
+                return  # nothing to send, nothing to probe
+            hi = min(self.last_index, pr.next + self.cfg.max_append_entries - 1)
+            entries = tuple(self.entries_from(pr.next, hi)) if pr.next <= hi else ()
+            self._msgs.append(
+                AppendEntries(
+                    self.term,
+                    self.id,
+                    peer,
+                    prev,
+                    prev_term,
+                    entries,
+                    self.commit_index,
+                    self.ctx,
+                    self.now,
+                )
+            )
+            if pr.state == _ProgressState.PROBE:
+                pr.probe_sent = True
+                return
+            pr.next = hi + 1
+            pr.inflight.append(hi)
+
+    # --- snapshots (§7)
+
+    def _start_snapshot(self, peer: str, pr: _Progress) -> None:
+        meta = self.snapshot_meta()
+        if meta is None or self.snapshot_data is None:
+            log.error("need to send a snapshot to %s but have none", peer)
+            return
+        pr.state = _ProgressState.SNAPSHOT
+        pr.snap_index = meta.index
+        pr.snap_offset = 0
+        pr.snap_sent = False
+        pr.inflight.clear()
+        log.info("starting snapshot transfer to %s at index %d", peer, meta.index)
+        self._send_snapshot_chunk(peer, pr)
+
+    def _send_snapshot_chunk(self, peer: str, pr: _Progress) -> None:
+        meta = self.snapshot_meta()
+        data = self.snapshot_data
+        if meta is None or data is None:
+            return
+        if meta.index != pr.snap_index:  # a newer snapshot was taken meanwhile: restart
+            pr.snap_index, pr.snap_offset = meta.index, 0
+        if pr.snap_sent:
+            return
+        chunk = data[pr.snap_offset : pr.snap_offset + self.cfg.snapshot_chunk_size]
+        done = pr.snap_offset + len(chunk) >= len(data)
+        self._msgs.append(
+            InstallSnapshot(
+                self.term, self.id, peer, meta, pr.snap_offset, chunk, done, self.ctx, self.now
+            )
+        )
+        pr.snap_sent = True
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        if self.role != Role.FOLLOWER:
+            self._become_follower(self.term, m.frm)
+        self.leader_id = m.frm
+        self.last_leader_contact = self.now
+        self._reset_election_timer()
+
+        def reply(next_offset: int, installed: bool) -> None:
+            self._msgs.append(
+                SnapshotResponse(
+                    self.term,
+                    self.id,
+                    m.frm,
+                    m.meta.index,
+                    next_offset,
+                    installed,
+                    m.ctx,
+                    m.sent_at,
+                )
+            )
+
+        if m.meta.index <= self.commit_index:
+            reply(0, True)
+            return
+        if m.offset == 0:
+            self._snap_buffer = bytearray()
+            self._snap_buffer_meta = m.meta
+        buf = self._snap_buffer
+        if buf is None or self._snap_buffer_meta != m.meta or m.offset != len(buf):
+            reply(len(buf) if buf is not None and self._snap_buffer_meta == m.meta else 0, False)
+            return
+        buf.extend(m.data)
+        if not m.done:
+            reply(len(buf), False)
+            return
+        meta = m.meta
+        data = bytes(buf)
+        self._snap_buffer = None
+        self._snap_buffer_meta = None
+        # Thesis §5.3: keep the log after the snapshot if it agrees; otherwise discard it.
+        # (meta.index > commit_index >= snap_index, so it is past the log floor.)
+        if self.term_at(meta.index) == meta.term:
+            del self.log[: meta.index - self.log_start + 1]
+        else:
+            self.log = []
+        self.snap_index, self.snap_term, self.snap_servers = meta.index, meta.term, meta.servers
+        self.snap = meta
+        self.snapshot_data = data
+        self.commit_index = max(self.commit_index, meta.index)
+        self.applied_index = max(self.applied_index, meta.index)
+        self._reload_configuration()
+        self._incoming_snapshot = Snapshot(meta, data)
+        # The store resets its log on a snapshot; the retained suffix is written again.
+        self.unstable_from = self.log_start
+        log.info("Installed remote snapshot at index %d", meta.index)
+        reply(len(data), True)
+
+    def _handle_snapshot_response(self, m: SnapshotResponse) -> None:
+        if self.role != Role.LEADER:
+            return
+        pr = self.progress.get(m.frm)
+        if pr is None:
+            return
+        self._acked(pr, m.ctx, m.sent_at)
+        if pr.state != _ProgressState.SNAPSHOT or m.index != pr.snap_index:
+            if m.installed and m.index > pr.match:
+                pr.match = m.index
+                pr.next = max(pr.next, m.index + 1)
+            self._process_reads()
+            return
+        if m.installed:
+            pr.match = max(pr.match, m.index)
+            pr.next = pr.match + 1
+            pr.state = _ProgressState.PROBE
+            pr.probe_sent = False
+            pr.last_progress = self.now
+            self._maybe_commit()
+        else:
+            pr.snap_offset = m.next_offset
+            pr.snap_sent = False
+        self._process_reads()

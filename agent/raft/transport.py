@@ -1,0 +1,140 @@
+"""Raft over TCP: msgpack frames on the shared server port, first byte `RPCType.RAFT`.
+
+Messages are one-way: a server sends every message to a peer over its own outbound
+connection to that peer, and replies travel over the replier's outbound connection. Each
+connection starts with a hello frame `{"Version": 1, "ID": node_id}`. A malformed or oversized
+frame closes that connection and is logged; the server keeps serving. Messages to a peer that
+cannot be reached are dropped (raft retransmits), and the connection is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from agent.codec import MAX_FRAME_SIZE, FrameError, RPCType, encode_frame, read_frame
+from agent.mux import PortMux
+from agent.raft.core import Message
+from agent.raft.wire import PROTOCOL_VERSION, WireError, decode, encode
+
+log = logging.getLogger("raft")
+
+#: Frames queued for one peer before the oldest are dropped (raft tolerates loss).
+MAX_QUEUED = 20_000
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"invalid raft address {address!r}: expected ip:port")
+    return host.strip("[]"), int(port)
+
+
+class _Peer:
+    def __init__(self, transport: RaftTransport, address: str) -> None:
+        self.t = transport
+        self.address = address
+        self.queue: list[bytes] = []
+        self.wake = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name=f"raft-peer-{address}")
+
+    def send(self, frame: bytes) -> None:
+        if len(self.queue) >= MAX_QUEUED:
+            del self.queue[: len(self.queue) // 2]
+        self.queue.append(frame)
+        self.wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.02
+        while True:
+            try:
+                host, port = split_address(self.address)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port), timeout=2.0
+                )
+            except (TimeoutError, OSError, ValueError) as exc:
+                self.queue.clear()
+                log.debug("failed to connect to %s: %s", self.address, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.02
+            try:
+                writer.write(bytes([RPCType.RAFT]))
+                writer.write(encode_frame({"Version": PROTOCOL_VERSION, "ID": self.t.node_id}))
+                while True:
+                    if not self.queue:
+                        self.wake.clear()
+                        await self.wake.wait()
+                    frames, self.queue = self.queue, []
+                    writer.write(b"".join(frames))
+                    await writer.drain()
+            except (OSError, ConnectionError) as exc:
+                log.warning("failed to send to %s: %s", self.address, exc)
+                self.queue.clear()
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            del reader
+
+
+class RaftTransport:
+    def __init__(
+        self,
+        node_id: str,
+        mux: PortMux,
+        on_message: Callable[[Message], None],
+        resolve: Callable[[str], str | None],
+        max_frame: int = MAX_FRAME_SIZE,
+    ) -> None:
+        self.node_id = node_id
+        self.mux = mux
+        self.on_message = on_message
+        self.resolve = resolve
+        self.max_frame = max_frame
+        self._peers: dict[str, _Peer] = {}
+        self._inbound: set[asyncio.Task[None]] = set()
+        self.bad_frames = 0
+
+    def start(self) -> None:
+        self.mux.register(RPCType.RAFT, self._serve)
+
+    def send(self, m: Message) -> None:
+        address = self.resolve(m.to) or m.to
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._peers[address] = _Peer(self, address)
+        peer.send(encode_frame(encode(m)))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inbound.add(task)
+        peername = writer.get_extra_info("peername")
+        try:
+            hello = await read_frame(reader, self.max_frame)
+            if not isinstance(hello, dict) or hello.get("Version") != PROTOCOL_VERSION:
+                raise WireError(f"bad handshake {hello!r:.80}")
+            while True:
+                obj = await read_frame(reader, self.max_frame)
+                self.on_message(decode(obj))
+        except EOFError:
+            pass
+        except (FrameError, WireError) as exc:
+            self.bad_frames += 1
+            log.error("failed to decode incoming command from %s: %s", peername, exc)
+        finally:
+            if task is not None:
+                self._inbound.discard(task)
+
+    async def close(self) -> None:
+        tasks = [p.task for p in self._peers.values()] + list(self._inbound)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._peers.clear()
