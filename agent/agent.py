@@ -323,6 +323,7 @@ class Agent:
     async def _start_server(self) -> None:
         cfg = self.config
         from agent.raft.config import RaftConfig
+        from agent.raft.log_store import RaftStoreError
         from agent.raft.runner import RaftNode, ServerInfo
         from agent.server.endpoints import Endpoints
         from agent.state.fsm import StateFSM
@@ -362,7 +363,6 @@ class Agent:
             raise StartError(
                 f"Error starting agent: cannot listen on {cfg.bind_addr}:{cfg.ports.server} (server RPC): {exc.strerror}"
             ) from None
-        await self.raft.start()
         self.leader_duties = LeaderDuties(
             node_name=cfg.node_name,
             datacenter=cfg.datacenter,
@@ -372,12 +372,16 @@ class Agent:
         )
         self.raft.add_leadership_observer(self._on_leadership)
         self.raft.add_leadership_observer(self.endpoints.on_leadership)
-        if cfg.bootstrap or cfg.bootstrap_expect == 1:
-            if not self.raft.has_existing_state():
+        try:
+            if cfg.bootstrap or cfg.bootstrap_expect == 1:
+                # Before start(), so the log shows Consul's sequence (configuration, then Follower).
                 await self.raft.bootstrap(
                     [ServerInfo(id=server_addr, address=server_addr, suffrage="Voter")]
                 )
-        elif cfg.bootstrap_expect > 1:
+            await self.raft.start()
+        except RaftStoreError as exc:
+            raise StartError(f"Error starting agent: {exc}") from None
+        if cfg.bootstrap_expect > 1:
             self.bootstrapper = BootstrapExpect(
                 datacenter=cfg.datacenter,
                 expect=cfg.bootstrap_expect,

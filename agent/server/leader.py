@@ -254,7 +254,11 @@ class LeaderDuties:
         node = ns.get("Node") or {}
         if node.get("Address") != m.addr:
             return True
-        if server_parts(m) is not None and "consul" not in (ns.get("Services") or {}):
+        if (
+            server_parts(m) is not None
+            and m.name != self.node_name
+            and "consul" not in (ns.get("Services") or {})
+        ):
             return True
         return not serf or serf[0].get("Status") != want
 
@@ -277,7 +281,8 @@ class LeaderDuties:
                 "ServiceName": "",
             },
         }
-        if parts is not None and status == "alive":
+        if parts is not None and status == "alive" and m.name != self.node_name:
+            # Our own `consul` service is synced by our agent's anti-entropy, as in Consul.
             port = int(parts.address.rpartition(":")[2])
             req["Service"] = {
                 "ID": "consul",
