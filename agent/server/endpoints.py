@@ -126,6 +126,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -546,8 +547,10 @@ class Endpoints:
         try:
             min_index = int(args.get("MinQueryIndex") or 0)
             wait = float(args.get("MaxQueryTime") or 0)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise RPCError("MinQueryIndex and MaxQueryTime must be numbers") from exc
+        if not math.isfinite(wait):
+            wait = 0.0
         stale = _bool(args.get("AllowStale"))
         consistent = _bool(args.get("RequireConsistent"))
         loop = asyncio.get_running_loop()
@@ -791,7 +794,7 @@ class Endpoints:
             if not check.get("Node"):
                 check["Node"] = node
             status = check.get("Status") or ""
-            if status and status not in HEALTH_STATES:
+            if status and status not in (*HEALTH_STATES, "unknown"):
                 raise RPCError(f"Invalid check status '{status}'")
             fixed.append(check)
         req["Checks"] = fixed
@@ -860,7 +863,7 @@ class Endpoints:
 
     async def _checks_in_state(self, args: dict[str, Any]) -> dict[str, Any]:
         state = _str(args, "State")
-        if state != HEALTH_ANY and state not in HEALTH_STATES:
+        if state not in (HEALTH_ANY, "unknown", *HEALTH_STATES):
             raise RPCError(f"Invalid check state '{state}'")
 
         def run() -> dict[str, Any]:

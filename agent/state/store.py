@@ -575,12 +575,19 @@ class StateStore:
         if not name:
             raise StateError("Must provide node")
         existing = self._nodes.get(name)
+        # A registration that does not carry a field keeps the stored one (the leader's
+        # reconcile registers nodes with only ID and Address; it must not wipe the
+        # TaggedAddresses and Meta the node's own agent synced).
+        tagged = req.get("TaggedAddresses")
+        meta = req.get("NodeMeta", req.get("Meta"))
         record = {
-            "ID": str(req.get("ID") or ""),
+            "ID": str(req.get("ID") or (existing["ID"] if existing else "")),
             "Node": name,
             "Address": str(req.get("Address") or ""),
-            "TaggedAddresses": dict(req.get("TaggedAddresses") or {}),
-            "Meta": dict(req.get("NodeMeta") or req.get("Meta") or {}),
+            "TaggedAddresses": dict(tagged)
+            if tagged is not None
+            else dict(existing["TaggedAddresses"] if existing else {}),
+            "Meta": dict(meta) if meta is not None else dict(existing["Meta"] if existing else {}),
             "CreateIndex": existing["CreateIndex"] if existing else idx,
             "ModifyIndex": idx,
         }

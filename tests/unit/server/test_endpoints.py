@@ -617,3 +617,15 @@ async def test_leadership_starts_and_stops_the_tombstone_gc() -> None:
     await wait_for(lambda: c.state.tombstones() == [])
     c.ep.on_leadership(False)
     assert not c.ep.tombstone_gc.active
+
+
+async def test_odd_query_times_fall_back_to_the_default_wait() -> None:
+    c = Cluster()
+    await c.put("k")
+    for wait in (float("nan"), float("inf"), -3):
+        task = asyncio.create_task(c.call("KVS.Get", Key="k", MinQueryIndex=1, MaxQueryTime=wait))
+        await asyncio.sleep(0.01)
+        assert not task.done()  # blocking (default 300 s), not an error or a busy loop
+        task.cancel()
+    # a query below the current index answers at once
+    assert (await c.call("KVS.Get", Key="k", MinQueryIndex=0, MaxQueryTime=wait))["Index"] == 1

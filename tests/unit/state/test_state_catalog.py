@@ -174,3 +174,21 @@ def test_node_meta_filter() -> None:
     register(st, 1, "a", NodeMeta={"rack": "r1"})
     register(st, 2, "b", NodeMeta={"rack": "r2"})
     assert [n["Node"] for n in st.nodes({"rack": "r2"})[1]] == ["b"]
+
+
+def test_registration_without_meta_keeps_the_stored_meta() -> None:
+    st = StateStore()
+    register(st, 1, "a", ID="id-a", TaggedAddresses={"wan": "1.2.3.4"}, NodeMeta={"rack": "r1"})
+    # the leader's reconcile: only ID/Address and the serfHealth check
+    register(st, 2, "a", Check={"CheckID": "serfHealth", "Status": "passing"})
+    node = st.get_node("a")
+    assert node is not None
+    assert (node["ID"], node["TaggedAddresses"], node["Meta"]) == (
+        "id-a",
+        {"wan": "1.2.3.4"},
+        {"rack": "r1"},
+    )
+    assert st.table_index("nodes") == 1
+    register(st, 3, "a", TaggedAddresses={}, NodeMeta={})
+    node = st.get_node("a")
+    assert node is not None and node["TaggedAddresses"] == {} and node["Meta"] == {}
