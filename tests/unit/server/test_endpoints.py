@@ -627,5 +627,7 @@ async def test_odd_query_times_fall_back_to_the_default_wait() -> None:
         await asyncio.sleep(0.01)
         assert not task.done()  # blocking (default 300 s), not an error or a busy loop
         task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     # a query below the current index answers at once
     assert (await c.call("KVS.Get", Key="k", MinQueryIndex=0, MaxQueryTime=wait))["Index"] == 1
