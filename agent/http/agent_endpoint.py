@@ -17,6 +17,7 @@ from agent.http.common import (
     json_response,
     read_body,
     read_json,
+    rpc,
 )
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
@@ -83,6 +84,38 @@ async def agent_monitor(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(Exception):
                 await aclose()
     return resp
+
+
+async def agent_services(request: web.Request) -> web.Response:
+    """This agent's services: the agent's own view when it offers `local_services()`, else
+    what the catalog holds for this node (a stale read, so it works without a leader)."""
+    agent = agent_of(request)
+    local = getattr(agent, "local_services", None)
+    if callable(local):
+        return json_response(request, local())
+    args = {"Datacenter": agent.datacenter, "Node": agent.node_name, "AllowStale": True}
+    reply = await rpc(request, "Catalog.NodeServices", args)
+    node_services = (reply or {}).get("NodeServices") or {}
+    services = {
+        sid: {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")}
+        for sid, svc in (node_services.get("Services") or {}).items()
+    }
+    return json_response(request, services)
+
+
+async def agent_checks(request: web.Request) -> web.Response:
+    """This agent's checks by CheckID (see agent_services for where they come from)."""
+    agent = agent_of(request)
+    local = getattr(agent, "local_checks", None)
+    if callable(local):
+        return json_response(request, local())
+    args = {"Datacenter": agent.datacenter, "Node": agent.node_name, "AllowStale": True}
+    reply = await rpc(request, "Health.NodeChecks", args)
+    checks = {
+        c["CheckID"]: {k: v for k, v in c.items() if k not in ("CreateIndex", "ModifyIndex")}
+        for c in (reply or {}).get("HealthChecks") or []
+    }
+    return json_response(request, checks)
 
 
 _KEYRING_OPS = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remove"}
@@ -166,6 +199,8 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/agent/self", agent_self, allow_head=False),
         web.get("/v1/agent/members", agent_members, allow_head=False),
+        web.get("/v1/agent/services", agent_services, allow_head=False),
+        web.get("/v1/agent/checks", agent_checks, allow_head=False),
         web.put("/v1/agent/join/{addr}", agent_join),
         web.get("/v1/agent/join/{addr}", agent_join, allow_head=False),
         web.put("/v1/agent/leave", agent_leave),

@@ -154,10 +154,19 @@ def meta_headers(reply: Any) -> dict[str, str]:
     return headers
 
 
+def _json_default(obj: Any) -> Any:
+    """bytes (as Go's []byte) are base64 in JSON; anything else unknown is a bug."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def json_body(request: web.Request, obj: Any) -> bytes:
     if "pretty" in request.query:
-        return json.dumps(obj, indent=4).encode()
-    return json.dumps(obj, separators=(",", ":")).encode()
+        return json.dumps(obj, indent=4, default=_json_default).encode()
+    return json.dumps(obj, separators=(",", ":"), default=_json_default).encode()
 
 
 def json_response(

@@ -208,6 +208,34 @@ class FakeAgent:
     def rpc_Health_ChecksInState(self, args: dict[str, Any]) -> Any:
         return self.meta(HealthChecks=None)
 
+    def rpc_Health_NodeChecks(self, args: dict[str, Any]) -> Any:
+        check = {
+            "Node": args["Node"],
+            "CheckID": "serfHealth",
+            "Name": "Serf Health Status",
+            "Status": "passing",
+            "Notes": "",
+            "Output": "Agent alive and reachable",
+            "ServiceID": "",
+            "ServiceName": "",
+            "CreateIndex": 3,
+            "ModifyIndex": 3,
+        }
+        return self.meta(HealthChecks=[check])
+
+    def rpc_Catalog_NodeServices(self, args: dict[str, Any]) -> Any:
+        svc = {
+            "ID": "consul",
+            "Service": "consul",
+            "Tags": [],
+            "Address": "",
+            "Port": 8300,
+            "CreateIndex": 4,
+            "ModifyIndex": 4,
+        }
+        node = {"Node": args["Node"], "Address": "10.12.10.37"}
+        return self.meta(NodeServices={"Node": node, "Services": {"consul": svc}})
+
     def rpc_Coordinate_ListNodes(self, args: dict[str, Any]) -> Any:
         return self.meta(Coordinates=[{"Node": n, "Coord": c} for n, c in self.coords.items()])
 

@@ -206,3 +206,18 @@ async def test_unknown_path_is_404_and_pretty_json(client: Client) -> None:
     assert (await client.get("/v1/nothing/here")).status == 404
     pretty = await (await client.get("/v1/status/peers?pretty")).text()
     assert pretty == '[\n    "10.12.10.37:8300"\n]'
+
+
+async def test_agent_services_and_checks_from_the_catalog(client: Client, agent: FakeAgent) -> None:
+    agent.leader = ""  # read stale: the agent's own node must answer without a leader
+    services = await (await client.get("/v1/agent/services")).json()
+    assert services == {
+        "consul": {"ID": "consul", "Service": "consul", "Tags": [], "Address": "", "Port": 8300}
+    }
+    checks = await (await client.get("/v1/agent/checks")).json()
+    assert checks["serfHealth"]["Status"] == "passing"
+    assert "CreateIndex" not in checks["serfHealth"]
+    assert agent.calls[-1] == (
+        "Health.NodeChecks",
+        {"Datacenter": "mydc", "Node": "server1", "AllowStale": True},
+    )
