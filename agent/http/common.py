@@ -133,7 +133,7 @@ def query_options(request: web.Request) -> dict[str, Any]:
     if "index" in q:
         try:
             index = int(q["index"], 10)
-            if index < 0:
+            if not 0 <= index < 1 << 64:
                 raise ValueError
         except ValueError:
             raise HTTPError(400, "Invalid index") from None

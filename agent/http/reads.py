@@ -265,6 +265,13 @@ def _decode_value(value: Any) -> bytes:
         raise HTTPError(400, "Failed to parse body: Value is not valid base64") from None
 
 
+def _txn_uint(kv: dict[str, Any], name: str) -> int:
+    value = kv.get(name, 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ValueError(f"{name} must be an unsigned integer, got {value!r}")
+    return value
+
+
 async def txn(request: web.Request) -> web.Response:
     body = await read_json(request, 4 * 1024 * 1024)
     if not isinstance(body, list):
@@ -287,20 +294,17 @@ async def txn(request: web.Request) -> web.Response:
                 413,
                 f"Value for key {kv.get('Key', '')!r} is too large ({len(value)} > 524288 bytes)",
             )
-        ops.append(
-            {
-                "KV": {
-                    "Verb": verb,
-                    "DirEnt": {
-                        "Key": str(kv.get("Key", "")),
-                        "Value": value,
-                        "Flags": int(kv.get("Flags", 0) or 0),
-                        "Session": str(kv.get("Session", "") or ""),
-                        "ModifyIndex": int(kv.get("Index", 0) or 0),
-                    },
-                }
+        try:
+            dir_ent = {
+                "Key": str(kv.get("Key", "")),
+                "Value": value,
+                "Flags": _txn_uint(kv, "Flags"),
+                "Session": str(kv.get("Session", "") or ""),
+                "ModifyIndex": _txn_uint(kv, "Index"),
             }
-        )
+        except ValueError as exc:
+            raise HTTPError(400, f"Failed to parse body: {exc}") from None
+        ops.append({"KV": {"Verb": verb, "DirEnt": dir_ent}})
     reply = await rpc(request, "Txn.Apply", {"Datacenter": datacenter(request), "Ops": ops})
     results = [
         {"KV": dir_entry_json(r["KV"])} if isinstance(r, dict) and r.get("KV") else r

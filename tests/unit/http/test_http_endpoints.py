@@ -221,3 +221,16 @@ async def test_agent_services_and_checks_from_the_catalog(client: Client, agent:
         "Health.NodeChecks",
         {"Datacenter": "mydc", "Node": "server1", "AllowStale": True},
     )
+
+
+async def test_txn_bad_fields_are_400_not_500(client: Client, agent: FakeAgent) -> None:
+    for op in (
+        {"KV": {"Verb": "set", "Key": "k", "Flags": "many"}},
+        {"KV": {"Verb": "cas", "Key": "k", "Index": -1}},
+        {"KV": {"Verb": "set", "Key": "k", "Value": "***"}},
+        "not an object",
+    ):
+        resp = await client.put("/v1/txn", data=json.dumps([op]))
+        assert resp.status == 400, op
+        assert (await resp.text()).startswith("Failed to parse body"), op
+    assert agent.kv == {}
