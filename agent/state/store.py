@@ -133,6 +133,7 @@ class StateStore:
         self._sessions: SortedDict = SortedDict()  # id -> Session
         self._nodes: SortedDict = SortedDict()  # name -> Node
         self._services: SortedDict = SortedDict()  # (node, id) -> NodeService
+        self._service_names: SortedDict = SortedDict()  # (name, node, id) -> None
         self._checks: SortedDict = SortedDict()  # (node, check id) -> HealthCheck
         self._coords: SortedDict = SortedDict()  # node -> Coordinate
         self._autopilot: dict[str, Any] | None = None
@@ -614,6 +615,9 @@ class StateStore:
         }
         if existing is not None and _same(existing, record):
             return
+        if existing is not None:
+            self._del(self._service_names, (existing["Service"], node, sid))
+        self._set(self._service_names, (record["Service"], node, sid), None)
         self._set(self._services, (node, sid), record)
         self._touch("services", idx, sid)
 
@@ -676,6 +680,9 @@ class StateStore:
         for (n, cid), chk in list(self._node_checks(node)):
             if chk["ServiceID"] == service_id:
                 self._delete_check(idx, n, cid)
+        self._del(
+            self._service_names, (self._services[(node, service_id)]["Service"], node, service_id)
+        )
         self._del(self._services, (node, service_id))
         self._touch("services", idx, service_id)
 
@@ -741,9 +748,10 @@ class StateStore:
     def _matching_services(
         self, service: str, tag: str | None
     ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        for (node, _sid), svc in self._services.items():
-            if svc["Service"] != service:
-                continue
+        for _name, node, sid in self._service_names.irange(
+            (service, "", ""), (service, _KEY_MAX, _KEY_MAX)
+        ):
+            svc = self._services[(node, sid)]
             if tag is not None and tag.lower() not in (t.lower() for t in svc["Tags"]):
                 continue
             yield self._nodes[node], svc
@@ -874,6 +882,7 @@ class StateStore:
                 fresh._nodes[node["Node"]] = node
             for node, svc in snap["Services"]:
                 fresh._services[(node, svc["ID"])] = svc
+                fresh._service_names[(svc["Service"], node, svc["ID"])] = None
             for chk in snap["Checks"]:
                 fresh._checks[(chk["Node"], chk["CheckID"])] = chk
             for node, coord in snap["Coordinates"]:
@@ -891,6 +900,7 @@ class StateStore:
             "_sessions",
             "_nodes",
             "_services",
+            "_service_names",
             "_checks",
             "_coords",
             "_autopilot",

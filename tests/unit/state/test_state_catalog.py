@@ -192,3 +192,23 @@ def test_registration_without_meta_keeps_the_stored_meta() -> None:
     register(st, 3, "a", TaggedAddresses={}, NodeMeta={})
     node = st.get_node("a")
     assert node is not None and node["TaggedAddresses"] == {} and node["Meta"] == {}
+
+
+def test_service_renamed_in_place_moves_between_names() -> None:
+    st = StateStore()
+    register(st, 1, Service={"ID": "s1", "Service": "old"})
+    register(st, 2, Service={"ID": "s1", "Service": "new"})
+    assert st.service_nodes("old")[1] == []
+    assert [s["ServiceID"] for s in st.service_nodes("new")[1]] == ["s1"]
+    # a failed registration rolls the name index back too
+    with pytest.raises(StateError):
+        register(
+            st,
+            3,
+            Service={"ID": "s1", "Service": "newer"},
+            Check={"CheckID": "c", "ServiceID": "x"},
+        )
+    assert [s["ServiceID"] for s in st.service_nodes("new")[1]] == ["s1"]
+    assert st.service_nodes("newer")[1] == []
+    st.deregister(4, {"Node": "n1", "ServiceID": "s1"})
+    assert st.service_nodes("new")[1] == []
