@@ -17,6 +17,19 @@ Routing (Consul's `Server.forward`), in this order, for every method:
    a valid leader lease (else a ``verify_leader`` round); ``RequireConsistent`` always runs
    ``raft.verify_leader()`` first.
 
+Status.*, Catalog.ListDatacenters and Coordinate.ListDatacenters are answered by any server
+from its own view (no leader needed).
+
+Leader-only duties: the agent registers ``Endpoints.on_leadership`` as a raft leadership
+observer; on the leader it arms ``session_timers`` (SessionTimers: a session with a TTL is
+destroyed through raft after TTL * 2 without a renewal) and ``tombstone_gc`` (TombstoneGC:
+KV tombstones are reaped through raft after 15 min), and disarms both on losing leadership.
+
+Constructor extras beyond docs/INTERNALS.md (all optional): ``wan_coordinates()`` for
+Coordinate.ListDatacenters, ``server_name(address)`` for the Node column of
+Operator.RaftGetConfiguration, ``apply_timeout`` for raft.apply. RaftLike additionally needs
+``configuration()`` and ``remove_server(id)`` (RaftNode has both).
+
 QueryOptions (on every read; all optional):
     Datacenter: str, MinQueryIndex: int, MaxQueryTime: float seconds (0 -> 300 s, capped at
     600 s, plus up to 1/16 random jitter, as Consul), AllowStale: bool, RequireConsistent: bool
@@ -33,7 +46,8 @@ time.Duration; TTL is a Go duration string like "15s"):
                   CreateIndex, ModifyIndex}
     NodeService  {ID, Service, Tags: [str], Address, Port, Meta: {str: str},
                   EnableTagOverride, CreateIndex, ModifyIndex}
-    HealthCheck  {Node, CheckID, Name, Status ("passing"|"warning"|"critical"), Notes, Output,
+    HealthCheck  {Node, CheckID, Name, Status ("passing"|"warning"|"critical"; a check
+                  registered without Status is "critical", as Consul), Notes, Output,
                   ServiceID, ServiceName, CreateIndex, ModifyIndex}
     ServiceNode  {ID, Node, Address, TaggedAddresses, NodeMeta, ServiceID, ServiceName,
                   ServiceTags, ServiceAddress, ServicePort, ServiceMeta,
