@@ -23,12 +23,15 @@ lock-delay, which Consul too keeps outside the replicated state, per server).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sortedcontainers import SortedDict
+
+log = logging.getLogger("consul")
 
 #: Largest KV value Consul accepts (maxKVSize).
 MAX_KV_VALUE_SIZE = 512 * 1024
@@ -183,7 +186,15 @@ class StateStore:
             return
         for watch in list(self._watches):
             if any(watch.covers(table, key) for table, key in changed):
-                watch.callback()
+                self._fire(watch)
+
+    @staticmethod
+    def _fire(watch: Watch) -> None:
+        # A waiter's bug must never reach raft's apply loop.
+        try:
+            watch.callback()
+        except Exception:
+            log.exception("state: watch callback failed")
 
     def watch(
         self, tables: Iterable[str], callback: Callable[[], None], prefix: str | None = None
@@ -908,7 +919,7 @@ class StateStore:
             setattr(self, name, getattr(fresh, name))
         self._lock_delay.clear()
         for watch in list(self._watches):
-            watch.callback()
+            self._fire(watch)
 
 
 def _same(existing: dict[str, Any], record: dict[str, Any]) -> bool:

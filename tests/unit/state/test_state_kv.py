@@ -275,3 +275,16 @@ def test_watch_wakes_on_prefix_and_tombstone() -> None:
         st.kvs_apply(5, "lock", ent("foo/z", Session="none"))
     st.ensure_registration(6, {"Node": "n", "Address": "a"})
     assert woke == ["foo", "foo", "nodes"]
+
+
+def test_a_failing_watch_callback_does_not_break_the_write() -> None:
+    st = StateStore()
+    woke: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("waiter bug")
+
+    st.watch(["kvs"], broken)
+    st.watch(["kvs"], lambda: woke.append(1))
+    assert st.kvs_apply(1, "set", ent("k"))
+    assert woke == [1] and st.kvs_get("k")[1] is not None
