@@ -410,6 +410,16 @@ class Serf:
             "coordinate_resets": str(self.coord_client.resets),
         }
 
+    def seed_known(self, nodes: list[NodeState], tags_cache: dict[bytes, dict[str, str]]) -> None:
+        """Simulation support: start with every node of `nodes` known and alive, quietly.
+        `tags_cache` shares decoded tags between nodes (they are never mutated in place)."""
+        for node in self.memberlist.seed_known(nodes):
+            tags = tags_cache.get(node.meta)
+            if tags is None:
+                tags = tags_cache[node.meta] = decode_tags(node.meta)
+            member = Member(node.name, node.addr, node.port, tags, "alive", *node.vsn)
+            self.member_states[node.name] = _MemberState(member)
+
     # ------------------------------------------------------------------ memberlist delegate
 
     def has_broadcasts(self) -> bool:

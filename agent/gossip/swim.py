@@ -785,9 +785,10 @@ class Memberlist:
 
     # ------------------------------------------------------------------ simulation support
 
-    def seed_known(self, nodes: list[NodeState]) -> None:
-        """Start from an already converged view (large simulations): no gossip, no probes
-        needed to learn these members; the delegate hears a join for each."""
+    def seed_known(self, nodes: list[NodeState]) -> list[NodeState]:
+        """Start from an already converged view (large simulations): the members are
+        added alive without gossip or delegate calls; returns the ones added."""
+        added = []
         for src in nodes:
             if src.name in self.node_map:
                 continue
@@ -803,5 +804,6 @@ class Memberlist:
             )
             self.node_map[node.name] = node
             self.nodes.append(node)
-            self.delegate.notify_join(node)
+            added.append(node)
         self.rng.shuffle(self.nodes)
+        return added

@@ -64,6 +64,9 @@ class GossipCluster:
         self.count = 0
         self.sent: Counter[str] = Counter()
         self.on_event: Callable[[SimNode, Event], None] | None = None
+        #: (event type or "user:<name>", member name) -> observers that saw it; kept
+        #: incrementally so stop conditions at N=1000 are O(1).
+        self.seen: dict[tuple[str, str], set[str]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -96,8 +99,9 @@ class GossipCluster:
         """n started nodes that already know each other (no join traffic)."""
         new = [self.add_node() for _ in range(n)]
         states = [n.serf.memberlist.local() for n in new]
+        tags_cache: dict[bytes, dict[str, str]] = {}
         for node in new:
-            node.serf.memberlist.seed_known(states)
+            node.serf.seed_known(states, tags_cache)
             node.serf.take_events()
             node.events.clear()
             self._after(node)
@@ -179,11 +183,13 @@ class GossipCluster:
 
     def fully_converged(self, observers: list[SimNode] | None = None) -> bool:
         obs = observers if observers is not None else self.up_nodes()
-        names = {n.name for n in obs}
+        names = [n.name for n in obs]
         for o in obs:
-            alive = {n for n, m in o.serf.member_states.items() if m.member.status == "alive"}
-            if not names <= alive:
-                return False
+            states = o.serf.member_states
+            for name in names:  # exits early: this runs after every simulated event
+                ms = states.get(name)
+                if ms is None or ms.member.status != "alive":
+                    return False
         return True
 
     def count_status(self, status: str, name: str) -> int:
@@ -191,6 +197,10 @@ class GossipCluster:
 
     def got_event(self, node: SimNode, name: str) -> bool:
         return any(isinstance(e, UserEvent) and e.name == name for e in node.events)
+
+    def saw(self, kind: str, name: str = "") -> set[str]:
+        """Observers that got a member event `kind` about `name` (or "user:<event>")."""
+        return self.seen.get((kind, name), set())
 
     def false_failures(self, truly_down: set[str]) -> list[tuple[str, str]]:
         """(observer, member) pairs where a member that was up was seen failed."""
@@ -257,6 +267,14 @@ class GossipCluster:
                 self._send(node, out.dest, ("udp", out.data), stream=False)
         events = serf.take_events()
         if events:
+            for e in events:
+                if isinstance(e, MemberEvent):
+                    key = (e.type, e.members[0].name)
+                elif isinstance(e, UserEvent):
+                    key = (f"user:{e.name}", "")
+                else:
+                    continue
+                self.seen.setdefault(key, set()).add(node.name)
             if self.keep_events:
                 node.events.extend(events)
             if self.on_event is not None:
