@@ -309,8 +309,10 @@ class CLIRPCServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._conns):
+            conns = list(self._conns)
+            for task in conns:
                 task.cancel()
+            await asyncio.gather(*conns, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None

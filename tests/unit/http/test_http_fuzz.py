@@ -1,0 +1,82 @@
+"""Bad input never escapes as a 500 or a traceback: fuzzed /v1/kv queries and bodies, and
+Go durations parsed as Go parses them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp.test_utils import TestClient, TestServer
+from fake_agent import FakeAgent
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.http.app import make_app
+from agent.http.common import parse_duration
+
+PARAMS = [
+    "index",
+    "wait",
+    "flags",
+    "cas",
+    "acquire",
+    "release",
+    "recurse",
+    "keys",
+    "separator",
+    "raw",
+    "stale",
+    "consistent",
+]
+values = st.one_of(
+    st.just(""),
+    st.integers(-5, 2**70).map(str),
+    st.text(alphabet="0123456789smhux.-+/ab", max_size=8),
+)
+
+
+def test_fuzzed_kv_requests_get_200_400_or_404() -> None:
+    loop = asyncio.new_event_loop()
+    agent = FakeAgent()
+    agent.sessions["s"] = {"ID": "s"}
+    client = TestClient(TestServer(make_app(agent)), loop=loop)  # type: ignore[arg-type]
+    loop.run_until_complete(client.start_server())
+
+    async def call(method: str, key: str, params: dict[str, str], body: bytes) -> tuple[int, str]:
+        resp = await client.request(method, f"/v1/kv/{key}", params=params, data=body)
+        return resp.status, await resp.text(errors="replace")
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        method=st.sampled_from(["GET", "PUT", "DELETE"]),
+        key=st.text(alphabet="abc/-_.", max_size=6),
+        params=st.dictionaries(st.sampled_from(PARAMS), values, max_size=4),
+        body=st.binary(max_size=64),
+    )
+    def check(method: str, key: str, params: dict[str, str], body: bytes) -> None:
+        status, text = loop.run_until_complete(call(method, key, params, body))
+        assert status in (200, 400, 404), (status, text)
+        assert "Traceback" not in text
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
+
+
+@given(st.integers(0, 10**6), st.sampled_from(["ns", "us", "ms", "s", "m", "h"]))
+def test_go_durations(n: int, unit: str) -> None:
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    assert abs(parse_duration(f"{n}{unit}") - n * scale) <= 1e-9 * max(1.0, n * scale)
+
+
+def test_go_duration_forms() -> None:
+    assert parse_duration("1m30s") == 90.0
+    assert parse_duration("1.5s") == 1.5
+    assert parse_duration("0") == 0.0
+    for bad in ("", "10", "s", "1x", "1s2", "--1s"):
+        try:
+            parse_duration(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} parsed")
