@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 from agent.api import RPCError
 from agent.server.endpoints import Endpoints, SessionTimers
@@ -376,14 +378,14 @@ async def test_session_create_defaults_and_validation() -> None:
     with pytest.raises(RPCError, match=r"^Missing node registration$"):
         await c.call("Session.Apply", Op="create", Session={"Node": "ghost"})
     # HTTP's seconds (float) and Consul's FixupLockDelay rule for small numbers
-    for given, ns in (
+    for delay, ns in (
         (1.5, 1_500_000_000),
         (7, 7_000_000_000),
         (2_000_000_000, 2_000_000_000),
         ("250ms", 250_000_000),
     ):
         sid2 = await c.call(
-            "Session.Apply", Op="create", Session={"Node": "n1", "LockDelay": given}
+            "Session.Apply", Op="create", Session={"Node": "n1", "LockDelay": delay}
         )
         assert (await c.call("Session.Get", Session=sid2))["Sessions"][0]["LockDelay"] == ns
     listed = await c.call("Session.NodeSessions", Node="n1")
@@ -631,3 +633,96 @@ async def test_odd_query_times_fall_back_to_the_default_wait() -> None:
             await task
     # a query below the current index answers at once
     assert (await c.call("KVS.Get", Key="k", MinQueryIndex=0, MaxQueryTime=wait))["Index"] == 1
+
+
+_FIELDS = [
+    "Key",
+    "Prefix",
+    "Seperator",
+    "Op",
+    "DirEnt",
+    "Ops",
+    "Session",
+    "Node",
+    "Address",
+    "ID",
+    "Service",
+    "Check",
+    "Checks",
+    "ServiceID",
+    "CheckID",
+    "ServiceName",
+    "ServiceTag",
+    "TagFilter",
+    "State",
+    "Coord",
+    "NodeMetaFilters",
+    "TaggedAddresses",
+    "NodeMeta",
+    "MinQueryIndex",
+    "MaxQueryTime",
+    "AllowStale",
+    "RequireConsistent",
+    "Datacenter",
+    "Data",
+    "Passing",
+    "SkipNodeUpdate",
+]
+_scalar = (
+    hst.none()
+    | hst.booleans()
+    | hst.integers(min_value=-(2**64), max_value=2**64)
+    | hst.floats(allow_nan=True)
+    | hst.text(max_size=4)
+    | hst.binary(max_size=4)
+)
+_value = hst.recursive(
+    _scalar,
+    lambda inner: (
+        hst.lists(inner, max_size=3)
+        | hst.dictionaries(
+            hst.sampled_from(
+                [
+                    *_FIELDS,
+                    "Verb",
+                    "KV",
+                    "Value",
+                    "Flags",
+                    "TTL",
+                    "Behavior",
+                    "LockDelay",
+                    "Status",
+                    "Tags",
+                    "Port",
+                    "Vec",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=hst.sampled_from(sorted(Cluster().ep.methods())),
+    args=hst.dictionaries(hst.sampled_from(_FIELDS), _value, max_size=5),
+)
+def test_any_input_is_answered_or_refused_with_an_rpc_error(
+    method: str, args: dict[str, Any]
+) -> None:
+    async def run() -> None:
+        c = Cluster()
+        await c.node()
+        args.pop("MinQueryIndex", None)  # never block here
+        try:
+            await asyncio.wait_for(c.ep.handle(method, args), 2)
+        except RPCError:
+            pass
+        c.ep.on_leadership(False)
+
+    asyncio.run(run())
