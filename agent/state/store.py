@@ -134,6 +134,9 @@ class StateStore:
         self._tombstones: SortedDict = SortedDict()  # key -> index of the delete
         self._session_keys: SortedDict = SortedDict()  # (session, key) -> None
         self._sessions: SortedDict = SortedDict()  # id -> Session
+        # Consul's session_checks table, and sessions by node: (node, check, id) / (node, id)
+        self._session_checks: SortedDict = SortedDict()
+        self._node_sessions: SortedDict = SortedDict()
         self._nodes: SortedDict = SortedDict()  # name -> Node
         self._services: SortedDict = SortedDict()  # (node, id) -> NodeService
         self._service_names: SortedDict = SortedDict()  # (name, node, id) -> None
@@ -521,6 +524,9 @@ class StateStore:
                 "ModifyIndex": idx,
             }
             self._set(self._sessions, sid, record)
+            self._set(self._node_sessions, (node, sid), None)
+            for check_id in checks:
+                self._set(self._session_checks, (node, check_id, sid), None)
             self._touch("sessions", idx, sid)
         return sid
 
@@ -545,12 +551,15 @@ class StateStore:
             if delay_ns > 0:
                 self._lock_delay[key] = now + delay_ns / 1e9
         self._del(self._sessions, sid)
+        self._del(self._node_sessions, (sess["Node"], sid))
+        for check_id in sess["Checks"]:
+            self._del(self._session_checks, (sess["Node"], check_id, sid))
         self._touch("sessions", idx, sid)
 
     def _invalidate_check_sessions(self, idx: int, node: str, check_id: str) -> None:
-        for sid, sess in list(self._sessions.items()):
-            if sess["Node"] == node and check_id in sess["Checks"]:
-                self._session_delete(idx, sid)
+        bound = self._session_checks.irange((node, check_id, ""), (node, check_id, _KEY_MAX))
+        for _node, _check, sid in list(bound):
+            self._session_delete(idx, sid)
 
     def session_get(self, sid: str) -> tuple[int, dict[str, Any] | None]:
         sess = self._sessions.get(sid)
@@ -561,8 +570,11 @@ class StateStore:
 
     def node_sessions(self, node: str) -> tuple[int, list[dict[str, Any]]]:
         return self.table_index("sessions"), [
-            _copy(s) for s in self._sessions.values() if s["Node"] == node
+            _copy(self._sessions[sid]) for _node, sid in self._node_session_ids(node)
         ]
+
+    def _node_session_ids(self, node: str) -> list[tuple[str, str]]:
+        return list(self._node_sessions.irange((node, ""), (node, _KEY_MAX)))
 
     # --------------------------------------------------------------------------- catalog
 
@@ -714,9 +726,8 @@ class StateStore:
         if node in self._coords:
             self._del(self._coords, node)
             self._touch("coordinates", idx, node)
-        for sid, sess in list(self._sessions.items()):
-            if sess["Node"] == node:
-                self._session_delete(idx, sid)
+        for _node, sid in self._node_session_ids(node):
+            self._session_delete(idx, sid)
         self._del(self._nodes, node)
         self._touch("nodes", idx, node)
 
@@ -889,6 +900,9 @@ class StateStore:
                 fresh._tombstones[key] = int(idx)
             for sess in snap["Sessions"]:
                 fresh._sessions[sess["ID"]] = sess
+                fresh._node_sessions[(sess["Node"], sess["ID"])] = None
+                for check_id in sess["Checks"]:
+                    fresh._session_checks[(sess["Node"], check_id, sess["ID"])] = None
             for node in snap["Nodes"]:
                 fresh._nodes[node["Node"]] = node
             for node, svc in snap["Services"]:
@@ -909,6 +923,8 @@ class StateStore:
             "_tombstones",
             "_session_keys",
             "_sessions",
+            "_session_checks",
+            "_node_sessions",
             "_nodes",
             "_services",
             "_service_names",

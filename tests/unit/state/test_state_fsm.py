@@ -221,3 +221,24 @@ def test_snapshot_restore_command_through_the_log() -> None:
     assert dst.state.table_index("kvs") == 50
     assert isinstance(dst.apply(51, 2, cmd(MessageType.SNAPSHOT_RESTORE, Data=b"\xc1")), FSMError)
     assert msgpack.unpackb(src.snapshot())["Version"] == 1
+
+
+def test_restored_sessions_are_still_bound_to_their_node_and_checks() -> None:
+    fsm = StateFSM()
+    populate(fsm)
+    other = StateFSM()
+    other.restore(fsm.snapshot())
+    assert [s["ID"] for s in other.state.node_sessions("n1")[1]] == ["s1"]
+    other.apply(
+        20,
+        1,
+        cmd(
+            MessageType.REGISTER,
+            Node="n1",
+            Address="10.0.0.1",
+            Check={"CheckID": "serfHealth", "Status": "critical"},
+        ),
+    )
+    assert other.state.session_get("s1")[1] is None
+    assert other.state.node_sessions("n1")[1] == []
+    assert other.state.kvs_get("b")[1]["Session"] == ""  # type: ignore[index]
