@@ -14,6 +14,7 @@ import os
 import pytest
 
 from agent.gossip.config import Profile
+from agent.gossip.serf import UserEvent
 from agent.sim.gossip_sim import GossipCluster, SimNode
 from agent.sim.network import Faults
 
@@ -125,7 +126,9 @@ def test_user_event_delivered_once_to_all_n10(seed: int) -> None:
     until(c, 20, lambda: len(c.saw("user:deploy")) == 10)
     c.run_for(LOCAL.push_pull_interval + 1)  # push/pull resends old events: still once
     for node in nodes:
-        got = sorted(e.payload for e in node.events if getattr(e, "name", "") == "deploy")
+        got = sorted(
+            e.payload for e in node.events if isinstance(e, UserEvent) and e.name == "deploy"
+        )
         assert got == [b"v1", b"v2"], node.name
 
 

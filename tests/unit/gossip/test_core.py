@@ -1,0 +1,175 @@
+"""The Serf/memberlist core driven by hand: bad input is dropped and counted, never
+raised; user events dedup; queries and keyring ops; coalescing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.gossip.config import Profile
+from agent.gossip.keyring import Keyring, decode_key, encode_key, generate_key
+from agent.gossip.messages import MessageType, compound, encode
+from agent.gossip.serf import Serf, UserEvent, UserEventError
+from agent.sim.gossip_sim import GossipCluster
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> object:
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def make(name: str = "a", profile: Profile | None = None) -> Serf:
+    s = Serf(
+        node_name=name,
+        addr="10.0.0.1",
+        port=8301,
+        tags={"role": "node"},
+        profile=profile or Profile.local(),
+        rng=random.Random(1),
+    )
+    s.start(0.0)
+    s.take_events()
+    return s
+
+
+def member_view(s: Serf) -> list[tuple[str, str]]:
+    return sorted((m.name, m.status) for m in s.members())
+
+
+BAD_PACKETS = [
+    b"",
+    b"\xc1",  # never-used msgpack byte
+    b"\x92\x00",  # truncated array
+    msgpack.packb({"not": "a list"}),
+    msgpack.packb([[99, {}]]),  # unknown type
+    msgpack.packb([[int(MessageType.ALIVE), {"Node": 5}]]),  # wrong field types
+    msgpack.packb([[int(MessageType.ALIVE), {"Node": "x", "Addr": "1.2.3.4", "Port": 70000}]]),
+    msgpack.packb([["ping", {}]]),
+    msgpack.packb([[int(MessageType.USER), {"Data": b"\xff\xff"}]]),
+    msgpack.packb([[int(MessageType.USER), {"Data": msgpack.packb([3, {"LTime": -1}])}]]),
+    msgpack.packb([[int(MessageType.PUSH_PULL), {"Nodes": [[1, 2, 3]]}]]),
+    b"\xdc\xff\xff" + b"\x90" * 10,  # array claiming 65535 items
+]
+
+
+@pytest.mark.parametrize("packet", BAD_PACKETS)
+def test_bad_packets_are_dropped_and_counted(packet: bytes) -> None:
+    s = make()
+    before = member_view(s)
+    s.receive_packet("10.0.0.9:8301", packet, 1.0)
+    s.receive_stream("10.0.0.9:1234", packet, 1.0)
+    s.receive_stream_reply("10.0.0.9:8301", packet, 1.0)
+    assert member_view(s) == before
+    dropped = sum(v for k, v in s.metrics.items() if k.startswith("drop."))
+    assert dropped >= 1
+    s.tick(2.0)  # still works
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    s = make()
+    s.receive_packet("10.0.0.9:8301", data, 1.0)
+    s.receive_stream("10.0.0.9:1234", data, 1.0)
+    s.notify_msg(data)
+    s.merge_remote_state(data, join=True)
+    assert member_view(s) == [("a", "alive")]
+
+
+def test_ping_for_another_node_is_ignored_and_ack_carries_coordinate() -> None:
+    s = make()
+    s.receive_packet(
+        "10.0.0.9:8301", compound([encode(MessageType.PING, {"Seq": 1, "Node": "zz"})]), 1
+    )
+    assert s.take_outgoing() == [] and s.metrics["drop.unexpected_ping"] == 1
+    s.receive_packet(
+        "10.0.0.9:8301", compound([encode(MessageType.PING, {"Seq": 2, "Node": "a"})]), 1
+    )
+    (out,) = s.take_outgoing()
+    assert out.dest == "10.0.0.9:8301" and not out.stream
+    ack = msgpack.unpackb(out.data)[0]  # broadcasts may be piggybacked after it
+    assert ack[0] == MessageType.ACK and ack[1]["Seq"] == 2
+    assert "Vec" in msgpack.unpackb(ack[1]["Payload"])
+
+
+def test_suspicion_about_self_is_refuted_with_higher_incarnation() -> None:
+    s = make()
+    inc = s.memberlist.incarnation
+    msg = encode(MessageType.SUSPECT, {"Inc": inc + 5, "Node": "a", "From": "b"})
+    s.receive_packet("10.0.0.9:8301", compound([msg]), 1.0)
+    assert s.memberlist.incarnation > inc + 5
+    assert s.memberlist.local().incarnation == s.memberlist.incarnation
+
+
+def test_user_event_size_limit_and_dedup() -> None:
+    s = make()
+    with pytest.raises(UserEventError, match="512"):
+        s.user_event("big", b"x" * 600, coalesce=False)
+    ev = s.user_event("deploy", b"1", coalesce=False)
+    assert s.take_events() == [ev]
+    body = {"LTime": ev.ltime, "Name": "deploy", "Payload": b"1", "CC": False}
+    s.notify_msg(msgpack.packb([3, body]))  # the same event gossiped back: dropped
+    assert s.take_events() == []
+    body2 = dict(body, Payload=b"2")  # same time, other payload: a different event
+    s.notify_msg(msgpack.packb([3, body2]))
+    assert s.take_events() == [UserEvent(ev.ltime, "deploy", b"2", False)]
+
+
+def test_old_events_beyond_the_buffer_are_dropped() -> None:
+    s = make()
+    s.event_clock.witness(10_000)
+    s.notify_msg(msgpack.packb([3, {"LTime": 5, "Name": "old", "Payload": b"", "CC": False}]))
+    assert s.take_events() == []
+
+
+def test_coalescing_delivers_latest_event_per_name() -> None:
+    profile = dataclasses.replace(
+        Profile.local(), user_coalesce_period=1.0, user_quiescent_period=0.5
+    )
+    s = make(profile=profile)
+    for i in range(3):
+        s.user_event("deploy", str(i).encode(), coalesce=True)
+    s.user_event("other", b"", coalesce=True)
+    assert s.take_events() == []
+    assert s.next_deadline() <= 0.5
+    s.tick(0.5)
+    got = sorted((e.name, e.payload) for e in s.take_events() if isinstance(e, UserEvent))
+    assert got == [("deploy", b"2"), ("other", b"")]
+
+
+def test_keyring_query_installs_on_every_member() -> None:
+    c = GossipCluster(5)
+    key = decode_key(generate_key())
+    nodes = c.converged(5)
+    for n in nodes:
+        n.serf.keyring = Keyring([key])
+    new = generate_key()
+    qid, deadline = nodes[0].serf.query(
+        "_serf_install-key", msgpack.packb({"Key": new}), timeout=2.0
+    )
+    pending = nodes[0].serf.pending_queries[qid]
+    c._after(nodes[0])
+    assert c.run_until(deadline, lambda: len(pending.responses) == 5)
+    for n in nodes:
+        assert n.serf.keyring is not None
+        assert new in [encode_key(k) for k in n.serf.keyring.list_keys()]
+    for data in pending.responses.values():
+        assert msgpack.unpackb(data)["Result"] is True
+
+
+def test_force_leave_turns_failed_into_left() -> None:
+    c = GossipCluster(2)
+    nodes = c.converged(5)
+    c.crash(nodes[4])
+    assert c.run_until(60, lambda: c.status_of(nodes[0], "node4") == "failed")
+    nodes[0].serf.force_leave("node4")
+    c._after(nodes[0])
+    assert c.run_until(c.clock.now + 10, lambda: c.all_see("node4", "left"))
