@@ -41,6 +41,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
         "operator": ("agent.cli.operator", "Provides cluster-level tools for Senate operators"),
         "reload": ("agent.cli.info", "Triggers the agent to reload configuration files"),
         "rtt": ("agent.cli.rtt", "Estimates network round trip time between nodes"),
+        "watch": ("agent.cli.watch", "Watch for changes in Senate"),
         "snapshot": (
             "agent.cli.snapshot",
             "Saves, restores and inspects snapshots of Senate server state",

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import zlib
 from typing import Any
 
 from aiohttp import web
 
 from agent.api import JoinError
 from agent.http.common import (
+    DEFAULT_QUERY_TIME,
     HTTPError,
     agent_of,
     b64,
     flag,
     json_response,
+    query_options,
     read_body,
     read_json,
     rpc,
 )
+from agent.http.events import event_id_index
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
 #: Consul's limit on a user event's payload (serf.UserEventSizeLimit).
@@ -179,19 +182,33 @@ async def event_fire(request: web.Request) -> web.Response:
     return json_response(request, event_json(event))
 
 
-def _event_index(events: list[dict[str, Any]]) -> int:
-    """Consul derives the index of /v1/event/list from the last event's ID."""
-    if not events:
-        return 0
-    return zlib.crc32(str(events[-1].get("ID", "")).encode())
+def _events_and_index(agent: Any, name: str) -> tuple[list[dict[str, Any]], int]:
+    events = agent.user_events()
+    if name:
+        events = [e for e in events if e.get("Name") == name]
+    # An empty list answers index 1, as Consul's, so a watch does not spin on index 0.
+    index = event_id_index(str(events[-1].get("ID", ""))) if events else 1
+    return events, index
+
+
+#: How often a blocking /v1/event/list looks for new events (the agent offers no wake-up).
+EVENT_POLL_INTERVAL = 0.05
 
 
 async def event_list(request: web.Request) -> web.Response:
+    """Recent user events, optionally by ?name; blocks with ?index until the last one changes."""
+    opts = query_options(request)
+    agent = agent_of(request)
     name = request.query.get("name", "")
-    events = agent_of(request).user_events()
-    if name:
-        events = [e for e in events if e.get("Name") == name]
-    headers = {"X-Consul-Index": str(_event_index(events))}
+    events, index = _events_and_index(agent, name)
+    min_index = opts["MinQueryIndex"]
+    if min_index and index == min_index:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (opts["MaxQueryTime"] or DEFAULT_QUERY_TIME)
+        while index == min_index and loop.time() < deadline:
+            await asyncio.sleep(EVENT_POLL_INTERVAL)
+            events, index = _events_and_index(agent, name)
+    headers = {"X-Consul-Index": str(index)}
     return json_response(request, [event_json(e) for e in events], headers)
 
 

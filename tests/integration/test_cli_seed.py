@@ -4,6 +4,7 @@ every command through the real HTTP API and CLI RPC, output in Consul 0.7's shap
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import Cluster, run_cli, wait_for
+from harness import REPO, SENATE, Cluster, run_cli, senate_env, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -148,8 +149,25 @@ def test_seed_session_against_real_agents(cluster: Cluster, tmp_path: Path) -> N
     assert cli("kv", "delete", http, "kept")[0] == 0
     assert cli("snapshot", "restore", http, snap) == (0, "Restored snapshot\n", "")
     assert wait_for(lambda: cli("kv", "get", http, "kept")[1] == "1\n", 10, "restored key")
-    rc, out, _ = cli("event", "-name=sayhi", http)
-    assert rc == 0 and out.startswith("Event ID: ") and len(out.strip()) == len("Event ID: ") + 36
+    # the seed's watch: its handler runs once at start, then once per `senate event`
+    watch_out = tmp_path / "watch.out"
+    with watch_out.open("wb") as sink:
+        watcher = subprocess.Popen(
+            [*SENATE, "watch", "-type=event", "-name=sayhi", http, "echo 'got it'"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=senate_env(),
+            cwd=REPO,
+        )
+    try:
+        wait_for(lambda: watch_out.read_text() == "got it\n", 15, "the watch's first run")
+        rc, out, _ = cli("event", "-name=sayhi", http)
+        assert rc == 0 and out.startswith("Event ID: ")
+        assert len(out.strip()) == len("Event ID: ") + 36
+        wait_for(lambda: watch_out.read_text() == "got it\ngot it\n", 15, "the watch's second run")
+    finally:
+        watcher.kill()
+        watcher.wait(10)
 
     # errors are Consul's words, exit 1, no traceback
     rc, _, err = cli("join", rpc, "127.5.7.99")
