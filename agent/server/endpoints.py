@@ -995,9 +995,18 @@ class Endpoints:
             raise RPCError("Must provide node")
         if not isinstance(coord, dict) or not isinstance(coord.get("Vec"), list):
             raise RPCError("rejected bad coordinate: missing Vec")
-        vec = coord["Vec"]
-        if not all(isinstance(x, int | float) and x == x for x in vec):
-            raise RPCError("rejected bad coordinate: not finite")
+        numbers = [*coord["Vec"], *(coord.get(f, 0.0) for f in ("Error", "Adjustment", "Height"))]
+        if not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in numbers
+        ):
+            raise RPCError(f"rejected bad coordinate: {coord!r}")
+        coord = {
+            "Vec": [float(x) for x in coord["Vec"]],
+            "Error": float(coord.get("Error", 0.0)),
+            "Adjustment": float(coord.get("Adjustment", 0.0)),
+            "Height": float(coord.get("Height", 0.0)),
+        }
         await self._raft_apply(
             MessageType.COORDINATE_BATCH_UPDATE, {"Updates": [{"Node": node, "Coord": coord}]}
         )

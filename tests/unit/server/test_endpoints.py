@@ -525,8 +525,10 @@ async def test_coordinates() -> None:
     await c.call("Coordinate.Update", Node="n1", Coord=coord)
     reply = await c.call("Coordinate.ListNodes")
     assert reply["Coordinates"] == [{"Node": "n1", "Coord": coord}]
-    with pytest.raises(RPCError, match="rejected bad coordinate"):
-        await c.call("Coordinate.Update", Node="n1", Coord={"Vec": [float("nan")]})
+    for bad in ({"Vec": [float("nan")]}, {"Vec": [1.0], "Error": float("inf")}, {"Vec": ["x"]}, {}):
+        with pytest.raises(RPCError, match="rejected bad coordinate"):
+            await c.call("Coordinate.Update", Node="n1", Coord=bad)
+    assert (await c.call("Coordinate.ListNodes"))["Coordinates"] == [{"Node": "n1", "Coord": coord}]
     assert await c.call("Coordinate.ListDatacenters") == []
 
 
