@@ -198,14 +198,21 @@ async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:
-    """The request body, refusing one over `limit` bytes with Consul's 400."""
+    """The request body, refusing one over `limit` bytes with Consul's 400. A body without a
+    Content-Length (chunked) is read only up to the limit, never buffered whole."""
     length = request.content_length
     if limit is not None and length is not None and length > limit:
         raise HTTPError(400, f"Request body({length} bytes) too large, max size: {limit} bytes")
-    body = await request.read()
-    if limit is not None and len(body) > limit:
-        raise HTTPError(400, f"Request body({len(body)} bytes) too large, max size: {limit} bytes")
-    return body
+    if limit is None or length is not None:
+        return await request.read()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(65536):
+        total += len(chunk)
+        if total > limit:
+            raise HTTPError(400, f"Request body({total}+ bytes) too large, max size: {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json(request: web.Request, limit: int | None = None) -> Any:

@@ -162,3 +162,24 @@ async def test_other_datacenter_is_routed_by_dc(client: Client, agent: FakeAgent
     resp = await client.put("/v1/kv/k?dc=other", data=b"v")
     assert resp.status == 500
     assert agent.calls[-1][1]["Datacenter"] == "other"
+
+
+async def test_chunked_value_over_512k_is_refused_without_buffering(
+    client: Client, agent: FakeAgent
+) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 65536
+
+    resp = await client.put("/v1/kv/big", data=chunks())
+    assert resp.status == 400
+    assert (await resp.text()).endswith("too large, max size: 524288 bytes")
+    assert "big" not in agent.kv
+
+    async def small():  # type: ignore[no-untyped-def]
+        yield b"chunk-1 "
+        yield b"chunk-2"
+
+    ok = await client.put("/v1/kv/small", data=small())
+    assert ok.status == 200
+    assert agent.kv["small"]["Value"] == b"chunk-1 chunk-2"
