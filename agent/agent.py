@@ -37,7 +37,7 @@ from agent.local.logstream import LogHub
 from agent.local.state import AntiEntropy, LocalState, check_from_config, service_from_config
 from agent.mux import PortMux
 from agent.server.leader import BootstrapExpect, LeaderDuties, server_parts
-from agent.server.rpc import ConnPool, RPCServer
+from agent.server.rpc import ConnectFailed, ConnPool, RPCServer
 
 log = logging.getLogger("agent")
 consul_log = logging.getLogger("consul")
@@ -46,6 +46,9 @@ VERSION = "0.7.2"
 REVISION = "senate"
 #: Consul's RPCHoldTimeout: how long a request waits out a leader election before failing.
 RPC_HOLD_TIMEOUT = 5.0
+#: Errors that mean the request was never executed: retried within the hold timeout.
+ERR_NO_LEADER = "No cluster leader"
+ERR_LEADER_UNREACHABLE = "rpc error: leader unreachable"
 USER_EVENT_PREFIX = "consul:event:"
 USER_EVENT_SIZE_LIMIT = 512
 MAX_USER_EVENTS = 256
@@ -168,6 +171,7 @@ class Agent:
         self._client_server: str | None = None  # the server a client currently talks to
         self._lan_servers: dict[str, str] = {}  # name -> "ip:port" (servers of our dc)
         self._wan_servers: dict[str, tuple[str, str]] = {}  # "node.dc" -> (dc, "ip:port")
+        self._flooding: set[str] = set()
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_USER_EVENTS)
         self.events_changed = asyncio.Event()
         self._last_leader: str | None = None
@@ -199,6 +203,7 @@ class Agent:
         if cfg.server:
             tags["port"] = str(cfg.ports.server)
             tags["raft_vsn"] = "1"
+            tags["wan_join_port"] = str(cfg.ports.serf_wan)
             if cfg.bootstrap:
                 tags["bootstrap"] = "1"
             if cfg.bootstrap_expect:
@@ -551,6 +556,32 @@ class Agent:
                         "Removing WAN server %s (Addr: tcp/%s) (DC: %s)", name, addr, dc
                     )
             self._wan_servers = wan
+            self._flood_wan()
+
+    def _flood_wan(self) -> None:
+        """WAN-join the servers of our datacenter that gossip shows on the LAN but not on the
+        WAN (Consul 0.8's flood joiner), so `members -wan` lists every server."""
+        if self.wan is None or self.lan is None or self._stopped:
+            return
+        on_wan = {m.name for m in self.wan.members() if m.status in ("alive", "leaving")}
+        for m in self.lan.members():
+            parts = server_parts(m)
+            if parts is None or parts.datacenter != self.datacenter or m.status != "alive":
+                continue
+            wan_name = f"{m.name}.{self.datacenter}"
+            port = m.tags.get("wan_join_port")
+            if wan_name in on_wan or not port or wan_name in self._flooding:
+                continue
+            self._flooding.add(wan_name)
+            self._spawn(self._flood_one(wan_name, f"{m.addr}:{port}"), "wan-flood")
+
+    async def _flood_one(self, wan_name: str, addr: str) -> None:
+        try:
+            await self.wan.join([addr])
+        except Exception as exc:
+            consul_log.debug("error flood joining %s: %s", addr, exc)
+        finally:
+            self._flooding.discard(wan_name)
 
     def _on_lan_event(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -693,7 +724,9 @@ class Agent:
                 return await self._client_rpc(method, args)
             except RPCError as exc:
                 # Wait out a leader election, as Consul's RPCHoldTimeout does.
-                if str(exc) != "No cluster leader" or time.monotonic() >= deadline or self._stopped:
+                msg = str(exc)
+                retry = msg == ERR_NO_LEADER or msg.startswith(ERR_LEADER_UNREACHABLE)
+                if not retry or time.monotonic() >= deadline or self._stopped:
                     raise
                 await asyncio.sleep(0.1 + random.random() * 0.1)
 
@@ -727,10 +760,13 @@ class Agent:
             raise RPCError("No cluster leader")
         try:
             return await self.pool.call(leader.address, method, args, self._rpc_timeout(args))
+        except ConnectFailed as exc:
+            self.pool.drop(leader.address)
+            raise RPCError(f"{ERR_LEADER_UNREACHABLE}: {exc}") from None
         except (ConnectionError, OSError) as exc:
             self.pool.drop(leader.address)
             raise RPCError(
-                f"rpc error: failed to reach the leader at {leader.address}: {exc}"
+                f"rpc error: lost the connection to the leader at {leader.address}: {exc}"
             ) from None
 
     async def forward_dc(self, dc: str, method: str, args: dict[str, Any]) -> Any:

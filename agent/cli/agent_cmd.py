@@ -224,12 +224,14 @@ def run(argv: list[str]) -> int:
         return 1
     hub = LogHub(sys.stdout)
     install(hub, cfg.log_level)
-    try:
-        import uvloop
+    loop_factory = None
+    if os.environ.get("SENATE_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
 
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where available
-        loop_factory = None
+            loop_factory = uvloop.new_event_loop
+        except ImportError:  # pragma: no cover - uvloop is a dependency where available
+            pass
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(serve(cfg, argv, hub))

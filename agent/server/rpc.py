@@ -32,6 +32,10 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 MAX_INFLIGHT_PER_CONN = 1024
 
 
+class ConnectFailed(ConnectionError):
+    """No connection could be made, so the request was never sent: safe to retry anywhere."""
+
+
 class RPCServer:
     """Answers RPCType.CONSUL connections on the PortMux with `handler(method, args)`."""
 
@@ -60,8 +64,11 @@ class RPCServer:
                 ):
                     self.malformed += 1
                     seq = frame.get("Seq") if isinstance(frame, dict) else None
-                    writer.write(
-                        encode_frame({"Seq": seq, "Error": "malformed RPC request", "Result": None})
+                    _write(
+                        writer,
+                        encode_frame(
+                            {"Seq": seq, "Error": "malformed RPC request", "Result": None}
+                        ),
                     )
                     continue
                 args = frame.get("Args")
@@ -91,15 +98,23 @@ class RPCServer:
         except Exception as exc:
             log.exception("RPC %s failed", method)
             error = f"internal error: {exc}"
-        if writer.is_closing():
-            return
         try:
-            writer.write(encode_frame({"Seq": seq, "Error": error, "Result": result}))
+            frame = encode_frame({"Seq": seq, "Error": error, "Result": result})
         except Exception as exc:  # an unencodable result must not kill the connection
             log.error("RPC %s: cannot encode reply: %s", method, exc)
-            writer.write(
-                encode_frame({"Seq": seq, "Error": f"internal error: {exc}", "Result": None})
-            )
+            frame = encode_frame({"Seq": seq, "Error": f"internal error: {exc}", "Result": None})
+        _write(writer, frame)
+
+
+def _write(writer: asyncio.StreamWriter, frame: bytes) -> bool:
+    """Write unless the connection is gone (uvloop raises RuntimeError on a closed transport)."""
+    if writer.is_closing():
+        return False
+    try:
+        writer.write(frame)
+    except (RuntimeError, OSError):
+        return False
+    return True
 
 
 def _finished(
@@ -152,7 +167,9 @@ class _Conn:
         seq = next(self.seq)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[seq] = fut
-        self.writer.write(encode_frame({"Seq": seq, "Method": method, "Args": args}))
+        if not _write(self.writer, encode_frame({"Seq": seq, "Method": method, "Args": args})):
+            self.pending.pop(seq, None)
+            raise ConnectionError("connection closed")
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
@@ -183,9 +200,12 @@ class ConnPool:
         self._connecting[address] = fut
         try:
             host, _, port = address.rpartition(":")
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port)), self.connect_timeout
-            )
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, int(port)), self.connect_timeout
+                )
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConnectFailed(f"dial tcp {address}: {exc}") from None
             writer.write(bytes([RPCType.CONSUL]))
             conn = _Conn(reader, writer)
             self._conns[address] = conn

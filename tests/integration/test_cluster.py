@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import sys
 import time
@@ -48,6 +49,14 @@ def dc1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed and "dc1" in request.fixturenames:
+        sys.stderr.write("\n" + request.getfixturevalue("dc1").dump_logs(tail=40) + "\n")
+
+
 def _servers(c: Cluster) -> list[Node]:
     return [c.nodes[f"s{i}"] for i in (1, 2, 3)]
 
@@ -69,8 +78,12 @@ def test_three_servers_two_clients_elect_and_see_five_alive(dc1: Cluster) -> Non
     )
     checks = dc1.nodes["s1"].get_json("/v1/health/state/passing")
     assert {c["Node"] for c in checks if c["CheckID"] == "serfHealth"} == names
-    consul = dc1.nodes["c1"].get_json("/v1/catalog/service/consul")
-    assert sorted(s["Address"] for s in consul) == sorted(SERVERS)
+    wait_for(
+        lambda: sorted(s["Address"] for s in dc1.nodes["c1"].get_json("/v1/catalog/service/consul"))
+        == sorted(SERVERS),
+        20,
+        "the consul service registered by every server",
+    )
     # `senate members` prints Consul's table.
     out = run_cli(["members", f"-http-addr={dc1.nodes['c1'].http}", f"-rpc-addr={CLIENTS[0]}:8400"])
     assert out.returncode == 0, out.stderr
@@ -133,6 +146,7 @@ async def _write_all(
 ) -> dict[str, bytes]:
     """PUT n keys through the servers' HTTP APIs; returns the acknowledged ones."""
     acked: dict[str, bytes] = {}
+    errors: collections.Counter[str] = collections.Counter()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
@@ -154,11 +168,14 @@ async def _write_all(
                         acked[key] = value
                         if len(acked) >= kill_after:
                             on_progress.set()
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                pass  # not acknowledged: no promise was made
+                    else:
+                        errors[body.decode(errors="replace")[:60]] += 1
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                errors[type(exc).__name__] += 1  # not acknowledged: no promise was made
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
+    sys.stderr.write(f"writes: {len(acked)} acknowledged; failures: {dict(errors)}\n")
     return acked
 
 
