@@ -149,7 +149,6 @@ class SSHHost:
         self.node = node
         s: SSHSettings = node.ssh
         kwargs: dict[str, object] = {
-            "timeout": s.connect_timeout,
             "banner_timeout": s.connect_timeout,
             "auth_timeout": s.connect_timeout,
             "allow_agent": False,

@@ -1,0 +1,272 @@
+"""provision over real SSH hosts (network namespaces with their own sshd and filesystem).
+
+The tests share one set of hosts and run in file order, each starting from the state the
+previous one left (as an operator's session would): up, up again, rolling upgrade under write
+load, a server killed mid-upgrade, a second datacenter over WAN, down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import write_inventory
+from netns_hosts import HostLab
+from rich.console import Console
+
+from provision import cli, remote
+from provision.artifact import Artifact
+from provision.hosts import connect
+from provision.inventory import Inventory, load_inventory
+from provision.report import Reporter
+from provision.up import GateFailed, Session, down, preflight, up, verify_only
+from provision.upgrade import upgrade
+from provision.verify import observe
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+@dataclass
+class Events:
+    """Progress events, as the reporter saw them (node, step, status)."""
+
+    seen: list[tuple[str, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, host: str, step: str, status: str) -> None:
+        with self.lock:
+            self.seen.append((host, step, status))
+
+    def nodes(self, step: str, status: str = "ok") -> list[str]:
+        return [h for h, s, st in self.seen if s == step and st == status]
+
+
+def reporter(events: Events | None = None) -> Reporter:
+    return Reporter(Console(highlight=False, width=140), on_event=events)
+
+
+@pytest.fixture(scope="module")
+def inv_path(lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_inventory(tmp_path_factory.mktemp("inv") / "e2e.yml", lab, {"dc1": (3, 2)})
+
+
+@pytest.fixture(scope="module")
+def dc1(inv_path: Path, base_artifact: Artifact) -> Iterator[Inventory]:
+    inv = load_inventory(inv_path)
+    result = up(inv, reporter(), artifact=base_artifact)
+    assert result.problems == [], result.problems
+    assert sorted(result.started) == ["c1", "c2", "s1", "s2", "s3"]
+    yield inv
+
+
+def leader_name(inv: Inventory) -> str:
+    s = Session.open(inv, reporter())
+    try:
+        from provision.health import leader_of
+
+        views = observe(inv, s.hosts, 30)
+        lead = leader_of(inv, views[0])
+        assert lead is not None
+        return lead.name
+    finally:
+        s.close()
+
+
+def current_releases(inv: Inventory) -> dict[str, str | None]:
+    s = Session.open(inv, reporter())
+    try:
+        return {n: st.current for n, st in preflight(s).items()}
+    finally:
+        s.close()
+
+
+def test_up_three_servers_two_clients_verifies(dc1: Inventory, base_artifact: Artifact) -> None:
+    assert verify_only(dc1, reporter()) == []
+    assert set(current_releases(dc1).values()) == {base_artifact.release}
+    # the CLI agrees, with exit status 0
+    assert cli.main(["verify", str(dc1.path)]) == 0
+
+
+def test_second_up_changes_nothing(dc1: Inventory, base_artifact: Artifact) -> None:
+    events = Events()
+    result = up(dc1, reporter(events), artifact=base_artifact)
+    assert result.problems == []
+    assert result.changed == [] and result.started == [] and result.restarted == []
+    assert not [e for e in events.seen if e[1] in ("install", "start", "restart", "join")]
+
+
+class KVWriter:
+    """Writes KV through the clients, one write at a time, until stopped (bounded in count and
+    time). A client that refuses the connection (it is restarting) is skipped for the next; any
+    write a node accepted and did not acknowledge is a failed write."""
+
+    def __init__(self, addrs: list[str], max_writes: int = 20000, max_seconds: float = 240) -> None:
+        self.addrs = addrs
+        self.max_writes = max_writes
+        self.deadline = time.monotonic() + max_seconds
+        self.written: list[int] = []
+        self.failed: list[str] = []
+        self.redirected = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> KVWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _put(self, addr: str, i: int) -> bool | None:
+        """True: acknowledged; None: connection refused (try another node)."""
+        req = urllib.request.Request(
+            f"http://{addr}:8500/v1/kv/e2e/upgrade/{i:06d}", data=str(i).encode(), method="PUT"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body = r.read().decode().strip()
+                if r.status == 200 and body == "true":
+                    return True
+                self.failed.append(f"write {i} via {addr}: HTTP {r.status} {body}")
+                return False
+        except urllib.error.HTTPError as e:
+            self.failed.append(f"write {i} via {addr}: HTTP {e.code} {e.read()[:200]!r}")
+            return False
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, ConnectionRefusedError):
+                return None
+            self.failed.append(f"write {i} via {addr}: {e.reason}")
+            return False
+        except OSError as e:
+            self.failed.append(f"write {i} via {addr}: {e}")
+            return False
+
+    def _run(self) -> None:
+        i = 0
+        k = 0
+        while not self._stop.is_set() and i < self.max_writes and time.monotonic() < self.deadline:
+            for _ in range(len(self.addrs) * 20):
+                outcome = self._put(self.addrs[k % len(self.addrs)], i)
+                if outcome is None:
+                    self.redirected += 1
+                    k += 1
+                    self._stop.wait(0.05)  # both clients down: wait for one, briefly
+                    continue
+                if outcome:
+                    self.written.append(i)
+                break
+            i += 1
+
+
+def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
+    dc1: Inventory, newer_artifact: Artifact, lab: HostLab
+) -> None:
+    leader = leader_name(dc1)
+    followers = sorted(n.name for n in dc1.servers() if n.name != leader)
+    events = Events()
+    order: list[str] = []
+    clients = [n.host for n in dc1.clients()]
+    with KVWriter(clients) as writer:
+        result = upgrade(dc1, reporter(events), newer_artifact, on_step=order.append)
+        time.sleep(0)  # the writer keeps going until the with-block ends
+    assert order == [*followers, leader, "c1", "c2"]
+    assert result.upgraded == order
+    assert set(current_releases(dc1).values()) == {newer_artifact.release}
+    assert writer.failed == [], writer.failed[:5]
+    assert len(writer.written) >= 20
+    # every acknowledged write is there, read through a server
+    with urllib.request.urlopen(
+        f"http://{dc1.servers()[0].host}:8500/v1/kv/e2e/upgrade/?keys", timeout=10
+    ) as r:
+        keys = set(json.loads(r.read()))
+    missing = [i for i in writer.written if f"e2e/upgrade/{i:06d}" not in keys]
+    assert missing == []
+    assert verify_only(dc1, reporter()) == []
+
+
+def test_server_killed_mid_upgrade_stops_with_a_clear_report(
+    dc1: Inventory, base_artifact: Artifact
+) -> None:
+    leader = leader_name(dc1)
+    followers = sorted(n.name for n in dc1.servers() if n.name != leader)
+    victim = leader
+
+    def kill_after_first(node: str) -> None:
+        if node == followers[0]:
+            host = connect(dc1.node(victim))
+            try:
+                remote.kill_agent(host, 10)
+            finally:
+                host.close()
+
+    with pytest.raises(GateFailed) as info:
+        upgrade(dc1, reporter(), base_artifact, on_step=kill_after_first, gate_timeout=20)
+    failed = info.value
+    assert failed.node == followers[1]
+    assert failed.done == [followers[0]]
+    assert any(f"{victim} is failed" in p or f"{victim} is left" in p for p in failed.problems), (
+        failed.problems
+    )
+    assert f"health gate failed after restarting {followers[1]}" in str(failed)
+    # `up` brings the killed server back and everything to one release again
+    result = up(dc1, reporter(), artifact=base_artifact)
+    assert result.problems == []
+    assert victim in result.started
+
+
+def test_two_datacenters_join_over_wan(
+    dc1: Inventory, inv_path: Path, lab: HostLab, base_artifact: Artifact
+) -> None:
+    two = write_inventory(inv_path.with_name("e2e-two.yml"), lab, {"dc1": (3, 2), "dc2": (1, 0)})
+    inv = load_inventory(two)
+    events = Events()
+    result = up(inv, reporter(events), artifact=base_artifact)
+    assert result.problems == []
+    assert result.started == ["t1"]
+    # dc1's servers got retry_join_wan: they restart, one at a time; the clients do not
+    assert sorted(result.restarted) == ["s1", "s2", "s3"]
+    assert verify_only(inv, reporter()) == []
+
+
+def test_down_leaves_nothing_running(dc1: Inventory, inv_path: Path, lab: HostLab) -> None:
+    two = load_inventory(inv_path.with_name("e2e-two.yml"))
+    down(two, reporter(), purge=True)
+    for n in two.nodes:
+        host = connect(n)
+        try:
+            res = host.run(
+                "ls /opt/senate /var/lib/senate 2>&1; pgrep -f 'senate agent' || true",
+                step="check",
+                timeout=10,
+                check=False,
+            )
+        finally:
+            host.close()
+        assert "No such file" in res.stdout and "senate agent" not in res.stdout
+    for a in lab.addresses:
+        leftover = [p for p in lab.pids(a) if _cmdline(p) and "sshd" not in _cmdline(p)]
+        assert leftover == [], [(p, _cmdline(p)) for p in leftover]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_unreachable_host_fails_clearly(lab: HostLab, tmp_path: Path) -> None:
+    p = tmp_path / "bad.yml"
+    p.write_text(
+        f"defaults: {{ssh: {{user: root, key_file: {lab.key_file}, connect_timeout: 2}}}}\n"
+        "datacenters:\n  dc1:\n    servers: [{name: ghost, host: 10.77.0.99}]\n"
+    )
+    assert cli.main(["plan", str(p)]) == 1
