@@ -103,7 +103,7 @@ class StateFSM:
             config = req.get("Config")
             if not isinstance(config, dict):
                 return FSMError("invalid Autopilot request: missing Config")
-            cas = int(req.get("Index") or 0) if req.get("CAS") else None
+            cas = int(config.get("ModifyIndex") or 0) if req.get("CAS") else None
             return st.autopilot_set_config(index, config, cas)
         if msg_type == MessageType.SNAPSHOT_RESTORE:
             data = req.get("Data")

@@ -242,3 +242,17 @@ def test_restored_sessions_are_still_bound_to_their_node_and_checks() -> None:
     assert other.state.session_get("s1")[1] is None
     assert other.state.node_sessions("n1")[1] == []
     assert other.state.kvs_get("b")[1]["Session"] == ""  # type: ignore[index]
+
+
+def test_autopilot_config_with_cas() -> None:
+    fsm = StateFSM()
+    assert fsm.apply(1, 1, cmd(MessageType.AUTOPILOT, Config={"CleanupDeadServers": True})) is True
+    assert fsm.state.autopilot_config() == (
+        1,
+        {"CleanupDeadServers": True, "CreateIndex": 1, "ModifyIndex": 1},
+    )
+    stale = {"CleanupDeadServers": False, "ModifyIndex": 0}
+    assert fsm.apply(2, 1, cmd(MessageType.AUTOPILOT, Config=stale, CAS=True)) is False
+    fresh = {"CleanupDeadServers": False, "ModifyIndex": 1}
+    assert fsm.apply(3, 1, cmd(MessageType.AUTOPILOT, Config=fresh, CAS=True)) is True
+    assert fsm.state.autopilot_config()[1]["CleanupDeadServers"] is False  # type: ignore[index]
