@@ -32,11 +32,16 @@ ETCD_IPS = ["127.6.1.1", "127.6.1.2", "127.6.1.3"]
 VALUE = "x" * 256
 
 SENATE_LUA = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 counter = 0
 value = string.rep("x", 256)
 request = function()
   counter = counter + 1
-  return wrk.format("PUT", "/v1/kv/bench/" .. wrk.thread_id .. "/" .. counter, nil, value)
+  return wrk.format("PUT", "/v1/kv/bench/" .. tid .. "/" .. counter, nil, value)
 end
 """
 
@@ -55,11 +60,16 @@ local function enc(data)
     return b:sub(c+1, c+1)
   end) .. ({ '', '==', '=' })[#data % 3 + 1])
 end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 counter = 0
 value = enc(string.rep("x", 256))
 request = function()
   counter = counter + 1
-  local body = '{"key":"' .. enc("bench/" .. counter) .. '","value":"' .. value .. '"}'
+  local body = '{"key":"' .. enc("bench/" .. tid .. "/" .. counter) .. '","value":"' .. value .. '"}'
   return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -260,15 +270,15 @@ def main() -> int:
         return f"{v:,.0f}" if unit == "rps" else f"{v:.2f}"
 
     print(f"cluster_bench: 3 servers each, wrk -d{args.duration}s against the leader, 256 B values")
-    print(f"| {'metric':<28} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |")
-    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
+    print(f"| {'metric':<33} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |")
+    print(f"|{'-' * 35}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
     lines = [("third server start -> leader (s)", "leader_s", "s")]
     for c in levels:
         lines.append((f"KV writes/s, c={c}", f"rps{c}", "rps"))
         lines.append((f"KV write p99 ms, c={c}", f"p99{c}", "ms"))
     for label, key, unit in lines:
         s, e = rows["senate"].get(key), rows["etcd"].get(key)
-        print(f"| {label:<28} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |")
+        print(f"| {label:<33} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |")
     return 0
 
 
