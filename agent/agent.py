@@ -484,14 +484,21 @@ class Agent:
             self._lock.release()
         log.info("shutdown complete")
 
+    async def hand_off_leadership(self, timeout: float = 5.0) -> None:
+        """A leader about to stop hands leadership to a caught-up voter, so the datacenter
+        does not wait out an election timeout."""
+        if self.raft is None or not self.raft.is_leader() or len(self.raft.configuration()) < 2:
+            return
+        try:
+            await asyncio.wait_for(self.raft.transfer_leadership(), timeout)
+        except Exception as exc:
+            consul_log.error("failed to transfer leadership: %s", exc or type(exc).__name__)
+
     async def graceful_leave(self) -> None:
         """Leave the cluster as Consul does: a leader hands leadership over first."""
-        if self.raft is not None and self.raft.is_leader() and len(self.raft.configuration()) > 1:
+        if self.raft is not None:
             consul_log.info("server starting leave")
-            try:
-                await asyncio.wait_for(self.raft.transfer_leadership(), 5.0)
-            except Exception as exc:
-                consul_log.error("failed to transfer leadership: %s", exc)
+            await self.hand_off_leadership()
         for pool in (self.wan, self.lan):
             if pool is not None:
                 try:

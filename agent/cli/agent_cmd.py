@@ -195,6 +195,7 @@ async def _run(agent: Agent, cfg: AgentConfig, hub: LogHub) -> int:
                 sig == signal.SIGTERM and cfg.leave_on_term
             )
             if not graceful:
+                await agent.hand_off_leadership(timeout=2.0)
                 return 1
             _out("==> Gracefully shutting down agent...")
             leave = asyncio.create_task(agent.graceful_leave())
