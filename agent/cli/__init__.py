@@ -26,6 +26,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
     """Commands whose modules exist in this checkout (built incrementally)."""
     extra = {
         "event": ("agent.cli.event", "Fire a new event"),
+        "exec": ("agent.cli.exec_cmd", "Executes a command on Senate nodes"),
         "force-leave": (
             "agent.cli.members",
             'Forces a member of the cluster to enter the "left" state',

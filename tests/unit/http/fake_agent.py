@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.api import JoinError, RPCError
+from agent.cli import rexec
 from agent.http.app import make_app
 from agent.rpc_cli import CLIRPCServer
 
@@ -39,6 +40,7 @@ class FakeAgent:
     fsm_state: bytes = b"fsm-state-bytes"
     restored: list[bytes] = field(default_factory=list)
     coords: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.member_list:
@@ -61,6 +63,13 @@ class FakeAgent:
         handler = getattr(self, "rpc_" + method.replace(".", "_"), None)
         if handler is None:
             raise RPCError(f"rpc: can't find method {method}")
+        min_index = args.get("MinQueryIndex") or 0
+        if min_index and self.index <= min_index:
+            # a blocking query: wait for any write (the fake has one index for everything)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + float(args.get("MaxQueryTime") or 300)
+            while self.index <= min_index and loop.time() < deadline:
+                await asyncio.sleep(0.005)
         return handler(args)
 
     def rpc_KVS_Apply(self, args: dict[str, Any]) -> Any:
@@ -337,6 +346,12 @@ class FakeAgent:
             "LTime": 0,
         }
         self.events.append(event)
+        if name == rexec.EVENT_NAME:  # what the real agent does on a `_rexec` event
+            task = asyncio.create_task(
+                rexec.handle_remote_exec(self.rpc, self.node_name, self.datacenter, payload)
+            )
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return event
 
     def user_events(self) -> list[dict[str, Any]]:
