@@ -10,6 +10,8 @@ from fake_agent import Served
 
 from agent.cli import dispatch
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     rc = dispatch(list(argv))

@@ -13,6 +13,8 @@ from agent.cli import dispatch
 from agent.cli.exec_cmd import target_lines
 from agent.cli.rexec import decode_spec, encode_spec
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     rc = dispatch(list(argv))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import msgpack
+import pytest
 from fake_agent import FakeAgent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.rpc_cli import CLIRPCServer
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def test_random_bytes_never_take_the_server_down() -> None:

@@ -12,6 +12,8 @@ from fake_agent import FakeAgent
 
 from agent.rpc_cli import CLIRPCServer, decode_addr
 
+pytestmark = pytest.mark.timeout(60)
+
 
 class Wire:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -14,6 +14,8 @@ from agent.cli import dispatch
 from agent.cli.watch import run_handler, watch_loop, watch_parser
 from agent.client import HTTPClient
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def parse(*argv: str) -> argparse.Namespace:
     p = watch_parser()

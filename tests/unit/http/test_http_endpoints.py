@@ -7,9 +7,12 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from fake_agent import FakeAgent
 
 from agent.http.archive import read_archive
+
+pytestmark = pytest.mark.timeout(60)
 
 Client = Any
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from fake_agent import FakeAgent
+
+pytestmark = pytest.mark.timeout(60)
 
 Client = Any
 
