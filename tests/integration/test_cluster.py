@@ -11,6 +11,7 @@ import asyncio
 import base64
 import collections
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -79,8 +80,10 @@ def test_three_servers_two_clients_elect_and_see_five_alive(dc1: Cluster) -> Non
     checks = dc1.nodes["s1"].get_json("/v1/health/state/passing")
     assert {c["Node"] for c in checks if c["CheckID"] == "serfHealth"} == names
     wait_for(
-        lambda: sorted(s["Address"] for s in dc1.nodes["c1"].get_json("/v1/catalog/service/consul"))
-        == sorted(SERVERS),
+        lambda: (
+            sorted(s["Address"] for s in dc1.nodes["c1"].get_json("/v1/catalog/service/consul"))
+            == sorted(SERVERS)
+        ),
         20,
         "the consul service registered by every server",
     )
@@ -226,3 +229,27 @@ def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Clust
     wait_for(caught_up, 30, "the restarted old leader to catch up")
     info = json.loads(json.dumps(old.get_json("/v1/agent/self")))
     assert info["Config"]["Server"] is True
+
+
+def test_leader_interrupted_hands_leadership_over(dc1: Cluster) -> None:
+    servers = _servers(dc1)
+    leader_addr = dc1.wait_leader(servers, timeout=30)
+    old = dc1.node_by_server_addr(leader_addr)
+    survivors = [s for s in servers if s is not old]
+    start = time.monotonic()
+    # A server skips leave on interrupt (Consul's default) but still hands leadership over.
+    old.stop(signal.SIGINT)
+    new = wait_for(
+        lambda: (
+            lambda seen: seen.pop() if len(seen) == 1 and not seen & {"", leader_addr} else None
+        )({s.leader() for s in survivors}),
+        10,
+        "a new leader after the interrupt",
+    )
+    elapsed = time.monotonic() - start
+    text = old.log_text()
+    assert "==> Caught signal: interrupt" in text
+    assert new != leader_addr and elapsed < 5.0, elapsed
+    old.start()
+    dc1.wait_http([old], timeout=30)
+    dc1.wait_leader(servers, timeout=30)
