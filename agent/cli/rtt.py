@@ -73,11 +73,15 @@ def _rtt(args: argparse.Namespace) -> int:
                 return 1
             for dc in dcs:
                 for entry in dc.get("Coordinates") or []:
-                    where = [entry.get("Node"), dc.get("Datacenter")]
-                    if where == parts[0]:
-                        coord1 = entry.get("Coord")
-                    if where == parts[1]:
-                        coord2 = entry.get("Coord")
+                    node = str(entry.get("Node", ""))
+                    dc_name = str(dc.get("Datacenter", ""))
+                    # WAN member names are "node.dc"; accept the bare node name too
+                    for i, (want_node, want_dc) in enumerate(parts):
+                        if dc_name == want_dc and node in (want_node, f"{want_node}.{want_dc}"):
+                            if i == 0:
+                                coord1 = entry.get("Coord")
+                            else:
+                                coord2 = entry.get("Coord")
         else:
             source = "LAN"
             try:

@@ -245,6 +245,10 @@ def test_rtt_uses_lan_coordinates(served: Served, capsys: pytest.CaptureFixture[
     assert run(capsys, "rtt", h, "ceph-debug") == (0, expected, "")
     rc, _, err = run(capsys, "rtt", h, "ghost")
     assert (rc, err) == (1, 'Could not find a coordinate for node "ghost"\n')
+    wan = "Estimated ceph-debug.mydc <-> server1.mydc rtt: 0.500 ms (using WAN coordinates)\n"
+    assert run(capsys, "rtt", h, "-wan", "ceph-debug.mydc", "server1.mydc") == (0, wan, "")
+    rc, _, err = run(capsys, "rtt", h, "-wan", "ceph-debug", "server1")
+    assert (rc, err) == (1, "Node names must be specified as <node name>.<datacenter> with -wan\n")
 
 
 def test_monitor_streams_over_rpc(served: Served) -> None:

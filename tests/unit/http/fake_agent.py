@@ -245,6 +245,10 @@ class FakeAgent:
         node = {"Node": args["Node"], "Address": "10.12.10.37"}
         return self.meta(NodeServices={"Node": node, "Services": {"consul": svc}})
 
+    def rpc_Coordinate_ListDatacenters(self, args: dict[str, Any]) -> Any:
+        coords = [{"Node": f"{n}.{self.datacenter}", "Coord": c} for n, c in self.coords.items()]
+        return [{"Datacenter": self.datacenter, "Coordinates": coords}]
+
     def rpc_Coordinate_ListNodes(self, args: dict[str, Any]) -> Any:
         return self.meta(Coordinates=[{"Node": n, "Coord": c} for n, c in self.coords.items()])
 
