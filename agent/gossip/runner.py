@@ -491,8 +491,9 @@ class GossipPool:
         serf.clock.witness(state.clock)
         serf.event_clock.witness(state.event_clock)
         serf.query_clock.witness(state.query_clock)
-        serf.event_min_time = state.event_clock + 1
-        serf.query_min_time = state.query_clock + 1
+        # The clocks were saved as their next value: events at or after it are new.
+        serf.event_min_time = state.event_clock
+        serf.query_min_time = state.query_clock
         return state
 
     def _schedule_snapshot(self) -> None:

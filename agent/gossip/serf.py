@@ -217,9 +217,10 @@ class Serf:
         self.member_states: dict[str, _MemberState] = {}
         self.failed: set[str] = set()
         self.left: set[str] = set()
-        self.clock = LamportClock()
-        self.event_clock = LamportClock()
-        self.query_clock = LamportClock()
+        # Serf starts every clock at 1, so time 0 never names an event.
+        self.clock = LamportClock(1)
+        self.event_clock = LamportClock(1)
+        self.query_clock = LamportClock(1)
         self.event_min_time = 0
         self.query_min_time = 0
         self.ignore_old_events = False
@@ -515,9 +516,10 @@ class Serf:
                 self._handle_leave_intent(st, name)
             else:
                 self._handle_join_intent(st, name)
-        if join and self.ignore_old_events and event_ltime > self.event_min_time:
-            self.event_min_time = event_ltime + 1
-            self.query_min_time = query_ltime + 1
+        if join and self.ignore_old_events:
+            # Events up to the remote's clock are history; its next event uses that time.
+            self.event_min_time = max(self.event_min_time, event_ltime)
+            self.query_min_time = max(self.query_min_time, query_ltime)
         for entry in events:
             try:
                 ev_ltime, pairs = entry

@@ -153,6 +153,9 @@ def test_restarted_member_refutes_and_is_alive_again(seed: int) -> None:
     c.join(nodes[6], nodes[0])
     until(c, 20, c.fully_converged)
     assert nodes[6].serf.memberlist.incarnation > 1
+    # The first event after its rejoin is new to it, not history (Lamport min time).
+    c.user_event(nodes[1], "after-restart", b"")
+    until(c, 20, lambda: nodes[6].name in c.saw("user:after-restart"))
 
 
 def test_wrong_datacenter_join_is_refused() -> None:
