@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient
-from agent.http.events import event_id_index
+from agent.http.event_ids import event_id_index
 
 WATCH_TYPES = ("key", "keyprefix", "services", "nodes", "service", "checks", "event")
 #: Consul's watch plan: retry after 5 s x failures^2, at most 180 s; block 5 min per query.

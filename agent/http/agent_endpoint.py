@@ -1,31 +1,21 @@
-"""/v1/agent/*, /v1/operator/keyring and /v1/event/*: what the local agent answers itself."""
+"""/v1/agent/*: what the local agent answers itself (members, join, leave, self, monitor...)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any
 
 from aiohttp import web
 
 from agent.api import JoinError
 from agent.http.common import (
-    DEFAULT_QUERY_TIME,
     HTTPError,
     agent_of,
-    b64,
     flag,
     json_response,
-    query_options,
-    read_body,
-    read_json,
     rpc,
 )
-from agent.http.events import event_id_index
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
-#: Consul's limit on a user event's payload (serf.UserEventSizeLimit).
-MAX_EVENT_PAYLOAD = 512
 
 
 async def agent_self(request: web.Request) -> web.Response:
@@ -121,97 +111,6 @@ async def agent_checks(request: web.Request) -> web.Response:
     return json_response(request, checks)
 
 
-_KEYRING_OPS = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remove"}
-
-
-async def operator_keyring(request: web.Request) -> web.Response:
-    op = _KEYRING_OPS[request.method]
-    key: str | None = None
-    if op != "list":
-        body = await read_json(request, 64 * 1024)
-        if not isinstance(body, dict) or not isinstance(body.get("Key"), str) or not body["Key"]:
-            raise HTTPError(400, 'Request body must be a JSON object with a "Key" string')
-        key = body["Key"]
-    try:
-        replies = await agent_of(request).keyring(op, key)
-    except (ValueError, RuntimeError) as exc:
-        raise HTTPError(500, str(exc)) from None
-    if op == "list":
-        return json_response(request, replies)
-    errors = [
-        f"{r.get('Datacenter', '')} ({'WAN' if r.get('WAN') else 'LAN'}): {r['Error']}"
-        for r in replies
-        if r.get("Error")
-    ]
-    if errors:
-        raise HTTPError(500, "; ".join(errors))
-    return web.Response(body=b"", content_type="application/json")
-
-
-def event_json(event: dict[str, Any]) -> dict[str, Any]:
-    out = dict(event)
-    payload = out.get("Payload")
-    if isinstance(payload, bytes | bytearray):
-        out["Payload"] = b64(bytes(payload)) if payload else None
-    return out
-
-
-async def event_fire(request: web.Request) -> web.Response:
-    name = request.match_info.get("name", "")
-    if not name:
-        raise HTTPError(400, "Missing name")
-    q = request.query
-    if q.get("dc") and q["dc"] != agent_of(request).datacenter:
-        raise HTTPError(500, f"No path to datacenter: {q['dc']}")
-    payload = await read_body(request, 64 * 1024)
-    if len(payload) > MAX_EVENT_PAYLOAD:
-        raise HTTPError(
-            400,
-            f"user event exceeds limit of {MAX_EVENT_PAYLOAD} bytes (payload {len(payload)} bytes)",
-        )
-    try:
-        event = await agent_of(request).fire_event(
-            name,
-            payload,
-            node_filter=q.get("node", ""),
-            service_filter=q.get("service", ""),
-            tag_filter=q.get("tag", ""),
-        )
-    except ValueError as exc:
-        raise HTTPError(400, str(exc)) from None
-    return json_response(request, event_json(event))
-
-
-def _events_and_index(agent: Any, name: str) -> tuple[list[dict[str, Any]], int]:
-    events = agent.user_events()
-    if name:
-        events = [e for e in events if e.get("Name") == name]
-    # An empty list answers index 1, as Consul's, so a watch does not spin on index 0.
-    index = event_id_index(str(events[-1].get("ID", ""))) if events else 1
-    return events, index
-
-
-#: How often a blocking /v1/event/list looks for new events (the agent offers no wake-up).
-EVENT_POLL_INTERVAL = 0.05
-
-
-async def event_list(request: web.Request) -> web.Response:
-    """Recent user events, optionally by ?name; blocks with ?index until the last one changes."""
-    opts = query_options(request)
-    agent = agent_of(request)
-    name = request.query.get("name", "")
-    events, index = _events_and_index(agent, name)
-    min_index = opts["MinQueryIndex"]
-    if min_index and index == min_index:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (opts["MaxQueryTime"] or DEFAULT_QUERY_TIME)
-        while index == min_index and loop.time() < deadline:
-            await asyncio.sleep(EVENT_POLL_INTERVAL)
-            events, index = _events_and_index(agent, name)
-    headers = {"X-Consul-Index": str(index)}
-    return json_response(request, [event_json(e) for e in events], headers)
-
-
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/agent/self", agent_self, allow_head=False),
@@ -225,10 +124,4 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1/agent/force-leave/{node}", agent_force_leave, allow_head=False),
         web.put("/v1/agent/reload", agent_reload),
         web.get("/v1/agent/monitor", agent_monitor, allow_head=False),
-        web.get("/v1/operator/keyring", operator_keyring, allow_head=False),
-        web.post("/v1/operator/keyring", operator_keyring),
-        web.put("/v1/operator/keyring", operator_keyring),
-        web.delete("/v1/operator/keyring", operator_keyring),
-        web.put("/v1/event/fire/{name}", event_fire),
-        web.get("/v1/event/list", event_list, allow_head=False),
     ]

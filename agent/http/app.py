@@ -13,13 +13,39 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent.api import AgentAPI, RPCError
-from agent.http import agent_endpoint, kv, reads
+from agent.http import (
+    agent_endpoint,
+    catalog,
+    coordinate,
+    event,
+    health,
+    kv,
+    operator,
+    session,
+    snapshot,
+    status,
+    txn,
+)
 from agent.http.common import AGENT_KEY, HTTPError
 
 log = logging.getLogger("http")
 
 #: Largest request body accepted at all (snapshot restores); KV and txn bodies have their own.
 CLIENT_MAX_SIZE = 1 << 30
+
+RESOURCES = (
+    kv,
+    agent_endpoint,
+    event,
+    status,
+    operator,
+    snapshot,
+    catalog,
+    health,
+    coordinate,
+    session,
+    txn,
+)
 
 
 @web.middleware
@@ -40,7 +66,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def make_app(agent: AgentAPI) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=CLIENT_MAX_SIZE)
     app[AGENT_KEY] = agent
-    app.add_routes(kv.routes())
-    app.add_routes(agent_endpoint.routes())
-    app.add_routes(reads.routes())
+    for resource in RESOURCES:
+        app.add_routes(resource.routes())
     return app

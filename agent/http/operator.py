@@ -1,0 +1,69 @@
+"""/v1/operator/raft/* (configuration, peer removal) and /v1/operator/keyring."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.http.common import (
+    HTTPError,
+    agent_of,
+    datacenter,
+    json_response,
+    query_options,
+    read_json,
+    rpc,
+)
+
+
+async def operator_raft_configuration(request: web.Request) -> web.Response:
+    args = query_options(request)
+    reply = await rpc(request, "Operator.RaftGetConfiguration", args)
+    body = {"Servers": reply.get("Servers") or [], "Index": reply.get("Index", 0)}
+    return json_response(request, body)
+
+
+async def operator_raft_peer(request: web.Request) -> web.Response:
+    address = request.query.get("address", "")
+    if not address:
+        raise HTTPError(400, "Must specify ?address with IP:port of peer to remove")
+    args = {"Datacenter": datacenter(request), "Address": address}
+    await rpc(request, "Operator.RaftRemovePeerByAddress", args)
+    return web.Response(body=b"", content_type="application/json")
+
+
+_KEYRING_OPS = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remove"}
+
+
+async def operator_keyring(request: web.Request) -> web.Response:
+    op = _KEYRING_OPS[request.method]
+    key: str | None = None
+    if op != "list":
+        body = await read_json(request, 64 * 1024)
+        if not isinstance(body, dict) or not isinstance(body.get("Key"), str) or not body["Key"]:
+            raise HTTPError(400, 'Request body must be a JSON object with a "Key" string')
+        key = body["Key"]
+    try:
+        replies = await agent_of(request).keyring(op, key)
+    except (ValueError, RuntimeError) as exc:
+        raise HTTPError(500, str(exc)) from None
+    if op == "list":
+        return json_response(request, replies)
+    errors = [
+        f"{r.get('Datacenter', '')} ({'WAN' if r.get('WAN') else 'LAN'}): {r['Error']}"
+        for r in replies
+        if r.get("Error")
+    ]
+    if errors:
+        raise HTTPError(500, "; ".join(errors))
+    return web.Response(body=b"", content_type="application/json")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/operator/raft/configuration", operator_raft_configuration, allow_head=False),
+        web.delete("/v1/operator/raft/peer", operator_raft_peer),
+        web.get("/v1/operator/keyring", operator_keyring, allow_head=False),
+        web.post("/v1/operator/keyring", operator_keyring),
+        web.put("/v1/operator/keyring", operator_keyring),
+        web.delete("/v1/operator/keyring", operator_keyring),
+    ]
