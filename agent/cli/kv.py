@@ -18,7 +18,7 @@ from agent.cli.common import (
     run_guarded,
     tabwriter,
 )
-from agent.client import APIError, ClientError
+from agent.client import ClientError
 
 KV_HELP = """Usage: senate kv <subcommand> [options] [args]
 
@@ -347,6 +347,3 @@ def run(argv: list[str]) -> int:
         return 1
     make_parser, body = sub
     return run_guarded(make_parser(), argv[1:], body)
-
-
-__all__ = ["APIError", "pretty_pair", "run"]

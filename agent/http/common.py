@@ -65,23 +65,6 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
-def format_duration(seconds: float) -> str:
-    """Seconds -> Go's Duration.String() for the common cases ("15s", "1m0s", "500ms")."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        ms = seconds * 1000
-        return f"{ms:g}ms"
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    out = ""
-    if h:
-        out += f"{int(h)}h"
-    if h or m:
-        out += f"{int(m)}m"
-    return out + f"{s:g}s"
-
-
 def agent_of(request: web.Request) -> AgentAPI:
     return request.app[AGENT_KEY]
 
