@@ -21,7 +21,15 @@ DEV_IP = "127.5.2.1"
 
 def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
     node = cluster.add("dev1", DEV_IP)
-    node.args = ["-dev", "-node=dev1", f"-bind={DEV_IP}", f"-client={DEV_IP}"]
+    conf = cluster.root / "web.json"
+    conf.write_text(json.dumps({"service": {"name": "web", "port": 80, "tags": ["v1"]}}))
+    node.args = [
+        "-dev",
+        "-node=dev1",
+        f"-bind={DEV_IP}",
+        f"-client={DEV_IP}",
+        f"-config-file={conf}",
+    ]
     node.start()
     cluster.wait_http([node], timeout=30)
     assert cluster.wait_leader([node], timeout=10) == f"{DEV_IP}:8300"
@@ -46,6 +54,10 @@ def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
         15,
         "anti-entropy of the consul service",
     )
+    web = wait_for(
+        lambda: node.get_json("/v1/catalog/service/web"), 15, "the web service from config"
+    )
+    assert (web[0]["ServicePort"], web[0]["ServiceTags"], web[0]["Node"]) == (80, ["v1"], "dev1")
     http = [f"-http-addr={node.http}"]
     put = run_cli(["kv", "put", *http, "name", "ivan"])
     assert (put.returncode, put.stdout) == (0, "Success! Data written to: name\n"), put.stderr
