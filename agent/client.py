@@ -48,6 +48,14 @@ def env_addr(names: tuple[str, ...]) -> str | None:
     return None
 
 
+def dial_error(host: str, port: int, exc: OSError) -> str:
+    """A failed connect worded as Go's net package words it, as Consul's CLI prints it."""
+    if isinstance(exc, socket.gaierror):
+        return f"dial tcp: lookup {host}: no such host"
+    reason = (exc.strerror or str(exc)).lower()
+    return f"dial tcp {host}:{port}: connect: {reason}"
+
+
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
     """ "host:port", "host", "[::1]:port" or "http://host:port" -> (host, port)."""
     text = addr.strip()
@@ -132,7 +140,8 @@ class HTTPClient:
                 data = raw.read()
             except (ConnectionRefusedError, socket.gaierror) as exc:
                 self.close()
-                raise ClientError(f"{exc} (is the agent running at {self.addr}?)") from None
+                where = f"{method} http://{self.host}:{self.port}{url}"
+                raise ClientError(f"{where}: {dial_error(self.host, self.port, exc)}") from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if attempt == 0:
@@ -165,7 +174,7 @@ class RPCClient:
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            raise ClientError(f"dial tcp {host}:{port}: {exc.strerror or exc}") from None
+            raise ClientError(dial_error(host, port, exc)) from None
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self.seq = 0
         self.call("handshake", {"Version": PROTOCOL_VERSION}, reply_body=False)
