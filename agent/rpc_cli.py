@@ -303,6 +303,10 @@ class CLIRPCServer:
         self._conns.add(task)
         try:
             await _Conn(self.agent, reader, writer).serve()
+        except asyncio.CancelledError:
+            # stop() cancels open connections; ending quietly keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            pass
         finally:
             self._conns.discard(task)
 
