@@ -172,6 +172,7 @@ class Agent:
         self._lan_servers: dict[str, str] = {}  # name -> "ip:port" (servers of our dc)
         self._wan_servers: dict[str, tuple[str, str]] = {}  # "node.dc" -> (dc, "ip:port")
         self._flooding: set[str] = set()
+        self._keyrings: dict[bool, Any] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_USER_EVENTS)
         self.events_changed = asyncio.Event()
         self._last_leader: str | None = None
@@ -233,7 +234,9 @@ class Agent:
         from agent.gossip.config import Profile
         from agent.gossip.runner import GossipPool
 
-        keyring = self._make_keyring()
+        self._keyrings = {False: self._make_keyring(False)}
+        if cfg.server:
+            self._keyrings[True] = self._make_keyring(True)
         profile = Profile.local() if cfg.dev else Profile.lan()
         serf_dir = None if self.data_dir is None else self.data_dir / "serf"
         if serf_dir is not None:
@@ -249,7 +252,7 @@ class Agent:
             advertise_port=cfg.ports.serf_lan,
             tags=self._tags(),
             profile=profile,
-            keyring=keyring,
+            keyring=self._keyrings[False],
             snapshot_path=None if serf_dir is None else serf_dir / "local.snapshot",
             merge_check=self._lan_merge_check,
             on_event=self._on_lan_event,
@@ -266,7 +269,7 @@ class Agent:
                 advertise_port=cfg.ports.serf_wan,
                 tags=self._tags(wan=True),
                 profile=Profile.local() if cfg.dev else Profile.wan(),
-                keyring=self._make_keyring(),
+                keyring=self._keyrings[True],
                 snapshot_path=None if serf_dir is None else serf_dir / "remote.snapshot",
                 merge_check=None,
                 on_event=self._on_wan_event,
@@ -307,23 +310,60 @@ class Agent:
         self._spawn(self._coordinate_loop(), "coordinates")
         await self._start_frontends()
 
-    def _make_keyring(self) -> Any:
+    @property
+    def gossip_encrypted(self) -> bool:
+        return self._keyrings.get(False) is not None
+
+    def _keyring_path(self, wan: bool) -> Path | None:
+        if self.data_dir is None:
+            return None
+        return self.data_dir / "serf" / ("remote.keyring" if wan else "local.keyring")
+
+    def _make_keyring(self, wan: bool = False) -> Any:
+        """The gossip keyring: from <data_dir>/serf/*.keyring when present (it outlives
+        -encrypt, as keys may have been rotated since), else from -encrypt, persisted."""
+        import base64
+        import binascii
+        import json
+
+        from agent.gossip.keyring import Keyring
+
+        path = self._keyring_path(wan)
+        if path is not None and path.exists():
+            try:
+                keys = json.loads(path.read_text())
+                if (
+                    not isinstance(keys, list)
+                    or not keys
+                    or not all(isinstance(k, str) for k in keys)
+                ):
+                    raise ValueError("expected a JSON list of base64 keys")
+                ring = Keyring([base64.b64decode(k, validate=True) for k in keys])
+            except (OSError, ValueError, binascii.Error) as exc:
+                raise StartError(f"Error starting agent: bad keyring file {path}: {exc}") from None
+            if self.config.encrypt:
+                log.warning("loaded keyring from file; ignoring -encrypt (%s)", path)
+            return ring
         if not self.config.encrypt:
             return None
-        import base64
-
-        from agent.gossip import keyring as keyring_mod
-
         key = base64.b64decode(self.config.encrypt)
-        cls: Any = keyring_mod.Keyring
-        for attempt in (
-            lambda: cls([key], key),
-            lambda: cls(keys=[key], primary=key),
-            lambda: cls(key),
-        ):
-            with contextlib.suppress(TypeError):
-                return attempt()
-        raise StartError("Error starting agent: cannot set up the gossip keyring")
+        ring = Keyring([key], key)
+        self._persist_keyring(ring, wan)
+        return ring
+
+    def _persist_keyring(self, ring: Any, wan: bool) -> None:
+        import base64
+        import json
+
+        path = self._keyring_path(wan)
+        if path is None or ring is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        primary = ring.primary
+        keys = [primary] + [k for k in ring.list_keys() if k != primary]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([base64.b64encode(k).decode() for k in keys]))
+        os.replace(tmp, path)
 
     async def _start_server(self) -> None:
         cfg = self.config
@@ -1002,6 +1042,8 @@ class Agent:
             if pool is None:
                 continue
             resp = await pool.keyring_op(op, key)
+            if op != "list":
+                self._persist_keyring(self._keyrings.get(wan), wan)
             if isinstance(resp, dict):
                 item = dict(resp)
             else:

@@ -50,7 +50,7 @@ def banner(agent: Agent) -> str:
         ("Cluster Addr", f"{agent.advertise} (LAN: {p.serf_lan}, WAN: {p.serf_wan})"),
         (
             "Gossip encrypt",
-            f"{str(bool(cfg.encrypt)).lower()}, RPC-TLS: false, TLS-Incoming: false",
+            f"{str(agent.gossip_encrypted).lower()}, RPC-TLS: false, TLS-Incoming: false",
         ),
         ("Atlas", "<disabled>"),
     ]
