@@ -207,3 +207,7 @@ def test_monitor_over_cli_rpc(cluster: Cluster) -> None:
             return any(isinstance(o, dict) and "Log" in o for o in got)
 
         wait_for(log_line, 10, "a streamed log line")
+        # and `senate leave` over the same RPC shuts the agent down cleanly
+        assert cli("leave", "-rpc-addr=127.5.7.3:8400") == (0, "Graceful leave complete\n", "")
+        wait_for(lambda: not node.running(), 20, "the agent to exit after leave")
+        assert "Traceback" not in node.log_text()
