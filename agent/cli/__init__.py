@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 VERSION = "0.7.2"
@@ -105,6 +106,12 @@ def dispatch(argv: list[str]) -> int:
 def main() -> None:
     try:
         code = dispatch(sys.argv[1:])
+        sys.stdout.flush()
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # the reader went away (`senate members | head -1`): exit quietly, as a Go CLI does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
     sys.exit(code)
