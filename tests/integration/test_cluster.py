@@ -87,6 +87,15 @@ def test_three_servers_two_clients_elect_and_see_five_alive(dc1: Cluster) -> Non
         20,
         "the consul service registered by every server",
     )
+    # Every agent sends its network coordinate to the servers; `senate rtt` uses them.
+    wait_for(
+        lambda: {c["Node"] for c in dc1.nodes["s1"].get_json("/v1/coordinate/nodes")} == names,
+        30,
+        "coordinates of all 5 nodes",
+    )
+    rtt = run_cli(["rtt", f"-http-addr={dc1.nodes['c1'].http}", "c1", "s1"])
+    assert rtt.returncode == 0 and rtt.stdout.startswith("Estimated c1 <-> s1 rtt: "), rtt
+    assert rtt.stdout.rstrip().endswith("ms (using LAN coordinates)")
     # `senate members` prints Consul's table.
     out = run_cli(["members", f"-http-addr={dc1.nodes['c1'].http}", f"-rpc-addr={CLIENTS[0]}:8400"])
     assert out.returncode == 0, out.stderr
