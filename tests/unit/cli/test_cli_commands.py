@@ -259,3 +259,25 @@ def test_monitor_streams_over_rpc(served: Served) -> None:
         lines = client.monitor("DEBUG")
         assert next(lines) == "line one"
         assert next(lines) == "line two"
+
+
+def test_rpc_commands_also_work_over_http(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-http-addr (or only $CONSUL_HTTP_ADDR) sends the 0.7 RPC commands over the HTTP API."""
+    h = f"-http-addr={served.http_addr}"
+    assert run(capsys, "join", h, "10.0.0.9") == (
+        0,
+        "Successfully joined cluster by contacting 1 nodes.\n",
+        "",
+    )
+    rc, _, err = run(capsys, "join", h, "10.99.0.1")
+    assert rc == 1 and "Failed to join 10.99.0.1" in err
+    rc, out, _ = run(capsys, "info", h)
+    assert rc == 0 and "build:\n\tprerelease = \n\trevision = 'a9afa0c\n" in out
+    assert run(capsys, "force-leave", h, "ceph-debug") == (0, "", "")
+    assert run(capsys, "reload", h) == (0, "Configuration reload triggered\n", "")
+    rc, out, _ = run(capsys, "keyring", h, "-list")
+    assert rc == 0 and "mydc (LAN):\n  pUqJrVyVRj5jsiYEkM/tFQ== [2/2]" in out
+    assert run(capsys, "leave", h) == (0, "Graceful leave complete\n", "")
+    assert served.agent.force_left == ["ceph-debug"] and served.agent.left
