@@ -233,8 +233,19 @@ def run(argv: list[str]) -> int:
             loop_factory = uvloop.new_event_loop
         except ImportError:  # pragma: no cover - uvloop is a dependency where available
             pass
+    profile_path = os.environ.get("SENATE_PROFILE")  # cProfile the whole run (benchmarks)
+    profiler = None
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(serve(cfg, argv, hub))
     except KeyboardInterrupt:
         return 1
+    finally:
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)

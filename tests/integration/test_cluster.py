@@ -224,6 +224,12 @@ def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Clust
     stored = {e["Key"]: base64.b64decode(e["Value"]) for e in entries}
     missing = [k for k, v in acked.items() if stored.get(k) != v]
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    # Clients keep working: a client whose server died rotates to another one.
+    some_key = next(iter(acked))
+    for client in (dc1.nodes["c1"], dc1.nodes["c2"]):
+        for _ in range(3):
+            status, body, _ = client.request("GET", f"/v1/kv/{some_key}")
+            assert status == 200, (client.name, status, body[:200])
     # The old leader restarts, rejoins as a follower and catches up.
     old.start()
     dc1.wait_http([old], timeout=30)
