@@ -66,9 +66,7 @@ async def kv_get(request: web.Request) -> web.StreamResponse:
         args["Key"] = key
         reply = await rpc(request, "KVS.List", args)
     else:
-        if not key:
-            raise HTTPError(400, "Missing key name")
-        args["Key"] = key
+        args["Key"] = key  # "" is a key that never exists: 404, as Consul answers
         reply = await rpc(request, "KVS.Get", args)
     headers = meta_headers(reply)
     entries = (reply or {}).get("Entries") or []
