@@ -130,6 +130,7 @@ class HTTPClient:
             query = "?" + "&".join(items) if items else ""
         url = urllib.parse.quote(path, safe="/:@") + query
         for attempt in (0, 1):
+            reused = self._conn is not None
             conn = self._conn or http.client.HTTPConnection(
                 self.host, self.port, timeout=self.timeout
             )
@@ -144,8 +145,8 @@ class HTTPClient:
                 raise ClientError(f"{where}: {dial_error(self.host, self.port, exc)}") from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
-                if attempt == 0:
-                    continue  # a kept-alive connection the agent closed: retry once
+                if attempt == 0 and reused:
+                    continue  # a kept-alive connection the agent had closed: retry once
                 raise ClientError(str(exc)) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
