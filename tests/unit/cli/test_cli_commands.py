@@ -281,3 +281,29 @@ def test_rpc_commands_also_work_over_http(
     assert rc == 0 and "mydc (LAN):\n  pUqJrVyVRj5jsiYEkM/tFQ== [2/2]" in out
     assert run(capsys, "leave", h) == (0, "Graceful leave complete\n", "")
     assert served.agent.force_left == ["ceph-debug"] and served.agent.left
+
+
+def test_kv_export_then_import_round_trips(
+    served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    h = f"-http-addr={served.http_addr}"
+    assert run(capsys, "kv", "put", h, "-flags=5", "cfg/a", "one")[0] == 0
+    assert run(capsys, "kv", "put", h, "cfg/b", "two")[0] == 0
+    rc, exported, _ = run(capsys, "kv", "export", h, "cfg/")
+    assert rc == 0
+    assert exported == (
+        '[\n\t{\n\t\t"key": "cfg/a",\n\t\t"flags": 5,\n\t\t"value": "b25l"\n\t},\n'
+        '\t{\n\t\t"key": "cfg/b",\n\t\t"flags": 0,\n\t\t"value": "dHdv"\n\t}\n]\n'
+    )
+    assert run(capsys, "kv", "delete", h, "-recurse", "cfg/")[0] == 0
+    dump = tmp_path / "dump.json"
+    dump.write_text(exported)
+    assert run(capsys, "kv", "import", h, f"@{dump}") == (
+        0,
+        "Imported: cfg/a\nImported: cfg/b\n",
+        "",
+    )
+    assert served.agent.kv["cfg/a"]["Value"] == b"one"
+    assert served.agent.kv["cfg/a"]["Flags"] == 5
+    rc, _, err = run(capsys, "kv", "import", h, "[{}]")
+    assert rc == 1 and err.startswith("Cannot unmarshal data:")
