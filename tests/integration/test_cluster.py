@@ -268,3 +268,40 @@ def test_leader_interrupted_hands_leadership_over(dc1: Cluster) -> None:
     old.start()
     dc1.wait_http([old], timeout=30)
     dc1.wait_leader(servers, timeout=30)
+
+
+def test_server_that_leaves_is_removed_from_raft_and_can_come_back(dc1: Cluster) -> None:
+    servers = _servers(dc1)
+    leader_addr = dc1.wait_leader(servers, timeout=30)
+    leaving = next(s for s in servers if s.server_addr != leader_addr)
+    out = run_cli(["leave", f"-rpc-addr={leaving.ip}:8400", f"-http-addr={leaving.http}"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert leaving.proc is not None and leaving.proc.wait(30) == 0
+    client = dc1.nodes["c1"]
+    wait_for(
+        lambda: leaving.server_addr not in client.get_json("/v1/status/peers"),
+        20,
+        f"{leaving.name} removed from the raft peers",
+    )
+    wait_for(
+        lambda: (
+            {m["Name"]: m["Status"] for m in client.get_json("/v1/agent/members")}[leaving.name]
+            == 3
+        ),
+        20,
+        f"{leaving.name} shown as left",
+    )
+    wait_for(
+        lambda: leaving.name not in {n["Node"] for n in client.get_json("/v1/catalog/nodes")},
+        20,
+        f"{leaving.name} deregistered from the catalog",
+    )
+    # Started again, it rejoins and the leader adds it back as a voter.
+    leaving.start()
+    dc1.wait_http([leaving], timeout=30)
+    wait_for(
+        lambda: leaving.server_addr in client.get_json("/v1/status/peers"),
+        30,
+        f"{leaving.name} back in the raft peers",
+    )
+    dc1.wait_leader(servers, timeout=30)
