@@ -324,6 +324,8 @@ class Memberlist:
             relay = self.relays.pop(seq)
             if relay.nack:
                 self._send(relay.requester, [encode(MessageType.NACK, {"Seq": relay.orig_seq})])
+        # Gossip rounds are at most one per gossip_interval, as memberlist's ticker; an
+        # idle node skips them, so a broadcast queued after a quiet spell goes out at once.
         if now >= self.next_gossip_at:
             self.next_gossip_at = now + self.profile.gossip_interval
             self._gossip()

@@ -173,3 +173,48 @@ def test_force_leave_turns_failed_into_left() -> None:
     nodes[0].serf.force_leave("node4")
     c._after(nodes[0])
     assert c.run_until(c.clock.now + 10, lambda: c.all_see("node4", "left"))
+
+
+def test_replayed_old_alive_does_not_resurrect_a_dead_member() -> None:
+    s = make()
+    alive = encode(
+        MessageType.ALIVE,
+        {
+            "Inc": 1,
+            "Node": "b",
+            "Addr": "10.0.0.2",
+            "Port": 8301,
+            "Meta": b"",
+            "Vsn": [1, 5, 2, 2, 5, 4],
+        },
+    )
+    s.receive_packet("10.0.0.2:8301", compound([alive]), 1.0)
+    assert ("b", "alive") in member_view(s)
+    dead = encode(MessageType.DEAD, {"Inc": 1, "Node": "b", "From": "c"})
+    s.receive_packet("10.0.0.3:8301", compound([dead]), 2.0)
+    assert ("b", "failed") in member_view(s)
+    s.receive_packet("10.0.0.2:8301", compound([alive]), 3.0)  # replayed
+    assert ("b", "failed") in member_view(s)
+    newer = encode(
+        MessageType.ALIVE,
+        {
+            "Inc": 2,
+            "Node": "b",
+            "Addr": "10.0.0.2",
+            "Port": 8301,
+            "Meta": b"",
+            "Vsn": [1, 5, 2, 2, 5, 4],
+        },
+    )
+    s.receive_packet("10.0.0.2:8301", compound([newer]), 4.0)
+    assert ("b", "alive") in member_view(s)
+
+
+def test_failed_member_is_reaped_after_reconnect_timeout() -> None:
+    profile = dataclasses.replace(Profile.local(), reconnect_timeout=5.0)
+    c = GossipCluster(4, profile=profile)
+    nodes = c.converged(4)
+    c.crash(nodes[3])
+    assert c.run_until(60, lambda: c.status_of(nodes[0], "node3") == "failed")
+    assert c.run_until(c.clock.now + 10, lambda: c.status_of(nodes[0], "node3") is None)
+    assert "node0" in c.saw("member-reap", "node3")
