@@ -79,13 +79,15 @@ class FakeAgent:
         if op in ("set", "cas", "lock", "unlock"):
             if op == "cas" and (cur["ModifyIndex"] if cur else 0) != ent["ModifyIndex"]:
                 return False
-            if op == "lock" and (ent["Session"] not in self.sessions or (cur and cur["Session"])):
+            held_by_other = cur and cur["Session"] and cur["Session"] != ent["Session"]
+            if op == "lock" and (ent["Session"] not in self.sessions or held_by_other):
                 return False
             if op == "unlock" and (not cur or cur["Session"] != ent["Session"]):
                 return False
             self.index += 1
             new = {
-                "LockIndex": (cur["LockIndex"] if cur else 0) + (op == "lock"),
+                "LockIndex": (cur["LockIndex"] if cur else 0)
+                + (op == "lock" and not (cur and cur["Session"] == ent["Session"])),
                 "Key": key,
                 "Flags": ent["Flags"],
                 "Value": ent["Value"],
@@ -192,7 +194,15 @@ class FakeAgent:
             self.index += 1
             self.sessions[sid] = {**sess, "ID": sid, "CreateIndex": self.index}
             return sid
-        self.sessions.pop(sess["ID"], None)
+        gone = self.sessions.pop(sess["ID"], None)
+        if gone is not None:  # Consul: the session's locks are released (or deleted)
+            self.index += 1
+            for key, entry in list(self.kv.items()):
+                if entry["Session"] == sess["ID"]:
+                    if gone.get("Behavior") == "delete":
+                        del self.kv[key]
+                    else:
+                        self.kv[key] = {**entry, "Session": "", "ModifyIndex": self.index}
         return True
 
     def rpc_Session_Get(self, args: dict[str, Any]) -> Any:

@@ -1,0 +1,91 @@
+"""`senate lock`: a KV lock or semaphore held by a session while a child runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fake_agent import Served
+
+from agent.cli import dispatch
+from agent.cli.lock import LOCK_FLAG, Holder
+from agent.client import HTTPClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = dispatch(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_lock_runs_the_child_and_releases(
+    served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    rc, out, err = run(
+        capsys,
+        "lock",
+        f"-http-addr={served.http_addr}",
+        "-verbose",
+        "jobs/backup",
+        f"echo held > {marker}",
+    )
+    assert (rc, err) == (0, "")
+    assert out == "Attempting lock acquisition\nStarting handler\nCleanup succeeded\n"
+    assert marker.read_text() == "held\n"
+    entry = served.agent.kv["jobs/backup/.lock"]
+    assert entry["Flags"] == LOCK_FLAG and entry["Session"] == ""
+    assert served.agent.sessions == {}  # destroyed on the way out
+
+
+def test_lock_passes_the_childs_exit_code(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "lock", f"-http-addr={served.http_addr}", "p", "exit 7")[0] == 7
+
+
+def test_try_gives_up_while_another_session_holds_it(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = Holder(HTTPClient(served.http_addr), "busy", 1, "other", None)
+    other.create_session()
+    assert other.acquire(None)
+    start = time.monotonic()
+    rc, _, err = run(capsys, "lock", f"-http-addr={served.http_addr}", "-try=300ms", "busy", "true")
+    assert (rc, err) == (1, "Shutdown triggered or timeout during lock acquisition\n")
+    assert time.monotonic() - start < 5
+    rc, _, err = run(capsys, "lock", f"-http-addr={served.http_addr}", "busy")
+    assert (rc, err) == (1, "Command must be specified\n")
+
+
+def test_semaphore_admits_n_holders(served: Served) -> None:
+    def holder(name: str) -> Holder:
+        h = Holder(HTTPClient(served.http_addr, timeout=10), "sem", 2, name, None)
+        h.create_session()
+        return h
+
+    a, b, c = holder("a"), holder("b"), holder("c")
+    assert a.acquire(None) and b.acquire(None)
+    assert not c.acquire(time.monotonic() + 0.3)  # full
+    a.release()
+    assert c.acquire(time.monotonic() + 5)
+    rc = dispatch(["lock", f"-http-addr={served.http_addr}", "-n=3", "sem", "true"])
+    assert rc == 1  # limit conflict with the existing semaphore of 2
+
+
+def test_losing_the_lock_is_noticed(served: Served) -> None:
+    h = Holder(HTTPClient(served.http_addr, timeout=10), "lost", 1, "me", None)
+    h.create_session()
+    assert h.acquire(None)
+    noticed = threading.Event()
+    watcher = threading.Thread(target=h.monitor, args=(served.http_addr, noticed.set), daemon=True)
+    watcher.start()
+    args = {"Datacenter": "mydc", "Op": "destroy", "Session": {"ID": h.session}}
+    asyncio.run_coroutine_threadsafe(served.agent.rpc("Session.Apply", args), served.loop).result(5)
+    assert noticed.wait(10), "the monitor did not notice the lost lock"
+    assert h.lost.is_set()
