@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import importlib
 import logging
@@ -238,6 +239,7 @@ class Agent:
         if cfg.server:
             self._keyrings[True] = self._make_keyring(True)
         profile = Profile.local() if cfg.dev else Profile.lan()
+        profile = dataclasses.replace(profile, reconnect_timeout=cfg.reconnect_timeout)
         serf_dir = None if self.data_dir is None else self.data_dir / "serf"
         if serf_dir is not None:
             serf_dir.mkdir(exist_ok=True)
@@ -268,7 +270,10 @@ class Agent:
                 advertise_addr=self.advertise_wan,
                 advertise_port=cfg.ports.serf_wan,
                 tags=self._tags(wan=True),
-                profile=Profile.local() if cfg.dev else Profile.wan(),
+                profile=dataclasses.replace(
+                    Profile.local() if cfg.dev else Profile.wan(),
+                    reconnect_timeout=cfg.reconnect_timeout_wan,
+                ),
                 keyring=self._keyrings[True],
                 snapshot_path=None if serf_dir is None else serf_dir / "remote.snapshot",
                 merge_check=None,

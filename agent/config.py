@@ -801,6 +801,9 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
 def validate(cfg: AgentConfig, *, require_data_dir: bool = True) -> None:
     if require_data_dir and not cfg.dev and not cfg.data_dir:
         raise ConfigError("Must specify data directory using -data-dir")
+    for name in ("reconnect_timeout", "reconnect_timeout_wan"):
+        if getattr(cfg, name) < 8 * 3600:
+            raise ConfigError(f"{name} must be >= 8h, got {getattr(cfg, name):g}s")
     if cfg.bootstrap and cfg.bootstrap_expect:
         raise ConfigError(
             "Bootstrap mode and bootstrap_expect / -bootstrap-expect are mutually exclusive"
