@@ -19,6 +19,8 @@ PROTOCOL_DEFAULT, PROTOCOL_MIN, PROTOCOL_MAX = 2, 2, 3
 COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("agent.cli.agent_cmd", "Runs a Senate agent"),
     "validate": ("agent.cli.validate", "Validate config files/directories"),
+    # Consul 0.7's name for validate
+    "configtest": ("agent.cli.configtest", "Validate config file"),
     "version": ("agent.cli.version", "Prints the Senate version"),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,17 @@ def test_usage_errors_exit_1_without_traceback(capsys: pytest.CaptureFixture[str
     assert err.startswith("flag provided but not defined: -bogus")
     assert dispatch(["kv", "put", "-flags=x", "k"]) == 1
     assert "invalid unsigned integer" in capsys.readouterr().err
+
+
+def test_configtest_is_validate_with_consuls_flags(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    good = tmp_path / "good.json"
+    good.write_text('{"datacenter": "dc1"}')
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"datacenter": 5}')
+    assert dispatch(["configtest", f"-config-file={good}"]) == 0
+    assert dispatch(["configtest", "-config-dir", str(tmp_path)]) == 1  # bad.json is in there
+    assert dispatch(["configtest", f"-config-file={bad}"]) == 1
+    assert "bad.json" in capsys.readouterr().err
+    assert dispatch(["configtest", "-nope"]) == 1
