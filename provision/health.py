@@ -77,6 +77,15 @@ def gate(
         problems = [p for p in compare(inv, [view]) if p.startswith(f"{dc}:")]
         if view.source is None:
             problems = [f"{dc}: no server answered ({'; '.join(view.errors)})"]
+        if not problems:
+            # Members lag a crash by the gossip suspicion time and raft peers are the
+            # configuration, not who is up: ask every server of the datacenter directly.
+            for server in inv.servers(dc):
+                if (
+                    server.name != node.name
+                    and commit_index(hosts[server.name], step_timeout) is None
+                ):
+                    problems.append(f"{dc}: server {server.name} is not running or not answering")
         if not problems and node.is_server:
             leader = leader_of(inv, view)
             if leader is not None and leader.name != node.name:

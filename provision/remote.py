@@ -49,6 +49,8 @@ busy = []
 for proto, port in ports:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
+        if proto == "tcp":  # as the agent's listeners do: TIME_WAIT from a crash is no conflict
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((bind, port))
     except OSError as e:
         busy.append([proto, port, os.strerror(e.errno) if e.errno else str(e)])
