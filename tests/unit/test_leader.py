@@ -154,3 +154,32 @@ async def test_leader_reconciles_members_into_catalog() -> None:
     await duties.reconcile()
     assert "c1" not in catalog and "s2" not in catalog
     assert raft.removed == ["10.0.0.2:8300"]
+
+
+async def test_autopilot_removes_dead_server_after_grace_only_with_quorum() -> None:
+    async def handle(method: str, args: dict[str, Any]) -> Any:
+        if method == "Catalog.ListNodes":
+            return {"Nodes": []}
+        return None
+
+    config = [SI(f"10.0.0.{i}:8300", f"10.0.0.{i}:8300", "Voter") for i in (1, 2, 3)]
+    raft = FakeRaft(config=list(config))
+    members = [server("s1", "10.0.0.1"), server("s2", "10.0.0.2"), server("s3", "10.0.0.3")]
+    members[2].status = "failed"
+    duties = LeaderDuties(
+        node_name="s1",
+        datacenter="dc1",
+        raft=raft,
+        handle=handle,
+        lan_members=lambda: members,
+        dead_server_grace=3600.0,
+    )
+    await duties.reconcile()
+    assert raft.removed == []  # still inside the grace period
+    duties.dead_server_grace = 0.0
+    members[1].status = "failed"  # two of three dead: removing one would not leave a quorum
+    await duties.reconcile()
+    assert raft.removed == []
+    members[1].status = "alive"
+    await duties.reconcile()
+    assert raft.removed == ["10.0.0.3:8300"]
