@@ -23,7 +23,8 @@ def run(argv: list[str]) -> int:
                 i += 1
             paths.append(value)
         elif arg in ("-h", "-help", "--help"):
-            return validate.run(["--help"])
+            validate.run(["--help"])
+            return 0
         else:
             sys.stderr.write(f"flag provided but not defined: {arg}\n")
             return 1
