@@ -408,11 +408,14 @@ class RaftCore:
     def _on_configuration_changed(self) -> None:
         if self.role != Role.LEADER:
             return
-        ids = {s.id for s in self.servers if s.id != self.id}
-        for gone in set(self.progress) - ids:
+        # Iterate in configuration order, never over sets: the order of messages must not
+        # depend on string hashing, or a simulator seed would not replay.
+        ids = [s.id for s in self.servers if s.id != self.id]
+        for gone in [p for p in self.progress if p not in ids]:
             del self.progress[gone]
-        for new in ids - set(self.progress):
-            self.progress[new] = _Progress(next=self.last_index + 1, last_progress=self.now)
+        for new in ids:
+            if new not in self.progress:
+                self.progress[new] = _Progress(next=self.last_index + 1, last_progress=self.now)
 
     # ------------------------------------------------------------------ timers
 
@@ -614,8 +617,11 @@ class RaftCore:
 
     def lease_valid(self) -> bool:
         """The leader may serve reads locally: a quorum acknowledged it within the lease."""
+        # The lease rests on followers refusing votes while they hear from a leader, which
+        # they do only with check_quorum.
         return (
             self.role == Role.LEADER
+            and self.cfg.check_quorum
             and self._configuration_committed_in_term()
             and self._quorum_recent(self.cfg.leader_lease_timeout)
         )
