@@ -259,7 +259,7 @@ class Agent:
             merge_check=self._lan_merge_check,
             on_event=self._on_lan_event,
         )
-        await self.lan.start()
+        await self._listen(self.lan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_lan} (LAN gossip)")
         self._refresh_servers()
         if cfg.server:
             self.wan = GossipPool(
@@ -279,7 +279,9 @@ class Agent:
                 merge_check=None,
                 on_event=self._on_wan_event,
             )
-            await self.wan.start()
+            await self._listen(
+                self.wan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_wan} (WAN gossip)"
+            )
             # Our own members are known before any event arrives.
             self._refresh_servers()
             if self.bootstrapper is not None:
@@ -318,6 +320,14 @@ class Agent:
     @property
     def gossip_encrypted(self) -> bool:
         return self._keyrings.get(False) is not None
+
+    @staticmethod
+    async def _listen(start: Any, what: str) -> None:
+        try:
+            await start
+        except OSError as exc:
+            reason = exc.strerror or str(exc.__cause__ or exc)
+            raise StartError(f"Error starting agent: cannot listen on {what}: {reason}") from None
 
     def _keyring_path(self, wan: bool) -> Path | None:
         if self.data_dir is None:
@@ -407,12 +417,10 @@ class Agent:
             server_name=self._server_name,
         )
         self.rpc_server = RPCServer(self.mux, self.endpoints.handle)
-        try:
-            await self.mux.start(cfg.bind_addr, cfg.ports.server)
-        except OSError as exc:
-            raise StartError(
-                f"Error starting agent: cannot listen on {cfg.bind_addr}:{cfg.ports.server} (server RPC): {exc.strerror}"
-            ) from None
+        await self._listen(
+            self.mux.start(cfg.bind_addr, cfg.ports.server),
+            f"{cfg.bind_addr}:{cfg.ports.server} (server RPC)",
+        )
         self.leader_duties = LeaderDuties(
             node_name=cfg.node_name,
             datacenter=cfg.datacenter,
@@ -454,15 +462,10 @@ class Agent:
             if cfg.ports.http > 0:
                 runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
                 await runner.setup()
-                try:
-                    for host in cfg.http_addr.split():
-                        await web.TCPSite(runner, host, cfg.ports.http, reuse_address=True).start()
-                except OSError as exc:
-                    await runner.cleanup()
-                    raise StartError(
-                        f"Error starting agent: cannot listen on {cfg.http_addr}:{cfg.ports.http} (HTTP): {exc.strerror}"
-                    ) from None
                 self._http_runner = runner
+                for host in cfg.http_addr.split():
+                    site = web.TCPSite(runner, host, cfg.ports.http, reuse_address=True)
+                    await self._listen(site.start(), f"{host}:{cfg.ports.http} (HTTP)")
         try:
             from agent.rpc_cli import CLIRPCServer
         except ImportError as exc:
@@ -470,12 +473,10 @@ class Agent:
         else:
             if cfg.ports.rpc > 0:
                 self._cli_rpc = CLIRPCServer(self)
-                try:
-                    await self._cli_rpc.start(cfg.rpc_addr.split()[0], cfg.ports.rpc)
-                except OSError as exc:
-                    raise StartError(
-                        f"Error starting agent: cannot listen on {cfg.rpc_addr}:{cfg.ports.rpc} (RPC): {exc.strerror}"
-                    ) from None
+                host = cfg.rpc_addr.split()[0]
+                await self._listen(
+                    self._cli_rpc.start(host, cfg.ports.rpc), f"{host}:{cfg.ports.rpc} (RPC)"
+                )
         try:
             dns_server = importlib.import_module("agent.dns.server")
         except ImportError:

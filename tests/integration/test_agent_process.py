@@ -94,6 +94,13 @@ def test_second_agent_on_same_data_dir_is_refused(cluster: Cluster) -> None:
     assert second.proc is not None and second.proc.wait(30) == 1
     text = second.log_text()
     assert "is in use by another agent" in text and "Traceback" not in text
+    # Another agent on the same address (own data dir) cannot bind the ports: a clear error.
+    third = cluster.add("lock3", "127.5.2.2")
+    third.start()
+    assert third.proc is not None and third.proc.wait(30) == 1
+    text = third.log_text()
+    assert "==> Error starting agent: cannot listen on 127.5.2.2:8301 (LAN gossip)" in text
+    assert "Traceback" not in text
     assert first.running()
 
 
