@@ -644,6 +644,13 @@ class Agent:
             if hasattr(event, "payload") and hasattr(event, "ltime"):
                 self._on_user_event(event)
             return
+        # Handled on the next loop turn: gossip calls us from inside its own processing, and
+        # Consul logs serf's lines before the ones they cause.
+        asyncio.get_running_loop().call_soon(self._after_lan_change)
+
+    def _after_lan_change(self) -> None:
+        if self._stopped:
+            return
         self._refresh_servers()
         if self.bootstrapper is not None and not self.bootstrapper.done:
             self._spawn(self._bootstrap_check(), "bootstrap")
@@ -652,7 +659,7 @@ class Agent:
 
     def _on_wan_event(self, event: Any) -> None:
         if getattr(event, "type", None) is not None:
-            self._refresh_servers()
+            asyncio.get_running_loop().call_soon(self._refresh_servers)
 
     async def _bootstrap_check(self) -> None:
         if self.bootstrapper is None or self.lan is None:
