@@ -173,15 +173,20 @@ class GossipPool:
 
     async def join(self, addrs: list[str], ignore_old: bool = True) -> int:
         """Push/pull with each address; returns how many answered. JoinError if none."""
+        # Only the push/pulls of this join skip old events (serf eventJoinIgnore); a later
+        # reconnect or a peer's push/pull must still deliver what we missed.
         self.serf.ignore_old_events = ignore_old
         joined = 0
         errors: list[str] = []
-        for addr in addrs:
-            error = await self._join_one(addr)
-            if error is None:
-                joined += 1
-            else:
-                errors.append(error)
+        try:
+            for addr in addrs:
+                error = await self._join_one(addr)
+                if error is None:
+                    joined += 1
+                else:
+                    errors.append(error)
+        finally:
+            self.serf.ignore_old_events = False
         if joined:
             self.serf.joined()
             self._pump()

@@ -252,6 +252,7 @@ class GossipCluster:
                 self._send(node, src, ("join-reply", reply), stream=True)
         elif kind == "join-reply":
             error = serf.memberlist.handle_join_reply(message[1], now)
+            serf.ignore_old_events = False  # only this join's push/pull skips old events
             node.join_error = error
             if error is None:
                 node.joined = True
@@ -281,7 +282,7 @@ class GossipCluster:
                 for e in events:
                     self.on_event(node, e)
         for addr in serf.take_reconnects():
-            self.join(node, addr)
+            self.join(node, addr, ignore_old=False)
         if not node.up:
             return
         at = serf.next_deadline()

@@ -105,6 +105,8 @@ async def test_join_event_leave_encrypted(started: Callable[[Node], asyncio.Futu
     a, b, c = [await started(Node(n, keyring=ring)) for n in ("a", "b", "c")]
     assert await b.pool.join([a.addr]) == 1
     assert await c.pool.join([a.addr]) == 1
+    # Skipping old events applies to the join's own push/pulls only (serf eventJoinIgnore).
+    assert not c.pool.serf.ignore_old_events
     await eventually(lambda: all(n.status(m) == "alive" for n in (a, b, c) for m in "abc"))
     b.pool.user_event("deploy", b"v1", coalesce=False)
     await eventually(

@@ -78,10 +78,14 @@ def wait_for(
         except (OSError, ValueError):
             pass  # a process still starting
         if time.monotonic() - start > timeout:
-            seen = {}
+            seen: dict[str, Any] = {}
             for p in procs or []:
                 try:
-                    seen[p.name] = p.statuses()
+                    seen[p.name] = {
+                        "members": p.statuses(),
+                        "events": [e["Name"] for e in p.call("events")],
+                        "stats": p.call("stats"),
+                    }
                 except (OSError, ValueError) as exc:
                     seen[p.name] = {"error": str(exc)}
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; views: {seen}")
