@@ -305,3 +305,25 @@ def test_server_that_leaves_is_removed_from_raft_and_can_come_back(dc1: Cluster)
         f"{leaving.name} back in the raft peers",
     )
     dc1.wait_leader(servers, timeout=30)
+
+
+def test_whole_datacenter_killed_and_restarted_keeps_its_data(dc1: Cluster) -> None:
+    servers = _servers(dc1)
+    dc1.wait_leader(servers, timeout=30)
+    client = dc1.nodes["c2"]
+    status, body, _ = client.request("PUT", "/v1/kv/durable?cas=0", b"kept")
+    assert status == 200 and body.strip() == b"true"
+    for s in servers:
+        s.kill()
+    for s in servers:
+        s.start()
+    dc1.wait_http(servers, timeout=30)
+    leader = dc1.wait_leader(servers, timeout=30)
+    assert leader in {s.server_addr for s in servers}
+    # No second bootstrap: the servers found their raft state.
+    for s in servers:
+        assert (
+            "Raft data found, disabling bootstrap mode" in s.log_text().split("===== start #")[-1]
+        )
+    got = wait_for(lambda: client.get_json("/v1/kv/durable"), 20, "the key through the client")
+    assert base64.b64decode(got[0]["Value"]) == b"kept"
