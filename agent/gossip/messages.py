@@ -8,6 +8,7 @@ every field a handler reads and raises `BadMessage`, which callers count and dro
 from __future__ import annotations
 
 import enum
+import ipaddress
 import struct
 from typing import Any
 
@@ -106,4 +107,28 @@ def get_list(body: dict[str, Any], key: str) -> list[Any]:
     value = body.get(key, [])
     if not isinstance(value, list):
         raise BadMessage(f"field {key} must be a list")
+    return value
+
+
+def get_ip(body: dict[str, Any], key: str) -> str:
+    """An IP address literal (never a host name: nothing on the wire may cause a lookup)."""
+    value = get_str(body, key)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise BadMessage(f"field {key} must be an IP address") from exc
+    return value
+
+
+def get_ip_port(body: dict[str, Any], key: str) -> str:
+    """An "ip:port" address with an IP literal."""
+    value = get_str(body, key)
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise BadMessage(f"field {key} must be ip:port") from exc
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadMessage(f"field {key} has a bad port")
     return value

@@ -311,7 +311,11 @@ class GossipPool:
         self._timer_at = float("inf")
         if not self._running:
             return
-        self.serf.tick(self._now())
+        try:
+            self.serf.tick(self._now())
+        except Exception:  # a core bug must not stop the protocol's clock
+            self.metrics["tick_errors"] += 1
+            mlog.exception("error in gossip timer")
         self._pump()
 
     def _wrap_query(self, query: Query) -> Query:
@@ -364,7 +368,11 @@ class GossipPool:
             self.metrics["drop.bad_address"] += 1
             return
         if self._udp is not None:
-            self._udp.sendto(self._seal(out.data), (host, port))
+            try:
+                self._udp.sendto(self._seal(out.data), (host, port))
+            except (OSError, ValueError) as exc:  # e.g. an unroutable address
+                self.metrics["send_errors"] += 1
+                mlog.debug("send to %s failed: %s", out.dest, exc)
 
     def _on_packet(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._running:
@@ -437,7 +445,11 @@ class GossipPool:
             mlog.debug("stream to %s failed: %s", out.dest, exc)
             return
         if reply is not None and self._running:
-            self.serf.receive_stream_reply(out.dest, reply, self._now())
+            try:
+                self.serf.receive_stream_reply(out.dest, reply, self._now())
+            except Exception:
+                self.metrics["drop.error"] += 1
+                mlog.exception("error handling stream reply from %s", out.dest)
             self._pump()
 
     async def _join_one(self, addr: str) -> str | None:

@@ -48,6 +48,7 @@ from agent.gossip.messages import (
     encode,
     get_bytes,
     get_int,
+    get_ip_port,
     get_list,
     get_str,
 )
@@ -748,7 +749,7 @@ class Serf:
     def _handle_query(self, body: dict[str, Any]) -> bool:
         ltime = get_int(body, "LTime")
         qid = get_int(body, "ID")
-        addr = get_str(body, "Addr")
+        addr = get_ip_port(body, "Addr")
         name = get_str(body, "Name")
         payload = get_bytes(body, "Payload")
         filters = body.get("Filters", {})

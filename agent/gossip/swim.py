@@ -54,6 +54,8 @@ from agent.gossip.messages import (
     get_bool,
     get_bytes,
     get_int,
+    get_ip,
+    get_ip_port,
     get_list,
     get_str,
 )
@@ -371,7 +373,7 @@ class Memberlist:
                 raise BadMessage("alive: bad Vsn")
             self._alive_node(
                 get_str(body, "Node"),
-                get_str(body, "Addr"),
+                get_ip(body, "Addr"),
                 get_int(body, "Port", 0, 65535),
                 get_bytes(body, "Meta"),
                 get_int(body, "Inc"),
@@ -516,7 +518,7 @@ class Memberlist:
     def _handle_indirect(self, src: str, body: dict[str, Any]) -> None:
         orig_seq = get_int(body, "Seq")
         target = get_str(body, "Target")
-        addr = get_str(body, "Addr")
+        addr = get_ip_port(body, "Addr")
         self.seq += 1
         self.relays[self.seq] = _Relay(
             orig_seq, src, get_bool(body, "Nack"), self.now + self.profile.probe_timeout
@@ -602,6 +604,7 @@ class Memberlist:
                 and all(isinstance(v, int) for v in vsn)
             ):
                 raise BadMessage("push/pull: bad node entry")
+            get_ip({"Addr": addr}, "Addr")
             states.append(
                 NodeState(name, addr, port, meta, inc, State(state), self.now, tuple(vsn))
             )

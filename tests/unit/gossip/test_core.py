@@ -218,3 +218,26 @@ def test_failed_member_is_reaped_after_reconnect_timeout() -> None:
     assert c.run_until(60, lambda: c.status_of(nodes[0], "node3") == "failed")
     assert c.run_until(c.clock.now + 10, lambda: c.status_of(nodes[0], "node3") is None)
     assert "node0" in c.saw("member-reap", "node3")
+
+
+def test_host_names_on_the_wire_are_refused() -> None:
+    """Addresses in gossip must be IP literals: a name would make the agent do a lookup."""
+    s = make()
+    alive = encode(
+        MessageType.ALIVE,
+        {
+            "Inc": 1,
+            "Node": "b",
+            "Addr": "evil.example",
+            "Port": 8301,
+            "Meta": b"",
+            "Vsn": [1, 5, 2, 2, 5, 4],
+        },
+    )
+    ping_req = encode(
+        MessageType.INDIRECT_PING, {"Seq": 1, "Target": "x", "Addr": "evil.example:8301"}
+    )
+    s.receive_packet("10.0.0.2:8301", compound([alive, ping_req]), 1.0)
+    assert member_view(s) == [("a", "alive")]
+    assert s.metrics["drop.malformed"] == 2
+    assert all("evil" not in o.dest for o in s.take_outgoing())
