@@ -16,7 +16,9 @@ and collects the effects with `ready()`, which returns a `Ready`:
    else of this Ready happens. Entries whose first index is at or below the stored last index
    replace the stored suffix from that index.
 2. `messages` — to send only after step 1: a vote granted or an entry acknowledged in a message
-   is thereby always durable (§5.1: "updated on stable storage before responding").
+   is thereby always durable (§5.1: "updated on stable storage before responding"). The one
+   exception is `early_messages`: a leader's AppendEntries may leave before its own write
+   (thesis §10.2.1), because the leader counts its own copy only after `advance`.
 3. `committed` — entries to apply to the state machine, in order, after step 1.
 4. `reads` — ReadIndex results.
 
@@ -219,6 +221,10 @@ class Ready:
     hard_state: HardState | None = None
     entries: list[Entry] = field(default_factory=list)
     snapshot: Snapshot | None = None  # received from the leader: persist, then restore the FSM
+    #: The leader's replication messages: they may be sent *before* this Ready is on disk,
+    #: so the leader's write overlaps its followers' (thesis §10.2.1). Safe because the
+    #: leader counts its own copy of an entry only after advance().
+    early_messages: list[Message] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
     reads: list[ReadState] = field(default_factory=list)
@@ -227,6 +233,7 @@ class Ready:
     def empty(self) -> bool:
         return not (
             self.hard_state
+            or self.early_messages
             or self.entries
             or self.snapshot
             or self.messages
@@ -695,7 +702,17 @@ class RaftCore:
         if upto > self.applied_index:
             rd.committed = self.entries_from(self.applied_index + 1, upto)
             self.applied_index = upto
-        rd.messages, self._msgs = self._msgs, []
+        msgs, self._msgs = self._msgs, []
+        if self.role == Role.LEADER:
+            # Only messages of the leader's own term that no vote depends on; a vote answered
+            # earlier in this Ready still waits for the disk.
+            for m in msgs:
+                if isinstance(m, (AppendEntries, InstallSnapshot)) and m.term == self.term:
+                    rd.early_messages.append(m)
+                else:
+                    rd.messages.append(m)
+        else:
+            rd.messages = msgs
         rd.reads, self._reads = self._reads, []
         return rd
 

@@ -16,6 +16,7 @@ goes into the next one (group commit).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -122,6 +123,12 @@ class RaftNode:
         self._was_leader = False
         self._stopped = False
         self.fsm_pending = 0
+        # One thread for the disk: writes stay in order, the event loop stays responsive.
+        self._disk: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-disk")
+            if data_dir is not None
+            else None
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,6 +207,8 @@ class RaftNode:
         if self._transport is not None:
             await self._transport.close()
         self._fail_all(NotLeaderError(None, "raft is shutdown"))
+        if self._disk is not None:
+            self._disk.shutdown(wait=True)
         if self._log_store is not None:
             self._log_store.close()
         self._log_store = None
@@ -234,7 +243,7 @@ class RaftNode:
             if now >= core.next_deadline():
                 core.tick(now)
             try:
-                self._drain()
+                await self._drain()
             except RaftStoreError:
                 log.exception("raft store failed; shutting down raft")
                 self._stopped = True
@@ -245,14 +254,22 @@ class RaftNode:
                 self._timer.cancel()
             self._timer = loop.call_at(core.next_deadline(), self._wake.set)
 
-    def _drain(self) -> None:
+    async def _drain(self) -> None:
         core = self.core
+        transport = self._transport
+        assert transport is not None
         rd = core.ready()
         while not rd.empty:
-            self._persist(rd)  # 1. durable first
-            assert self._transport is not None
+            for m in rd.early_messages:  # the leader's appends overlap its own write
+                transport.send(m)
+            if self._disk is not None and (rd.entries or rd.hard_state or rd.snapshot):
+                # 1. durable first; the loop keeps stepping messages and queueing proposals
+                # into the core meanwhile, and they all go into the next Ready.
+                await asyncio.get_running_loop().run_in_executor(self._disk, self._persist, rd)
+            else:
+                self._persist(rd)
             for m in rd.messages:  # 2. then visible to others
-                self._transport.send(m)
+                transport.send(m)
             self._apply(rd)  # 3. then applied
             core.advance(rd)
             self._maybe_snapshot()

@@ -38,9 +38,17 @@ class _Peer:
         self.address = address
         self.queue: list[bytes] = []
         self.wake = asyncio.Event()
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader: asyncio.StreamReader | None = None
         self.task = asyncio.create_task(self._run(), name=f"raft-peer-{address}")
 
     def send(self, frame: bytes) -> None:
+        w = self.writer
+        if w is not None and (w.is_closing() or self.reader is None or self.reader.at_eof()):
+            self.writer = None  # the peer went away: let the task reconnect
+        elif w is not None and not self.queue and w.transport.get_write_buffer_size() < 1 << 20:
+            w.write(frame)  # connected and not backed up: no task switch on the hot path
+            return
         if len(self.queue) >= MAX_QUEUED:
             del self.queue[: len(self.queue) // 2]
         self.queue.append(frame)
@@ -64,10 +72,13 @@ class _Peer:
             try:
                 writer.write(bytes([RPCType.RAFT]))
                 writer.write(encode_frame({"Version": PROTOCOL_VERSION, "ID": self.t.node_id}))
+                self.writer, self.reader = writer, reader
                 while True:
                     if not self.queue:
                         self.wake.clear()
                         await self.wake.wait()
+                    if reader.at_eof() or writer.is_closing():
+                        raise ConnectionError("connection closed by peer")
                     frames, self.queue = self.queue, []
                     writer.write(b"".join(frames))
                     await writer.drain()
@@ -75,10 +86,10 @@ class _Peer:
                 log.warning("failed to send to %s: %s", self.address, exc)
                 self.queue.clear()
             finally:
+                self.writer = self.reader = None
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
-            del reader
 
 
 class RaftTransport:

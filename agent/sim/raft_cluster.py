@@ -196,6 +196,8 @@ class SimServer:
         if rd.empty:
             return
         self.c.check_new_entries(self, rd)
+        for m in rd.early_messages:  # the leader's appends overlap its own write
+            self.c.net.send(self.id, m.to, m)
         self.busy = True
         epoch = self.epoch
         delay = self.c.rng.uniform(*self.c.disk_latency)

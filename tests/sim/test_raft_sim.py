@@ -143,13 +143,13 @@ def test_5_3_pipelining_and_group_commit_batch_proposals() -> None:
         core.propose(msgpack.packb(["k", f"v{i}"]))
     rd = core.ready()
     assert len(rd.entries) == 6
-    appends = [m for m in rd.messages if isinstance(m, AppendEntries) and m.entries]
+    appends = [m for m in rd.early_messages if isinstance(m, AppendEntries) and m.entries]
     assert len(appends) == 2 and all(len(m.entries) == 6 for m in appends)
     # Pipelining: more AppendEntries go out before the first is acknowledged.
     for i in range(20):
         core.propose(msgpack.packb(["k", f"w{i}"]))
     rd2 = core.ready()
-    per_peer = [m for m in rd2.messages if isinstance(m, AppendEntries) and m.entries]
+    per_peer = [m for m in rd2.early_messages if isinstance(m, AppendEntries) and m.entries]
     assert len(per_peer) >= 4  # 20 entries, 8 per message, to 2 followers, in flight together
 
 
