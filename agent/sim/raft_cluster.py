@@ -19,6 +19,7 @@ import logging
 import math
 import random
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ import msgpack
 
 from agent.raft.config import RaftConfig
 from agent.raft.core import (
+    NONVOTER,
     VOTER,
+    ConfigChangeInProgress,
     Entry,
     EntryKind,
     HardState,
@@ -144,6 +147,7 @@ class SimServer:
 
     def crash(self) -> None:
         self.c.trace(f"CRASH {self.id}")
+        self.c.events["crashes"] += 1
         self.core = None
         self.epoch += 1
         self.c.net.detach(self.id)
@@ -223,6 +227,7 @@ class SimServer:
             self.kv = dict(msgpack.unpackb(rd.snapshot.data))
             self.applied_index = rd.snapshot.meta.index
             self.c.check_snapshot(self, rd.snapshot)
+            self.c.events["snapshots installed"] += 1
         for e in rd.committed:
             assert e.index == self.applied_index + 1, (
                 f"{self.id} applies {e.index} after {self.applied_index}"
@@ -275,8 +280,10 @@ class SimCluster:
         config: RaftConfig = SIM_CONFIG,
         faults: Faults | None = None,
         verbose: bool = False,
+        membership: bool = True,
     ) -> None:
         self.seed = seed
+        self.membership = membership
         self.rng = random.Random(seed)
         self.clock = VirtualClock()
         self.net = SimNetwork(
@@ -297,6 +304,7 @@ class SimCluster:
         self.history: list[Op] = []
         self.op_ids = 0
         self.unknown_writes: dict[int, PendingWrite] = {}
+        self.events: Counter[str] = Counter()
         servers = tuple(ServerInfo(i, i, VOTER) for i in self.ids)
         for s in self.servers.values():
             boot = Entry(1, 1, EntryKind.CONFIGURATION, servers=servers)
@@ -442,8 +450,10 @@ class SimCluster:
                 victim = rng.choice(ids)
                 down = rng.uniform(0.01, 0.3)
                 self.clock.call_at(t, lambda v=victim, d=down: self._crash(v, d))  # type: ignore[misc]
-            elif kind < 0.85:
+            elif kind < 0.8:
                 self.clock.call_at(t, self._crash_leader)
+            elif kind < 0.9 and self.membership:
+                self.clock.call_at(t, self._membership)
             else:
                 self.clock.call_at(t, self._transfer)
             t += rng.uniform(0.05, 0.25)
@@ -460,6 +470,11 @@ class SimCluster:
         def converged() -> bool:
             lead = self.leader()
             if lead is None or lead.core is None:
+                return False
+            if any(srv.suffrage != VOTER for srv in lead.core.servers) or len(
+                lead.core.servers
+            ) < len(self.ids):
+                self._membership()  # bring every server back as a voter
                 return False
             if not final:
                 self.client_op(0, "final")
@@ -513,6 +528,37 @@ class SimCluster:
         if lead is not None:
             self._crash(lead.id, self.rng.uniform(0.01, 0.2))
 
+    def _membership(self) -> None:
+        """One server at a time (thesis §4.1): remove a follower, or re-add it as a non-voter,
+        or promote a caught-up non-voter."""
+        lead = self.leader()
+        if lead is None or lead.core is None:
+            return
+        core = lead.core
+        present = {srv.id: srv for srv in core.servers}
+        missing = [i for i in self.ids if i not in present]
+        staged = [srv for srv in core.servers if srv.suffrage != VOTER]
+        if missing:
+            new = (*core.servers, ServerInfo(missing[0], missing[0], NONVOTER))
+        elif staged:
+            pr = core.progress.get(staged[0].id)
+            if pr is None or pr.match < core.commit_index:
+                return  # not caught up yet
+            new = tuple(
+                ServerInfo(srv.id, srv.address, VOTER) if srv is staged[0] else srv
+                for srv in core.servers
+            )
+        else:
+            victim = self.rng.choice([i for i in self.ids if i != lead.id])
+            new = tuple(srv for srv in core.servers if srv.id != victim)
+        try:
+            core.propose_config(new)
+        except (NotLeader, ConfigChangeInProgress):
+            return
+        self.trace(f"CONFIG {[(srv.id, srv.suffrage) for srv in new]}")
+        self.events["config changes"] += 1
+        lead.after_event()
+
     def _transfer(self) -> None:
         lead = self.leader()
         if lead is None or lead.core is None:
@@ -522,6 +568,7 @@ class SimCluster:
         except NotLeader:
             return
         self.trace(f"TRANSFER {lead.id} -> {to}")
+        self.events["transfers"] += 1
         lead.after_event()
 
     def final_checks(self) -> None:
