@@ -173,6 +173,7 @@ class Agent:
         self._lan_servers: dict[str, str] = {}  # name -> "ip:port" (servers of our dc)
         self._wan_servers: dict[str, tuple[str, str]] = {}  # "node.dc" -> (dc, "ip:port")
         self._flooding: set[str] = set()
+        self._bootstrap_retrying = False
         self._keyrings: dict[bool, Any] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_USER_EVENTS)
         self.events_changed = asyncio.Event()
@@ -445,6 +446,8 @@ class Agent:
                 expect=cfg.bootstrap_expect,
                 raft=self.raft,
                 make_server=lambda i, a, s: ServerInfo(id=i, address=a, suffrage=s),
+                self_address=server_addr,
+                peers_of=lambda addr: self.pool.call(addr, "Status.Peers", {}, 5.0),
             )
             if self.raft.has_existing_state():
                 consul_log.info("Raft data found, disabling bootstrap mode")
@@ -668,6 +671,14 @@ class Agent:
             await self.bootstrapper.maybe_bootstrap(self.lan.members())
         except Exception as exc:
             consul_log.error("failed to bootstrap cluster: %s", exc)
+            return
+        if self.bootstrapper.retry and not self._stopped and not self._bootstrap_retrying:
+            self._bootstrap_retrying = True
+            try:
+                await asyncio.sleep(1.0)
+            finally:
+                self._bootstrap_retrying = False
+            self._spawn(self._bootstrap_check(), "bootstrap")
 
     def _on_leadership(self, is_leader: bool) -> None:
         if self.leader_duties is None:

@@ -93,12 +93,20 @@ class BootstrapExpect:
         expect: int,
         raft: RaftOps,
         make_server: ServerInfoFactory,
+        self_address: str = "",
+        peers_of: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         self.datacenter = datacenter
         self.expect = expect
         self.raft = raft
         self.make_server = make_server
+        self.self_address = self_address
+        #: asks a server for its raft peers (Status.Peers), to join an existing cluster
+        #: instead of bootstrapping a second one (Consul 0.8's check)
+        self.peers_of = peers_of
         self.done = expect <= 0
+        #: set when a peer could not be asked; the caller retries a little later
+        self.retry = False
         self._lock = asyncio.Lock()
 
     async def maybe_bootstrap(self, members: list[MemberLike]) -> bool:
@@ -130,6 +138,25 @@ class BootstrapExpect:
                 servers.append(parts)
             if len(servers) < self.expect:
                 return False
+            self.retry = False
+            if self.peers_of is not None:
+                for p in servers:
+                    if p.address == self.self_address:
+                        continue
+                    try:
+                        peers = await self.peers_of(p.address)
+                    except Exception as exc:
+                        log.error(
+                            "Failed to confirm peer status for %s: %s. Retrying...", p.name, exc
+                        )
+                        self.retry = True
+                        return False
+                    if peers:
+                        log.info(
+                            "Existing Raft peers reported by %s, disabling bootstrap mode", p.name
+                        )
+                        self.done = True
+                        return False
             servers.sort(key=lambda p: p.address)
             addrs = ",".join(p.address for p in servers)
             log.info("Found expected number of peers, attempting bootstrap: %s", addrs)

@@ -328,3 +328,30 @@ def test_whole_datacenter_killed_and_restarted_keeps_its_data(dc1: Cluster) -> N
         )
     got = wait_for(lambda: client.get_json("/v1/kv/durable"), 20, "the key through the client")
     assert base64.b64decode(got[0]["Value"]) == b"kept"
+
+
+def test_late_server_with_bootstrap_expect_joins_instead_of_bootstrapping(dc1: Cluster) -> None:
+    servers = _servers(dc1)
+    dc1.wait_leader(servers, timeout=30)
+    late = dc1.add("s4", "127.5.0.4", server=True, bootstrap_expect=3, retry_join=SERVERS)
+    late.start()
+    dc1.wait_http([late], timeout=30)
+    client = dc1.nodes["c1"]
+    wait_for(
+        lambda: late.server_addr in client.get_json("/v1/status/peers"),
+        30,
+        "the late server added to raft by the leader",
+    )
+    dc1.wait_leader([*servers, late], timeout=30)
+    text = late.log_text()
+    assert "Existing Raft peers reported by" in text
+    assert "attempting bootstrap" not in text
+    out = run_cli(["leave", f"-rpc-addr={late.ip}:8400", f"-http-addr={late.http}"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for(
+        lambda: (
+            sorted(client.get_json("/v1/status/peers")) == sorted(s.server_addr for s in servers)
+        ),
+        30,
+        "the late server removed again after its leave",
+    )

@@ -183,3 +183,53 @@ async def test_autopilot_removes_dead_server_after_grace_only_with_quorum() -> N
     members[1].status = "alive"
     await duties.reconcile()
     assert raft.removed == ["10.0.0.3:8300"]
+
+
+async def test_bootstrap_expect_joins_an_existing_cluster_instead_of_making_a_second() -> None:
+    members = [server("s1", "10.0.0.1"), server("s2", "10.0.0.2"), server("s4", "10.0.0.4")]
+    answers: dict[str, Any] = {
+        "10.0.0.1:8300": ["10.0.0.1:8300", "10.0.0.2:8300"],
+        "10.0.0.2:8300": [],
+    }
+
+    async def peers_of(addr: str) -> Any:
+        if addr not in answers:
+            raise ConnectionError("refused")
+        return answers[addr]
+
+    raft = FakeRaft()
+    b = BootstrapExpect(
+        datacenter="dc1",
+        expect=3,
+        raft=raft,
+        make_server=SI,
+        self_address="10.0.0.4:8300",
+        peers_of=peers_of,
+    )
+    assert await b.maybe_bootstrap(members) is False
+    assert b.done and raft.bootstraps == []  # s1 already has peers: never bootstrap
+
+
+async def test_bootstrap_expect_retries_when_a_peer_cannot_be_asked() -> None:
+    members = [server("s1", "10.0.0.1"), server("s2", "10.0.0.2"), server("s3", "10.0.0.3")]
+    reachable = {"10.0.0.2:8300"}
+
+    async def peers_of(addr: str) -> Any:
+        if addr not in reachable:
+            raise ConnectionError("refused")
+        return []
+
+    raft = FakeRaft()
+    b = BootstrapExpect(
+        datacenter="dc1",
+        expect=3,
+        raft=raft,
+        make_server=SI,
+        self_address="10.0.0.1:8300",
+        peers_of=peers_of,
+    )
+    assert await b.maybe_bootstrap(members) is False
+    assert b.retry and not b.done
+    reachable.add("10.0.0.3:8300")
+    assert await b.maybe_bootstrap(members) is True
+    assert len(raft.bootstraps) == 1
