@@ -35,7 +35,13 @@ from agent import codec
 from agent.api import STATUS_NAMES, JoinError, RPCError
 from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advertise
 from agent.local.logstream import LogHub
-from agent.local.state import AntiEntropy, LocalState, check_from_config, service_from_config
+from agent.local.state import (
+    AntiEntropy,
+    LocalState,
+    check_from_config,
+    service_checks_from_config,
+    service_from_config,
+)
 from agent.mux import PortMux
 from agent.server.leader import BootstrapExpect, LeaderDuties, server_parts
 from agent.server.rpc import ConnectFailed, ConnPool, RPCServer
@@ -303,6 +309,8 @@ class Agent:
             )
         for svc in cfg.services:
             self.local.add_service(service_from_config(svc))
+            for chk in service_checks_from_config(cfg.node_name, svc):
+                self.local.add_check(chk)
         for chk in cfg.checks:
             self.local.add_check(check_from_config(cfg.node_name, chk))
         self.anti_entropy = AntiEntropy(
@@ -1044,6 +1052,9 @@ class Agent:
         wanted_checks = {
             c["CheckID"]: c for c in (check_from_config(self.node_name, x) for x in new.checks)
         }
+        for svc in new.services:
+            for chk in service_checks_from_config(self.node_name, svc):
+                wanted_checks[chk["CheckID"]] = chk
         for cid in list(self.local.checks):
             if cid not in wanted_checks:
                 self.local.remove_check(cid)

@@ -42,6 +42,25 @@ def service_from_config(svc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def service_checks_from_config(node: str, svc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checks embedded in a service definition ("check" / "checks"), bound to it."""
+    service = service_from_config(svc)
+    raw = list(svc.get("checks") or [])
+    if isinstance(svc.get("check"), dict):
+        raw.insert(0, svc["check"])
+    out = []
+    for i, chk in enumerate(c for c in raw if isinstance(c, dict)):
+        # Consul names them "service:<id>" (":<n>" when there are several).
+        cid = (
+            chk.get("id")
+            or chk.get("check_id")
+            or (f"service:{service['ID']}" if len(raw) == 1 else f"service:{service['ID']}:{i + 1}")
+        )
+        name = chk.get("name") or f"Service '{service['Service']}' check"
+        out.append(check_from_config(node, dict(chk, id=cid, name=name, service_id=service["ID"])))
+    return out
+
+
 def check_from_config(node: str, chk: dict[str, Any]) -> dict[str, Any]:
     """A config file's check definition -> HealthCheck (critical until it first runs)."""
     name = str(chk["name"])

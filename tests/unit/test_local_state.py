@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from agent.api import RPCError
-from agent.local.state import AntiEntropy, LocalState, check_from_config, service_from_config
+from agent.local.state import (
+    AntiEntropy,
+    LocalState,
+    check_from_config,
+    service_checks_from_config,
+    service_from_config,
+)
 
 
 class FakeCatalog:
@@ -92,3 +98,16 @@ async def test_sync_without_leader_raises_consul_error() -> None:
     _, ae = make(cat)
     with pytest.raises(RPCError, match="No cluster leader"):
         await ae.sync_full()
+
+
+def test_checks_embedded_in_a_service_are_bound_to_it() -> None:
+    one = service_checks_from_config("web1", {"name": "web", "check": {"ttl": "10s"}})
+    assert [(c["CheckID"], c["ServiceID"], c["Name"]) for c in one] == [
+        ("service:web", "web", "Service 'web' check")
+    ]
+    two = service_checks_from_config(
+        "web1",
+        {"name": "web", "id": "web-1", "checks": [{"ttl": "1s"}, {"name": "http", "ttl": "2s"}]},
+    )
+    assert [c["CheckID"] for c in two] == ["service:web-1:1", "service:web-1:2"]
+    assert two[1]["Name"] == "http" and all(c["Status"] == "critical" for c in two)
