@@ -622,15 +622,16 @@ class RaftCore:
         self._pending_reads.append((request_id, index, self.ctx + 1))
         self._heartbeat_needed = True
 
-    def lease_valid(self) -> bool:
-        """The leader may serve reads locally: a quorum acknowledged it within the lease."""
+    def lease_valid(self, now: float | None = None) -> bool:
+        """The leader may serve reads locally: a quorum acknowledged it within the lease,
+        measured at `now` (the caller's clock; default the time of the last tick/step)."""
         # The lease rests on followers refusing votes while they hear from a leader, which
         # they do only with check_quorum.
         return (
             self.role == Role.LEADER
             and self.cfg.check_quorum
             and self._configuration_committed_in_term()
-            and self._quorum_recent(self.cfg.leader_lease_timeout)
+            and self._quorum_recent(self.cfg.leader_lease_timeout, now)
         )
 
     def transfer_leadership(self, to: str | None = None) -> str:
@@ -957,18 +958,19 @@ class RaftCore:
                 log.info("removed ourself, transitioning to follower")
                 self._become_follower(self.term, None)
 
-    def _quorum_recent(self, within: float) -> bool:
+    def _quorum_recent(self, within: float, now: float | None = None) -> bool:
+        now = self.now if now is None else max(now, self.now)
         times = []
         for v in self.voters():
             if v == self.id:
-                times.append(self.now)
+                times.append(now)
             else:
                 pr = self.progress.get(v)
                 times.append(pr.acked_sent_at if pr else -1.0)
         if not times:
             return False
         times.sort(reverse=True)
-        return self.now - times[self.quorum() - 1] < within
+        return now - times[self.quorum() - 1] < within
 
     def _process_reads(self) -> None:
         if not self._pending_reads:

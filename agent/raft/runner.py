@@ -123,6 +123,8 @@ class RaftNode:
         self._was_leader = False
         self._stopped = False
         self.fsm_pending = 0
+        #: Last index applied to the FSM (the core's applied_index is what it handed out).
+        self._fsm_applied = 0
         # One thread for the disk: writes stay in order, the event loop stays responsive.
         self._disk: concurrent.futures.ThreadPoolExecutor | None = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-disk")
@@ -158,6 +160,7 @@ class RaftNode:
         if self._core is not None:
             log.info("Initial configuration (index=1): %s", format_configuration(servers))
             self._core = self._new_core()
+            self._fsm_applied = self._core.applied_index
             self._core.log_state()
             self._kick()
         return True
@@ -185,6 +188,7 @@ class RaftNode:
             self.fsm.restore(snap.data)
         self._core = self._new_core()
         core = self._core
+        self._fsm_applied = core.applied_index
         log.info(
             "Initial configuration (index=%d): %s",
             core.config_index,
@@ -285,6 +289,7 @@ class RaftNode:
     def _apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
+            self._fsm_applied = rd.snapshot.meta.index
             for index in [i for i in self._pending if i <= rd.snapshot.meta.index]:
                 _, fut = self._pending.pop(index)
                 if not fut.done():
@@ -297,6 +302,7 @@ class RaftNode:
                 except Exception as exc:  # the FSM's bug must not stop consensus
                     log.exception("FSM apply failed at index %d", e.index)
                     result = exc
+            self._fsm_applied = e.index
             waiter = self._pending.pop(e.index, None)
             if waiter is not None:
                 term, fut = waiter
@@ -312,7 +318,7 @@ class RaftNode:
             if rfut is not None and not rfut.done():
                 rfut.set_result(r.index)
         if self._applied_waiters:
-            applied = self.core.applied_index
+            applied = self._fsm_applied
             keep = []
             for index, wfut in self._applied_waiters:
                 if index <= applied:
@@ -394,7 +400,7 @@ class RaftNode:
         await self._wait_applied(index, timeout)
 
     async def _wait_applied(self, index: int, timeout: float) -> None:
-        if self.core.applied_index >= index:
+        if self._fsm_applied >= index:
             return
         wfut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._applied_waiters.append((index, wfut))
@@ -403,8 +409,13 @@ class RaftNode:
     def lease_valid(self) -> bool:
         if self._core is None or self._stopped:
             return False
-        self._core.tick(asyncio.get_running_loop().time())
-        return self._core.lease_valid()
+        now = asyncio.get_running_loop().time()
+        if now >= self._core.next_deadline():
+            self._core.tick(now)  # e.g. check-quorum may step down right now
+            self._kick()
+        # A new leader may have committed entries it has not applied yet: the lease covers
+        # local reads only once the FSM has caught up with the commit index.
+        return self._core.lease_valid(now) and self._fsm_applied >= self._core.commit_index
 
     def is_leader(self) -> bool:
         return self._core is not None and not self._stopped and self._core.role == Role.LEADER
@@ -437,7 +448,7 @@ class RaftNode:
 
     @property
     def applied_index(self) -> int:
-        return self.core.applied_index
+        return self._fsm_applied
 
     @property
     def last_log_index(self) -> int:
@@ -533,7 +544,7 @@ class RaftNode:
         else:
             last_contact = _go_duration(contact)
         return {
-            "applied_index": str(core.applied_index),
+            "applied_index": str(self._fsm_applied),
             "commit_index": str(core.commit_index),
             "fsm_pending": str(self.fsm_pending),
             "last_contact": last_contact,

@@ -409,7 +409,7 @@ class SimCluster:
             if r < 0.75:
                 s.reads[self.op_ids] = pr
                 s.core.read_index(self.op_ids)
-            elif s.core.lease_valid():
+            elif s.core.lease_valid(now):
                 pr.index = s.core.commit_index
                 s.read_waits.append(pr)
                 s.finish_reads()
