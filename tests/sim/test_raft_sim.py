@@ -8,6 +8,9 @@ Algorithm (Extended Version)"; "thesis" is Ongaro's dissertation.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -317,3 +320,25 @@ def test_crash_loses_only_the_unfinished_write() -> None:
     assert follower.core is not None
     assert follower.core.last_index == max(persisted)
     _run_until(c, lambda: follower.kv.get("a") == "1", 1.0)
+
+
+def test_a_seed_replays_exactly_whatever_the_hash_seed() -> None:
+    """The one-line replay command a failure prints reproduces the run event for event."""
+    c = _cluster(seed=11)
+    with pytest.raises(SafetyViolation) as info:
+        c.fail("example")
+    cmd = str(info.value).split("replay: ", 1)[1]
+    assert cmd == ".venv/bin/python -m agent.sim.raft_cluster --seed 11 -v"
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-m", "agent.sim.raft_cluster", "--seed", "11", "-v"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            check=True,
+        ).stdout
+        assert "seed 11: ok" in out
+        outputs.add(out)
+    assert len(outputs) == 1
