@@ -28,6 +28,8 @@ class RaftConfig:
     #: Entries per AppendEntries message (hashicorp/raft MaxAppendEntries = 64; larger here
     #: because group commit batches many small proposals).
     max_append_entries: int = 512
+    #: ...and at most about this many bytes of entry data per AppendEntries (at least one entry).
+    max_append_bytes: int = 1024 * 1024
     #: AppendEntries messages with entries in flight per follower (pipelining window).
     max_inflight: int = 64
     #: Take a snapshot when this many entries are in the log since the last one (Consul: 16384).

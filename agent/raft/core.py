@@ -1067,6 +1067,13 @@ class RaftCore:
                 return  # nothing to send, nothing to probe
             hi = min(self.last_index, pr.next + self.cfg.max_append_entries - 1)
             entries = tuple(self.entries_from(pr.next, hi)) if pr.next <= hi else ()
+            size = 0
+            for n, e in enumerate(entries):
+                size += len(e.data)
+                if size > self.cfg.max_append_bytes and n > 0:
+                    entries = entries[:n]
+                    hi = pr.next + n - 1
+                    break
             self._msgs.append(
                 AppendEntries(
                     self.term,

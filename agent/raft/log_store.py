@@ -111,7 +111,8 @@ class MemoryLogStore:
 class LMDBLogStore:
     """Entries keyed by big-endian index in the `logs` database; term and vote in `stable`."""
 
-    def __init__(self, raft_dir: Path, map_size: int = 1 << 30) -> None:
+    def __init__(self, raft_dir: Path, map_size: int = 1 << 35) -> None:
+        # map_size only reserves address space; the file grows as the log does.
         raft_dir.mkdir(parents=True, exist_ok=True)
         self.path = raft_dir / "data.mdb"
         try:

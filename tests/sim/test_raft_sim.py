@@ -342,3 +342,18 @@ def test_a_seed_replays_exactly_whatever_the_hash_seed() -> None:
         assert "seed 11: ok" in out
         outputs.add(out)
     assert len(outputs) == 1
+
+
+def test_append_entries_are_capped_in_bytes() -> None:
+    c = _cluster()
+    lead = _leader(c)
+    _write(c, "warm", "up")
+    core = lead.core
+    assert core is not None
+    big = "x" * (400 * 1024)
+    for _ in range(5):
+        core.propose(msgpack.packb(["k", big]))
+    rd = core.ready()
+    appends = [m for m in rd.early_messages if isinstance(m, AppendEntries) and m.entries]
+    assert appends and all(len(m.entries) <= 3 for m in appends)
+    assert all(sum(len(e.data) for e in m.entries) <= 1024 * 1024 + 500 * 1024 for m in appends)
