@@ -11,7 +11,8 @@ separately, for N <= --full-join-max, by N staggered joins):
   detect-all  -> every member declares it failed
   event       user event -> delivered on every member
   msgs/node/s UDP packets sent per node per virtual second, steady state (probes,
-              acks, gossip), and streams (push/pull) per node per second
+              acks, gossip), and TCP streams (push/pull request + reply) per node per
+              second, over a window of min(30 s, push/pull interval)
   wall        real seconds the whole N took
 Memory: every node keeps a full member list, so one process holds N^2 entries (about
 0.4 GB at N = 1000); N = 5000 needs about 10 GB.
@@ -53,7 +54,8 @@ def scale(n: int, profile: Profile, seed: int) -> dict[str, float | None]:
 
     # Steady-state message rate.
     udp0, stream0, t0 = c.sent["udp"], c.sent["stream"], c.clock.now
-    window = max(10.0, 2 * profile.probe_interval)
+    # Long enough to include push/pulls (their interval grows with N), capped for cost.
+    window = min(30.0, max(10.0, profile.push_pull_scale(n)))
     c.run_for(window)
     out["msgs"] = (c.sent["udp"] - udp0) / n / (c.clock.now - t0)
     out["streams"] = (c.sent["stream"] - stream0) / n / (c.clock.now - t0)
