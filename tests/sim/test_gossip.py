@@ -7,9 +7,12 @@ of seeds per N=10 case comes from GOSSIP_SEEDS (default 3); a failing seed repla
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
+import random
+from typing import Any
 
 import pytest
 
@@ -156,6 +159,53 @@ def test_restarted_member_refutes_and_is_alive_again(seed: int) -> None:
     # The first event after its rejoin is new to it, not history (Lamport min time).
     c.user_event(nodes[1], "after-restart", b"")
     until(c, 20, lambda: nodes[6].name in c.saw("user:after-restart"))
+
+
+def overloaded_run(seed: int, awareness_max: int) -> tuple[GossipCluster, SimNode, int]:
+    """A converged N=10 cluster where one member loses 90% of everything it receives
+    (its receive queue overflows) for 60 s; returns the cluster, that member and the
+    peak of its health score."""
+    profile = dataclasses.replace(LOCAL, awareness_max_multiplier=awareness_max)
+    c = GossipCluster(seed, profile=profile)
+    nodes = [c.add_node() for _ in range(10)]
+    for i, node in enumerate(nodes[1:]):
+        c.clock.call_at(i * 0.02, functools.partial(c.join, node, nodes[0]))
+    until(c, 30, c.fully_converged)
+    slow = nodes[3]
+    deliver = c._receiver(slow)
+    rng = random.Random(seed)
+
+    def overloaded(src: str, message: Any) -> None:
+        if rng.random() < 0.9:
+            return
+        deliver(src, message)
+
+    c.net.attach(slow.addr, overloaded)
+    peak = 0
+    for _ in range(60):
+        c.run_for(1)
+        peak = max(peak, slow.serf.memberlist.awareness.score)
+    return c, slow, peak
+
+
+def test_lifeguard_overloaded_member_blames_itself_not_others() -> None:
+    """Lifeguard §IV-A (local health awareness): a member that loses most of what it
+    receives misses acks and nacks, raises its own health score and stretches its probe
+    timeouts, so it falsely accuses far fewer healthy members than plain SWIM would; the
+    healthy members end up alive in each other's views."""
+    accusations = {}
+    for awareness_max in (8, 1):  # 1 = Lifeguard's awareness off
+        total = 0
+        for seed in (0, 1):
+            c, slow, peak = overloaded_run(seed, awareness_max)
+            total += sum(1 for obs, _ in c.false_failures({slow.name}) if obs == slow.name)
+            healthy = [n for n in c.up_nodes() if n is not slow]
+            for observer in healthy:
+                for member in healthy:
+                    assert c.status_of(observer, member.name) == "alive"
+            assert (peak > 0) == (awareness_max > 1)
+        accusations[awareness_max] = total
+    assert accusations[8] * 2 <= accusations[1], accusations
 
 
 def test_wrong_datacenter_join_is_refused() -> None:
