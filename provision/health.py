@@ -59,6 +59,16 @@ def commit_index(host: Host, timeout: float) -> int | None:
         return None
 
 
+def agent_running(host: Host, timeout: float) -> bool:
+    """The node's agent process is alive (its senatectl says so); cheap, no CLI start-up."""
+    ctl = f"{host.node.install_dir}/bin/senatectl"
+    try:
+        res = host.run(f"{shlex.quote(ctl)} status", step="status", timeout=timeout, check=False)
+    except HostError:
+        return False
+    return res.exit_code == 0
+
+
 def gate(
     inv: Inventory,
     hosts: dict[str, Host],
@@ -74,17 +84,17 @@ def gate(
     target_commit: int | None = None
     while True:
         view = observe_dc(inv, dc, hosts, step_timeout)
-        problems = [p for p in compare(inv, [view]) if p.startswith(f"{dc}:")]
+        # LAN health only: WAN membership does not decide whether the next node may restart.
+        problems = [
+            p for p in compare(inv, [view]) if p.startswith(f"{dc}:") and "WAN member" not in p
+        ]
         if view.source is None:
             problems = [f"{dc}: no server answered ({'; '.join(view.errors)})"]
         if not problems:
             # Members lag a crash by the gossip suspicion time and raft peers are the
             # configuration, not who is up: ask every server of the datacenter directly.
             for server in inv.servers(dc):
-                if (
-                    server.name != node.name
-                    and commit_index(hosts[server.name], step_timeout) is None
-                ):
+                if server.name != node.name and not agent_running(hosts[server.name], step_timeout):
                     problems.append(f"{dc}: server {server.name} is not running or not answering")
         if not problems and node.is_server:
             leader = leader_of(inv, view)

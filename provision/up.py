@@ -320,6 +320,20 @@ def _up(
             raise ProvisionFailed(str(exc), {dc: exc}) from None
         s.reporter.line(dc, "leader", "ok", leader.name)
 
+    # Datacenters join over WAN as soon as each has a leader, before any rolling restart.
+    if len(inv.datacenters) > 1:
+        views = observe(inv, s.hosts, s.timeout)
+        wan_missing = [p for p in compare(inv, views) if "WAN member" in p]
+        if wan_missing:
+            for dc in inv.datacenters:
+                first = inv.servers(dc)[0]
+                others = [
+                    f"{x.advertise}:{x.port('serf_wan')}"
+                    for x in inv.servers()
+                    if x.datacenter != dc
+                ]
+                join(s, first, others, wan=True)
+
     # Running nodes whose release or config changed: rolling, servers one at a time.
     def refresh(host: Host) -> None:
         remote.switch_release(host, artifact.release, s.timeout)
@@ -342,19 +356,6 @@ def _up(
             raise ProvisionFailed(
                 "cannot restart changed nodes: " + "; ".join(exc.reasons)
             ) from None
-
-    if len(inv.datacenters) > 1:
-        views = observe(inv, s.hosts, s.timeout)
-        wan_missing = [p for p in compare(inv, views) if "WAN member" in p]
-        if wan_missing or any(n in started for n in (x.name for x in inv.servers())):
-            for dc in inv.datacenters:
-                first = inv.servers(dc)[0]
-                others = [
-                    f"{x.advertise}:{x.port('serf_wan')}"
-                    for x in inv.servers()
-                    if x.datacenter != dc
-                ]
-                join(s, first, others, wan=True)
 
     fresh_clients = [n for n in inv.clients() if plans[n.name].action is Action.START]
     start_nodes(s, fresh_clients, rendered, artifact.release)

@@ -208,7 +208,7 @@ def test_server_killed_mid_upgrade_stops_with_a_clear_report(
                 host.close()
 
     with pytest.raises(GateFailed) as info:
-        upgrade(dc1, reporter(), base_artifact, on_step=kill_after_first, gate_timeout=20)
+        upgrade(dc1, reporter(), base_artifact, on_step=kill_after_first, gate_timeout=10)
     failed = info.value
     assert failed.node == followers[1]
     assert failed.done == [followers[0]]
