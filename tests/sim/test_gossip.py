@@ -208,6 +208,16 @@ def test_lifeguard_overloaded_member_blames_itself_not_others() -> None:
     assert accusations[8] * 2 <= accusations[1], accusations
 
 
+def test_tag_change_reaches_every_member_as_update() -> None:
+    c, nodes = joined_cluster(10, seed=5)
+    until(c, 30, c.fully_converged)
+    nodes[2].serf.set_tags({"role": "consul", "dc": "dc1", "port": "8300"}, c.clock.now)
+    c._after(nodes[2])
+    until(c, 20, all_saw(c, "member-update", "node2"))
+    for node in nodes:
+        assert node.serf.member_states["node2"].member.tags["role"] == "consul"
+
+
 def test_wrong_datacenter_join_is_refused() -> None:
     def dc_check(dc: str) -> object:
         def check(members: list[object]) -> str | None:
