@@ -71,6 +71,7 @@ class Disk:
     hard_state: HardState | None = None
     entries: dict[int, Entry] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    last_index: int = 0
 
     def write(self, rd: Ready) -> None:
         if rd.snapshot is not None:
@@ -80,10 +81,13 @@ class Disk:
             self.hard_state = rd.hard_state
         if rd.entries:
             first = rd.entries[0].index
-            for i in [i for i in self.entries if i >= first]:
-                del self.entries[i]
+            for i in range(first, self.last_index + 1):
+                self.entries.pop(i, None)
             for e in rd.entries:
                 self.entries[e.index] = e
+        self.last_index = max(self.entries, default=0) if rd.snapshot else self.last_index
+        if rd.entries:
+            self.last_index = rd.entries[-1].index
 
 
 @dataclass
@@ -310,6 +314,7 @@ class SimCluster:
             boot = Entry(1, 1, EntryKind.CONFIGURATION, servers=servers)
             s.disk.hard_state = HardState(1, None)
             s.disk.entries[1] = boot
+            s.disk.last_index = 1
             s.boot()
 
     # --- tracing
