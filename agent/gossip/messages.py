@@ -54,6 +54,12 @@ def _unpack(data: bytes) -> Any:
         raise BadMessage(f"malformed msgpack: {exc}") from exc
 
 
+def unpack(data: bytes) -> Any:
+    """Any msgpack value; every decoding failure (bad bytes, unhashable keys, depth)
+    becomes BadMessage."""
+    return _unpack(data)
+
+
 def decode_one(item: Any) -> tuple[int, dict[str, Any]]:
     if not isinstance(item, list) or len(item) != 2:
         raise BadMessage("message is not a [type, body] pair")

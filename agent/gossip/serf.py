@@ -51,6 +51,7 @@ from agent.gossip.messages import (
     get_ip_port,
     get_list,
     get_str,
+    unpack,
 )
 from agent.gossip.swim import Memberlist, NodeState, Outgoing, State
 
@@ -137,10 +138,7 @@ def decode_tags(meta: bytes) -> dict[str, str]:
         return {}
     if meta[0] != TAG_MAGIC:
         return {"role": meta.decode("utf-8", "replace")}
-    try:
-        tags = msgpack.unpackb(meta[1:], raw=False)
-    except Exception as exc:
-        raise BadMessage(f"bad tags: {exc}") from exc
+    tags = unpack(meta[1:])
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
@@ -439,7 +437,7 @@ class Serf:
 
     def notify_msg(self, data: bytes) -> None:
         try:
-            item = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            item = unpack(data)
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], dict):
                 raise BadMessage("serf message is not a [type, body] pair")
             kind, body = item
@@ -470,7 +468,7 @@ class Serf:
                 queue.queue(data)
         except BadMessage:
             self.metrics["drop.malformed"] += 1
-        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError):
+        except (ValueError, TypeError):
             self.metrics["drop.malformed"] += 1
 
     def local_state(self, join: bool) -> bytes:
@@ -489,7 +487,7 @@ class Serf:
 
     def merge_remote_state(self, data: bytes, join: bool) -> None:
         try:
-            pp = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            pp = unpack(data)
             if not isinstance(pp, dict):
                 raise BadMessage("serf push/pull state is not a map")
             ltime = get_int(pp, "LTime")
@@ -500,7 +498,7 @@ class Serf:
                 raise BadMessage("StatusLTimes must be a map")
             left = get_list(pp, "LeftMembers")
             events = get_list(pp, "Events")
-        except (BadMessage, ValueError, msgpack.ExtraData):
+        except (BadMessage, ValueError):
             self.metrics["drop.malformed"] += 1
             return
         if ltime > 0:
@@ -622,10 +620,10 @@ class Serf:
         if not payload:
             return
         try:
-            other = Coordinate.from_wire(msgpack.unpackb(payload, raw=False))
+            other = Coordinate.from_wire(unpack(payload))
             self.coord_client.update(node.name, other, rtt)
             self.coord_cache[node.name] = other
-        except (CoordinateError, ValueError, msgpack.ExtraData):
+        except (CoordinateError, BadMessage):
             self.metrics["drop.bad_coordinate"] += 1
         self.coord_cache[self.node_name] = self.coord_client.coord
 
@@ -831,7 +829,7 @@ class Serf:
                 if op == "list-keys":
                     pass
                 else:
-                    req = msgpack.unpackb(payload, raw=False)
+                    req = unpack(payload)
                     key = decode_key(req["Key"])
                     if op == "install-key":
                         self.keyring.install(key)
@@ -841,7 +839,14 @@ class Serf:
                         self.keyring.remove(key)
                 result["Result"] = True
                 result["Keys"] = [encode_key(k) for k in self.keyring.list_keys()]
-            except (KeyringError, KeyError, TypeError, ValueError) as exc:
+            except (
+                KeyringError,
+                BadMessage,
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+            ) as exc:
                 result["Message"] = str(exc)
         try:
             respond(msgpack.packb(result, use_bin_type=True))
@@ -891,10 +896,10 @@ def keyring_request(key: str | None) -> bytes:
 
 def parse_keyring_response(data: bytes) -> tuple[bool, str, list[str]]:
     try:
-        resp = msgpack.unpackb(data, raw=False)
+        resp = unpack(data)
         keys = resp.get("Keys", [])
         return bool(resp["Result"]), str(resp.get("Message", "")), [str(k) for k in keys]
-    except (KeyError, TypeError, ValueError, AttributeError, msgpack.ExtraData):
+    except (BadMessage, KeyError, TypeError, ValueError, AttributeError):
         return False, "malformed keyring response", []
 
 

@@ -241,3 +241,53 @@ def test_host_names_on_the_wire_are_refused() -> None:
     assert member_view(s) == [("a", "alive")]
     assert s.metrics["drop.malformed"] == 2
     assert all("evil" not in o.dest for o in s.take_outgoing())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\x81\x80\x00", b"\xc1", msgpack.packb({"Vec": "x"}), msgpack.packb([1] * 3)],
+)
+def test_bad_ack_payloads_and_keyring_requests_are_counted(payload: bytes) -> None:
+    """Coordinates in acks and keyring query payloads come from the network too."""
+    s = make()
+    node = s.memberlist.local()
+    s.notify_ping_complete(node, 0.01, payload)
+    assert s.metrics["drop.bad_coordinate"] == 1
+    s.keyring = Keyring([decode_key(generate_key())])
+    replies: list[bytes] = []
+    s._internal_query("_serf_install-key", payload, replies.append)
+    assert msgpack.unpackb(replies[0])["Result"] is False
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_bodies = st.dictionaries(
+    st.sampled_from(["Seq", "Node", "Inc", "From", "Addr", "Port", "Meta", "Vsn", "Data",
+                     "Nodes", "User", "Join", "Target", "Nack", "Payload", "LTime", "Name",
+                     "ID", "Filters", "CC", "Timeout", "Events", "StatusLTimes"]),
+    _values,
+    max_size=8,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), _bodies)
+def test_well_formed_msgpack_with_wrong_shapes_never_raises(kind: int, body: dict) -> None:  # type: ignore[type-arg]
+    s = make()
+    s.receive_packet("10.0.0.9:8301", compound([msgpack.packb([kind, body])]), 1.0)
+    s.receive_stream("10.0.0.9:1234", msgpack.packb([kind, body]), 1.0)
+    s.receive_stream_reply("10.0.0.9:8301", msgpack.packb([kind, body]), 1.0)
+    s.notify_msg(msgpack.packb([kind % 6, body]))
+    s.merge_remote_state(msgpack.packb(body), join=True)
+    s.tick(2.0)
+    assert s.local_member().status == "alive"
