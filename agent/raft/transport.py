@@ -108,6 +108,7 @@ class RaftTransport:
         self.max_frame = max_frame
         self._peers: dict[str, _Peer] = {}
         self._inbound: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.bad_frames = 0
 
     def start(self) -> None:
@@ -129,7 +130,7 @@ class RaftTransport:
             hello = await read_frame(reader, self.max_frame)
             if not isinstance(hello, dict) or hello.get("Version") != PROTOCOL_VERSION:
                 raise WireError(f"bad handshake {hello!r:.80}")
-            while True:
+            while not self._closed:
                 obj = await read_frame(reader, self.max_frame)
                 self.on_message(decode(obj))
         except EOFError:
@@ -142,7 +143,9 @@ class RaftTransport:
                 self._inbound.discard(task)
 
     async def close(self) -> None:
-        tasks = [p.task for p in self._peers.values()] + list(self._inbound)
+        # Inbound connections belong to the mux (it closes them); they stop at the next frame.
+        self._closed = True
+        tasks = [p.task for p in self._peers.values()]
         for t in tasks:
             t.cancel()
         for t in tasks:
