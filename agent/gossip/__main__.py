@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.gossip.config import Profile
+from agent.gossip.consul import lan_merge_check
 from agent.gossip.keyring import Keyring, KeyringError
 from agent.gossip.runner import GossipPool, JoinError
 from agent.gossip.serf import Member, MemberEvent, Query, UserEvent, UserEventError
@@ -64,15 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def dc_merge_check(dc: str) -> Callable[[list[Member]], str | None]:
     """Consul's lanMergeDelegate: refuse members of another datacenter."""
-
-    def check(members: list[Member]) -> str | None:
-        for m in members:
-            other = m.tags.get("dc", "")
-            if other != dc:
-                return f"Member '{m.name}' part of wrong datacenter '{other}'"
-        return None
-
-    return check
+    return lan_merge_check(dc)
 
 
 class GossipAgent:
