@@ -291,3 +291,24 @@ def test_well_formed_msgpack_with_wrong_shapes_never_raises(kind: int, body: dic
     s.merge_remote_state(msgpack.packb(body), join=True)
     s.tick(2.0)
     assert s.local_member().status == "alive"
+
+
+def test_packets_stay_under_the_udp_limit_with_many_broadcasts() -> None:
+    """memberlist: compound messages are filled up to UDPBufferSize (1400) and no more."""
+    s = make()
+    nodes = [
+        [f"node-with-a-longish-name-{i}", f"10.1.{i // 250}.{i % 250 + 1}", 8301,
+         b"\xff\x82\xa4role\xa4node\xa2dc\xa3dc1", 1, 0, [1, 5, 2, 2, 5, 4]]
+        for i in range(200)
+    ]  # fmt: skip
+    pp = encode(MessageType.PUSH_PULL, {"Join": False, "Nodes": nodes, "User": b""})
+    s.receive_stream("10.1.0.1:5000", pp, 1.0)
+    s.take_outgoing()
+    sizes: list[int] = []
+    now = 1.0
+    for _ in range(20):
+        now += 0.2
+        s.tick(now)
+        sizes += [len(o.data) for o in s.take_outgoing() if not o.stream]
+    assert sizes and max(sizes) <= Profile.local().udp_buffer_size
+    assert max(sizes) > 1000  # and they are filled, not sent one message at a time
