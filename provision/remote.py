@@ -19,7 +19,7 @@ import shlex
 from dataclasses import dataclass
 
 from provision.artifact import Artifact
-from provision.hosts import Host, HostError, Result, StepError
+from provision.hosts import Host, HostError, Result, StepError, write_text_cmd
 from provision.inventory import Node
 from provision.render import Rendered
 
@@ -208,15 +208,12 @@ def switch_release(host: Host, release: str, timeout: float) -> None:
 
 
 def write_files(host: Host, rendered: Rendered, timeout: float) -> None:
-    for f in rendered.files:
-        host.put_text(f.content, f.path, f.mode, timeout=timeout)
+    """Every rendered file and the run/log/data directories, in one remote command."""
     node = host.node
-    host.run(
-        f"mkdir -p {shlex.quote(node.data_dir)} {shlex.quote(node.install_dir)}/run "
-        f"{shlex.quote(node.install_dir)}/log",
-        step="write config",
-        timeout=timeout,
-    )
+    q = shlex.quote
+    parts = [write_text_cmd(f.content, f.path, f.mode) for f in rendered.files]
+    parts.append(f"mkdir -p {q(node.data_dir)} {q(node.install_dir)}/run {q(node.install_dir)}/log")
+    host.run(" && ".join(parts), step="write config", timeout=timeout)
     if rendered.unit is not None:
         host.run(
             "systemctl daemon-reload && systemctl enable senate.service -q",

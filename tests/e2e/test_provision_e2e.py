@@ -193,7 +193,7 @@ def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
 
 
 def test_server_killed_mid_upgrade_stops_with_a_clear_report(
-    dc1: Inventory, base_artifact: Artifact
+    dc1: Inventory, base_artifact: Artifact, newer_artifact: Artifact
 ) -> None:
     leader = leader_name(dc1)
     followers = sorted(n.name for n in dc1.servers() if n.name != leader)
@@ -218,19 +218,21 @@ def test_server_killed_mid_upgrade_stops_with_a_clear_report(
         f"dc1: {victim} is failed, want alive",
     } & set(failed.problems), failed.problems
     assert f"health gate failed after restarting {followers[1]}" in str(failed)
-    # `up` brings the killed server back and everything to one release again
-    result = up(dc1, reporter(), artifact=base_artifact)
+    # `up` brings the killed server back and every node to one release again: the newer one,
+    # which the clients still run (so only the two switched servers restart)
+    result = up(dc1, reporter(), artifact=newer_artifact)
     assert result.problems == []
-    assert victim in result.started
+    assert result.started == [victim]
+    assert sorted(result.restarted) == sorted([followers[0], followers[1]])
 
 
 def test_two_datacenters_join_over_wan(
-    dc1: Inventory, inv_path: Path, lab: HostLab, base_artifact: Artifact
+    dc1: Inventory, inv_path: Path, lab: HostLab, newer_artifact: Artifact
 ) -> None:
     two = write_inventory(inv_path.with_name("e2e-two.yml"), lab, {"dc1": (3, 2), "dc2": (1, 0)})
     inv = load_inventory(two)
     events = Events()
-    result = up(inv, reporter(events), artifact=base_artifact)
+    result = up(inv, reporter(events), artifact=newer_artifact)
     assert result.problems == []
     assert result.started == ["t1"]
     # dc1's servers got retry_join_wan: they restart, one at a time; the clients do not
