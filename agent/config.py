@@ -774,8 +774,14 @@ def load(argv: list[str]) -> AgentConfig:
         acc["ports"] = ports
     if meta:
         acc["node_meta"] = tuple(sorted(meta.items()))
-    acc["warnings"] = tuple(warnings)
-    return finish(acc)
+    cfg = finish(dict(acc, warnings=tuple(warnings)))
+    if not re.fullmatch(r"[a-zA-Z0-9-]{1,63}", cfg.node_name):
+        warnings.append(
+            f'WARNING: Node name "{cfg.node_name}" will not be discoverable via DNS due to '
+            "invalid characters. Valid characters include all alpha-numerics and dashes."
+        )
+        cfg = dataclasses.replace(cfg, warnings=tuple(warnings))
+    return cfg
 
 
 def _range_err() -> int:

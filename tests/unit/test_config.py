@@ -137,3 +137,10 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "Config validation failed" in err and "bad.json" in err and "'server'" in err
     assert "Traceback" not in err
+
+
+def test_node_name_not_valid_for_dns_warns() -> None:
+    cfg = load(["-data-dir=/x", "-node=web_1.example"])
+    assert cfg.node_name == "web_1.example"
+    assert any("will not be discoverable via DNS" in w for w in cfg.warnings)
+    assert not load(["-data-dir=/x", "-node=web-1"]).warnings
