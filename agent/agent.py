@@ -240,6 +240,7 @@ class Agent:
     async def _start_parts(self) -> None:
         cfg = self.config
         from agent.gossip.config import Profile
+        from agent.gossip.consul import lan_merge_check, wan_merge_check
         from agent.gossip.runner import GossipPool
 
         self._keyrings = {False: self._make_keyring(False)}
@@ -263,7 +264,7 @@ class Agent:
             profile=profile,
             keyring=self._keyrings[False],
             snapshot_path=None if serf_dir is None else serf_dir / "local.snapshot",
-            merge_check=self._lan_merge_check,
+            merge_check=lan_merge_check(cfg.datacenter),
             on_event=self._on_lan_event,
         )
         await self._listen(self.lan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_lan} (LAN gossip)")
@@ -283,7 +284,7 @@ class Agent:
                 ),
                 keyring=self._keyrings[True],
                 snapshot_path=None if serf_dir is None else serf_dir / "remote.snapshot",
-                merge_check=None,
+                merge_check=wan_merge_check(),
                 on_event=self._on_wan_event,
             )
             await self._listen(
@@ -566,13 +567,6 @@ class Agent:
     # ------------------------------------------------------------------------------------
     # gossip events
     # ------------------------------------------------------------------------------------
-
-    def _lan_merge_check(self, members: list[Any]) -> str | None:
-        for m in members:
-            dc = m.tags.get("dc")
-            if dc is not None and dc != self.datacenter:
-                return f"Member '{m.name}' part of wrong datacenter '{dc}'"
-        return None
 
     def _refresh_servers(self) -> None:
         """Recompute the known servers from gossip, logging each one added or removed."""

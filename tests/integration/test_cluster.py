@@ -103,7 +103,7 @@ def test_three_servers_two_clients_elect_and_see_five_alive(dc1: Cluster) -> Non
     assert len(out.stdout.splitlines()) == 6 and out.stdout.count("alive") == 5
 
 
-def test_client_of_another_datacenter_is_refused(tmp_path: Path) -> None:
+def test_client_of_another_datacenter_is_refused(dc1: Cluster, tmp_path: Path) -> None:
     with Cluster(tmp_path) as c:
         bad = c.add("wrongdc", "127.5.0.21", datacenter="mydc", join=[SERVERS[0]])
         bad.start()
