@@ -288,6 +288,7 @@ class SimCluster:
     ) -> None:
         self.seed = seed
         self.membership = membership
+        self.fast_heal = True
         self.rng = random.Random(seed)
         self.clock = VirtualClock()
         self.net = SimNetwork(
@@ -435,6 +436,10 @@ class SimCluster:
         faults = self.net.faults
         faults.drop = rng.choice([0.0, 0.02, 0.1, 0.2])
         faults.duplicate = rng.choice([0.0, 0.05])
+        # Some runs with slow links (delays near the lease and the election timeout) and
+        # slow disks, where reordering and stale messages are common.
+        faults.max_delay = rng.choice([0.004, 0.004, 0.02, 0.06])
+        self.disk_latency = rng.choice([(0.0001, 0.001), (0.0001, 0.001), (0.001, 0.01)])
         keys = ["a", "b", "c"]
         # Client operations at random times during the fault phase.
         t = 0.2
@@ -467,6 +472,10 @@ class SimCluster:
         self.trace("HEAL")
         self.net.heal()
         faults.drop = faults.duplicate = 0.0
+        # Liveness needs broadcast time << election timeout (§5.6): a healed network is fast.
+        if self.fast_heal:
+            faults.max_delay = 0.004
+            self.disk_latency = (0.0001, 0.001)
         for s in self.servers.values():
             if s.core is None:
                 s.boot()
@@ -490,8 +499,12 @@ class SimCluster:
                 if final[0].index not in lead.writes:
                     final.clear()
                 return False
-            target = lead.core.commit_index
-            return all(
+            # The leader must have committed in its own term: until then its commit index
+            # can lag what earlier leaders committed (§5.4.2, §8).
+            if lead.core.term_at(lead.core.commit_index) != lead.core.term:
+                return False
+            target = max(srv.core.commit_index for srv in self.servers.values() if srv.core)
+            return lead.core.commit_index >= target and all(
                 s.core is not None and s.applied_index >= target and s.core.commit_index >= target
                 for s in self.servers.values()
             )
