@@ -182,7 +182,6 @@ class Agent:
         self._bootstrap_retrying = False
         self._keyrings: dict[bool, Any] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_USER_EVENTS)
-        self.events_changed = asyncio.Event()
         self._last_leader: str | None = None
         self.shutdown_requested = asyncio.Event()
         self._stopped = False
@@ -735,8 +734,6 @@ class Agent:
             return
         log.debug("new event: %s (%s)", record["Name"], record["ID"])
         self._events.append(record)
-        self.events_changed.set()
-        self.events_changed = asyncio.Event()
 
     def _event_matches(self, body: dict[str, Any]) -> bool:
         try:

@@ -1,0 +1,1 @@
+"""What only servers do: RPC on the server port, bootstrap, leader duties (endpoints.py: the RPC methods)."""
