@@ -25,12 +25,13 @@ class VirtualClock:
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
-        self._queue: list[_Event] = []
+        # (at, seq, event): tuples compare in C, several times faster than the dataclass.
+        self._queue: list[tuple[float, int, _Event]] = []
         self._seq = itertools.count()
 
     def call_at(self, at: float, action: Callable[[], None]) -> _Event:
         event = _Event(max(at, self.now), next(self._seq), action)
-        heapq.heappush(self._queue, event)
+        heapq.heappush(self._queue, (event.at, event.seq, event))
         return event
 
     def call_later(self, delay: float, action: Callable[[], None]) -> _Event:
@@ -43,7 +44,7 @@ class VirtualClock:
     def step(self) -> bool:
         """Run the next event; False when the queue is empty."""
         while self._queue:
-            event = heapq.heappop(self._queue)
+            event = heapq.heappop(self._queue)[2]
             if event.cancelled:
                 continue
             self.now = event.at
@@ -53,7 +54,7 @@ class VirtualClock:
 
     def run_until(self, deadline: float, stop: Callable[[], bool] | None = None) -> bool:
         """Run events up to `deadline`; with `stop`, return True as soon as it holds."""
-        while self._queue and self._queue[0].at <= deadline:
+        while self._queue and self._queue[0][0] <= deadline:
             self.step()
             if stop is not None and stop():
                 return True
@@ -61,4 +62,4 @@ class VirtualClock:
         return stop() if stop is not None else False
 
     def pending(self) -> int:
-        return sum(1 for e in self._queue if not e.cancelled)
+        return sum(1 for _, _, e in self._queue if not e.cancelled)
