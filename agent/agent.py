@@ -180,6 +180,7 @@ class Agent:
         self._wan_servers: dict[str, tuple[str, str]] = {}  # "node.dc" -> (dc, "ip:port")
         self._flooding: set[str] = set()
         self._bootstrap_retrying = False
+        self._sync_at_start = True
         self._keyrings: dict[bool, Any] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_USER_EVENTS)
         self._last_leader: str | None = None
@@ -218,7 +219,10 @@ class Agent:
                 tags["expect"] = str(cfg.bootstrap_expect)
         return tags
 
-    async def start(self) -> None:
+    async def start(self, *, sync: bool = True) -> None:
+        """Start every part. With sync=False anti-entropy waits for `start_sync()` (the
+        command starts it after the startup join, as Consul does)."""
+        self._sync_at_start = sync
         cfg = self.config
         if self.data_dir is not None:
             try:
@@ -322,9 +326,15 @@ class Agent:
             tagged_addresses=lambda: {"lan": self.advertise, "wan": self.advertise_wan},
             node_meta=dict(cfg.node_meta),
         )
-        self.anti_entropy.start()
+        if self._sync_at_start:
+            self.anti_entropy.start()
         self._spawn(self._coordinate_loop(), "coordinates")
         await self._start_frontends()
+
+    def start_sync(self) -> None:
+        """Begin anti-entropy (if start() was told to wait)."""
+        if self.anti_entropy is not None and not self.anti_entropy.running:
+            self.anti_entropy.start()
 
     @property
     def gossip_encrypted(self) -> bool:

@@ -46,6 +46,10 @@ class PortMux:
             await handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels open connections; ending quietly keeps asyncio's stream
+            # callback from logging the cancellation as an error at shutdown.
+            pass
         except Exception:
             log.exception("connection handler failed")
         finally:

@@ -115,7 +115,7 @@ async def serve(cfg: AgentConfig, argv: list[str], hub: LogHub) -> int:
     _out("==> Starting Senate agent...")
     agent = Agent(cfg, log_hub=hub, reload_config=lambda: load(argv))
     try:
-        await agent.start()
+        await agent.start(sync=False)
     except StartError as exc:
         _err(f"==> {exc}")
         return 1
@@ -149,6 +149,7 @@ async def _run(agent: Agent, cfg: AgentConfig, hub: LogHub) -> int:
             _err(join_errors(exc))
             return 1
         _out(f"    Join completed. Synced with {n} initial agents")
+    agent.start_sync()
     _out(banner(agent))
     hub.open_gate()
 

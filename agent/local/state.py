@@ -153,7 +153,12 @@ class AntiEntropy:
     _kick: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        if not self.running:
+            self._task = asyncio.create_task(self._loop())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def trigger(self) -> None:
         """Sync soon (e.g. we joined a cluster, or a server became known)."""
