@@ -316,6 +316,7 @@ class RaftCore:
         self.unstable_from = self.last_index + 1  # first index not yet handed out in a Ready
         self.servers: tuple[ServerInfo, ...] = ()
         self.config_index = 0
+        self.progress: dict[str, _Progress] = {}  # leader only: one per other server
         self._reload_configuration()
         self._persisted_hs = HardState(self.term, self.vote)
         self._msgs: list[Message] = []
@@ -331,7 +332,6 @@ class RaftCore:
         # Candidate state.
         self._votes: dict[str, bool] = {}
         # Leader state.
-        self.progress: dict[str, _Progress] = {}
         self.ctx = 0
         self._heartbeat_needed = False
         self._pending_reads: list[tuple[int, int | None, int]] = []  # (id, index, ctx needed)
@@ -392,8 +392,7 @@ class RaftCore:
                 break
         else:
             self.servers, self.config_index = self.snap_servers, self.snap_index
-        if hasattr(self, "progress"):
-            self._on_configuration_changed()
+        self._on_configuration_changed()
 
     # ------------------------------------------------------------------ configuration
 
@@ -592,13 +591,13 @@ class RaftCore:
         self._check_can_propose()
         if self.config_index > self.commit_index:
             raise ConfigChangeInProgress("a configuration change is already in progress")
-        if not self._configuration_committed_in_term():
+        if not self._committed_in_term():
             raise ConfigChangeInProgress("leader has not committed an entry in its term yet")
         e = Entry(self.last_index + 1, self.term, EntryKind.CONFIGURATION, servers=servers)
         self._append(e)
         return e.index, e.term
 
-    def _configuration_committed_in_term(self) -> bool:
+    def _committed_in_term(self) -> bool:
         return self.commit_index >= self._became_leader_index
 
     def _check_can_propose(self) -> None:
@@ -612,7 +611,7 @@ class RaftCore:
         if self.role != Role.LEADER:
             self._reads.append(ReadState(request_id, None))
             return
-        index = self.commit_index if self._configuration_committed_in_term() else None
+        index = self.commit_index if self._committed_in_term() else None
         if len(self.voters()) == 1 and self.is_voter():
             if index is not None:
                 self._reads.append(ReadState(request_id, index))
@@ -630,7 +629,7 @@ class RaftCore:
         return (
             self.role == Role.LEADER
             and self.cfg.check_quorum
-            and self._configuration_committed_in_term()
+            and self._committed_in_term()
             and self._quorum_recent(self.cfg.leader_lease_timeout, now)
         )
 
@@ -975,7 +974,7 @@ class RaftCore:
     def _process_reads(self) -> None:
         if not self._pending_reads:
             return
-        committed_in_term = self._configuration_committed_in_term()
+        committed_in_term = self._committed_in_term()
         keep: list[tuple[int, int | None, int]] = []
         for rid, index, need in self._pending_reads:
             if index is None:
