@@ -73,6 +73,29 @@ class Role(enum.Enum):
     LEADER = "Leader"
 
 
+#: Every role change the algorithm makes, and what causes it (transitions are data; the core
+#: asserts each change against this table).
+TRANSITIONS: dict[Role, dict[Role, str]] = {
+    Role.FOLLOWER: {
+        Role.PRE_CANDIDATE: "election timeout (pre-vote, thesis §9.6)",
+        Role.CANDIDATE: "election timeout as the only voter, or TimeoutNow (thesis §3.10)",
+    },
+    Role.PRE_CANDIDATE: {
+        Role.CANDIDATE: "a quorum would vote for us",
+        Role.FOLLOWER: "a leader or a higher term was heard, or a quorum refused",
+    },
+    Role.CANDIDATE: {
+        Role.LEADER: "votes from a quorum (§5.2)",
+        Role.FOLLOWER: "a leader or a higher term was heard, or a quorum refused",
+        Role.PRE_CANDIDATE: "election timeout: split vote, try again",
+    },
+    Role.LEADER: {
+        Role.FOLLOWER: "a higher term, no quorum within the lease (thesis §6.2), "
+        "or removed from the configuration (thesis §4.2.2)",
+    },
+}
+
+
 class EntryKind(enum.IntEnum):
     COMMAND = 0
     NOOP = 1
@@ -488,12 +511,18 @@ class RaftCore:
                 self.leader_address() or "",
             )
 
+    def _set_role(self, role: Role) -> None:
+        assert role == self.role or role in TRANSITIONS[self.role], (
+            f"illegal transition {self.role.value} -> {role.value}"
+        )
+        self.role = role
+
     def _become_follower(self, term: int, leader: str | None) -> None:
         was = self.role
         if term > self.term:
             self.term = term
             self.vote = None
-        self.role = Role.FOLLOWER
+        self._set_role(Role.FOLLOWER)
         self.leader_id = leader
         if leader is not None:
             self.last_leader_contact = self.now
@@ -522,7 +551,7 @@ class RaftCore:
             )
         voters = self.voters()
         if self.cfg.pre_vote and not transfer and len(voters) > 1:
-            self.role = Role.PRE_CANDIDATE
+            self._set_role(Role.PRE_CANDIDATE)
             self.leader_id = None
             self._votes = {self.id: True}
             for v in voters:
@@ -541,7 +570,7 @@ class RaftCore:
         self._become_candidate(transfer)
 
     def _become_candidate(self, transfer: bool) -> None:
-        self.role = Role.CANDIDATE
+        self._set_role(Role.CANDIDATE)
         self.term += 1
         self.vote = self.id
         self.leader_id = None
@@ -562,7 +591,7 @@ class RaftCore:
                 )
 
     def _become_leader(self) -> None:
-        self.role = Role.LEADER
+        self._set_role(Role.LEADER)
         self.leader_id = self.id
         self.lead_since = self.now
         self.transferee = None
