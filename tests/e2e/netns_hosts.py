@@ -253,6 +253,36 @@ def cleanup_stale() -> None:
                 _run("ip", "link", "del", name, check=False)
 
 
+def write_inventory(path: Path, lab: HostLab, layout: dict[str, tuple[int, int]]) -> Path:
+    """Inventory for the lab's hosts: `layout` maps datacenter -> (servers, clients), filled
+    from the lab's addresses in order. Nodes are named s1.. / c1.. (dc1), t1.. / d1.. (dc2)."""
+    addrs = iter(lab.addresses)
+    names = {"dc1": ("s", "c"), "dc2": ("t", "d")}
+    lines = [
+        "defaults:",
+        f"  ssh: {{user: root, key_file: {lab.key_file}, connect_timeout: 5}}",
+        "  install_dir: /opt/senate",
+        "  data_dir: /var/lib/senate",
+        "  step_timeout: 60",
+        "datacenters:",
+    ]
+    for dc, (n_servers, n_clients) in layout.items():
+        sp, cp = names[dc]
+        lines.append(f"  {dc}:")
+        for role, prefix, count in (("servers", sp, n_servers), ("clients", cp, n_clients)):
+            if not count:
+                continue
+            lines.append(f"    {role}:")
+            for i in range(1, count + 1):
+                a = next(addrs)
+                # client_addr on the host's own address: the tests reach HTTP from outside
+                lines.append(
+                    f"      - {{name: {prefix}{i}, host: {a}, agent: {{client_addr: {a}}}}}"
+                )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 1 and argv[0] == "down":
         cleanup_stale()
