@@ -60,7 +60,10 @@ def encode(m: Message) -> list[Any]:
             m.to,
             m.prev_index,
             m.prev_term,
-            [encode_entry(e) for e in m.entries],
+            [  # inlined encode_entry: this is the leader's hot path
+                [e.index, e.term, int(e.kind), e.data, _servers_out(e.servers) if e.servers else []]
+                for e in m.entries
+            ],
             m.commit,
             m.ctx,
             m.sent_at,
