@@ -289,6 +289,7 @@ class SimCluster:
         self.seed = seed
         self.membership = membership
         self.fast_heal = True
+        self.converged_after = math.inf  # virtual seconds from heal to liveness
         self.rng = random.Random(seed)
         self.clock = VirtualClock()
         self.net = SimNetwork(
@@ -522,6 +523,7 @@ class SimCluster:
                     if s.core is not None
                 )
             )
+        self.converged_after = self.clock.now - fault_time
         self.final_checks()
 
     def _partition(self, group: set[str]) -> None:
