@@ -362,7 +362,7 @@ class LeaderDuties:
     async def _remove_server(self, parts: ServerParts, why: str) -> None:
         if parts.address not in self._config_ids():
             return
-        log.info("removing server by ID: %q", parts.address)
+        log.info('removing server by ID: "%s"', parts.address)
         try:
             await self.raft.remove_server(parts.address)
         except Exception as exc:

@@ -79,6 +79,7 @@ def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
     assert row[:4] == ["dev1", f"{DEV_IP}:8301", "alive", "server"] and row[-1] == "dc1"
     delete = run_cli(["kv", "delete", *http, "name"])
     assert delete.stdout == "Success! Deleted key: name\n"
+    assert "Traceback" not in node.log_text()
     assert node.stop(signal.SIGINT) == 0 or not node.running()
 
 

@@ -355,3 +355,12 @@ def test_late_server_with_bootstrap_expect_joins_instead_of_bootstrapping(dc1: C
         30,
         "the late server removed again after its leave",
     )
+
+
+def test_no_agent_logged_a_traceback(dc1: Cluster) -> None:
+    """Everything above (kills, restarts, leaves, bad peers) was handled without a crash trace."""
+    for node in dc1.nodes.values():
+        text = node.log_text()
+        assert "Traceback" not in text, (
+            f"{node.name}:\n{text[text.index('Traceback') - 2000 :][:4000]}"
+        )
