@@ -70,6 +70,21 @@ async def test_malformed_input_is_answered_or_closed_not_crashing() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         assert server.malformed == 2
+        # A frame header claiming more than the size limit closes that connection too.
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(bytes([RPCType.CONSUL]) + struct.pack(">I", 0xFFFFFFFF))
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        # Args that are not a map are treated as empty; a non-map frame gets an error reply.
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(bytes([RPCType.CONSUL]))
+        writer.write(encode_frame({"Seq": 7, "Method": "X", "Args": [1, 2]}))
+        writer.write(encode_frame([1, 2, 3]))
+        first = await asyncio.wait_for(read_frame(reader), 5)
+        second = await asyncio.wait_for(read_frame(reader), 5)
+        replies = {first["Seq"]: first, second["Seq"]: second}
+        assert replies[7]["Result"] == "X" and replies[None]["Error"] == "malformed RPC request"
+        writer.close()
         # The server still serves new connections.
         pool = ConnPool()
         assert await pool.call(f"{HOST}:{port}", "Status.Leader", {}) == "Status.Leader"
