@@ -732,9 +732,10 @@ class RaftCore:
             rd.committed = self.entries_from(self.applied_index + 1, upto)
             self.applied_index = upto
         msgs, self._msgs = self._msgs, []
-        if self.role == Role.LEADER:
-            # Only messages of the leader's own term that no vote depends on; a vote answered
-            # earlier in this Ready still waits for the disk.
+        if self.role == Role.LEADER and rd.hard_state is None:
+            # Only once the leader's term is on disk (else a crash could reuse the term for
+            # different entries), and only messages of that term that no vote depends on; a
+            # vote answered earlier in this Ready still waits for the disk.
             for m in msgs:
                 if isinstance(m, (AppendEntries, InstallSnapshot)) and m.term == self.term:
                     rd.early_messages.append(m)
