@@ -610,9 +610,12 @@ class SimCluster:
         ops = list(self.history)
         for w in self.unknown_writes.values():
             ops.append(Op(w.client, "put", w.key, w.value, w.invoke))
-        violation = check_history(ops)
+        inconclusive: list[str] = []
+        violation = check_history(ops, inconclusive)
         if violation is not None:
             self.fail(str(violation))
+        self.events["linearizability checks"] += 1
+        self.events["linearizability inconclusive"] += len(inconclusive)
 
 
 def _content(e: Entry) -> Any:

@@ -94,12 +94,16 @@ def check_register(ops: list[Op], initial: Any = None, budget: int = 300_000) ->
     return False
 
 
-def check_history(history: list[Op]) -> Violation | None:
-    """The first key whose history is not linearizable, or None."""
+def check_history(history: list[Op], inconclusive: list[str] | None = None) -> Violation | None:
+    """The first key whose history is not linearizable, or None. Keys whose search ran out
+    of budget are appended to `inconclusive` (when given)."""
     by_key: dict[str, list[Op]] = defaultdict(list)
     for op in history:
         by_key[op.key].append(op)
     for key, ops in sorted(by_key.items()):
-        if check_register(ops) is False:
+        result = check_register(ops)
+        if result is False:
             return Violation(key, tuple(ops))
+        if result is None and inconclusive is not None:
+            inconclusive.append(key)
     return None
