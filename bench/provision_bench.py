@@ -82,6 +82,25 @@ def ssh_floor(inv: Inventory) -> float:
     return time.monotonic() - t0
 
 
+class Phases:
+    """First start to last finish of every step name, from the reporter's progress events."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.spans: dict[str, list[float]] = {}
+
+    def __call__(self, host: str, step: str, status: str) -> None:
+        now = time.monotonic() - self.t0
+        span = self.spans.setdefault(step, [now, now])
+        span[1] = max(span[1], now)
+
+    def summary(self) -> str:
+        keep = ("preflight", "install", "start", "join", "leader", "verify", "restart", "unpack")
+        return ", ".join(
+            f"{k} {b - a:.1f}" for k, (a, b) in self.spans.items() if k in keep and b > a
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-10", action="store_true", help="only the 5-host runs")
@@ -104,19 +123,24 @@ def main() -> int:
             inv5 = inventory(work / "five.yml", lab, 5)
             rows.append(("ssh `true` on 5 hosts (floor)", ssh_floor(inv5), ""))
             t0 = time.monotonic()
-            res = up(inv5, quiet, artifact=base)
+            ph = Phases()
+            res = up(inv5, Reporter(quiet.console, on_event=ph), artifact=base)
             up5 = time.monotonic() - t0
             assert res.problems == [], res.problems
             rows.append(("up, 5 hosts (3 servers + 2 clients)", up5, "1.00x"))
+            rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
             t0 = time.monotonic()
-            upgrade(inv5, quiet, newer)
+            ph = Phases()
+            upgrade(inv5, Reporter(quiet.console, on_event=ph), newer)
             rows.append(("upgrade of 5, one node at a time", time.monotonic() - t0, ""))
+            rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
             down(inv5, quiet, purge=True)
             if not args.skip_10:
                 inv10 = inventory(work / "ten.yml", lab, 10)
                 rows.append(("ssh `true` on 10 hosts (floor)", ssh_floor(inv10), ""))
                 t0 = time.monotonic()
-                res = up(inv10, quiet, artifact=base)
+                ph = Phases()
+                res = up(inv10, Reporter(quiet.console, on_event=ph), artifact=base)
                 up10 = time.monotonic() - t0
                 assert res.problems == [], res.problems
                 rows.append(
@@ -134,7 +158,7 @@ def main() -> int:
     t.add_column("wall s", justify="right")
     t.add_column("ratio")
     for what, secs, ratio in rows:
-        t.add_row(what, f"{secs:.1f}", ratio)
+        t.add_row(what, f"{secs:.1f}" if secs else "", ratio)
     console.print(t)
     return 0
 

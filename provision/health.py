@@ -8,7 +8,7 @@ import shlex
 import time
 from collections.abc import Sequence
 
-from provision.hosts import Host, HostError
+from provision.hosts import Host, HostError, Result
 from provision.inventory import Inventory, Node
 from provision.remote import http, senate
 from provision.rolling import ObservedNode, Role
@@ -130,21 +130,33 @@ def wait_agent(host: Host, deadline_s: float, step_timeout: float) -> None:
     node = host.node
     deadline = time.monotonic() + deadline_s
     last = ""
+    ctl = shlex.quote(f"{node.install_dir}/bin/senatectl")
+    addr, _, port = node.rpc_addr.rpartition(":")
+    # One cheap round trip per poll: is the process alive (exit 3 if not), is the CLI RPC
+    # port open (exit 1 if not). Only then the real `senate members` (a CLI start costs CPU
+    # that ten hosts starting at once on a small box would fight over).
+    knock = (
+        f"{ctl} status >/dev/null || exit 3; {node.python} -S -c "
+        + shlex.quote(f"import socket; socket.create_connection(({addr!r}, {port}), 2)")
+        + " 2>/dev/null"
+    )
     while True:
+        status: Result | None
         try:
-            res = senate(host, f"members -rpc-addr={node.rpc_addr}", step_timeout, check=False)
-            if res.exit_code == 0:
-                return
-            lines = (res.stderr or res.stdout).strip().splitlines()
-            last = lines[-1] if lines else f"exit {res.exit_code}"
+            status = host.run(knock, step="status", timeout=step_timeout, check=False)
+            if status.exit_code == 0:
+                res = senate(host, f"members -rpc-addr={node.rpc_addr}", step_timeout, check=False)
+                if res.exit_code == 0:
+                    return
+                lines = (res.stderr or res.stdout).strip().splitlines()
+                last = lines[-1] if lines else f"exit {res.exit_code}"
+            else:
+                last = f"nothing listening on {node.rpc_addr} yet"
         except HostError as exc:
             last = str(exc)
+            status = None
         # An agent that exited will not answer later: fail now, with the end of its log.
-        ctl = f"{node.install_dir}/bin/senatectl"
-        status = host.run(
-            f"{shlex.quote(ctl)} status", step="status", timeout=step_timeout, check=False
-        )
-        if status.exit_code == 3:
+        if status is not None and status.exit_code == 3:
             log = host.run(
                 f"tail -n 12 {shlex.quote(node.install_dir)}/log/senate.log",
                 step="log",
