@@ -8,7 +8,7 @@ every field a handler reads and raises `BadMessage`, which callers count and dro
 from __future__ import annotations
 
 import enum
-import ipaddress
+import socket
 import struct
 from typing import Any
 
@@ -119,22 +119,28 @@ def get_list(body: dict[str, Any], key: str) -> list[Any]:
 def get_ip(body: dict[str, Any], key: str) -> str:
     """An IP address literal (never a host name: nothing on the wire may cause a lookup)."""
     value = get_str(body, key)
-    try:
-        ipaddress.ip_address(value)
-    except ValueError as exc:
-        raise BadMessage(f"field {key} must be an IP address") from exc
+    if not is_ip(value):
+        raise BadMessage(f"field {key} must be an IP address")
     return value
+
+
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 literal (inet_pton: C speed, push/pulls check thousands)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def get_ip_port(body: dict[str, Any], key: str) -> str:
     """An "ip:port" address with an IP literal."""
     value = get_str(body, key)
     host, _, port = value.rpartition(":")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise BadMessage(f"field {key} must be ip:port") from exc
+    if not is_ip(host.strip("[]")):
+        raise BadMessage(f"field {key} must be ip:port")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise BadMessage(f"field {key} has a bad port")
     return value

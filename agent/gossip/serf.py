@@ -410,16 +410,6 @@ class Serf:
             "coordinate_resets": str(self.coord_client.resets),
         }
 
-    def seed_known(self, nodes: list[NodeState], tags_cache: dict[bytes, dict[str, str]]) -> None:
-        """Simulation support: start with every node of `nodes` known and alive, quietly.
-        `tags_cache` shares decoded tags between nodes (they are never mutated in place)."""
-        for node in self.memberlist.seed_known(nodes):
-            tags = tags_cache.get(node.meta)
-            if tags is None:
-                tags = tags_cache[node.meta] = decode_tags(node.meta)
-            member = Member(node.name, node.addr, node.port, tags, "alive", *node.vsn)
-            self.member_states[node.name] = _MemberState(member)
-
     # ------------------------------------------------------------------ memberlist delegate
 
     def has_broadcasts(self) -> bool:
@@ -547,7 +537,7 @@ class Serf:
         except BadMessage:
             self.metrics["drop.malformed"] += 1
             tags = {}
-        ms = self.member_states.get(node.name)
+        ms = self._owned(node.name)
         if ms is None:
             ms = _MemberState(Member(node.name, node.addr, node.port, tags, "alive"))
             intent = self.recent_intents.pop(node.name, None)
@@ -581,7 +571,7 @@ class Serf:
         self._emit_member("member-join", m)
 
     def notify_leave(self, node: NodeState) -> None:
-        ms = self.member_states.get(node.name)
+        ms = self._owned(node.name)
         if ms is None:
             return
         m = ms.member
@@ -602,7 +592,7 @@ class Serf:
             self._emit_member("member-failed", m)
 
     def notify_update(self, node: NodeState) -> None:
-        ms = self.member_states.get(node.name)
+        ms = self._owned(node.name)
         if ms is None:
             return
         try:
@@ -628,6 +618,12 @@ class Serf:
         self.coord_cache[self.node_name] = self.coord_client.coord
 
     # ------------------------------------------------------------------ handlers
+
+    def _owned(self, name: str) -> _MemberState | None:
+        """The member state of `name` for changing it; a simulation's shared map copies
+        on write (see Memberlist._owned)."""
+        own = getattr(self.member_states, "own", None)
+        return own(name) if own is not None else self.member_states.get(name)
 
     def _emit_member(self, kind: str, m: Member) -> None:
         snapshot = Member(
@@ -659,6 +655,7 @@ class Serf:
             return self._upsert_intent(node, MSG_LEAVE, ltime)
         if ltime <= ms.status_ltime:
             return False
+        ms = self._owned(node) or ms
         m = ms.member
         if node == self.node_name and self.state == "alive":
             # Someone says we leave; we don't. Refute with a join intent.
@@ -687,6 +684,7 @@ class Serf:
             return self._upsert_intent(node, MSG_JOIN, ltime)
         if ltime <= ms.status_ltime:
             return False
+        ms = self._owned(node) or ms
         ms.status_ltime = ltime
         if ms.member.status == "leaving":
             ms.member.status = "alive"

@@ -58,6 +58,7 @@ from agent.gossip.messages import (
     get_ip_port,
     get_list,
     get_str,
+    is_ip,
 )
 from agent.gossip.suspicion import Suspicion
 
@@ -161,7 +162,8 @@ class Memberlist:
     metrics: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.nodes: list[NodeState] = []
+        #: Member names in probe order (shuffled round-robin); `node_map` holds the states.
+        self.nodes: list[str] = []
         self.node_map: dict[str, NodeState] = {}
         self.incarnation = 0
         self.seq = 0
@@ -179,7 +181,8 @@ class Memberlist:
         self._out: list[Outgoing] = []
         self.next_probe_at = self.now + self.profile.probe_interval * self.rng.random()
         self.next_gossip_at = self.now
-        self.next_push_pull_at = self.now + self.profile.push_pull_interval
+        # Random stagger, as memberlist's tickers start.
+        self.next_push_pull_at = self.now + self.profile.push_pull_interval * self.rng.random()
 
     # ------------------------------------------------------------------ public API
 
@@ -224,7 +227,7 @@ class Memberlist:
         self.now = now
         self.leaving = True
         me = self.local()
-        others = any(n.state == State.ALIVE and n.name != self.name for n in self.nodes)
+        others = any(n.state == State.ALIVE and n.name != self.name for n in self.node_map.values())
         self._dead_node(me.incarnation, self.name, self.name)
         if not others:
             self.leave_broadcast_done = True
@@ -254,7 +257,7 @@ class Memberlist:
         self.broadcasts.queue(message, subject)
 
     def alive_members(self) -> list[NodeState]:
-        return [n for n in self.nodes if n.state in (State.ALIVE, State.SUSPECT)]
+        return [n for n in self.node_map.values() if n.state in (State.ALIVE, State.SUSPECT)]
 
     # ------------------------------------------------------------------ inputs
 
@@ -430,7 +433,7 @@ class Memberlist:
                 self.probe_index = 0
                 checked += 1
                 continue
-            node = self.nodes[self.probe_index]
+            node = self.node_map[self.nodes[self.probe_index]]
             self.probe_index += 1
             if node.name == self.name or node.dead_or_left():
                 checked += 1
@@ -441,13 +444,14 @@ class Memberlist:
     def _reset_nodes(self) -> None:
         """Forget members dead for longer than gossip_to_the_dead_time; reshuffle."""
         cutoff = self.now - self.profile.gossip_to_the_dead_time
-        keep: list[NodeState] = []
-        for node in self.nodes:
+        keep: list[str] = []
+        for name in self.nodes:
+            node = self.node_map[name]
             if node.dead_or_left() and node.state_change < cutoff:
-                del self.node_map[node.name]
-                self.suspicions.pop(node.name, None)
+                del self.node_map[name]
+                self.suspicions.pop(name, None)
             else:
-                keep.append(node)
+                keep.append(name)
         self.rng.shuffle(keep)
         self.nodes = keep
 
@@ -537,8 +541,9 @@ class Memberlist:
             if i in seen:
                 continue
             seen.add(i)
-            if accept(self.nodes[i]):
-                picked.append(self.nodes[i])
+            node = self.node_map[self.nodes[i]]
+            if accept(node):
+                picked.append(node)
         return picked
 
     # ------------------------------------------------------------------ gossip, push/pull
@@ -574,7 +579,7 @@ class Memberlist:
     def _push_pull_message(self, join: bool, reply: bool) -> bytes:
         nodes = [
             [n.name, n.addr, n.port, n.meta, n.incarnation, int(n.state), list(n.vsn)]
-            for n in self.nodes
+            for n in self.node_map.values()
         ]
         body = {
             "Join": join,
@@ -604,7 +609,8 @@ class Memberlist:
                 and all(isinstance(v, int) for v in vsn)
             ):
                 raise BadMessage("push/pull: bad node entry")
-            get_ip({"Addr": addr}, "Addr")
+            if not is_ip(addr):
+                raise BadMessage("push/pull: node address is not an IP")
             states.append(
                 NodeState(name, addr, port, meta, inc, State(state), self.now, tuple(vsn))
             )
@@ -650,6 +656,17 @@ class Memberlist:
             },
         )
 
+    def _owned(self, name: str) -> NodeState | None:
+        """The state of `name` for changing it. A simulation may share states between
+        nodes' views (agent/sim/gossip_shared.py); its map then copies on write."""
+        own = getattr(self.node_map, "own", None)
+        return own(name) if own is not None else self.node_map.get(name)
+
+    def _must_own(self, name: str) -> NodeState:
+        state = self._owned(name)
+        assert state is not None, name
+        return state
+
     def _alive_node(
         self,
         name: str,
@@ -662,12 +679,13 @@ class Memberlist:
     ) -> None:
         if self.leaving and name == self.name:
             return
+        # Read first: most alive messages (every push/pull repeats them) change nothing.
         state = self.node_map.get(name)
         is_new = state is None
         if state is None:
             state = NodeState(name, addr, port, meta, 0, State.DEAD, self.now, vsn)
             self.node_map[name] = state
-            self.nodes.append(state)
+            self.nodes.append(name)
             # Random position so new members are not all probed last.
             i = self.rng.randrange(len(self.nodes))
             self.nodes[i], self.nodes[-1] = self.nodes[-1], self.nodes[i]
@@ -684,6 +702,7 @@ class Memberlist:
                 )
                 return
             # A dead member may come back at a new address.
+            state = self._must_own(name)
             state.addr, state.port = addr, port
             state.incarnation = 0
         is_local = name == self.name
@@ -691,6 +710,8 @@ class Memberlist:
             return
         if inc < state.incarnation and is_local:
             return
+        if not is_new:
+            state = self._must_own(name)
         self.suspicions.pop(name, None)
         old_state, old_meta = state.state, state.meta
         if is_local and not bootstrap:
@@ -726,6 +747,7 @@ class Memberlist:
             return
         if state.state != State.ALIVE:
             return
+        state = self._must_own(name)
         if name == self.name:
             if not self.leaving:
                 self._refute(state, inc)
@@ -767,6 +789,7 @@ class Memberlist:
         self.suspicions.pop(name, None)
         if state.dead_or_left():
             return
+        state = self._must_own(name)
         if name == self.name:
             if not self.leaving:
                 self._refute(state, inc)
@@ -787,28 +810,3 @@ class Memberlist:
 
     def _leave_sent(self) -> None:
         self.leave_broadcast_done = True
-
-    # ------------------------------------------------------------------ simulation support
-
-    def seed_known(self, nodes: list[NodeState]) -> list[NodeState]:
-        """Start from an already converged view (large simulations): the members are
-        added alive without gossip or delegate calls; returns the ones added."""
-        added = []
-        for src in nodes:
-            if src.name in self.node_map:
-                continue
-            node = NodeState(
-                src.name,
-                src.addr,
-                src.port,
-                src.meta,
-                src.incarnation,
-                State.ALIVE,
-                self.now,
-                src.vsn,
-            )
-            self.node_map[node.name] = node
-            self.nodes.append(node)
-            added.append(node)
-        self.rng.shuffle(self.nodes)
-        return added

@@ -7,20 +7,32 @@ apply to UDP only, as TCP retransmits. A node wakes at its core's `next_deadline
 
 from __future__ import annotations
 
+import copy
 import functools
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agent.gossip.config import Profile
 from agent.gossip.serf import Event, MemberEvent, Serf, UserEvent
 from agent.gossip.swim import NodeState, State
 from agent.sim.clock import VirtualClock, _Event
+from agent.sim.gossip_shared import SharedMap, SharedNames
 from agent.sim.network import Faults, SimNetwork
 
 PORT = 8301
+
+
+def _copy_member_state(ms: Any) -> Any:
+    clone = copy.copy(ms)
+    clone.member = copy.copy(ms.member)
+    return clone
+
+
+def _fingerprint(state: NodeState) -> tuple[Any, ...]:
+    return (state.incarnation, state.state, state.addr, state.port, state.meta)
 
 
 def sim_addr(i: int) -> str:
@@ -67,6 +79,7 @@ class GossipCluster:
         #: (event type or "user:<name>", member name) -> observers that saw it; kept
         #: incrementally so stop conditions at N=1000 are O(1).
         self.seen: dict[tuple[str, str], set[str]] = {}
+        self._shared: list[tuple[dict[str, NodeState], dict[str, Any], dict[str, Any]]] = []
 
     # ------------------------------------------------------------------ building
 
@@ -96,16 +109,48 @@ class GossipCluster:
         return node
 
     def converged(self, n: int) -> list[SimNode]:
-        """n started nodes that already know each other (no join traffic)."""
+        """n started nodes that already know each other (no join traffic). Their member
+        tables share one copy-on-write base (agent/sim/gossip_shared.py), so N = 5000
+        fits in memory; `shared_untouched()` checks no view wrote into the base."""
         new = [self.add_node() for _ in range(n)]
-        states = [n.serf.memberlist.local() for n in new]
-        tags_cache: dict[bytes, dict[str, str]] = {}
+        base_nodes: dict[str, NodeState] = {}
+        base_members: dict[str, Any] = {}
         for node in new:
-            node.serf.seed_known(states, tags_cache)
-            node.serf.take_events()
+            state = copy.copy(node.serf.memberlist.local())
+            base_nodes[node.name] = state
+            ms = node.serf.member_states[node.name]
+            base_members[node.name] = _copy_member_state(ms)
+        names = list(base_nodes)
+        self.rng.shuffle(names)
+        self._shared.append(
+            (base_nodes, base_members, {k: _fingerprint(v) for k, v in base_nodes.items()})
+        )
+        for node in new:
+            ml, serf = node.serf.memberlist, node.serf
+            me, my_member = ml.local(), serf.member_states[node.name]
+            nodes_map: SharedMap[NodeState] = SharedMap(base_nodes, copy.copy)
+            nodes_map[node.name] = me
+            members_map: SharedMap[Any] = SharedMap(base_members, _copy_member_state)
+            members_map[node.name] = my_member
+            ml.node_map = cast(dict[str, NodeState], nodes_map)
+            ml.nodes = cast(list[str], SharedNames(names))
+            ml.probe_index = self.rng.randrange(n)
+            ml.next_push_pull_at = (
+                self.clock.now + ml.profile.push_pull_scale(n) * self.rng.random()
+            )
+            serf.member_states = cast(dict[str, Any], members_map)
+            serf.take_events()
             node.events.clear()
             self._after(node)
         return new
+
+    def shared_untouched(self) -> bool:
+        """No simulated node changed a shared base state in place (copy-on-write held)."""
+        for base_nodes, _, prints in self._shared:
+            for name, state in base_nodes.items():
+                if _fingerprint(state) != prints[name]:
+                    return False
+        return True
 
     def restart(self, node: SimNode) -> SimNode:
         """A fresh process at the same name and address (state lost, as after SIGKILL)."""
