@@ -1,0 +1,184 @@
+"""DNS settings: `domain`, `recursors` and Consul 0.7's `dns_config` block, validated.
+
+Defaults are Consul 0.7.0's: TTLs 0 (no caching downstream), allow_stale true with
+max_stale 5 s, only_passing false, enable_truncate false, udp_answer_limit 3, recursor
+timeout 2 s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.config import parse_duration
+
+DNS_PORT = 53
+
+
+class DNSConfigError(ValueError):
+    """A dns_config value, domain or recursor is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class DNSConfig:
+    domain: str = "consul."
+    recursors: tuple[tuple[str, int], ...] = ()
+    node_ttl: float = 0.0
+    #: service name -> TTL in seconds; "*" is the default for services not listed
+    service_ttl: tuple[tuple[str, float], ...] = ()
+    allow_stale: bool = True
+    max_stale: float = 5.0
+    only_passing: bool = False
+    enable_truncate: bool = False
+    udp_answer_limit: int = 3
+    recursor_timeout: float = 2.0
+
+    def ttl_for_service(self, service: str) -> int:
+        """Consul 0.7: the service's own TTL, else the "*" entry, else 0."""
+        wildcard = 0.0
+        for name, ttl in self.service_ttl:
+            if name == service:
+                return int(ttl)
+            if name == "*":
+                wildcard = ttl
+        return int(wildcard)
+
+
+def normalize_domain(domain: str) -> str:
+    """ "consul" -> "consul." (lower case, one trailing dot); rejects empty or bad labels."""
+    d = domain.strip().lower()
+    if not d.endswith("."):
+        d += "."
+    labels = d[:-1].split(".")
+    if d == "." or any(not lab or len(lab) > 63 for lab in labels):
+        raise DNSConfigError(
+            f'domain: expected a DNS domain such as "consul.", got {json.dumps(domain)}'
+        )
+    return d
+
+
+def parse_recursor(addr: str) -> tuple[str, int]:
+    """ "8.8.8.8", "8.8.8.8:53", "[::1]:53" -> (host, port); the host must be an IP address."""
+    text = addr.strip()
+    host, port = text, DNS_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise DNSConfigError(f"recursors: invalid address {json.dumps(addr)}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise DNSConfigError(f"recursors: invalid address {json.dumps(addr)}")
+            port = _port(rest[1:], addr)
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = _port(p, addr)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise DNSConfigError(
+            f"recursors: expected an IP address with an optional port, got {json.dumps(addr)}"
+        ) from None
+    return host, port
+
+
+def _port(text: str, addr: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise DNSConfigError(f"recursors: invalid port in {json.dumps(addr)}")
+    return int(text)
+
+
+def _duration(key: str, v: Any) -> float:
+    if isinstance(v, bool):
+        raise DNSConfigError(
+            f'dns_config.{key}: expected a duration such as "5s", got {json.dumps(v)}'
+        )
+    if isinstance(v, int | float):
+        secs = float(v) / 1e9  # Consul accepts nanoseconds as numbers
+    elif isinstance(v, str):
+        try:
+            secs = parse_duration(v)
+        except ValueError as exc:
+            raise DNSConfigError(f"dns_config.{key}: {exc}") from None
+    else:
+        raise DNSConfigError(
+            f'dns_config.{key}: expected a duration such as "5s", got {json.dumps(v)}'
+        )
+    if secs < 0:
+        raise DNSConfigError(f"dns_config.{key}: must not be negative")
+    return secs
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise DNSConfigError(f"dns_config.{key}: expected true or false, got {json.dumps(v)}")
+    return v
+
+
+def build_dns_config(
+    *,
+    domain: str = "consul.",
+    recursors: list[str] | tuple[str, ...] = (),
+    dns_config: Mapping[str, Any] | None = None,
+) -> DNSConfig:
+    """Validate everything the DNS server is configured with; DNSConfigError on bad input."""
+    out: dict[str, Any] = {
+        "domain": normalize_domain(domain),
+        "recursors": tuple(parse_recursor(r) for r in recursors),
+    }
+    if dns_config is not None and not isinstance(dns_config, Mapping):
+        raise DNSConfigError("dns_config: expected a JSON object")
+    raw = dict(dns_config or {})
+    for key, v in raw.items():
+        if key == "node_ttl":
+            out["node_ttl"] = _duration(key, v)
+        elif key == "service_ttl":
+            if not isinstance(v, dict):
+                raise DNSConfigError(
+                    'dns_config.service_ttl: expected an object such as {"*": "5s"}'
+                )
+            out["service_ttl"] = tuple(
+                (str(name), _duration(f"service_ttl.{name}", d)) for name, d in v.items()
+            )
+        elif key == "allow_stale":
+            out["allow_stale"] = _bool(key, v)
+        elif key == "max_stale":
+            out["max_stale"] = _duration(key, v)
+        elif key == "only_passing":
+            out["only_passing"] = _bool(key, v)
+        elif key == "enable_truncate":
+            out["enable_truncate"] = _bool(key, v)
+        elif key == "udp_answer_limit":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise DNSConfigError(
+                    f"dns_config.udp_answer_limit: expected a positive integer, got {json.dumps(v)}"
+                )
+            out["udp_answer_limit"] = v
+        elif key == "recursor_timeout":
+            secs = _duration(key, v)
+            if secs <= 0:
+                raise DNSConfigError("dns_config.recursor_timeout: must be positive")
+            out["recursor_timeout"] = secs
+        elif key in ("disable_compression", "enable_additional_node_meta_txt"):
+            _bool(key, v)  # accepted as Consul's later versions; compression always on here
+        else:
+            raise DNSConfigError(f"dns_config: unknown key {json.dumps(key)}")
+    return DNSConfig(**out)
+
+
+def dns_config_from_agent_config(cfg: Any) -> DNSConfig:
+    """Read domain, recursors and the dns_config block (kept as JSON in cfg.passthrough)."""
+    block: Any = None
+    for key, text in getattr(cfg, "passthrough", ()):
+        if key == "dns_config":
+            block = json.loads(text)
+    if block is not None and not isinstance(block, dict):
+        raise DNSConfigError("dns_config: expected a JSON object")
+    return build_dns_config(
+        domain=getattr(cfg, "domain", "consul."),
+        recursors=tuple(getattr(cfg, "recursors", ())),
+        dns_config=block,
+    )

@@ -1,0 +1,523 @@
+"""The DNS server on 8600 (UDP and TCP): Consul 0.7's DNS interface over `AgentAPI.rpc`.
+
+Theory of operation. `DNSServer.handle(packet, tcp=...)` turns one query packet into one
+reply packet (or None: dropped). Everything else here is transport:
+
+* Packets shorter than a header, and responses (QR set), are dropped and counted in
+  `stats.dropped` — answering a response could loop between two servers. A header that
+  parses with a body that does not gets FORMERR (`stats.formerr`); so does a query with
+  other than one question. Opcodes other than QUERY get NOTIMP. Nothing raises out of
+  `handle`: an unexpected error is logged and answered SERVFAIL.
+* Names are classified by `names.classify`; names in the domain are answered from the
+  catalog with one RPC per query (Catalog.NodeServices, Health.ServiceNodes,
+  Catalog.ListNodes for reverse lookups), AllowStale as dns_config says, re-asked without it
+  when the answering server's LastContact exceeds max_stale (Consul 0.7). Nothing is cached:
+  TTLs are 0 unless configured, as Consul serves them.
+* Names outside the domain go to the recursors over UDP with recursor_timeout each; without
+  recursors the reply is SERVFAIL with flags qr rd (no aa, no ra), as Consul's DNS mux
+  answers a name it has no handler for.
+* Over UDP answers are cut to udp_answer_limit (TC only with enable_truncate, as Consul),
+  then to 512 bytes (TC always set when records were dropped to fit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+
+from agent.api import AgentAPI, RPCError
+from agent.dns.config import (
+    DNSConfig,
+    DNSConfigError,
+    dns_config_from_agent_config,
+    normalize_domain,
+    parse_recursor,
+)
+from agent.dns.names import (
+    ApexQuery,
+    InvalidQuery,
+    NodeQuery,
+    OutsideQuery,
+    Query,
+    ReverseQuery,
+    ServiceQuery,
+    classify,
+    domain_labels,
+)
+from agent.dns.records import (
+    UDP_MAX_SIZE,
+    healthy,
+    limit_answers,
+    node_records,
+    pack_for_udp,
+    ptr_record,
+    service_address_records,
+    service_srv_records,
+    soa_record,
+)
+
+log = logging.getLogger("dns")
+
+HEADER_SIZE = 12
+TCP_MAX_SIZE = 65535
+#: A TCP connection with no query for this long is closed.
+TCP_IDLE_TIMEOUT = 10.0
+#: Bounds on work in progress: UDP queries being answered and open TCP connections. Beyond
+#: them a UDP query is dropped (and counted) and a TCP connection closed at once.
+MAX_INFLIGHT_UDP = 1024
+MAX_TCP_CONNECTIONS = 256
+
+_SRV, _SOA, _ANY = QTYPE.SRV, QTYPE.SOA, QTYPE.ANY
+_QR_BIT = 0x80
+_OPCODE_RD_BITS = 0x79  # opcode (4 bits) and RD in the third header byte
+
+
+@dataclass(slots=True)
+class DNSStats:
+    """Counters since start; `dropped` counts packets that got no reply at all."""
+
+    queries: int = 0
+    dropped: int = 0
+    formerr: int = 0
+    servfail: int = 0
+    nxdomain: int = 0
+    recursed: int = 0
+
+
+def _go_duration(seconds: float) -> str:
+    """A duration as Go prints it in Consul's log lines (153.2µs, 1.5ms)."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f}µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3f}ms"
+    return f"{seconds:.3f}s"
+
+
+def header_error(packet: bytes, rcode: int) -> bytes:
+    """A reply carrying only the header of `packet` (its ID, opcode and RD) and `rcode`."""
+    return packet[:2] + bytes((_QR_BIT | (packet[2] & _OPCODE_RD_BITS), rcode)) + bytes(8)
+
+
+class DNSServer:
+    """Consul 0.7's DNS interface for one agent.
+
+    DNSServer(agent, domain="consul.", recursors=["127.0.0.53:53"], datacenter="dc1",
+              node_ttl=0.0, service_ttl={"*": 5.0}, allow_stale=True, max_stale=5.0,
+              only_passing=False, enable_truncate=False, udp_answer_limit=3,
+              recursor_timeout=2.0)
+    Bad domain or recursor values raise DNSConfigError.
+    """
+
+    def __init__(
+        self,
+        agent: AgentAPI,
+        *,
+        domain: str = "consul.",
+        recursors: Sequence[str] = (),
+        datacenter: str | None = None,
+        node_ttl: float = 0.0,
+        service_ttl: Mapping[str, float] | None = None,
+        allow_stale: bool = True,
+        max_stale: float = 5.0,
+        only_passing: bool = False,
+        enable_truncate: bool = False,
+        udp_answer_limit: int = 3,
+        recursor_timeout: float = 2.0,
+    ) -> None:
+        if udp_answer_limit < 1:
+            raise DNSConfigError("udp_answer_limit: expected a positive integer")
+        if recursor_timeout <= 0:
+            raise DNSConfigError("recursor_timeout: must be positive")
+        config = DNSConfig(
+            domain=normalize_domain(domain),
+            recursors=tuple(parse_recursor(r) for r in recursors),
+            node_ttl=float(node_ttl),
+            service_ttl=tuple((k, float(v)) for k, v in (service_ttl or {}).items()),
+            allow_stale=allow_stale,
+            max_stale=float(max_stale),
+            only_passing=only_passing,
+            enable_truncate=enable_truncate,
+            udp_answer_limit=udp_answer_limit,
+            recursor_timeout=float(recursor_timeout),
+        )
+        self._init(agent, config, datacenter)
+
+    @classmethod
+    def from_config(
+        cls, agent: AgentAPI, config: DNSConfig, datacenter: str | None = None
+    ) -> DNSServer:
+        server = cls.__new__(cls)
+        server._init(agent, config, datacenter)
+        return server
+
+    def _init(self, agent: AgentAPI, config: DNSConfig, datacenter: str | None) -> None:
+        self.agent = agent
+        self.config = config
+        self.datacenter = datacenter or agent.datacenter
+        self.stats = DNSStats()
+        self._domain = config.domain
+        self._domain_labels = domain_labels(config.domain)
+        self._node_ttl = int(config.node_ttl)
+        self._ra = 1 if config.recursors else 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self.address: tuple[str, int] | None = None
+
+    # ---- the query path ------------------------------------------------------------------
+    async def handle(self, packet: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        """One query packet -> one reply packet, or None when the packet is dropped."""
+        stats = self.stats
+        stats.queries += 1
+        if len(packet) < HEADER_SIZE or packet[2] & _QR_BIT:
+            stats.dropped += 1
+            return None
+        try:
+            req = DNSRecord.parse(packet)
+        except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
+            stats.formerr += 1
+            return header_error(packet, RCODE.FORMERR)
+        if req.header.opcode != 0:
+            return header_error(packet, RCODE.NOTIMP)
+        if len(req.questions) != 1:
+            stats.formerr += 1
+            return header_error(packet, RCODE.FORMERR)
+        started = time.perf_counter()
+        try:
+            wire = await self._answer(req, packet, tcp)
+        except Exception:
+            log.exception("failed to answer %s", req.q.qname)
+            stats.servfail += 1
+            wire = self._servfail(req, aa=1, ra=self._ra).pack()
+        if log.isEnabledFor(logging.DEBUG):
+            q = req.q
+            log.debug(
+                "request for {%s %d %d} (%s) from client %s (%s)",
+                q.qname,
+                q.qtype,
+                q.qclass,
+                _go_duration(time.perf_counter() - started),
+                client,
+                "tcp" if tcp else "udp",
+            )
+        return wire
+
+    async def _answer(self, req: DNSRecord, packet: bytes, tcp: bool) -> bytes:
+        q = req.q
+        query: Query = classify(q.qname.label, self._domain_labels, self.datacenter)
+        if isinstance(query, OutsideQuery):
+            return await self._recurse(req, packet)
+        if isinstance(query, ReverseQuery):
+            reply = await self._reverse(req, query)
+            if reply is None:
+                return await self._recurse(req, packet)
+        else:
+            reply = DNSRecord(
+                DNSHeader(id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=1, ra=self._ra), q=q
+            )
+            if isinstance(query, ServiceQuery):
+                await self._service(req, query, reply, tcp)
+            elif isinstance(query, NodeQuery):
+                await self._node(req, query, reply)
+            elif isinstance(query, ApexQuery):
+                if q.qtype in (_SOA, _ANY):
+                    reply.add_answer(soa_record(self._domain))
+                else:
+                    reply.add_auth(soa_record(self._domain))
+            else:
+                assert isinstance(query, InvalidQuery)
+                log.warning("QName invalid: %s", query.name)
+                self._nxdomain(reply)
+        if tcp:
+            wire = reply.pack()
+            if len(wire) > TCP_MAX_SIZE:
+                wire, _ = pack_for_udp(reply)  # cannot happen with sane catalogs; stay valid
+            return wire
+        if len(reply.rr) <= 1 and not reply.ar:
+            wire = reply.pack()
+            if len(wire) <= UDP_MAX_SIZE:
+                return wire
+        return pack_for_udp(reply)[0]
+
+    def _nxdomain(self, reply: DNSRecord) -> None:
+        self.stats.nxdomain += 1
+        reply.header.rcode = RCODE.NXDOMAIN
+        reply.add_auth(soa_record(self._domain))
+
+    def _servfail(self, req: DNSRecord, *, aa: int, ra: int) -> DNSRecord:
+        return DNSRecord(
+            DNSHeader(
+                id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=aa, ra=ra, rcode=RCODE.SERVFAIL
+            ),
+            q=req.q,
+        )
+
+    async def _read(self, method: str, args: dict[str, Any]) -> Any:
+        """A catalog read with AllowStale as configured; too stale -> asked again of the leader."""
+        stale = self.config.allow_stale
+        args["AllowStale"] = stale
+        reply = await self.agent.rpc(method, args)
+        if stale and float((reply or {}).get("LastContact") or 0.0) > self.config.max_stale:
+            log.warning("Query results too stale, re-requesting")
+            args = dict(args, AllowStale=False)
+            reply = await self.agent.rpc(method, args)
+        return reply
+
+    async def _node(self, req: DNSRecord, query: NodeQuery, reply: DNSRecord) -> None:
+        qtype = req.q.qtype
+        try:
+            out = await self._read(
+                "Catalog.NodeServices", {"Datacenter": query.datacenter, "Node": query.node}
+            )
+        except RPCError as exc:
+            log.error("rpc error: %s", exc)
+            self.stats.servfail += 1
+            reply.header.rcode = RCODE.SERVFAIL
+            return
+        node_services = (out or {}).get("NodeServices")
+        if not node_services:
+            self._nxdomain(reply)
+            return
+        address = (node_services.get("Node") or {}).get("Address") or ""
+        records = node_records(req.q.qname, qtype, address, self._node_ttl)
+        if records:
+            reply.rr.extend(records)
+        else:
+            reply.add_auth(soa_record(self._domain))
+
+    async def _service(
+        self, req: DNSRecord, query: ServiceQuery, reply: DNSRecord, tcp: bool
+    ) -> None:
+        args = {
+            "Datacenter": query.datacenter,
+            "ServiceName": query.service,
+            "ServiceTag": query.tag,
+            "TagFilter": query.tag != "",
+        }
+        try:
+            out = await self._read("Health.ServiceNodes", args)
+        except RPCError as exc:
+            log.error("rpc error: %s", exc)
+            self.stats.servfail += 1
+            reply.header.rcode = RCODE.SERVFAIL
+            return
+        nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
+        if not nodes:
+            self._nxdomain(reply)
+            return
+        random.shuffle(nodes)
+        ttl = self.config.ttl_for_service(query.service)
+        q = req.q
+        if q.qtype == _SRV:
+            answers, extra = service_srv_records(
+                q.qname, nodes, query.datacenter, self._domain, ttl
+            )
+            reply.rr.extend(answers)
+            reply.ar.extend(extra)
+        else:
+            reply.rr.extend(service_address_records(q.qname, q.qtype, nodes, ttl))
+        if (
+            not tcp
+            and limit_answers(reply, self.config.udp_answer_limit)
+            and self.config.enable_truncate
+        ):
+            reply.header.tc = 1
+        if not reply.rr:
+            reply.add_auth(soa_record(self._domain))
+
+    async def _reverse(self, req: DNSRecord, query: ReverseQuery) -> DNSRecord | None:
+        """PTR for a node's address in our datacenter; None when no node has it."""
+        if not query.address:
+            return None
+        try:
+            out = await self._read("Catalog.ListNodes", {"Datacenter": self.datacenter})
+        except RPCError as exc:
+            log.error("rpc error: %s", exc)
+            return None
+        for node in (out or {}).get("Nodes") or ():
+            if node.get("Address") == query.address:
+                reply = DNSRecord(
+                    DNSHeader(id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=1, ra=self._ra),
+                    q=req.q,
+                )
+                reply.add_answer(
+                    ptr_record(req.q.qname, node.get("Node", ""), self.datacenter, self._domain)
+                )
+                return reply
+        return None
+
+    async def _recurse(self, req: DNSRecord, packet: bytes) -> bytes:
+        """Ask each recursor in turn over UDP; the first answer is passed back unchanged."""
+        if not self.config.recursors:
+            self.stats.servfail += 1
+            return self._servfail(req, aa=0, ra=0).pack()
+        self.stats.recursed += 1
+        for host, port in self.config.recursors:
+            try:
+                return await self._exchange(host, port, packet)
+            except (OSError, TimeoutError) as exc:
+                log.error("recurse failed: %s", exc or "timeout")
+        q = req.q
+        log.error("all resolvers failed for {%s %d %d}", q.qname, q.qtype, q.qclass)
+        self.stats.servfail += 1
+        return self._servfail(req, aa=0, ra=1).pack()
+
+    async def _exchange(self, host: str, port: int, packet: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bytes] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Exchange(packet[:2], answer), remote_addr=(host, port)
+        )
+        try:
+            transport.sendto(packet)
+            async with asyncio.timeout(self.config.recursor_timeout):
+                return await answer
+        finally:
+            transport.close()
+
+    # ---- transports -------------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> None:
+        """Listen on host:port over UDP and TCP (port 0: one free port for both)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(5):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UDPProtocol(self), local_addr=(host, port)
+            )
+            bound = udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(
+                    self._serve_tcp, host, bound, reuse_address=True
+                )
+            except OSError:
+                udp.close()
+                if port != 0 or attempt == 4:
+                    raise
+                continue
+            self._udp = udp
+            self.address = (host, bound)
+            return
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+        for writer in list(self._tcp_writers):
+            writer.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._tcp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp.wait_closed(), 2.0)
+            self._tcp = None
+
+    def _on_datagram(self, transport: asyncio.DatagramTransport, packet: bytes, addr: Any) -> None:
+        if len(self._tasks) >= MAX_INFLIGHT_UDP:
+            self.stats.dropped += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_udp(transport, packet, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_udp(
+        self, transport: asyncio.DatagramTransport, packet: bytes, addr: Any
+    ) -> None:
+        wire = await self.handle(packet, False, f"{addr[0]}:{addr[1]}")
+        if wire is not None and not transport.is_closing():
+            transport.sendto(wire, addr)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tcp_writers) >= MAX_TCP_CONNECTIONS:
+            self.stats.dropped += 1
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._tcp_writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            while True:
+                async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    packet = await reader.readexactly(size)
+                wire = await self.handle(packet, True, client)
+                if wire is None:
+                    break
+                writer.write(struct.pack("!H", len(wire)) + wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, OSError):
+            pass
+        finally:
+            self._tcp_writers.discard(writer)
+            self._tasks.discard(task)
+            writer.close()
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self._server = server
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._transport is not None:
+            self._server._on_datagram(self._transport, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors from clients that went away; nothing to do
+
+
+class _Exchange(asyncio.DatagramProtocol):
+    """One query to a recursor: the first reply with our ID resolves the future."""
+
+    def __init__(self, query_id: bytes, answer: asyncio.Future[bytes]) -> None:
+        self._id = query_id
+        self._answer = answer
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if (
+            len(data) >= HEADER_SIZE
+            and data[:2] == self._id
+            and data[2] & _QR_BIT
+            and not self._answer.done()
+        ):
+            self._answer.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self._answer.done():
+            self._answer.set_exception(exc)
+
+
+async def start_dns(agent: AgentAPI, cfg: Any) -> DNSServer | None:
+    """The agent's hook: start DNS on (addresses.dns or client_addr, ports.dns).
+
+    An invalid dns_config/domain/recursor is logged and DNS stays off (the agent keeps
+    running); an address in use raises OSError for the agent to report."""
+    try:
+        config = dns_config_from_agent_config(cfg)
+    except (DNSConfigError, ValueError) as exc:
+        log.error("DNS disabled, invalid configuration: %s", exc)
+        return None
+    server = DNSServer.from_config(agent, config, datacenter=cfg.datacenter)
+    host = (cfg.addresses.dns or cfg.client_addr).split()[0]
+    await server.start(host, cfg.ports.dns)
+    return server

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agent.dns.config import (
+    DNSConfig,
+    DNSConfigError,
+    build_dns_config,
+    dns_config_from_agent_config,
+    normalize_domain,
+    parse_recursor,
+)
+
+
+def test_defaults_are_consul_07() -> None:
+    c = build_dns_config()
+    assert c == DNSConfig()
+    assert (c.node_ttl, c.allow_stale, c.max_stale, c.udp_answer_limit) == (0.0, True, 5.0, 3)
+    assert not c.enable_truncate and not c.only_passing
+
+
+def test_dns_config_block() -> None:
+    c = build_dns_config(
+        domain="Example",
+        recursors=["127.0.0.53", "127.0.0.1:5353", "[::1]:53"],
+        dns_config={
+            "node_ttl": "10s",
+            "service_ttl": {"*": "5s", "web": "30s"},
+            "allow_stale": False,
+            "max_stale": "1m",
+            "only_passing": True,
+            "enable_truncate": True,
+            "udp_answer_limit": 5,
+            "recursor_timeout": "500ms",
+        },
+    )
+    assert c.domain == "example."
+    assert c.recursors == (("127.0.0.53", 53), ("127.0.0.1", 5353), ("::1", 53))
+    assert c.node_ttl == 10.0 and c.max_stale == 60.0 and c.recursor_timeout == 0.5
+    assert c.ttl_for_service("web") == 30 and c.ttl_for_service("db") == 5
+    assert not c.allow_stale and c.only_passing and c.enable_truncate
+    assert c.udp_answer_limit == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"domain": ""}, "domain: expected a DNS domain"),
+        ({"domain": "a..b"}, "domain: expected a DNS domain"),
+        (
+            {"recursors": ["dns.google"]},
+            'recursors: expected an IP address with an optional port, got "dns.google"',
+        ),
+        ({"recursors": ["127.0.0.1:99999"]}, "recursors: invalid port"),
+        ({"dns_config": {"node_ttl": "soon"}}, "dns_config.node_ttl: expected a duration"),
+        ({"dns_config": {"allow_stale": "yes"}}, "dns_config.allow_stale: expected true or false"),
+        (
+            {"dns_config": {"udp_answer_limit": 0}},
+            "dns_config.udp_answer_limit: expected a positive integer",
+        ),
+        ({"dns_config": {"service_ttl": "5s"}}, "dns_config.service_ttl: expected an object"),
+        ({"dns_config": {"service_ttl": {"web": "x"}}}, "dns_config.service_ttl.web"),
+        (
+            {"dns_config": {"recursor_timeout": "0s"}},
+            "dns_config.recursor_timeout: must be positive",
+        ),
+        ({"dns_config": {"bogus": 1}}, 'dns_config: unknown key "bogus"'),
+        ({"dns_config": [1]}, "dns_config: expected a JSON object"),
+    ],
+)
+def test_bad_values_name_the_key(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(DNSConfigError) as err:
+        build_dns_config(**kwargs)
+    assert message in str(err.value)
+
+
+def test_normalize_and_recursor_helpers() -> None:
+    assert normalize_domain("consul") == "consul."
+    assert parse_recursor(" 8.8.8.8 ") == ("8.8.8.8", 53)
+
+
+@dataclass
+class _Cfg:
+    domain: str = "consul."
+    recursors: tuple[str, ...] = ()
+    passthrough: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def test_from_agent_config_reads_passthrough_block() -> None:
+    cfg = _Cfg(
+        domain="senate",
+        recursors=("127.0.0.9",),
+        passthrough=(("dns_config", json.dumps({"node_ttl": "3s"})), ("telemetry", "{}")),
+    )
+    c = dns_config_from_agent_config(cfg)
+    assert (c.domain, c.recursors, c.node_ttl) == ("senate.", (("127.0.0.9", 53),), 3.0)
+    with pytest.raises(DNSConfigError):
+        dns_config_from_agent_config(_Cfg(passthrough=(("dns_config", "3"),)))
