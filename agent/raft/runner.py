@@ -130,6 +130,7 @@ class RaftNode:
         self.fsm_pending = 0
         #: Last index applied to the FSM (the core's applied_index is what it handed out).
         self._fsm_applied = 0
+        self._pruned_for = -1  # configuration index the transport's peers were pruned for
         # One thread for the disk: writes stay in order, the event loop stays responsive.
         self._disk: concurrent.futures.ThreadPoolExecutor | None = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-disk")
@@ -259,6 +260,9 @@ class RaftNode:
                 self._fail_all(NotLeaderError(None, "raft store failed"))
                 return
             self._notify_leadership()
+            if core.config_index != self._pruned_for and self._transport is not None:
+                self._pruned_for = core.config_index
+                self._transport.prune({s.address for s in core.servers})
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = loop.call_at(core.next_deadline(), self._wake.set)

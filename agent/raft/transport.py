@@ -121,6 +121,11 @@ class RaftTransport:
             peer = self._peers[address] = _Peer(self, address)
         peer.send(encode_frame(encode(m)))
 
+    def prune(self, keep: set[str]) -> None:
+        """Stop the outbound connections to addresses no longer in the configuration."""
+        for address in [a for a in self._peers if a not in keep]:
+            self._peers.pop(address).task.cancel()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
