@@ -79,6 +79,8 @@ MAX_TCP_CONNECTIONS = 256
 _SRV, _SOA, _ANY = QTYPE.SRV, QTYPE.SOA, QTYPE.ANY
 _QR_BIT = 0x80
 _OPCODE_RD_BITS = 0x79  # opcode (4 bits) and RD in the third header byte
+_CD_BIT = 0x10  # in the fourth header byte
+_COPIED_FLAGS = 0x7910  # opcode, RD and CD in dnslib's 16-bit flags
 
 
 @dataclass(slots=True)
@@ -103,8 +105,17 @@ def _go_duration(seconds: float) -> str:
 
 
 def header_error(packet: bytes, rcode: int) -> bytes:
-    """A reply carrying only the header of `packet` (its ID, opcode and RD) and `rcode`."""
-    return packet[:2] + bytes((_QR_BIT | (packet[2] & _OPCODE_RD_BITS), rcode)) + bytes(8)
+    """A reply carrying only the header of `packet` (its ID, opcode, RD and CD) and `rcode`."""
+    flags = bytes((_QR_BIT | (packet[2] & _OPCODE_RD_BITS), (packet[3] & _CD_BIT) | rcode))
+    return packet[:2] + flags + bytes(8)
+
+
+def reply_header(req: DNSRecord, *, aa: int, ra: int, rcode: int = 0) -> DNSHeader:
+    """The header of a reply to `req`, as miekg/dns SetReply makes it: the ID, opcode, RD and
+    CD copied; AD and Z never echoed (dig sets AD in queries; Consul's replies do not)."""
+    return DNSHeader(
+        id=req.header.id, bitmap=req.header.bitmap & _COPIED_FLAGS, qr=1, aa=aa, ra=ra, rcode=rcode
+    )
 
 
 class DNSServer:
@@ -222,9 +233,7 @@ class DNSServer:
             if reply is None:
                 return await self._recurse(req, packet)
         else:
-            reply = DNSRecord(
-                DNSHeader(id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=1, ra=self._ra), q=q
-            )
+            reply = DNSRecord(reply_header(req, aa=1, ra=self._ra), q=q)
             if isinstance(query, ServiceQuery):
                 await self._service(req, query, reply, tcp)
             elif isinstance(query, NodeQuery):
@@ -255,12 +264,7 @@ class DNSServer:
         reply.add_auth(soa_record(self._domain))
 
     def _servfail(self, req: DNSRecord, *, aa: int, ra: int) -> DNSRecord:
-        return DNSRecord(
-            DNSHeader(
-                id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=aa, ra=ra, rcode=RCODE.SERVFAIL
-            ),
-            q=req.q,
-        )
+        return DNSRecord(reply_header(req, aa=aa, ra=ra, rcode=RCODE.SERVFAIL), q=req.q)
 
     async def _read(self, method: str, args: dict[str, Any]) -> Any:
         """A catalog read with AllowStale as configured; too stale -> asked again of the leader."""
@@ -347,7 +351,7 @@ class DNSServer:
         for node in (out or {}).get("Nodes") or ():
             if node.get("Address") == query.address:
                 reply = DNSRecord(
-                    DNSHeader(id=req.header.id, bitmap=req.header.bitmap, qr=1, aa=1, ra=self._ra),
+                    reply_header(req, aa=1, ra=self._ra),
                     q=req.q,
                 )
                 reply.add_answer(

@@ -281,3 +281,20 @@ async def test_every_reply_parses_and_echoes_the_question(
     assert wire is not None
     r = DNSRecord.parse(wire)
     assert r.header.id == req.header.id and r.q == req.q
+
+
+async def test_reply_flags_copy_rd_and_cd_never_ad(catalog: FakeCatalogAgent) -> None:
+    # dig sets AD in its queries; Consul's replies (miekg SetReply) carry only ID, opcode,
+    # RD and CD over from the query.
+    req = DNSRecord.question("n1.node.consul")
+    req.header.ad = 1
+    req.header.cd = 1
+    for name in ("n1.node.consul", "server1.mydc"):
+        req.q.qname = name  # type: ignore[assignment]
+        wire = await make(catalog).handle(req.pack())
+        assert wire is not None
+        h = DNSRecord.parse(wire).header
+        assert (h.ad, h.cd, h.rd, h.qr) == (0, 1, 1, 1), name
+    bad = bytearray(b"\x00\x07\x01\x30\x00\x01\x00\x00\x00\x00\x00\x00\x07x")
+    wire = await make(catalog).handle(bytes(bad))
+    assert wire is not None and wire[3] == 0x10 | RCODE.FORMERR
