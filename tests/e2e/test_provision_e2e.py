@@ -170,6 +170,11 @@ class KVWriter:
                     self.written.append(i)
                 break
             i += 1
+            self._stop.wait(0.02)  # pace: about 50 writes/s, load without starving the box
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
 
 def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
@@ -191,6 +196,7 @@ def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
                     writer.avoid.discard(addr)
 
         result = upgrade(dc1, reporter(steer), newer_artifact, on_step=order.append)
+        assert writer.running, "the writer stopped before the upgrade ended"
     assert order == [*followers, leader, "c1", "c2"]
     assert result.upgraded == order
     assert set(current_releases(dc1).values()) == {newer_artifact.release}
@@ -282,10 +288,28 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def test_unreachable_host_fails_clearly(lab: HostLab, tmp_path: Path) -> None:
+def test_unreachable_host_fails_clearly(
+    lab: HostLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     p = tmp_path / "bad.yml"
     p.write_text(
         f"defaults: {{ssh: {{user: root, key_file: {lab.key_file}, connect_timeout: 2}}}}\n"
         "datacenters:\n  dc1:\n    servers: [{name: ghost, host: 10.77.0.99}]\n"
     )
     assert cli.main(["plan", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "1 host(s) failed:" in out and "cannot reach root@10.77.0.99:22 over SSH" in out
+
+
+def test_jump_host(lab: HostLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Hosts reached through a jump host (the first lab host) answer the preflight."""
+    first, *others = lab.addresses[:3]
+    p = tmp_path / "jump.yml"
+    servers = ", ".join(f"{{name: j{i}, host: {a}}}" for i, a in enumerate(others))
+    p.write_text(
+        f"defaults: {{ssh: {{user: root, key_file: {lab.key_file}, jump_host: 'root@{first}:22'}}}}\n"
+        f"datacenters:\n  dc1:\n    servers: [{servers}]\n"
+    )
+    assert cli.main(["plan", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("preflight        ok") == 2

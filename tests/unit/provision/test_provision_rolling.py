@@ -45,7 +45,8 @@ def test_nothing_pending_is_an_empty_plan() -> None:
 
 
 def test_two_datacenters_servers_of_both_before_any_client() -> None:
-    nodes = cluster(leader="s1") + [
+    nodes = [
+        *cluster(leader="s1"),
         ObservedNode("t1", "dc2", S, alive=True, leader=True),
         ObservedNode("t2", "dc2", S, alive=True),
         ObservedNode("d1", "dc2", C, alive=True),
