@@ -10,7 +10,7 @@ from raft_harness import KVFSM, put, wait_for
 
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig
-from agent.raft.runner import NotLeaderError, RaftNode, ServerInfo
+from agent.raft.runner import NotLeaderError, RaftNode, RaftStoreError, ServerInfo
 
 
 async def _node(data_dir: Path | None, fsm: KVFSM) -> tuple[RaftNode, PortMux]:
@@ -104,6 +104,26 @@ async def test_restart_restores_snapshot_and_log(tmp_path: Path) -> None:
         assert fsm2.data == {f"k{i}": b"%d" % i for i in range(20)}  # from the snapshot
         await wait_for(node2.is_leader, 5.0, "leadership after restart")
         await wait_for(lambda: len(fsm2.data) == 25, 5.0, "log replay")
+    finally:
+        await mux2.close()
+        await node2.stop()
+
+
+async def test_corrupt_store_refuses_to_start_naming_the_file(tmp_path: Path) -> None:
+    fsm = KVFSM()
+    node, mux = await _node(tmp_path, fsm)
+    await node.bootstrap([ServerInfo(node.address, node.address, "Voter")])
+    await mux.close()
+    await node.stop()
+    data = tmp_path / "raft" / "data.mdb"
+    raw = bytearray(data.read_bytes())
+    raw[:64] = b"\xff" * 64  # the LMDB meta pages
+    raw[4096 : 4096 + 64] = b"\xff" * 64
+    data.write_bytes(bytes(raw))
+    node2, mux2 = await _node(tmp_path, KVFSM())
+    try:
+        with pytest.raises(RaftStoreError, match=r"raft/data\.mdb"):
+            await node2.start()
     finally:
         await mux2.close()
         await node2.stop()
