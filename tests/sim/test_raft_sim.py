@@ -21,6 +21,7 @@ from agent.raft.core import (
     NONVOTER,
     VOTER,
     AppendEntries,
+    EntryKind,
     InstallSnapshot,
     ReadState,
     Ready,
@@ -128,17 +129,20 @@ def test_thesis_6_2_leader_without_quorum_steps_down_within_lease() -> None:
     _run_until(c, lambda: c.leader() not in (None, lead), 1.0)
 
 
-def test_5_4_2_entries_of_old_terms_commit_only_by_a_current_term_entry() -> None:
-    """A new leader's no-op of its own term is what commits entries left by earlier terms."""
+def test_5_4_2_new_leader_commits_a_noop_of_its_own_term() -> None:
+    """§5.4.2 / §8: a new leader appends a no-op of its term; committing it commits the rest."""
     c = _cluster()
+    _write(c, "a", "1")
     lead = _leader(c)
     assert lead.core is not None
-    noop = lead.core.last_index
-    assert lead.core.entry(noop).term == lead.core.term  # §5.4.2 / §8: the no-op
-    # Until a quorum holds the no-op, nothing of the new term is committed.
-    assert (
-        lead.core.commit_index < noop or lead.core.term_at(lead.core.commit_index) == lead.core.term
-    )
+    c.net.partition({lead.id}, {s for s in c.ids if s != lead.id})
+    _run_until(c, lambda: c.leader() not in (None, lead), 2.0)
+    new = c.leader()
+    assert new is not None and new.core is not None
+    noop = new.core.entry(new.core.last_index)
+    assert noop.kind == EntryKind.NOOP and noop.term == new.core.term
+    _run_until(c, lambda: new.core is not None and new.core.commit_index >= noop.index, 1.0)
+    assert new.kv == {"a": "1"}  # the earlier term's write is committed and applied with it
 
 
 def test_5_3_pipelining_and_group_commit_batch_proposals() -> None:
@@ -250,13 +254,12 @@ def test_thesis_3_10_leadership_transfer_with_timeout_now() -> None:
 
 def test_thesis_4_1_membership_add_nonvoter_promote_and_remove() -> None:
     c = _cluster(size=4)
-    # Start with three voters; the fourth server knows nothing yet.
+    # Four voters bootstrapped; the fourth is removed, re-added as a non-voter, then promoted.
     lead = _leader(c)
     assert lead.core is not None
     fourth = c.ids[3]
     three = tuple(ServerInfo(i, i, VOTER) for i in c.ids[:3])
     assert lead.core.servers[:3] == three
-    # Remove the fourth (it was bootstrapped as a voter) one server at a time, then re-add it.
     without = three
     _change(c, without)
     assert c.leader() is not None
