@@ -100,3 +100,34 @@ def test_thesis_6_2_follower_in_lease_ignores_a_disruptive_candidate() -> None:
     f.step(RequestVote(7, "s5", "s2", last_index=9, last_term=6))
     rd = f.ready()
     assert f.term == 2 and rd.messages == [] and rd.hard_state is None
+
+
+def test_5_3_fast_backtracking_needs_few_round_trips() -> None:
+    """A follower holding 50 entries of a term the leader never had catches up in a couple of
+    round trips, not 50: rejections carry the conflicting term and its first index (§5.3)."""
+    cfg = Entry(1, 1, EntryKind.CONFIGURATION, servers=SERVERS[:3])
+    common = [cfg] + [Entry(i, 1, EntryKind.COMMAND, b"c") for i in range(2, 11)]
+    leader_log = common + [Entry(i, 3, EntryKind.COMMAND, b"L") for i in range(11, 61)]
+    stale_log = common + [Entry(i, 2, EntryKind.COMMAND, b"F") for i in range(11, 61)]
+    leader = RaftCore(
+        "s1", CFG, random.Random(5), hard_state=HardState(3, None), entries=leader_log
+    )
+    follower = RaftCore(
+        "s2", CFG, random.Random(6), hard_state=HardState(2, None), entries=stale_log
+    )
+    _elect(leader, ["s3"])
+    rounds = 0
+    while follower.last_index != leader.last_index or follower.term_at(60) != 3:
+        rounds += 1
+        assert rounds < 40, "no convergence"
+        rd = leader.ready()
+        leader.advance(rd)
+        for m in rd.early_messages + rd.messages:
+            if m.to == "s2":
+                follower.step(m)
+        frd = follower.ready()
+        follower.advance(frd)
+        for m in frd.messages:
+            leader.step(m)
+    assert rounds <= 4
+    assert [follower.term_at(i) for i in (10, 11, 60, 61)] == [1, 3, 3, 4]
