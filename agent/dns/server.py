@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,8 +55,10 @@ from agent.dns.names import (
     domain_labels,
 )
 from agent.dns.records import (
+    MAX_UDP_ANSWER_LIMIT,
     UDP_MAX_SIZE,
     healthy,
+    instance_address,
     limit_answers,
     node_records,
     pack_for_udp,
@@ -64,6 +67,7 @@ from agent.dns.records import (
     service_srv_records,
     soa_record,
 )
+from agent.dns.wire import SimpleQuery, a_reply, ipv4, parse_query
 
 log = logging.getLogger("dns")
 
@@ -77,6 +81,14 @@ MAX_INFLIGHT_UDP = 1024
 MAX_TCP_CONNECTIONS = 256
 
 _SRV, _SOA, _ANY = QTYPE.SRV, QTYPE.SOA, QTYPE.ANY
+_IN = 1
+_FAST_QTYPES = (QTYPE.A, QTYPE.ANY)
+#: Beyond this many A answers over TCP the general path packs (and bounds) the reply.
+FAST_TCP_MAX_ANSWERS = 4000
+CLASSIFY_CACHE_SIZE = 4096
+
+#: A catalog lookup's outcome: (rcode, payload) — the node's address, or the instances.
+Found = tuple[int, Any]
 _QR_BIT = 0x80
 _OPCODE_RD_BITS = 0x79  # opcode (4 bits) and RD in the third header byte
 _CD_BIT = 0x10  # in the fourth header byte
@@ -93,6 +105,14 @@ class DNSStats:
     servfail: int = 0
     nxdomain: int = 0
     recursed: int = 0
+
+
+def _parse(packet: bytes) -> DNSRecord | None:
+    """dnslib's parse; None when the packet is not a well-formed DNS message."""
+    try:
+        return DNSRecord.parse(packet)
+    except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
+        return None
 
 
 def _go_duration(seconds: float) -> str:
@@ -177,6 +197,12 @@ class DNSServer:
         self.stats = DNSStats()
         self._domain = config.domain
         self._domain_labels = domain_labels(config.domain)
+        # What a name asks for depends only on the name and this configuration, so the
+        # classification (not any answer) is memoised, bounded.
+        dom, dc = self._domain_labels, self.datacenter
+        self._classify: Callable[[tuple[bytes, ...]], Query] = functools.lru_cache(
+            maxsize=CLASSIFY_CACHE_SIZE
+        )(lambda labels: classify(labels, dom, dc))
         self._node_ttl = int(config.node_ttl)
         self._ra = 1 if config.recursors else 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -190,42 +216,112 @@ class DNSServer:
         """One query packet -> one reply packet, or None when the packet is dropped."""
         stats = self.stats
         stats.queries += 1
+        packet = bytes(packet)  # a bytearray would make unhashable labels
         if len(packet) < HEADER_SIZE or packet[2] & _QR_BIT:
             stats.dropped += 1
             return None
-        try:
-            req = DNSRecord.parse(packet)
-        except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
-            stats.formerr += 1
-            return header_error(packet, RCODE.FORMERR)
-        if req.header.opcode != 0:
-            return header_error(packet, RCODE.NOTIMP)
-        if len(req.questions) != 1:
-            stats.formerr += 1
-            return header_error(packet, RCODE.FORMERR)
         started = time.perf_counter()
+        req: DNSRecord | None = None
+        wire: bytes | None = None
         try:
-            wire = await self._answer(req, packet, tcp)
+            simple = parse_query(packet)
+            if simple is not None and simple.qclass == _IN and simple.qtype in _FAST_QTYPES:
+                # The fast path: A/ANY for a node or a service, answered without dnslib when
+                # every address is IPv4.
+                query = self._classify(simple.labels)
+                if isinstance(query, NodeQuery | ServiceQuery):
+                    found = await self._lookup(query)
+                    wire = self._fast_reply(packet, simple, query, found, tcp)
+                    if wire is None:
+                        req = _parse(packet)
+                        if req is not None:
+                            wire = await self._answer(req, packet, tcp, (query, found))
+            if wire is None:
+                req = _parse(packet)
+                if req is None:
+                    stats.formerr += 1
+                    return header_error(packet, RCODE.FORMERR)
+                if req.header.opcode != 0:
+                    return header_error(packet, RCODE.NOTIMP)
+                if len(req.questions) != 1:
+                    stats.formerr += 1
+                    return header_error(packet, RCODE.FORMERR)
+                wire = await self._answer(req, packet, tcp)
         except Exception:
-            log.exception("failed to answer %s", req.q.qname)
+            log.exception("failed to answer a query")
             stats.servfail += 1
-            wire = self._servfail(req, aa=1, ra=self._ra).pack()
-        if log.isEnabledFor(logging.DEBUG):
-            q = req.q
-            log.debug(
-                "request for {%s %d %d} (%s) from client %s (%s)",
-                q.qname,
-                q.qtype,
-                q.qclass,
-                _go_duration(time.perf_counter() - started),
-                client,
-                "tcp" if tcp else "udp",
+            wire = (
+                self._servfail(req, aa=1, ra=self._ra).pack()
+                if req is not None
+                else header_error(packet, RCODE.SERVFAIL)
             )
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_request(packet, started, client, tcp)
         return wire
 
-    async def _answer(self, req: DNSRecord, packet: bytes, tcp: bool) -> bytes:
+    def _log_request(self, packet: bytes, started: float, client: str, tcp: bool) -> None:
+        elapsed = _go_duration(time.perf_counter() - started)
+        req = _parse(packet)
+        q = req.q if req is not None and req.questions else None
+        log.debug(
+            "request for {%s %d %d} (%s) from client %s (%s)",
+            q.qname if q is not None else "?",
+            q.qtype if q is not None else 0,
+            q.qclass if q is not None else 0,
+            elapsed,
+            client,
+            "tcp" if tcp else "udp",
+        )
+
+    def _fast_reply(
+        self, packet: bytes, simple: SimpleQuery, query: Query, found: Found, tcp: bool
+    ) -> bytes | None:
+        """All-A answers as bytes; None when the answer needs the general path."""
+        rcode, payload = found
+        if rcode != RCODE.NOERROR:
+            return None
+        ra = bool(self._ra)
+        if isinstance(query, NodeQuery):
+            a = ipv4(payload)
+            if a is None:
+                return None
+            return a_reply(packet, simple, [a], self._node_ttl, ra=ra, tc=False)
+        assert isinstance(query, ServiceQuery)
+        addresses: list[bytes] = []
+        seen: set[str] = set()
+        for csn in payload:
+            addr = instance_address(csn)
+            if addr in seen:
+                continue
+            seen.add(addr)
+            a = ipv4(addr)
+            if a is None:
+                return None
+            addresses.append(a)
+        tc = False
+        if not tcp:
+            limit = min(self.config.udp_answer_limit, MAX_UDP_ANSWER_LIMIT)
+            if len(addresses) > limit:
+                addresses = addresses[:limit]
+                tc = self.config.enable_truncate
+        elif len(addresses) > FAST_TCP_MAX_ANSWERS:
+            return None
+        ttl = self.config.ttl_for_service(query.service)
+        return a_reply(packet, simple, addresses, ttl, ra=ra, tc=tc)
+
+    async def _answer(
+        self,
+        req: DNSRecord,
+        packet: bytes,
+        tcp: bool,
+        looked_up: tuple[Query, Found] | None = None,
+    ) -> bytes:
         q = req.q
-        query: Query = classify(q.qname.label, self._domain_labels, self.datacenter)
+        if looked_up is not None:
+            query, found = looked_up
+        else:
+            query = self._classify(tuple(q.qname.label))
+            found = None
         if isinstance(query, OutsideQuery):
             return await self._recurse(req, packet)
         if isinstance(query, ReverseQuery):
@@ -234,10 +330,13 @@ class DNSServer:
                 return await self._recurse(req, packet)
         else:
             reply = DNSRecord(reply_header(req, aa=1, ra=self._ra), q=q)
-            if isinstance(query, ServiceQuery):
-                await self._service(req, query, reply, tcp)
-            elif isinstance(query, NodeQuery):
-                await self._node(req, query, reply)
+            if isinstance(query, NodeQuery | ServiceQuery):
+                if found is None:
+                    found = await self._lookup(query)
+                if isinstance(query, ServiceQuery):
+                    self._service(req, query, reply, tcp, found)
+                else:
+                    self._node(req, reply, found)
             elif isinstance(query, ApexQuery):
                 if q.qtype in (_SOA, _ANY):
                     reply.add_answer(soa_record(self._domain))
@@ -277,49 +376,62 @@ class DNSServer:
             reply = await self.agent.rpc(method, args)
         return reply
 
-    async def _node(self, req: DNSRecord, query: NodeQuery, reply: DNSRecord) -> None:
-        qtype = req.q.qtype
+    async def _lookup(self, query: NodeQuery | ServiceQuery) -> Found:
+        """The catalog read behind a node or service name: (rcode, payload).
+
+        Node: payload is the node's address. Service: the instances that pass the health
+        filter, shuffled. SERVFAIL when the RPC fails, NXDOMAIN when nothing is found."""
         try:
-            out = await self._read(
-                "Catalog.NodeServices", {"Datacenter": query.datacenter, "Node": query.node}
-            )
+            if isinstance(query, NodeQuery):
+                out = await self._read(
+                    "Catalog.NodeServices", {"Datacenter": query.datacenter, "Node": query.node}
+                )
+                node_services = (out or {}).get("NodeServices")
+                if not node_services:
+                    return RCODE.NXDOMAIN, ""
+                return RCODE.NOERROR, (node_services.get("Node") or {}).get("Address") or ""
+            args = {
+                "Datacenter": query.datacenter,
+                "ServiceName": query.service,
+                "ServiceTag": query.tag,
+                "TagFilter": query.tag != "",
+            }
+            out = await self._read("Health.ServiceNodes", args)
         except RPCError as exc:
             log.error("rpc error: %s", exc)
+            return RCODE.SERVFAIL, None
+        nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
+        if not nodes:
+            return RCODE.NXDOMAIN, None
+        random.shuffle(nodes)
+        return RCODE.NOERROR, nodes
+
+    def _failed(self, reply: DNSRecord, rcode: int) -> bool:
+        if rcode == RCODE.SERVFAIL:
             self.stats.servfail += 1
             reply.header.rcode = RCODE.SERVFAIL
-            return
-        node_services = (out or {}).get("NodeServices")
-        if not node_services:
+            return True
+        if rcode == RCODE.NXDOMAIN:
             self._nxdomain(reply)
+            return True
+        return False
+
+    def _node(self, req: DNSRecord, reply: DNSRecord, found: Found) -> None:
+        rcode, address = found
+        if self._failed(reply, rcode):
             return
-        address = (node_services.get("Node") or {}).get("Address") or ""
-        records = node_records(req.q.qname, qtype, address, self._node_ttl)
+        records = node_records(req.q.qname, req.q.qtype, address, self._node_ttl)
         if records:
             reply.rr.extend(records)
         else:
             reply.add_auth(soa_record(self._domain))
 
-    async def _service(
-        self, req: DNSRecord, query: ServiceQuery, reply: DNSRecord, tcp: bool
+    def _service(
+        self, req: DNSRecord, query: ServiceQuery, reply: DNSRecord, tcp: bool, found: Found
     ) -> None:
-        args = {
-            "Datacenter": query.datacenter,
-            "ServiceName": query.service,
-            "ServiceTag": query.tag,
-            "TagFilter": query.tag != "",
-        }
-        try:
-            out = await self._read("Health.ServiceNodes", args)
-        except RPCError as exc:
-            log.error("rpc error: %s", exc)
-            self.stats.servfail += 1
-            reply.header.rcode = RCODE.SERVFAIL
+        rcode, nodes = found
+        if self._failed(reply, rcode):
             return
-        nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
-        if not nodes:
-            self._nxdomain(reply)
-            return
-        random.shuffle(nodes)
         ttl = self.config.ttl_for_service(query.service)
         q = req.q
         if q.qtype == _SRV:

@@ -1,0 +1,81 @@
+"""The fast path's wire format: a plain query in, an all-A answer out, without dnslib.
+
+Most DNS traffic is an A (or ANY) question for a node or a service whose instances have
+IPv4 addresses. dnslib's parse and pack cost more than the catalog read behind them, so
+this module reads the common query shape by hand and writes A answers as bytes. Anything
+it does not recognise (`parse_query` returns None) goes the general dnslib path.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+HEADER = struct.Struct("!HHHHHH")
+QTYPE_CLASS = struct.Struct("!HH")
+TTL = struct.Struct("!I")
+MAX_NAME = 255
+#: Answers point at the question's name (offset 12) instead of repeating it.
+_A_RR_HEAD = b"\xc0\x0c\x00\x01\x00\x01"
+_A_RDLENGTH = b"\x00\x04"
+_QR, _AA, _TC, _RA = 0x8000, 0x0400, 0x0200, 0x0080
+_RD_CD = 0x0110
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleQuery:
+    labels: tuple[bytes, ...]
+    qtype: int
+    qclass: int
+    #: offset just past the question (QTYPE, QCLASS)
+    end: int
+
+
+def parse_query(packet: bytes) -> SimpleQuery | None:
+    """A standard query with one uncompressed question and no answer/authority records;
+    None for anything else (the caller parses it the general way)."""
+    if len(packet) < 17 or packet[2] & 0xF8:  # QR set, or an opcode other than QUERY
+        return None
+    _, _, qd, an, ns, _ = HEADER.unpack_from(packet)
+    if qd != 1 or an or ns:
+        return None
+    labels: list[bytes] = []
+    pos = 12
+    limit = min(len(packet), 12 + MAX_NAME)
+    while pos < limit:
+        n = packet[pos]
+        if n == 0:
+            pos += 1
+            break
+        if n > 63 or pos + 1 + n >= limit:  # compression pointer, bad length, or too long
+            return None
+        labels.append(packet[pos + 1 : pos + 1 + n])
+        pos += 1 + n
+    else:
+        return None
+    if pos + 4 > len(packet):
+        return None
+    qtype, qclass = QTYPE_CLASS.unpack_from(packet, pos)
+    return SimpleQuery(tuple(labels), qtype, qclass, pos + 4)
+
+
+def ipv4(address: str) -> bytes | None:
+    try:
+        return socket.inet_aton(address) if address.count(".") == 3 else None
+    except OSError:
+        return None
+
+
+def a_reply(
+    packet: bytes, query: SimpleQuery, addresses: list[bytes], ttl: int, *, ra: bool, tc: bool
+) -> bytes:
+    """The authoritative reply to `packet` with one A record per 4-byte address."""
+    flags = _QR | _AA | (HEADER.unpack_from(packet)[1] & _RD_CD)
+    if ra:
+        flags |= _RA
+    if tc:
+        flags |= _TC
+    head = packet[:2] + struct.pack("!HHHHH", flags, 1, len(addresses), 0, 0)
+    rr = _A_RR_HEAD + TTL.pack(ttl) + _A_RDLENGTH
+    return b"".join((head, packet[12 : query.end], *(rr + a for a in addresses)))

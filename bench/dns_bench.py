@@ -1,0 +1,261 @@
+"""DNS on loopback: `consul.service.consul` A from a senate -dev agent, against a trivial
+dnslib responder and dnsmasq answering the same name, in one run, with ratios.
+
+    .venv/bin/python bench/dns_bench.py [--duration 3] [--inflight 1,10,50] [--log-level info]
+
+Targets (each on its own 127.6.0.x address, port 8600):
+  senate    `senate agent -dev` (uvloop, as the agent runs); its answer is one catalog read
+            (Health.ServiceNodes through the agent's RPC path) per query, TTL 0, no cache
+  dnslib    a trivial responder: asyncio+uvloop, dnslib parses each query and packs a fixed A
+  dnsmasq   native C, `--address=/service.consul/127.6.0.250` (Debian dnsmasq), if installed
+The load client is dnsperf (Debian package) when installed, else a bounded Python client.
+Each run lasts --duration seconds with N queries in flight; qps and mean latency are
+printed per target, and each target's ratio to senate. Every process started is killed by
+PID at the end. Traffic stays on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnslib import DNSRecord
+
+REPO = Path(__file__).resolve().parents[1]
+PORT = 8600
+QNAME = "consul.service.consul"
+SENATE_IP, DNSLIB_IP, DNSMASQ_IP = "127.6.0.31", "127.6.0.32", "127.6.0.250"
+
+TRIVIAL = r"""
+import asyncio, sys
+from dnslib import DNSRecord, RR, QTYPE, A
+class P(asyncio.DatagramProtocol):
+    def connection_made(self, t): self.t = t
+    def datagram_received(self, data, addr):
+        try:
+            q = DNSRecord.parse(data)
+        except Exception:
+            return
+        r = q.reply()
+        r.add_answer(RR(q.q.qname, QTYPE.A, ttl=0, rdata=A("127.6.0.32")))
+        self.t.sendto(r.pack(), addr)
+async def main():
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(P, local_addr=(sys.argv[1], int(sys.argv[2])))
+    await asyncio.Event().wait()
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+@dataclass
+class Result:
+    target: str
+    inflight: int
+    qps: float
+    latency_ms: float
+    lost: int
+
+
+def answers(ip: str, timeout: float = 0.5) -> bool:
+    try:
+        r = DNSRecord.parse(DNSRecord.question(QNAME).send(ip, PORT, timeout=timeout))
+    except (OSError, ValueError):
+        return False
+    return len(r.rr) > 0
+
+
+def wait_answering(ip: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{ip}: process exited with {proc.returncode}")
+        if answers(ip):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{ip}: no answer for {QNAME} within {timeout:.0f}s")
+
+
+def run_dnsperf(ip: str, inflight: int, duration: float, qfile: Path) -> tuple[float, float, int]:
+    out = subprocess.run(
+        [
+            "dnsperf",
+            "-s",
+            ip,
+            "-p",
+            str(PORT),
+            "-d",
+            str(qfile),
+            "-l",
+            str(duration),
+            "-q",
+            str(inflight),
+            "-t",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+    ).stdout
+    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+    lat = re.search(r"Average Latency \(s\):\s+([\d.]+)", out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    if not qps or not lat:
+        raise SystemExit(f"dnsperf output not understood:\n{out}")
+    return float(qps.group(1)), float(lat.group(1)) * 1e3, int(lost.group(1)) if lost else 0
+
+
+def run_python_client(ip: str, inflight: int, duration: float) -> tuple[float, float, int]:
+    """A bounded fallback client: `inflight` queries outstanding on one UDP socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect((ip, PORT))
+    sock.settimeout(1.0)
+    packets = [DNSRecord.question(QNAME) for _ in range(65536 // 64)]
+    sent: dict[int, float] = {}
+    done, lat_total, lost, i = 0, 0.0, 0, 0
+    end = time.monotonic() + duration
+    try:
+        while time.monotonic() < end:
+            while len(sent) < inflight:
+                p = packets[i % len(packets)]
+                p.header.id = i % 65536
+                sent[p.header.id] = time.perf_counter()
+                sock.send(p.pack())
+                i += 1
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                lost += len(sent)
+                sent.clear()
+                continue
+            t0 = sent.pop(int.from_bytes(data[:2], "big"), None)
+            if t0 is not None:
+                lat_total += time.perf_counter() - t0
+                done += 1
+    finally:
+        sock.close()
+    return done / duration, (lat_total / done * 1e3) if done else float("nan"), lost
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per run (max 30)")
+    ap.add_argument("--inflight", default="1,10,50", help="queries outstanding, comma-separated")
+    ap.add_argument("--log-level", default="info", help="senate agent -log-level (-dev is debug)")
+    ap.add_argument("--python-client", action="store_true", help="do not use dnsperf")
+    args = ap.parse_args()
+    duration = min(max(args.duration, 0.5), 30.0)
+    inflights = [int(x) for x in args.inflight.split(",") if x.strip()]
+    use_dnsperf = shutil.which("dnsperf") is not None and not args.python_client
+
+    tmp = Path(tempfile.mkdtemp(prefix="dns_bench."))
+    qfile = tmp / "queries.txt"
+    qfile.write_text(f"{QNAME} A\n")
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        procs["senate"] = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from agent.cli import main; main()",
+                "agent",
+                "-dev",
+                "-node=dnsbench",
+                f"-bind={SENATE_IP}",
+                f"-client={SENATE_IP}",
+                f"-log-level={args.log_level}",
+            ],
+            stdout=(tmp / "senate.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        procs["dnslib"] = subprocess.Popen(
+            [sys.executable, "-c", TRIVIAL, DNSLIB_IP, str(PORT)],
+            stdout=(tmp / "dnslib.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        if shutil.which("dnsmasq"):
+            procs["dnsmasq"] = subprocess.Popen(
+                [
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    f"--listen-address={DNSMASQ_IP}",
+                    "--bind-interfaces",
+                    f"--port={PORT}",
+                    f"--address=/service.consul/{DNSMASQ_IP}",
+                    f"--pid-file={tmp / 'dnsmasq.pid'}",
+                    "--user=root",
+                    "--cache-size=0",
+                ],
+                stdout=(tmp / "dnsmasq.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        ips = {"senate": SENATE_IP, "dnslib": DNSLIB_IP, "dnsmasq": DNSMASQ_IP}
+        for name, proc in procs.items():
+            wait_answering(ips[name], 40.0, proc)
+
+        results: list[Result] = []
+        for inflight in inflights:
+            for name in procs:
+                if use_dnsperf:
+                    qps, lat, lost = run_dnsperf(ips[name], inflight, duration, qfile)
+                else:
+                    qps, lat, lost = run_python_client(ips[name], inflight, duration)
+                results.append(Result(name, inflight, qps, lat, lost))
+
+        client = "dnsperf" if use_dnsperf else "python client"
+        print(
+            f"DNS A {QNAME}, {duration:.1f} s per run, client: {client}, "
+            f"senate -dev -log-level={args.log_level}"
+        )
+        print(
+            f"{'target':<9} {'in flight':>9} {'qps':>10} {'mean ms':>9} {'lost':>6} "
+            f"{'qps vs senate':>14}"
+        )
+        for inflight in inflights:
+            base = next(r for r in results if r.target == "senate" and r.inflight == inflight)
+            for r in results:
+                if r.inflight != inflight:
+                    continue
+                ratio = r.qps / base.qps if base.qps else float("nan")
+                print(
+                    f"{r.target:<9} {r.inflight:>9} {r.qps:>10.0f} {r.latency_ms:>9.3f} "
+                    f"{r.lost:>6} {ratio:>13.2f}x"
+                )
+        return 0
+    finally:
+        for proc in procs.values():
+            kill(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
