@@ -1,8 +1,9 @@
 """DNS settings: `domain`, `recursors` and Consul 0.7's `dns_config` block, validated.
 
-Defaults are Consul 0.7.0's: TTLs 0 (no caching downstream), allow_stale true with
-max_stale 5 s, only_passing false, enable_truncate false, udp_answer_limit 3, recursor
-timeout 2 s.
+Defaults are Consul 0.7.2's (the version senate reports): TTLs 0 (no caching downstream),
+allow_stale true with max_stale 87600h (0.7.1 raised it from 5 s so that DNS keeps answering
+from any server through a long outage), only_passing false, enable_truncate false,
+udp_answer_limit 3, recursor timeout 2 s, translate_wan_addrs false (a top-level key).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from agent.config import parse_duration
 
 DNS_PORT = 53
+#: Consul 0.7.1+: "87600h", which lets any server answer however long it has been cut off.
+DEFAULT_MAX_STALE = 87600 * 3600.0
 
 
 class DNSConfigError(ValueError):
@@ -30,11 +33,13 @@ class DNSConfig:
     #: service name -> TTL in seconds; "*" is the default for services not listed
     service_ttl: tuple[tuple[str, float], ...] = ()
     allow_stale: bool = True
-    max_stale: float = 5.0
+    max_stale: float = DEFAULT_MAX_STALE
     only_passing: bool = False
     enable_truncate: bool = False
     udp_answer_limit: int = 3
     recursor_timeout: float = 2.0
+    #: answer other datacenters' names with their nodes' WAN address (TaggedAddresses["wan"])
+    translate_wan_addrs: bool = False
 
     def ttl_for_service(self, service: str) -> int:
         """Consul 0.7: the service's own TTL, else the "*" entry, else 0."""
@@ -112,9 +117,9 @@ def _duration(key: str, v: Any) -> float:
     return secs
 
 
-def _bool(key: str, v: Any) -> bool:
+def _bool(key: str, v: Any, prefix: str = "dns_config.") -> bool:
     if not isinstance(v, bool):
-        raise DNSConfigError(f"dns_config.{key}: expected true or false, got {json.dumps(v)}")
+        raise DNSConfigError(f"{prefix}{key}: expected true or false, got {json.dumps(v)}")
     return v
 
 
@@ -123,11 +128,13 @@ def build_dns_config(
     domain: str = "consul.",
     recursors: list[str] | tuple[str, ...] = (),
     dns_config: Mapping[str, Any] | None = None,
+    translate_wan_addrs: bool = False,
 ) -> DNSConfig:
     """Validate everything the DNS server is configured with; DNSConfigError on bad input."""
     out: dict[str, Any] = {
         "domain": normalize_domain(domain),
         "recursors": tuple(parse_recursor(r) for r in recursors),
+        "translate_wan_addrs": _bool("translate_wan_addrs", translate_wan_addrs, prefix=""),
     }
     if dns_config is not None and not isinstance(dns_config, Mapping):
         raise DNSConfigError("dns_config: expected a JSON object")
@@ -170,15 +177,20 @@ def build_dns_config(
 
 
 def dns_config_from_agent_config(cfg: Any) -> DNSConfig:
-    """Read domain, recursors and the dns_config block (kept as JSON in cfg.passthrough)."""
+    """Read domain, recursors, translate_wan_addrs and the dns_config block (the last two
+    are kept as JSON in cfg.passthrough)."""
     block: Any = None
+    translate: Any = False
     for key, text in getattr(cfg, "passthrough", ()):
         if key == "dns_config":
             block = json.loads(text)
+        elif key == "translate_wan_addrs":
+            translate = json.loads(text)
     if block is not None and not isinstance(block, dict):
         raise DNSConfigError("dns_config: expected a JSON object")
     return build_dns_config(
         domain=getattr(cfg, "domain", "consul."),
         recursors=tuple(getattr(cfg, "recursors", ())),
         dns_config=block,
+        translate_wan_addrs=translate,
     )

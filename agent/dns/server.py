@@ -37,6 +37,7 @@ from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
 
 from agent.api import AgentAPI, RPCError
 from agent.dns.config import (
+    DEFAULT_MAX_STALE,
     DNSConfig,
     DNSConfigError,
     dns_config_from_agent_config,
@@ -115,6 +116,12 @@ def _parse(packet: bytes) -> DNSRecord | None:
         return None
 
 
+def _wan_node(node: dict[str, Any]) -> dict[str, Any]:
+    """The node with its WAN address (TaggedAddresses["wan"]) as Address, when it has one."""
+    wan = (node.get("TaggedAddresses") or {}).get("wan")
+    return dict(node, Address=wan) if wan else node
+
+
 def _go_duration(seconds: float) -> str:
     """A duration as Go prints it in Consul's log lines (153.2µs, 1.5ms)."""
     if seconds < 1e-3:
@@ -142,9 +149,9 @@ class DNSServer:
     """Consul 0.7's DNS interface for one agent.
 
     DNSServer(agent, domain="consul.", recursors=["127.0.0.53:53"], datacenter="dc1",
-              node_ttl=0.0, service_ttl={"*": 5.0}, allow_stale=True, max_stale=5.0,
+              node_ttl=0.0, service_ttl={"*": 5.0}, allow_stale=True, max_stale=DEFAULT_MAX_STALE,
               only_passing=False, enable_truncate=False, udp_answer_limit=3,
-              recursor_timeout=2.0)
+              recursor_timeout=2.0, translate_wan_addrs=False)
     Bad domain or recursor values raise DNSConfigError.
     """
 
@@ -158,11 +165,12 @@ class DNSServer:
         node_ttl: float = 0.0,
         service_ttl: Mapping[str, float] | None = None,
         allow_stale: bool = True,
-        max_stale: float = 5.0,
+        max_stale: float = DEFAULT_MAX_STALE,
         only_passing: bool = False,
         enable_truncate: bool = False,
         udp_answer_limit: int = 3,
         recursor_timeout: float = 2.0,
+        translate_wan_addrs: bool = False,
     ) -> None:
         if udp_answer_limit < 1:
             raise DNSConfigError("udp_answer_limit: expected a positive integer")
@@ -179,6 +187,7 @@ class DNSServer:
             enable_truncate=enable_truncate,
             udp_answer_limit=udp_answer_limit,
             recursor_timeout=float(recursor_timeout),
+            translate_wan_addrs=translate_wan_addrs,
         )
         self._init(agent, config, datacenter)
 
@@ -222,6 +231,7 @@ class DNSServer:
             return None
         started = time.perf_counter()
         req: DNSRecord | None = None
+        simple: SimpleQuery | None = None
         wire: bytes | None = None
         try:
             simple = parse_query(packet)
@@ -256,18 +266,27 @@ class DNSServer:
                 else header_error(packet, RCODE.SERVFAIL)
             )
         if log.isEnabledFor(logging.DEBUG):
-            self._log_request(packet, started, client, tcp)
+            self._log_request(packet, simple, started, client, tcp)
         return wire
 
-    def _log_request(self, packet: bytes, started: float, client: str, tcp: bool) -> None:
+    def _log_request(
+        self, packet: bytes, simple: SimpleQuery | None, started: float, client: str, tcp: bool
+    ) -> None:
+        """Consul's debug line: request for {name. qtype qclass} (duration) from client a:p (udp)."""
         elapsed = _go_duration(time.perf_counter() - started)
-        req = _parse(packet)
-        q = req.q if req is not None and req.questions else None
+        if simple is not None:
+            name = b".".join(simple.labels).decode("utf-8", "replace") + "."
+            qtype, qclass = simple.qtype, simple.qclass
+        else:
+            req = _parse(packet)
+            if req is None or not req.questions:
+                return
+            name, qtype, qclass = str(req.q.qname), req.q.qtype, req.q.qclass
         log.debug(
             "request for {%s %d %d} (%s) from client %s (%s)",
-            q.qname if q is not None else "?",
-            q.qtype if q is not None else 0,
-            q.qclass if q is not None else 0,
+            name,
+            qtype,
+            qclass,
             elapsed,
             client,
             "tcp" if tcp else "udp",
@@ -389,7 +408,10 @@ class DNSServer:
                 node_services = (out or {}).get("NodeServices")
                 if not node_services:
                     return RCODE.NXDOMAIN, ""
-                return RCODE.NOERROR, (node_services.get("Node") or {}).get("Address") or ""
+                node = node_services.get("Node") or {}
+                if self._translate(query.datacenter):
+                    node = _wan_node(node)
+                return RCODE.NOERROR, node.get("Address") or ""
             args = {
                 "Datacenter": query.datacenter,
                 "ServiceName": query.service,
@@ -403,8 +425,13 @@ class DNSServer:
         nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
         if not nodes:
             return RCODE.NXDOMAIN, None
+        if self._translate(query.datacenter):
+            nodes = [dict(csn, Node=_wan_node(csn.get("Node") or {})) for csn in nodes]
         random.shuffle(nodes)
         return RCODE.NOERROR, nodes
+
+    def _translate(self, datacenter: str) -> bool:
+        return self.config.translate_wan_addrs and datacenter != self.datacenter
 
     def _failed(self, reply: DNSRecord, rcode: int) -> bool:
         if rcode == RCODE.SERVFAIL:

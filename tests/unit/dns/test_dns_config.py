@@ -19,7 +19,12 @@ from agent.dns.config import (
 def test_defaults_are_consul_07() -> None:
     c = build_dns_config()
     assert c == DNSConfig()
-    assert (c.node_ttl, c.allow_stale, c.max_stale, c.udp_answer_limit) == (0.0, True, 5.0, 3)
+    assert (c.node_ttl, c.allow_stale, c.max_stale, c.udp_answer_limit) == (
+        0.0,
+        True,
+        87600 * 3600.0,
+        3,
+    )
     assert not c.enable_truncate and not c.only_passing
 
 

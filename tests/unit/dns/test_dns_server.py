@@ -212,7 +212,10 @@ async def test_rpc_error_is_servfail(catalog: FakeCatalogAgent) -> None:
 
 async def test_too_stale_is_asked_again_of_the_leader(catalog: FakeCatalogAgent) -> None:
     catalog.last_contact = [6.0, 0.0]
-    server = make(catalog)
+    assert len((await ask(make(catalog), "web.service.consul")).rr) == 3  # default 87600h
+    catalog.calls.clear()
+    catalog.last_contact = [6.0, 0.0]
+    server = make(catalog, max_stale=5.0)
     r = await ask(server, "web.service.consul")
     assert len(r.rr) == 3
     assert [c[1]["AllowStale"] for c in catalog.calls] == [True, False]
@@ -298,3 +301,41 @@ async def test_reply_flags_copy_rd_and_cd_never_ad(catalog: FakeCatalogAgent) ->
     bad = bytearray(b"\x00\x07\x01\x30\x00\x01\x00\x00\x00\x00\x00\x00\x07x")
     wire = await make(catalog).handle(bytes(bad))
     assert wire is not None and wire[3] == 0x10 | RCODE.FORMERR
+
+
+async def test_translate_wan_addrs_for_other_datacenters(catalog: FakeCatalogAgent) -> None:
+    real_node = catalog._node
+
+    def tagged(name: str) -> dict[str, Any]:
+        node = real_node(name)
+        node["TaggedAddresses"] = {"lan": node["Address"], "wan": "198.51.100.2"}
+        return node
+
+    catalog._node = tagged  # type: ignore[method-assign]
+    server = make(catalog, translate_wan_addrs=True)
+    assert answers(await ask(server, "n2.node.consul")) == ["10.0.0.2"]  # our dc: LAN
+    assert answers(await ask(server, "n2.node.dc2.consul")) == ["198.51.100.2"]
+    r = await ask(server, "consul.service.dc2.consul", "SRV")
+    assert [str(a.rdata) for a in r.ar] == ["198.51.100.2"]
+    # A service address of its own is kept, as Consul does.
+    assert "10.9.9.2" in answers(await ask(server, "prod.web.service.dc2.consul"))
+    plain = make(catalog)
+    assert answers(await ask(plain, "n2.node.dc2.consul")) == ["10.0.0.2"]
+
+
+async def test_debug_log_line_as_consul(
+    catalog: FakeCatalogAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    server = make(catalog)
+    with caplog.at_level(logging.DEBUG, logger="dns"):
+        await server.handle(DNSRecord.question("n1.node.consul").pack(), client="127.0.0.1:5000")
+        await server.handle(DNSRecord.question("_web._tcp.service.consul", "SRV").pack(), tcp=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "dns"]
+    assert lines[0].startswith("request for {n1.node.consul. 1 1} (")
+    assert lines[0].endswith(") from client 127.0.0.1:5000 (udp)")
+    assert (
+        lines[1].startswith("request for {_web._tcp.service.consul. 33 1} (")
+        and "(tcp)" in lines[1]
+    )

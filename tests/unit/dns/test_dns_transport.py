@@ -154,3 +154,35 @@ async def test_stop_releases_the_ports(catalog: FakeCatalogAgent) -> None:
     again = DNSServer(cast(AgentAPI, catalog), datacenter="dc1")
     await again.start(HOST, port)
     await again.stop()
+
+
+async def test_start_dns_hook_reads_the_agent_config(
+    catalog: FakeCatalogAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from agent.dns.server import start_dns
+
+    def cfg(dns_config: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            datacenter="dc1",
+            domain="senate.",
+            recursors=(),
+            client_addr="127.0.0.2 127.0.0.3",
+            addresses=SimpleNamespace(dns=""),
+            ports=SimpleNamespace(dns=0),
+            passthrough=(("dns_config", json.dumps(dns_config)),),
+        )
+
+    server = await start_dns(cast(AgentAPI, catalog), cfg({"node_ttl": "7s"}))
+    assert server is not None and server.address is not None
+    try:
+        assert server.address[0] == "127.0.0.2"
+        packet = DNSRecord.question("n2.node.senate").pack()
+        r = DNSRecord.parse(await udp_ask(server.address, packet))
+        assert [(str(a.rdata), a.ttl) for a in r.rr] == [("10.0.0.2", 7)]
+    finally:
+        await server.stop()
+    assert await start_dns(cast(AgentAPI, catalog), cfg({"node_ttl": "x"})) is None
+    assert "DNS disabled, invalid configuration: dns_config.node_ttl" in caplog.text
