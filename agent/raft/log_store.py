@@ -146,6 +146,12 @@ class LMDBLogStore:
         return hs, entries
 
     def save(self, hard_state: HardState | None, entries: list[Entry], reset: bool) -> None:
+        try:
+            self._save(hard_state, entries, reset)
+        except lmdb.Error as exc:
+            raise RaftStoreError(f"cannot write raft store {self.path}: {exc}") from exc
+
+    def _save(self, hard_state: HardState | None, entries: list[Entry], reset: bool) -> None:
         with self.env.begin(write=True) as txn:
             if hard_state is not None:
                 txn.put(b"hardstate", _seal([hard_state.term, hard_state.vote]), db=self.stable)

@@ -254,8 +254,10 @@ class RaftNode:
                 core.tick(now)
             try:
                 await self._drain()
-            except RaftStoreError:
-                log.exception("raft store failed; shutting down raft")
+            except Exception:
+                # A write that failed (disk full, I/O error) leaves the log in an unknown
+                # state: stop taking part rather than answer from it.
+                log.exception("raft: failed to persist or apply; shutting down raft")
                 self._stopped = True
                 self._fail_all(NotLeaderError(None, "raft store failed"))
                 return
@@ -350,7 +352,11 @@ class RaftNode:
 
     def _take_snapshot(self) -> None:
         core = self.core
-        data = self.fsm.snapshot()
+        try:
+            data = self.fsm.snapshot()
+        except Exception:  # the log keeps growing, consensus goes on; retried later
+            log.exception("failed to take snapshot")
+            return
         core.compact(core.applied_index, data)
         assert core.snap is not None
         store, snaps = self._stores()
