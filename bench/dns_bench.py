@@ -1,7 +1,8 @@
 """DNS on loopback: `consul.service.consul` A from a senate -dev agent, against a trivial
 dnslib responder and dnsmasq answering the same name, in one run, with ratios.
 
-    .venv/bin/python bench/dns_bench.py [--duration 3] [--inflight 1,10,50] [--log-level info]
+    .venv/bin/python bench/dns_bench.py [--duration 3] [--inflight 1,10,50] [--reps 1]
+                                        [--log-level info] [--python-client]
 
 Targets (each on its own 127.6.0.x address, port 8600):
   senate    `senate agent -dev` (uvloop, as the agent runs); its answer is one catalog read
@@ -9,8 +10,10 @@ Targets (each on its own 127.6.0.x address, port 8600):
   dnslib    a trivial responder: asyncio+uvloop, dnslib parses each query and packs a fixed A
   dnsmasq   native C, `--address=/service.consul/127.6.0.250` (Debian dnsmasq), if installed
 The load client is dnsperf (Debian package) when installed, else a bounded Python client.
-Each run lasts --duration seconds with N queries in flight; qps and mean latency are
-printed per target, and each target's ratio to senate. Every process started is killed by
+Each run lasts --duration seconds with N queries in flight (runs of the targets are
+interleaved, --reps times; medians are printed); qps and mean latency per target, and each
+target's ratios to senate (qps: target/senate; latency: target/senate). With one query in
+flight dnsperf paces itself, so only its latency means something there (ANCHORS.md D1). Every process started is killed by
 PID at the end. Traffic stays on 127.0.0.0/8.
 """
 
@@ -22,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +165,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per run (max 30)")
     ap.add_argument("--inflight", default="1,10,50", help="queries outstanding, comma-separated")
     ap.add_argument("--log-level", default="info", help="senate agent -log-level (-dev is debug)")
+    ap.add_argument("--reps", type=int, default=1, help="repetitions (max 5); medians shown")
     ap.add_argument("--python-client", action="store_true", help="do not use dnsperf")
     args = ap.parse_args()
     duration = min(max(args.duration, 0.5), 30.0)
@@ -222,23 +227,35 @@ def main() -> int:
         for name, proc in procs.items():
             wait_answering(ips[name], 40.0, proc)
 
-        results: list[Result] = []
-        for inflight in inflights:
-            for name in procs:
-                if use_dnsperf:
-                    qps, lat, lost = run_dnsperf(ips[name], inflight, duration, qfile)
-                else:
-                    qps, lat, lost = run_python_client(ips[name], inflight, duration)
-                results.append(Result(name, inflight, qps, lat, lost))
+        reps = min(max(args.reps, 1), 5)
+        runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+        for _ in range(reps):
+            for inflight in inflights:
+                for name in procs:
+                    if use_dnsperf:
+                        one = run_dnsperf(ips[name], inflight, duration, qfile)
+                    else:
+                        one = run_python_client(ips[name], inflight, duration)
+                    runs.setdefault((name, inflight), []).append(one)
+        results = [
+            Result(
+                name,
+                inflight,
+                statistics.median(r[0] for r in rs),
+                statistics.median(r[1] for r in rs),
+                sum(r[2] for r in rs),
+            )
+            for (name, inflight), rs in runs.items()
+        ]
 
         client = "dnsperf" if use_dnsperf else "python client"
         print(
-            f"DNS A {QNAME}, {duration:.1f} s per run, client: {client}, "
+            f"DNS A {QNAME}, {duration:.1f} s per run, {reps} rep(s), client: {client}, "
             f"senate -dev -log-level={args.log_level}"
         )
         print(
             f"{'target':<9} {'in flight':>9} {'qps':>10} {'mean ms':>9} {'lost':>6} "
-            f"{'qps vs senate':>14}"
+            f"{'qps vs senate':>14} {'latency vs senate':>18}"
         )
         for inflight in inflights:
             base = next(r for r in results if r.target == "senate" and r.inflight == inflight)
@@ -246,9 +263,10 @@ def main() -> int:
                 if r.inflight != inflight:
                     continue
                 ratio = r.qps / base.qps if base.qps else float("nan")
+                lat_ratio = r.latency_ms / base.latency_ms if base.latency_ms else float("nan")
                 print(
                     f"{r.target:<9} {r.inflight:>9} {r.qps:>10.0f} {r.latency_ms:>9.3f} "
-                    f"{r.lost:>6} {ratio:>13.2f}x"
+                    f"{r.lost:>6} {ratio:>13.2f}x {lat_ratio:>17.2f}x"
                 )
         return 0
     finally:
