@@ -402,10 +402,16 @@ class DNSServer:
         filter, shuffled. SERVFAIL when the RPC fails, NXDOMAIN when nothing is found."""
         try:
             if isinstance(query, NodeQuery):
-                out = await self._read(
-                    "Catalog.NodeServices", {"Datacenter": query.datacenter, "Node": query.node}
-                )
+                node_args = {"Datacenter": query.datacenter, "Node": query.node}
+                out = await self._read("Catalog.NodeServices", node_args)
                 node_services = (out or {}).get("NodeServices")
+                if not node_services:
+                    spelled = await self._other_case(query.datacenter, "node", query.node)
+                    if spelled is not None:
+                        out = await self._read(
+                            "Catalog.NodeServices", dict(node_args, Node=spelled)
+                        )
+                        node_services = (out or {}).get("NodeServices")
                 if not node_services:
                     return RCODE.NXDOMAIN, ""
                 node = node_services.get("Node") or {}
@@ -419,6 +425,10 @@ class DNSServer:
                 "TagFilter": query.tag != "",
             }
             out = await self._read("Health.ServiceNodes", args)
+            if not (out or {}).get("Nodes"):
+                spelled = await self._other_case(query.datacenter, "service", query.service)
+                if spelled is not None:
+                    out = await self._read("Health.ServiceNodes", dict(args, ServiceName=spelled))
         except RPCError as exc:
             log.error("rpc error: %s", exc)
             return RCODE.SERVFAIL, None
@@ -429,6 +439,22 @@ class DNSServer:
             nodes = [dict(csn, Node=_wan_node(csn.get("Node") or {})) for csn in nodes]
         random.shuffle(nodes)
         return RCODE.NOERROR, nodes
+
+    async def _other_case(self, datacenter: str, kind: str, name: str) -> str | None:
+        """The catalog's spelling of a node or service name that differs from `name` only in
+        case, or None. Consul's catalog matches these names case-insensitively, as DNS
+        names are; asked only after an exact lookup found nothing."""
+        if kind == "node":
+            out = await self._read("Catalog.ListNodes", {"Datacenter": datacenter})
+            names: Any = [n.get("Node", "") for n in (out or {}).get("Nodes") or ()]
+        else:
+            out = await self._read("Catalog.ListServices", {"Datacenter": datacenter})
+            names = (out or {}).get("Services") or {}
+        folded = name.lower()
+        for other in names:
+            if other != name and other.lower() == folded:
+                return str(other)
+        return None
 
     def _translate(self, datacenter: str) -> bool:
         return self.config.translate_wan_addrs and datacenter != self.datacenter

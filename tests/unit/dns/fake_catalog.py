@@ -74,6 +74,11 @@ class FakeCatalogAgent:
             return {"NodeServices": {"Node": self._node(name), "Services": svcs}, **self._meta()}
         if method == "Catalog.ListNodes":
             return {"Nodes": [self._node(n) for n in sorted(self.nodes)], **self._meta()}
+        if method == "Catalog.ListServices":
+            services: dict[str, list[str]] = {}
+            for s in self.services:
+                services.setdefault(s["Service"], []).extend(s["Tags"])
+            return {"Services": services, **self._meta()}
         if method == "Health.ServiceNodes":
             out = []
             for s in self.services:

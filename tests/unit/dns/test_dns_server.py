@@ -339,3 +339,15 @@ async def test_debug_log_line_as_consul(
         lines[1].startswith("request for {_web._tcp.service.consul. 33 1} (")
         and "(tcp)" in lines[1]
     )
+
+
+async def test_names_match_the_catalog_case_insensitively(catalog: FakeCatalogAgent) -> None:
+    catalog.add_node("Web-Box", "10.7.0.1")
+    catalog.add_service("Web-Box", "Billing", 81)
+    server = make(catalog)
+    assert answers(await ask(server, "web-box.node.consul")) == ["10.7.0.1"]
+    assert answers(await ask(server, "N2.NODE.CONSUL")) == ["10.0.0.2"]
+    assert answers(await ask(server, "BILLING.service.consul")) == ["10.7.0.1"]
+    r = await ask(server, "_billing._tcp.service.consul", "SRV")
+    assert [str(a.rdata.target) for a in r.rr] == ["Web-Box.node.dc1.consul."]
+    assert (await ask(server, "nobody.node.consul")).header.rcode == RCODE.NXDOMAIN
