@@ -342,11 +342,11 @@ class DNSServer:
             query = self._classify(tuple(q.qname.label))
             found = None
         if isinstance(query, OutsideQuery):
-            return await self._recurse(req, packet)
+            return await self._recurse(req, packet, tcp)
         if isinstance(query, ReverseQuery):
             reply = await self._reverse(req, query)
             if reply is None:
-                return await self._recurse(req, packet)
+                return await self._recurse(req, packet, tcp)
         else:
             reply = DNSRecord(reply_header(req, aa=1, ra=self._ra), q=q)
             if isinstance(query, NodeQuery | ServiceQuery):
@@ -525,16 +525,20 @@ class DNSServer:
                 return reply
         return None
 
-    async def _recurse(self, req: DNSRecord, packet: bytes) -> bytes:
-        """Ask each recursor in turn over UDP; the first answer is passed back unchanged."""
+    async def _recurse(self, req: DNSRecord, packet: bytes, tcp: bool = False) -> bytes:
+        """Ask each recursor in turn, over the client's transport (as Consul: a truncated UDP
+        answer makes the client retry over TCP, which then reaches the recursor over TCP);
+        the first answer is passed back unchanged."""
         if not self.config.recursors:
             self.stats.servfail += 1
             return self._servfail(req, aa=0, ra=0).pack()
         self.stats.recursed += 1
         for host, port in self.config.recursors:
             try:
+                if tcp:
+                    return await self._exchange_tcp(host, port, packet)
                 return await self._exchange(host, port, packet)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 log.error("recurse failed: %s", exc or "timeout")
         q = req.q
         log.error("all resolvers failed for {%s %d %d}", q.qname, q.qtype, q.qclass)
@@ -553,6 +557,20 @@ class DNSServer:
                 return await answer
         finally:
             transport.close()
+
+    async def _exchange_tcp(self, host: str, port: int, packet: bytes) -> bytes:
+        async with asyncio.timeout(self.config.recursor_timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(struct.pack("!H", len(packet)) + packet)
+                await writer.drain()
+                while True:
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    data = await reader.readexactly(size)
+                    if len(data) >= HEADER_SIZE and data[:2] == packet[:2]:
+                        return data
+            finally:
+                writer.close()
 
     # ---- transports -------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> None:

@@ -186,3 +186,29 @@ async def test_start_dns_hook_reads_the_agent_config(
         await server.stop()
     assert await start_dns(cast(AgentAPI, catalog), cfg({"node_ttl": "x"})) is None
     assert "DNS disabled, invalid configuration: dns_config.node_ttl" in caplog.text
+
+
+async def test_tcp_clients_reach_the_recursor_over_tcp(catalog: FakeCatalogAgent) -> None:
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack("!H", await reader.readexactly(2))[0]
+        req = DNSRecord.parse(await reader.readexactly(size))
+        seen.append(str(req.q.qname))
+        reply = req.reply()
+        reply.add_answer(RR(req.q.qname, QTYPE.A, ttl=60, rdata=A("192.0.2.9")))
+        wire = reply.pack()
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(serve, HOST, 0)
+    port = upstream.sockets[0].getsockname()[1]
+    server = DNSServer(cast(AgentAPI, catalog), datacenter="dc1", recursors=[f"{HOST}:{port}"])
+    try:
+        wire = await server.handle(DNSRecord.question("big.example").pack(), tcp=True)
+        r = DNSRecord.parse(wire or b"")
+        assert [str(a.rdata) for a in r.rr] == ["192.0.2.9"] and seen == ["big.example."]
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
