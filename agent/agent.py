@@ -57,6 +57,8 @@ RPC_HOLD_TIMEOUT = 5.0
 ERR_NO_LEADER = "No cluster leader"
 ERR_LEADER_UNREACHABLE = "rpc error: leader unreachable"
 USER_EVENT_PREFIX = "consul:event:"
+#: Each part gets this long to stop at shutdown before the agent moves on without it.
+SHUTDOWN_STEP_TIMEOUT = 5.0
 USER_EVENT_SIZE_LIMIT = 512
 MAX_USER_EVENTS = 256
 _STATUS_CODES = {v: k for k, v in STATUS_NAMES.items()}
@@ -510,43 +512,48 @@ class Agent:
                 except OSError as exc:
                     log.error("DNS server failed to start: %s", exc)
 
+    async def _stop_step(
+        self, what: str, stop: Any, timeout: float = SHUTDOWN_STEP_TIMEOUT
+    ) -> None:
+        """Run one shutdown step, bounded: a part that does not stop is named, not waited on."""
+        try:
+            await asyncio.wait_for(stop, timeout)
+        except TimeoutError:
+            log.error("shutdown: %s did not stop within %gs, continuing", what, timeout)
+        except Exception as exc:
+            log.error("shutdown: stopping %s failed: %s", what, exc)
+
     async def shutdown(self) -> None:
-        """Stop everything (without leaving the cluster); safe to call twice."""
+        """Stop everything (without leaving the cluster); safe to call twice. Every step is
+        bounded, so the process always exits."""
         if self._stopped:
             return
         self._stopped = True
         log.info("requesting shutdown")
         if self.anti_entropy is not None:
-            await self.anti_entropy.stop()
+            await self._stop_step("anti-entropy", self.anti_entropy.stop())
         if self.leader_duties is not None:
-            await self.leader_duties.stop()
-        for task in list(self._tasks):
+            await self._stop_step("leader duties", self.leader_duties.stop())
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            await self._stop_step("background tasks", asyncio.wait(tasks))
         if self._cli_rpc is not None:
-            with contextlib.suppress(Exception):
-                await self._cli_rpc.stop()
-        if self._dns is not None:
-            stop = getattr(self._dns, "stop", None)
-            if stop is not None:
-                with contextlib.suppress(Exception):
-                    await stop()
+            await self._stop_step("CLI RPC", self._cli_rpc.stop())
+        stop_dns = getattr(self._dns, "stop", None) if self._dns is not None else None
+        if stop_dns is not None:
+            await self._stop_step("DNS", stop_dns())
         if self._http_runner is not None:
-            with contextlib.suppress(Exception):
-                await self._http_runner.cleanup()
-        for pool in (self.wan, self.lan):
+            await self._stop_step("HTTP", self._http_runner.cleanup())
+        for name, pool in (("WAN gossip", self.wan), ("LAN gossip", self.lan)):
             if pool is not None:
-                with contextlib.suppress(Exception):
-                    await pool.shutdown()
+                await self._stop_step(name, pool.shutdown())
         if self.raft is not None:
-            with contextlib.suppress(Exception):
-                await self.raft.stop()
+            await self._stop_step("raft", self.raft.stop())
         if self.mux is not None:
-            with contextlib.suppress(Exception):
-                await self.mux.close()
-        await self.pool.close()
+            await self._stop_step("server port", self.mux.close())
+        await self._stop_step("RPC connection pool", self.pool.close())
         if self._lock is not None:
             self._lock.release()
         log.info("shutdown complete")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -109,7 +110,16 @@ async def _retry_join(
         await asyncio.sleep(interval)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR2: print every asyncio task's stack to stderr (what is the agent waiting on?)."""
+    for task in asyncio.all_tasks():
+        sys.stderr.write(f"--- {task.get_name()}\n")
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def serve(cfg: AgentConfig, argv: list[str], hub: LogHub) -> int:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _dump_tasks)
     for w in cfg.warnings:
         _err(f"==> {w}")
     _out("==> Starting Senate agent...")
@@ -226,6 +236,8 @@ def run(argv: list[str]) -> int:
         return 1
     hub = LogHub(sys.stdout)
     install(hub, cfg.log_level)
+    # SIGUSR1 dumps every thread's Python stack to stderr: how to see what a stuck agent does.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     loop_factory = None
     if os.environ.get("SENATE_EVENT_LOOP", "uvloop") != "asyncio":
         try:

@@ -127,6 +127,8 @@ def test_pid_file_and_graceful_leave_on_interrupt(cluster: Cluster, tmp_path: Pa
     node = cluster.add("pid1", "127.5.2.4", extra=[f"-pid-file={pid_file}"])
     node.start()
     cluster.wait_http([node], timeout=30)
+    # Written once the agent has started (its HTTP API may answer a moment earlier).
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the pid file")
     assert pid_file.read_text().strip() == str(node.pid)
     assert node.stop(signal.SIGINT) == 0
     text = node.log_text()
