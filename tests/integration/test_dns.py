@@ -25,10 +25,13 @@ SERVER_IP = "127.6.0.21"
 CLIENT_IP = "127.6.0.22"
 RECURSOR_IP = "127.6.0.29"
 DNS_PORT = 8600
+CLIENT_DNS_PORT = 8653
 
 
-def ask(ip: str, name: str, qtype: str = "A", *, tcp: bool = False) -> DNSRecord:
-    wire = DNSRecord.question(name, qtype).send(ip, DNS_PORT, tcp=tcp, timeout=5.0)
+def ask(
+    ip: str, name: str, qtype: str = "A", *, tcp: bool = False, port: int = DNS_PORT
+) -> DNSRecord:
+    wire = DNSRecord.question(name, qtype).send(ip, port, tcp=tcp, timeout=5.0)
     return DNSRecord.parse(wire)
 
 
@@ -93,7 +96,13 @@ def test_dns_on_real_agents(
         f"-client={SERVER_IP}",
         f"-config-file={conf}",
     ]
-    client = cluster.add("dnsclient", CLIENT_IP, join=[SERVER_IP])
+    # The client: its own domain and DNS port, from the flags.
+    client = cluster.add(
+        "dnsclient",
+        CLIENT_IP,
+        join=[SERVER_IP],
+        extra=["-domain=senate", f"-dns-port={CLIENT_DNS_PORT}"],
+    )
     server.start()
     cluster.wait_http([server], timeout=30)
     cluster.wait_leader([server], timeout=20)
@@ -141,10 +150,16 @@ def test_dns_on_real_agents(
     # The client agent answers through its server.
     wait_for(lambda: "dnsclient" in server.alive_members(), 20, "client joined")
     r = wait_for(
-        lambda: (x := ask(CLIENT_IP, "dnsclient.node.consul")).rr and x, 20, "client node synced"
+        lambda: (x := ask(CLIENT_IP, "dnsclient.node.senate", port=CLIENT_DNS_PORT)).rr and x,
+        20,
+        "client node synced",
     )
     assert rdata(r) == [CLIENT_IP]
-    assert rdata(ask(CLIENT_IP, "prod.web.service.consul")) == ["10.0.0.1", "10.0.0.2"]
+    r = ask(CLIENT_IP, "prod.web.service.senate", port=CLIENT_DNS_PORT)
+    assert rdata(r) == ["10.0.0.1", "10.0.0.2"]
+    r = ask(CLIENT_IP, "_web._prod.service.senate", "SRV", port=CLIENT_DNS_PORT, tcp=True)
+    targets = sorted(str(a.rdata.target) for a in r.rr)
+    assert targets == ["ext0.node.dc1.senate.", "ext1.node.dc1.senate."]
 
     # Unknown names in the domain: NXDOMAIN with the SOA; reverse lookup of a node.
     r = ask(SERVER_IP, "nosuch.node.consul")
@@ -155,7 +170,7 @@ def test_dns_on_real_agents(
     # Outside the domain: the server has a recursor, the client none (the seed's SERVFAIL).
     r = ask(SERVER_IP, "example.org")
     assert rdata(r) == ["192.0.2.7"] and upstream_seen == ["example.org."]
-    r = ask(CLIENT_IP, "server1.mydc", "ANY")
+    r = ask(CLIENT_IP, "server1.mydc", "ANY", port=CLIENT_DNS_PORT)
     assert r.header.rcode == RCODE.SERVFAIL and (r.header.qr, r.header.rd, r.header.ra) == (1, 1, 0)
 
     # Garbage does not stop the server.
@@ -166,7 +181,7 @@ def test_dns_on_real_agents(
 
     if shutil.which("dig"):
         out = subprocess.run(
-            ["dig", f"@{CLIENT_IP}", "-p", str(DNS_PORT), "+notcp", "server1.mydc", "ANY"],
+            ["dig", f"@{CLIENT_IP}", "-p", str(CLIENT_DNS_PORT), "+notcp", "server1.mydc", "ANY"],
             capture_output=True,
             text=True,
             timeout=20,
