@@ -35,6 +35,11 @@ def ask(
     return DNSRecord.parse(wire)
 
 
+def dig(ip: str, port: int, *args: str) -> str:
+    cmd = ["dig", f"@{ip}", "-p", str(port), "+time=5", "+tries=1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+
+
 def rdata(reply: DNSRecord) -> list[str]:
     return sorted(str(rr.rdata) for rr in reply.rr)
 
@@ -180,14 +185,14 @@ def test_dns_on_real_agents(
     assert rdata(ask(SERVER_IP, "dnsserver.node.consul")) == [SERVER_IP]
 
     if shutil.which("dig"):
-        out = subprocess.run(
-            ["dig", f"@{CLIENT_IP}", "-p", str(CLIENT_DNS_PORT), "+notcp", "server1.mydc", "ANY"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout
-        assert (
-            "status: SERVFAIL" in out and ";; flags: qr rd;" in out and "MSG SIZE  rcvd: 30" in out
-        )
+        # The seed's command, with dig itself.
+        out = dig(CLIENT_IP, CLIENT_DNS_PORT, "+notcp", "server1.mydc", "ANY")
+        assert "status: SERVFAIL" in out and ";; flags: qr rd;" in out
+        assert "MSG SIZE  rcvd: 30" in out
+        assert dig(SERVER_IP, DNS_PORT, "+short", "dnsserver.node.consul") == f"{SERVER_IP}\n"
+        srv = dig(SERVER_IP, DNS_PORT, "+short", "consul.service.consul", "SRV")
+        assert srv == "1 1 8300 dnsserver.node.dc1.consul.\n"
+        out = dig(SERVER_IP, DNS_PORT, "nosuch.node.consul")
+        assert "status: NXDOMAIN" in out and "flags: qr aa rd ra;" in out
     for node in (server, client):
         assert "Traceback" not in node.log_text()
