@@ -8,16 +8,21 @@ reply packet (or None: dropped). Everything else here is transport:
   parses with a body that does not gets FORMERR (`stats.formerr`); so does a query with
   other than one question. Opcodes other than QUERY get NOTIMP. Nothing raises out of
   `handle`: an unexpected error is logged and answered SERVFAIL.
-* Names are classified by `names.classify`; names in the domain are answered from the
-  catalog with one RPC per query (Catalog.NodeServices, Health.ServiceNodes,
-  Catalog.ListNodes for reverse lookups), AllowStale as dns_config says, re-asked without it
-  when the answering server's LastContact exceeds max_stale (Consul 0.7). Nothing is cached:
-  TTLs are 0 unless configured, as Consul serves them.
-* Names outside the domain go to the recursors over UDP with recursor_timeout each; without
-  recursors the reply is SERVFAIL with flags qr rd (no aa, no ra), as Consul's DNS mux
-  answers a name it has no handler for.
+* Names are classified by `names.classify` (pure, so memoised); names in the domain are
+  answered from the catalog with one RPC per query (Catalog.NodeServices,
+  Health.ServiceNodes, Catalog.ListNodes for reverse lookups), AllowStale as dns_config says,
+  re-asked without it when the answering server's LastContact exceeds max_stale. After an
+  exact miss, a node or service spelled in another case is looked up (Consul's catalog
+  is case-insensitive). No answer is cached: TTLs are 0 unless configured, as Consul's.
+* The fast path: an A/ANY query for a node or service whose addresses are all IPv4 is
+  read and answered by `wire.py` without dnslib (most traffic; dnslib's parse and pack
+  cost more than the catalog read). Every other query and answer goes through dnslib.
+* Names outside the domain, and reverse names no node has, go to the recursors over the
+  client's transport with recursor_timeout each; without recursors the reply is SERVFAIL
+  with flags qr rd (no aa, no ra), as Consul's DNS mux answers a name it has no handler for.
 * Over UDP answers are cut to udp_answer_limit (TC only with enable_truncate, as Consul),
   then to 512 bytes (TC always set when records were dropped to fit).
+* Replies copy ID, opcode, RD and CD from the query (miekg/dns SetReply), never AD.
 """
 
 from __future__ import annotations
