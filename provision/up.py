@@ -3,8 +3,8 @@ them, take them away.
 
 `up` runs in phases, each over every host in parallel (bounded by `parallel`) and each stopping
 the run when a host fails: preflight, artifact, plan, install, write files, start servers and
-join them, wait for a leader, rolling restarts of changed running nodes (servers one at a time,
-followers first, leader last), WAN join, start clients, verify. A converged datacenter gives a
+join them, wait for a leader, WAN join, start clients, rolling restarts of changed running nodes
+(servers one at a time, followers first, leader last, then clients), verify. A converged datacenter gives a
 plan of nothing everywhere, so a second `up` changes and restarts nothing.
 """
 
@@ -334,6 +334,11 @@ def _up(
                 ]
                 join(s, first, others, wan=True)
 
+    # Clients that are not running start now: every health gate below wants them alive.
+    fresh_clients = [n for n in inv.clients() if plans[n.name].action is Action.START]
+    start_nodes(s, fresh_clients, rendered, artifact.release)
+    started += [n.name for n in fresh_clients]
+
     # Running nodes whose release or config changed: rolling, servers one at a time.
     def refresh(host: Host) -> None:
         remote.switch_release(host, artifact.release, s.timeout)
@@ -356,10 +361,6 @@ def _up(
             raise ProvisionFailed(
                 "cannot restart changed nodes: " + "; ".join(exc.reasons)
             ) from None
-
-    fresh_clients = [n for n in inv.clients() if plans[n.name].action is Action.START]
-    start_nodes(s, fresh_clients, rendered, artifact.release)
-    started += [n.name for n in fresh_clients]
 
     problems: list[str] = []
     if verify:
@@ -454,6 +455,8 @@ def status(inv: Inventory, reporter: Reporter) -> list[NodeStatus]:
         leader = (
             "-" if not n.is_server else ("leader" if lead and lead.name == n.name else "follower")
         )
+        if n.is_server and not (st and st.running):
+            leader = "-"
         if o.error is not None:
             up_s = f"unreachable: {o.error}"
         else:
