@@ -53,7 +53,7 @@ class DNSConfig:
 
 
 def normalize_domain(domain: str) -> str:
-    """ "consul" -> "consul." (lower case, one trailing dot); rejects empty or bad labels."""
+    """The domain in canonical form: lower case, one trailing dot; rejects empty or bad labels."""
     d = domain.strip().lower()
     if not d.endswith("."):
         d += "."
@@ -66,7 +66,7 @@ def normalize_domain(domain: str) -> str:
 
 
 def parse_recursor(addr: str) -> tuple[str, int]:
-    """ "8.8.8.8", "8.8.8.8:53", "[::1]:53" -> (host, port); the host must be an IP address."""
+    """A recursor address (8.8.8.8, 8.8.8.8:53, [::1]:53) as (host, port); host must be an IP."""
     text = addr.strip()
     host, port = text, DNS_PORT
     if text.startswith("["):

@@ -13,6 +13,7 @@ lookups; every other name is outside the domain and goes to the recursors.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -41,7 +42,8 @@ class InvalidQuery:
 
 @dataclass(frozen=True, slots=True)
 class ReverseQuery:
-    """A name under arpa.; `address` is the IPv4 address it names, "" when it names none."""
+    """A name under arpa.; `address` is the IPv4 or (compressed) IPv6 address it names, ""
+    when it names none."""
 
     address: str
 
@@ -55,10 +57,12 @@ Query = NodeQuery | ServiceQuery | ApexQuery | InvalidQuery | ReverseQuery | Out
 
 _ARPA = (b"arpa",)
 _IN_ADDR = (b"in-addr", b"arpa")
+_IP6 = (b"ip6", b"arpa")
+_HEX = frozenset(bytes([c]) for c in b"0123456789abcdef")
 
 
 def domain_labels(domain: str) -> tuple[bytes, ...]:
-    """ "consul." -> (b"consul",)."""
+    """The labels of a domain, lower case: consul. -> (b"consul",)."""
     return tuple(lab.encode() for lab in domain.lower().strip(".").split(".") if lab)
 
 
@@ -104,9 +108,15 @@ def _reverse(lowered: tuple[bytes, ...]) -> ReverseQuery:
         octets = lowered[3::-1]
         if all(o.isdigit() and len(o) <= 3 and int(o) <= 255 for o in octets):
             return ReverseQuery(".".join(str(int(o)) for o in octets))
+    if len(lowered) == 34 and lowered[32:] == _IP6:
+        nibbles = lowered[31::-1]
+        if all(len(n) == 1 and n in _HEX for n in nibbles):
+            digits = b"".join(nibbles).decode()
+            groups = ":".join(digits[i : i + 4] for i in range(0, 32, 4))
+            return ReverseQuery(str(ipaddress.IPv6Address(groups)))
     return ReverseQuery("")
 
 
 def reverse_name(address: str) -> str:
-    """ "10.1.2.3" -> "3.2.1.10.in-addr.arpa."."""
-    return ".".join(reversed(address.split("."))) + ".in-addr.arpa."
+    """The reverse name of an address: 10.1.2.3 -> 3.2.1.10.in-addr.arpa.; IPv6 -> ip6.arpa."""
+    return ipaddress.ip_address(address).reverse_pointer + "."

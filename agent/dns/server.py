@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 import random
 import struct
@@ -119,6 +120,18 @@ def _parse(packet: bytes) -> DNSRecord | None:
         return DNSRecord.parse(packet)
     except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
         return None
+
+
+def _same_address(address: str, wanted: str) -> bool:
+    """Whether a catalog address is the address a reverse name names (IPv6 in any form)."""
+    if address == wanted:
+        return True
+    if ":" not in address:
+        return False
+    try:
+        return str(ipaddress.IPv6Address(address)) == wanted
+    except ValueError:
+        return False
 
 
 def _wan_node(node: dict[str, Any]) -> dict[str, Any]:
@@ -519,7 +532,7 @@ class DNSServer:
             log.error("rpc error: %s", exc)
             return None
         for node in (out or {}).get("Nodes") or ():
-            if node.get("Address") == query.address:
+            if _same_address(node.get("Address") or "", query.address):
                 reply = DNSRecord(
                     reply_header(req, aa=1, ra=self._ra),
                     q=req.q,

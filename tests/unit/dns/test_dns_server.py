@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.api import AgentAPI
+from agent.dns.names import reverse_name
 from agent.dns.server import DNSServer
 
 
@@ -197,6 +198,8 @@ async def test_ptr_for_known_node(catalog: FakeCatalogAgent) -> None:
     assert r.header.rcode == RCODE.NOERROR and r.header.aa == 1
     assert [str(rr.rdata) for rr in r.rr] == ["n2.node.dc1.consul."]
     assert catalog.calls[-1][0] == "Catalog.ListNodes"
+    r = await ask(server, reverse_name("fd00::6"), "PTR")
+    assert [str(rr.rdata) for rr in r.rr] == ["v6.node.dc1.consul."]
     r = await ask(server, "9.9.9.10.in-addr.arpa", "PTR")
     assert r.header.rcode == RCODE.SERVFAIL  # unknown, and no recursor to ask
 

@@ -48,6 +48,10 @@ def q(name: str, domain: tuple[bytes, ...] = CONSUL) -> Query:
         ("0.0.10.in-addr.arpa.", ReverseQuery("")),
         ("300.0.0.10.in-addr.arpa.", ReverseQuery("")),
         ("x.ip6.arpa.", ReverseQuery("")),
+        (
+            "6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+            ReverseQuery("fd00::6"),
+        ),
     ],
 )
 def test_classify_follows_consul_dispatch(name: str, want: Query) -> None:
@@ -62,3 +66,5 @@ def test_custom_multi_label_domain() -> None:
 
 def test_reverse_name() -> None:
     assert reverse_name("10.1.2.3") == "3.2.1.10.in-addr.arpa."
+    name = reverse_name("fd00::6")
+    assert name.endswith(".d.f.ip6.arpa.") and q(name) == ReverseQuery("fd00::6")
