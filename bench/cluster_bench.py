@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SENATE_IPS = ["127.6.0.1", "127.6.0.2", "127.6.0.3"]
-ETCD_IPS = ["127.6.1.1", "127.6.1.2", "127.6.1.3"]
+SENATE_IPS = ["127.77.0.1", "127.77.0.2", "127.77.0.3"]
+ETCD_IPS = ["127.77.1.1", "127.77.1.2", "127.77.1.3"]
 VALUE = "x" * 256
 
 SENATE_LUA = """
@@ -151,6 +151,11 @@ def senate_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
 
     addr = wait_for(leader, 60, "a senate leader")
     elapsed = time.monotonic() - started
+    # Make sure we measure our own agents (not something else listening on these addresses).
+    for i, ip in enumerate(SENATE_IPS, 1):
+        name = http("GET", f"http://{ip}:8500/v1/agent/self")["Config"]["NodeName"]
+        if name != f"b{i}" or any(p.poll() is not None for p in procs.procs):
+            raise RuntimeError(f"{ip}:8500 is not the agent this bench started (see {root})")
     yield addr.split(":")[0], elapsed
 
 
@@ -189,16 +194,19 @@ def etcd_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
 
     ip = wait_for(leader, 60, "an etcd leader")
     elapsed = time.monotonic() - started
+    if any(p.poll() is not None for p in procs.procs):
+        raise RuntimeError(f"an etcd member exited early (see {root})")
     yield ip, elapsed
 
 
 def run_wrk(
     url: str, script: str, concurrency: int, duration: int, root: Path
-) -> tuple[float, float]:
+) -> tuple[float, float, int]:
+    """One wrk run -> (successful requests/s, p99 ms, failed requests)."""
     lua = root / f"load-{abs(hash(script))}.lua"
     lua.write_text(script)
     threads = 1 if concurrency < 16 else 2
-    out = subprocess.run(
+    proc = subprocess.run(
         [
             "wrk",
             f"-t{threads}",
@@ -212,16 +220,21 @@ def run_wrk(
         capture_output=True,
         text=True,
         timeout=duration + 60,
-    ).stdout
-    rps_m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    )
+    out = proc.stdout + proc.stderr
+    total_m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
     p99_m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if rps_m is None or p99_m is None:
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if total_m is None or p99_m is None:
         raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    if non2xx and int(non2xx.group(1)) > 0:
-        sys.stderr.write(f"warning: {non2xx.group(1)} failed requests against {url}\n")
+    failed = int(non2xx.group(1)) if non2xx else 0
+    if errors:
+        failed += sum(int(g) for g in errors.groups())
+    seconds = float(total_m.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[total_m.group(3)]
+    ok_rps = max(0, int(total_m.group(1)) - failed) / seconds
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99_m.group(2)]
-    return float(rps_m.group(1)), float(p99_m.group(1)) * scale
+    return ok_rps, float(p99_m.group(1)) * scale, failed
 
 
 def main() -> int:
@@ -247,20 +260,28 @@ def main() -> int:
         with senate_cluster(root, procs) as (leader_ip, elapsed):
             rows["senate"]["leader_s"] = elapsed
             for c in levels:
-                rps, p99 = run_wrk(f"http://{leader_ip}:8500", SENATE_LUA, c, args.duration, root)
+                rps, p99, failed = run_wrk(
+                    f"http://{leader_ip}:8500", SENATE_LUA, c, args.duration, root
+                )
                 rows["senate"][f"rps{c}"], rows["senate"][f"p99{c}"] = rps, p99
+                rows["senate"][f"fail{c}"] = failed
         procs.kill_all()
         if with_etcd:
             with etcd_cluster(root, procs) as (leader_ip, elapsed):
                 rows["etcd"]["leader_s"] = elapsed
                 for c in levels:
-                    rps, p99 = run_wrk(f"http://{leader_ip}:2379", ETCD_LUA, c, args.duration, root)
+                    rps, p99, failed = run_wrk(
+                        f"http://{leader_ip}:2379", ETCD_LUA, c, args.duration, root
+                    )
                     rows["etcd"][f"rps{c}"], rows["etcd"][f"p99{c}"] = rps, p99
+                    rows["etcd"][f"fail{c}"] = failed
     finally:
         procs.kill_all()
         shutil.rmtree(root, ignore_errors=True)
 
     def ratio(key: str) -> str:
+        if key.startswith("fail"):
+            return "-"
         s, e = rows["senate"].get(key), rows["etcd"].get(key)
         return f"{s / e:.2f}x" if s is not None and e else "-"
 
@@ -269,13 +290,17 @@ def main() -> int:
             return "-"
         return f"{v:,.0f}" if unit == "rps" else f"{v:.2f}"
 
-    print(f"cluster_bench: 3 servers each, wrk -d{args.duration}s against the leader, 256 B values")
+    print(
+        f"cluster_bench: 3 servers each, wrk -d{args.duration}s against the leader, 256 B values;"
+        " writes/s counts successful (2xx) writes only"
+    )
     print(f"| {'metric':<33} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |")
     print(f"|{'-' * 35}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
     lines = [("third server start -> leader (s)", "leader_s", "s")]
     for c in levels:
         lines.append((f"KV writes/s, c={c}", f"rps{c}", "rps"))
         lines.append((f"KV write p99 ms, c={c}", f"p99{c}", "ms"))
+        lines.append((f"failed requests, c={c}", f"fail{c}", "rps"))
     for label, key, unit in lines:
         s, e = rows["senate"].get(key), rows["etcd"].get(key)
         print(f"| {label:<33} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |")
