@@ -93,21 +93,30 @@ def service_address_records(
     return out
 
 
+def srv_instances(nodes: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(node name, address, port) of each instance; Consul 0.7 answers one SRV record per
+    distinct (node, service address, port)."""
+    out = []
+    for csn in nodes:
+        service = csn.get("Service") or {}
+        node = (csn.get("Node") or {}).get("Node", "")
+        out.append((str(node), instance_address(csn), int(service.get("Port") or 0)))
+    return out
+
+
 def service_srv_records(
     name: Any, nodes: list[dict[str, Any]], datacenter: str, domain: str, ttl: int
 ) -> tuple[list[RR], list[RR]]:
     """SRV answers (priority 1, weight 1, target <node>.node.<dc>.<domain>) and the targets'
-    addresses as additional records; one per distinct (address, port)."""
-    seen: set[tuple[str, int]] = set()
+    addresses as additional records; one per distinct (node, address, port)."""
+    seen: set[tuple[str, str, int]] = set()
     answers: list[RR] = []
     extra: list[RR] = []
-    for csn in nodes:
-        addr = instance_address(csn)
-        port = int((csn.get("Service") or {}).get("Port") or 0)
-        if (addr, port) in seen:
+    for node, addr, port in srv_instances(nodes):
+        if (node, addr, port) in seen:
             continue
-        seen.add((addr, port))
-        target = f"{(csn.get('Node') or {}).get('Node', '')}.node.{datacenter}.{domain}"
+        seen.add((node, addr, port))
+        target = f"{node}.node.{datacenter}.{domain}"
         answers.append(RR(name, _SRV, ttl=ttl, rdata=SRV(1, 1, port, target)))
         extra.extend(node_records(target, _ANY, addr, ttl))
     return answers, extra

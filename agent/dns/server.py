@@ -14,9 +14,10 @@ reply packet (or None: dropped). Everything else here is transport:
   re-asked without it when the answering server's LastContact exceeds max_stale. After an
   exact miss, a node or service spelled in another case is looked up (Consul's catalog
   is case-insensitive). No answer is cached: TTLs are 0 unless configured, as Consul's.
-* The fast path: an A/ANY query for a node or service whose addresses are all IPv4 is
-  read and answered by `wire.py` without dnslib (most traffic; dnslib's parse and pack
-  cost more than the catalog read). Every other query and answer goes through dnslib.
+* The fast path: an A/ANY query for a node or service, or an SRV query for a service,
+  whose addresses are all IPv4 is read and answered by `wire.py` without dnslib (most
+  traffic; dnslib's parse and pack cost more than the catalog read). Every other query
+  and answer, and any fast answer that would not fit, goes through dnslib.
 * Names outside the domain, and reverse names no node has, go to the recursors over the
   client's transport with recursor_timeout each; without recursors the reply is SERVFAIL
   with flags qr rd (no aa, no ra), as Consul's DNS mux answers a name it has no handler for.
@@ -73,8 +74,9 @@ from agent.dns.records import (
     service_address_records,
     service_srv_records,
     soa_record,
+    srv_instances,
 )
-from agent.dns.wire import SimpleQuery, a_reply, ipv4, parse_query
+from agent.dns.wire import SimpleQuery, a_reply, encode_name, ipv4, parse_query, srv_reply
 
 log = logging.getLogger("dns")
 
@@ -89,7 +91,7 @@ MAX_TCP_CONNECTIONS = 256
 
 _SRV, _SOA, _ANY = QTYPE.SRV, QTYPE.SOA, QTYPE.ANY
 _IN = 1
-_FAST_QTYPES = (QTYPE.A, QTYPE.ANY)
+_FAST_QTYPES = (QTYPE.A, QTYPE.ANY, QTYPE.SRV)
 #: Beyond this many A answers over TCP the general path packs (and bounds) the reply.
 FAST_TCP_MAX_ANSWERS = 4000
 CLASSIFY_CACHE_SIZE = 4096
@@ -319,11 +321,15 @@ class DNSServer:
             return None
         ra = bool(self._ra)
         if isinstance(query, NodeQuery):
+            if simple.qtype == _SRV:
+                return None  # a node has no SRV records: the general path says so
             a = ipv4(payload)
             if a is None:
                 return None
             return a_reply(packet, simple, [a], self._node_ttl, ra=ra, tc=False)
         assert isinstance(query, ServiceQuery)
+        if simple.qtype == _SRV:
+            return self._fast_srv(packet, simple, query, payload, tcp)
         addresses: list[bytes] = []
         seen: set[str] = set()
         for csn in payload:
@@ -345,6 +351,37 @@ class DNSServer:
             return None
         ttl = self.config.ttl_for_service(query.service)
         return a_reply(packet, simple, addresses, ttl, ra=ra, tc=tc)
+
+    def _fast_srv(
+        self,
+        packet: bytes,
+        simple: SimpleQuery,
+        query: ServiceQuery,
+        nodes: list[dict[str, Any]],
+        tcp: bool,
+    ) -> bytes | None:
+        suffix = f".node.{query.datacenter}.{self._domain}"
+        records: list[tuple[bytes, int, bytes]] = []
+        seen: set[tuple[str, str, int]] = set()
+        for key in srv_instances(nodes):
+            if key in seen:
+                continue
+            seen.add(key)
+            node, addr, port = key
+            a = ipv4(addr)
+            target = encode_name(node + suffix)
+            if a is None or target is None:
+                return None
+            records.append((target, port, a))
+        tc = False
+        if not tcp:
+            limit = min(self.config.udp_answer_limit, MAX_UDP_ANSWER_LIMIT)
+            if len(records) > limit:
+                records = records[:limit]
+                tc = self.config.enable_truncate
+        ttl = self.config.ttl_for_service(query.service)
+        size = TCP_MAX_SIZE if tcp else UDP_MAX_SIZE
+        return srv_reply(packet, simple, records, ttl, ra=bool(self._ra), tc=tc, max_size=size)
 
     async def _answer(
         self,

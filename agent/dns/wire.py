@@ -79,3 +79,58 @@ def a_reply(
     head = packet[:2] + struct.pack("!HHHHH", flags, 1, len(addresses), 0, 0)
     rr = _A_RR_HEAD + TTL.pack(ttl) + _A_RDLENGTH
     return b"".join((head, packet[12 : query.end], *(rr + a for a in addresses)))
+
+
+def encode_name(text: str) -> bytes | None:
+    """A domain name ("a.b.consul.") in wire form; None when a label or the name is too long
+    or a label is empty."""
+    raw = text.encode("utf-8")
+    labels = raw[:-1].split(b".") if raw.endswith(b".") else raw.split(b".")
+    out = bytearray()
+    for label in labels:
+        if not 0 < len(label) <= 63:
+            return None
+        out.append(len(label))
+        out += label
+    out.append(0)
+    return bytes(out) if len(out) <= MAX_NAME else None
+
+
+def srv_reply(
+    packet: bytes,
+    query: SimpleQuery,
+    records: list[tuple[bytes, int, bytes]],
+    ttl: int,
+    *,
+    ra: bool,
+    tc: bool,
+    max_size: int,
+) -> bytes | None:
+    """The authoritative SRV reply (priority 1, weight 1) to `packet`, one answer per
+    (target in wire form, port, IPv4 address) with the target's A record as additional
+    data pointing back at the target; None when it would exceed `max_size`."""
+    flags = _QR | _AA | (HEADER.unpack_from(packet)[1] & _RD_CD)
+    if ra:
+        flags |= _RA
+    if tc:
+        flags |= _TC
+    n = len(records)
+    parts = [packet[:2] + struct.pack("!HHHHH", flags, 1, n, 0, n), packet[12 : query.end]]
+    offset = query.end
+    targets: list[int] = []
+    ttl_bytes = TTL.pack(ttl)
+    for target, port, _ in records:
+        rdata = struct.pack("!HHH", 1, 1, port) + target
+        parts.append(
+            b"\xc0\x0c\x00\x21\x00\x01" + ttl_bytes + struct.pack("!H", len(rdata)) + rdata
+        )
+        targets.append(offset + 12 + 6)  # name pointer, type, class, TTL, rdlength; 3 shorts
+        offset += 12 + len(rdata)
+    for (_, _, address), at in zip(records, targets, strict=True):
+        if at > 0x3FFF:
+            return None
+        parts.append(
+            struct.pack("!H", 0xC000 | at) + b"\x00\x01\x00\x01" + ttl_bytes + _A_RDLENGTH + address
+        )
+    wire = b"".join(parts)
+    return wire if len(wire) <= max_size else None

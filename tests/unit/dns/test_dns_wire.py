@@ -96,6 +96,7 @@ def _summary(wire: bytes | None) -> tuple[Any, ...]:
         r.q,
         sorted((str(a.rname), a.rtype, a.ttl, str(a.rdata)) for a in r.rr),
         [a.rtype for a in r.auth],
+        sorted((str(a.rname), a.rtype, a.ttl, str(a.rdata)) for a in r.ar),
     )
 
 
@@ -114,7 +115,7 @@ NAMES = [
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("qtype", ["A", "ANY"])
+@pytest.mark.parametrize("qtype", ["A", "ANY", "SRV"])
 @pytest.mark.parametrize("tcp", [False, True])
 async def test_fast_path_answers_as_the_general_path(
     catalog: FakeCatalogAgent, monkeypatch: pytest.MonkeyPatch, name: str, qtype: str, tcp: bool
@@ -132,6 +133,7 @@ async def test_fast_path_answers_as_the_general_path(
     slow = _summary(await srv.handle(packet, tcp=tcp))
     if name.startswith("big") and not tcp:
         assert fast[:8] == slow[:8] and len(fast[8]) == len(slow[8]) == 3
+        assert len(fast[10]) == len(slow[10]) == (3 if qtype == "SRV" else 0)
     else:
         assert fast == slow
     assert fast[6] in (RCODE.NOERROR, RCODE.NXDOMAIN)
@@ -160,3 +162,22 @@ async def test_any_label_bytes_answer_without_crash(labels: list[bytes], kind: s
         RCODE.NXDOMAIN,
         RCODE.FORMERR,
     )
+
+
+async def test_fast_srv_that_would_not_fit_goes_the_general_way(catalog: FakeCatalogAgent) -> None:
+    for i in range(8):
+        node = "n" + "x" * 55 + f"{i:02d}"
+        catalog.add_node(node, f"10.6.0.{i}")
+        catalog.add_service(node, "wide", 7000 + i)
+    srv = DNSServer(cast(AgentAPI, catalog), datacenter="dc1", udp_answer_limit=8)
+    packet = bytes(DNSRecord.question("wide.service.consul", "SRV").pack())
+    q = parse_query(packet)
+    assert q is not None
+    wire = await srv.handle(packet)
+    assert wire is not None and len(wire) <= 512
+    r = DNSRecord.parse(wire)
+    assert r.header.tc == 1 and 0 < len(r.rr) < 8
+    r = DNSRecord.parse(await srv.handle(packet, tcp=True) or b"")
+    assert len(r.rr) == 8 and len(r.ar) == 8 and r.header.tc == 0
+    by_target = {str(a.rname): str(a.rdata) for a in r.ar}
+    assert all(by_target[str(a.rdata.target)].startswith("10.6.0.") for a in r.rr)
