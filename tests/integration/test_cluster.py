@@ -215,6 +215,7 @@ def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Clust
         return await writes
 
     acked = asyncio.run(scenario())
+    sys.stderr.write(f"failover: new leader {timings['failover']:.2f}s after SIGKILL\n")
     assert timings["failover"] < 5.0, timings
     assert len(acked) >= 1000, f"only {len(acked)} writes acknowledged"
     # Every acknowledged write is readable (consistent read through a surviving server).
