@@ -10,7 +10,6 @@ cannot be reached are dropped (raft retransmits), and the connection is retried 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -40,6 +39,7 @@ class _Peer:
         self.wake = asyncio.Event()
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
+        self.closed = False
         self.task = asyncio.create_task(self._run(), name=f"raft-peer-{address}")
 
     def send(self, frame: bytes) -> None:
@@ -55,25 +55,26 @@ class _Peer:
         self.wake.set()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.02
-        while True:
+        while not self.closed:
             try:
                 host, port = split_address(self.address)
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), timeout=2.0
-                )
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
+                async with asyncio.timeout(2.0):
+                    reader, writer = await asyncio.open_connection(host, port)
             except (TimeoutError, OSError, ValueError) as exc:
                 self.queue.clear()
                 log.debug("failed to connect to %s: %s", self.address, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
-            backoff = 0.02
+            connected_at = loop.time()
             try:
                 writer.write(bytes([RPCType.RAFT]))
                 writer.write(encode_frame({"Version": PROTOCOL_VERSION, "ID": self.t.node_id}))
                 self.writer, self.reader = writer, reader
-                while True:
+                while not self.closed:
                     if not self.queue:
                         self.wake.clear()
                         await self.wake.wait()
@@ -87,9 +88,18 @@ class _Peer:
                 self.queue.clear()
             finally:
                 self.writer = self.reader = None
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                writer.transport.abort()
+            # A peer that accepts and drops at once (shutting down) is retried with backoff.
+            if loop.time() - connected_at < 1.0:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            else:
+                backoff = 0.02
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        self.task.cancel()
 
 
 class RaftTransport:
@@ -108,6 +118,7 @@ class RaftTransport:
         self.max_frame = max_frame
         self._peers: dict[str, _Peer] = {}
         self._inbound: set[asyncio.Task[None]] = set()
+        self._inbound_writers: set[asyncio.StreamWriter] = set()
         self._closed = False
         self.bad_frames = 0
 
@@ -124,13 +135,17 @@ class RaftTransport:
     def prune(self, keep: set[str]) -> None:
         """Stop the outbound connections to addresses no longer in the configuration."""
         for address in [a for a in self._peers if a not in keep]:
-            self._peers.pop(address).task.cancel()
+            self._peers.pop(address).close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inbound.add(task)
         peername = writer.get_extra_info("peername")
+        if self._closed:
+            writer.transport.abort()
+            return
+        self._inbound_writers.add(writer)
         try:
             hello = await read_frame(reader, self.max_frame)
             if not isinstance(hello, dict) or hello.get("Version") != PROTOCOL_VERSION:
@@ -144,16 +159,19 @@ class RaftTransport:
             self.bad_frames += 1
             log.error("failed to decode incoming command from %s: %s", peername, exc)
         finally:
+            self._inbound_writers.discard(writer)
             if task is not None:
                 self._inbound.discard(task)
 
     async def close(self) -> None:
-        # Inbound connections belong to the mux (it closes them); they stop at the next frame.
         self._closed = True
+        # Drop inbound connections too: peers keep theirs open, and the mux's listener (on
+        # Python 3.11, Server.wait_closed) waits for every accepted connection to go away.
+        for w in list(self._inbound_writers):
+            w.transport.abort()
         tasks = [p.task for p in self._peers.values()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        for p in self._peers.values():
+            p.close()
         self._peers.clear()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)

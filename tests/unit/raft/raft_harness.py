@@ -94,10 +94,11 @@ class Cluster:
         """Like SIGKILL for the cluster: the node stops talking at once, nothing is flushed."""
         node, mux = self.nodes[i], self.muxes[i]
         self.nodes[i] = self.muxes[i] = None
-        if mux is not None:
-            await mux.close()
+        # Raft first (it drops its connections), then the listener: the agent's order.
         if node is not None:
             await node.stop()
+        if mux is not None:
+            await asyncio.wait_for(mux.close(), 10.0)
 
     async def restart(self, i: int) -> RaftNode:
         node = await self.start_node(i)

@@ -55,8 +55,8 @@ async def test_bootstrap_logs_like_consul_and_reports_stats(
         assert stats["last_log_index"] == stats["commit_index"] == stats["applied_index"] == "3"
         assert stats["last_contact"] == "0" and stats["term"] == "2"
     finally:
-        await mux.close()
         await node.stop()
+        await mux.close()
     assert node.state == "Shutdown"
     with pytest.raises(NotLeaderError):
         await node.apply(put("k", b"v"))
@@ -75,8 +75,8 @@ async def test_no_peers_aborts_election(caplog: pytest.LogCaptureFixture) -> Non
         with pytest.raises(NotLeaderError):
             await node.apply(b"x")
     finally:
-        await mux.close()
         await node.stop()
+        await mux.close()
 
 
 async def test_restart_restores_snapshot_and_log(tmp_path: Path) -> None:
@@ -93,8 +93,8 @@ async def test_restart_restores_snapshot_and_log(tmp_path: Path) -> None:
             await node.apply(put(f"k{i}", b"%d" % i))
         assert node.stats()["last_snapshot_index"] == "22"
     finally:
-        await mux.close()
         await node.stop()
+        await mux.close()
     fsm2 = KVFSM()
     node2, mux2 = await _node(tmp_path, fsm2)
     node2.node_id = node2.address = node.address  # same identity, new port is irrelevant alone
@@ -105,16 +105,16 @@ async def test_restart_restores_snapshot_and_log(tmp_path: Path) -> None:
         await wait_for(node2.is_leader, 5.0, "leadership after restart")
         await wait_for(lambda: len(fsm2.data) == 25, 5.0, "log replay")
     finally:
-        await mux2.close()
         await node2.stop()
+        await mux2.close()
 
 
 async def test_corrupt_store_refuses_to_start_naming_the_file(tmp_path: Path) -> None:
     fsm = KVFSM()
     node, mux = await _node(tmp_path, fsm)
     await node.bootstrap([ServerInfo(node.address, node.address, "Voter")])
-    await mux.close()
     await node.stop()
+    await mux.close()
     data = tmp_path / "raft" / "data.mdb"
     raw = bytearray(data.read_bytes())
     raw[:64] = b"\xff" * 64  # the LMDB meta pages
@@ -125,5 +125,5 @@ async def test_corrupt_store_refuses_to_start_naming_the_file(tmp_path: Path) ->
         with pytest.raises(RaftStoreError, match=r"raft/data\.mdb"):
             await node2.start()
     finally:
-        await mux2.close()
         await node2.stop()
+        await mux2.close()
