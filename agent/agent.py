@@ -34,6 +34,7 @@ from typing import Any
 from agent import codec
 from agent.api import STATUS_NAMES, JoinError, RPCError
 from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advertise
+from agent.local import rexec
 from agent.local.logstream import LogHub
 from agent.local.state import (
     AntiEntropy,
@@ -751,6 +752,17 @@ class Agent:
             return
         log.debug("new event: %s (%s)", record["Name"], record["ID"])
         self._events.append(record)
+        if record["Name"] == rexec.EVENT_NAME:
+            self._remote_exec(record)
+
+    def _remote_exec(self, record: dict[str, Any]) -> None:
+        if dict(self.config.passthrough).get("disable_remote_exec") == "true":
+            log.info("ignoring remote exec event (%s), disabled.", record["ID"])
+            return
+        payload = record["Payload"] if isinstance(record["Payload"], bytes) else b""
+        self._spawn(
+            rexec.handle_remote_exec(self.rpc, self.node_name, self.datacenter, payload), "rexec"
+        )
 
     def _event_matches(self, body: dict[str, Any]) -> bool:
         try:

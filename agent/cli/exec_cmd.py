@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any
 
-from agent.cli import rexec
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient
+from agent.local import rexec
 from agent.state.durations import parse_duration
 
 SESSION_RENEW_INTERVAL = 5.0

@@ -11,7 +11,7 @@ from fake_agent import Served
 
 from agent.cli import dispatch
 from agent.cli.exec_cmd import target_lines
-from agent.cli.rexec import decode_spec, encode_spec
+from agent.local.rexec import decode_spec, encode_spec
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from agent.api import JoinError, RPCError
-from agent.cli import rexec
 from agent.http.app import make_app
+from agent.local import rexec
 from agent.rpc_cli import CLIRPCServer
 
 
