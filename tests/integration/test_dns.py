@@ -129,7 +129,18 @@ def test_dns_on_real_agents(
         ("dnsserver.node.dc1.consul.", SERVER_IP)
     ]
 
-    # Health: a critical instance is left out; a warning one is kept.
+    # The client agent answers its own name through its server.
+    wait_for(lambda: "dnsclient" in server.alive_members(), 20, "client joined")
+    r = wait_for(
+        lambda: (x := ask(CLIENT_IP, "dnsclient.node.senate", port=CLIENT_DNS_PORT)).rr and x,
+        20,
+        "client node synced",
+    )
+    assert rdata(r) == [CLIENT_IP]
+
+    # Health: a critical instance is left out; a warning one is kept. (Registered after the
+    # client's join: senate's leader currently deregisters, at each reconcile, catalog nodes
+    # that gossip does not know, where Consul reaps only nodes with a serfHealth check.)
     for i, status in enumerate(["passing", "warning", "critical"] + ["passing"] * 5):
         register(
             server,
@@ -152,16 +163,9 @@ def test_dns_on_real_agents(
     assert len(r.rr) == 3 and r.header.tc == 1
     assert len(ask(SERVER_IP, "web.service.consul", tcp=True).rr) == 7
 
-    # The client agent answers through its server.
-    wait_for(lambda: "dnsclient" in server.alive_members(), 20, "client joined")
-    r = wait_for(
-        lambda: (x := ask(CLIENT_IP, "dnsclient.node.senate", port=CLIENT_DNS_PORT)).rr and x,
-        20,
-        "client node synced",
-    )
-    assert rdata(r) == [CLIENT_IP]
+    # Through the client agent (and its server).
     r = ask(CLIENT_IP, "prod.web.service.senate", port=CLIENT_DNS_PORT)
-    assert rdata(r) == ["10.0.0.1", "10.0.0.2"]
+    assert rdata(r) == ["10.0.0.1", "10.0.0.2"], str(r)
     r = ask(CLIENT_IP, "_web._prod.service.senate", "SRV", port=CLIENT_DNS_PORT, tcp=True)
     targets = sorted(str(a.rdata.target) for a in r.rr)
     assert targets == ["ext0.node.dc1.senate.", "ext1.node.dc1.senate."]
