@@ -256,8 +256,9 @@ class DNSServer:
         try:
             simple = parse_query(packet)
             if simple is not None and simple.qclass == _IN and simple.qtype in _FAST_QTYPES:
-                # The fast path: A/ANY for a node or a service, answered without dnslib when
-                # every address is IPv4.
+                # The fast path: A/ANY for a node or a service, SRV for a service, answered
+                # without dnslib when every address is IPv4 (else the same lookup result
+                # goes the general way).
                 query = self._classify(simple.labels)
                 if isinstance(query, NodeQuery | ServiceQuery):
                     found = await self._lookup(query)
