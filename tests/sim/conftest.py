@@ -1,4 +1,5 @@
-"""Simulator test options: `--seeds N` runs N seeds of every seeded simulation (default 500)."""
+"""Simulator fixtures: `seeds` is 0..N-1 with N from `--seeds N` (defined in tests/conftest.py so
+it works from the repo root), else $SENATE_SEEDS, else 500."""
 
 from __future__ import annotations
 
@@ -7,15 +8,6 @@ import os
 import pytest
 
 DEFAULT_SEEDS = 500
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--seeds",
-        type=int,
-        default=None,
-        help=f"number of simulator seeds to run (default {DEFAULT_SEEDS}, or $SENATE_SEEDS)",
-    )
 
 
 @pytest.fixture
