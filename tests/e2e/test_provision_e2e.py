@@ -25,9 +25,9 @@ from provision.artifact import Artifact
 from provision.hosts import connect
 from provision.inventory import Inventory, load_inventory
 from provision.report import Reporter
-from provision.up import GateFailed, Session, down, preflight, up, verify_only
+from provision.up import GateFailed, Session, down, preflight, up, verify_only, verify_until
 from provision.upgrade import upgrade
-from provision.verify import observe
+from provision.verify import compare, observe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -274,6 +274,30 @@ def test_two_datacenters_join_over_wan(
     # dc1's servers got retry_join_wan: they restart, one at a time; the clients do not
     assert sorted(result.restarted) == ["s1", "s2", "s3"]
     assert verify_only(inv, reporter()) == []
+
+
+def test_verify_reports_a_partitioned_client_until_it_heals(dc1: Inventory, lab: HostLab) -> None:
+    victim = dc1.node("c1")
+    s = Session.open(dc1, reporter())
+    try:
+        lab.partition(victim.host)
+        try:
+            deadline = time.monotonic() + 45
+            problems: list[str] = []
+            while time.monotonic() < deadline:
+                problems = compare(dc1, observe(dc1, s.hosts, 20))
+                if problems:
+                    break
+                time.sleep(0.5)
+            assert problems in (
+                ["dc1: c1 is failed, want alive"],
+                ["dc1: c1 is suspect, want alive"],
+            )
+        finally:
+            lab.heal(victim.host)
+        assert verify_until(s, 60) == []
+    finally:
+        s.close()
 
 
 def test_down_leaves_nothing_running(dc1: Inventory, inv_path: Path, lab: HostLab) -> None:
