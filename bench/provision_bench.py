@@ -150,6 +150,7 @@ def main() -> int:
                         f"{up10 / up5:.2f}x of 5-host up",
                     )
                 )
+                rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
                 down(inv10, quiet, purge=True)
         finally:
             lab.close()
