@@ -176,7 +176,9 @@ class RPCClient:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise ClientError(dial_error(host, port, exc)) from None
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.unpacker = msgpack.Unpacker(
+            raw=False, unicode_errors="surrogateescape", strict_map_key=False
+        )
         self.seq = 0
         self.call("handshake", {"Version": PROTOCOL_VERSION}, reply_body=False)
 

@@ -68,7 +68,9 @@ def encode_addr(addr: str) -> bytes:
 
 def decode_addr(raw: Any) -> str:
     if isinstance(raw, str):
-        raw = raw.encode("latin-1")
+        # Consul's RPC packs net.IP as a msgpack raw string; readers decode it with
+        # surrogateescape, which gives back the exact bytes.
+        raw = raw.encode("utf-8", "surrogateescape")
     if isinstance(raw, bytes | bytearray):
         b = bytes(raw)
         if len(b) == 16 and b[:12] == b"\x00" * 10 + b"\xff\xff":
@@ -129,7 +131,10 @@ class _Conn:
         self.reader = reader
         self.writer = writer
         self.unpacker = msgpack.Unpacker(
-            raw=False, strict_map_key=False, max_buffer_size=MAX_BUFFER
+            raw=False,
+            unicode_errors="surrogateescape",
+            strict_map_key=False,
+            max_buffer_size=MAX_BUFFER,
         )
         self.handshaken = False
         self.monitors: dict[int, asyncio.Task[None]] = {}

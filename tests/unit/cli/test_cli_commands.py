@@ -307,3 +307,14 @@ def test_kv_export_then_import_round_trips(
     assert served.agent.kv["cfg/a"]["Flags"] == 5
     rc, _, err = run(capsys, "kv", "import", h, "[{}]")
     assert rc == 1 and err.startswith("Cannot unmarshal data:")
+
+
+def test_members_over_rpc_with_high_octet_addresses(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """net.IP travels as a raw msgpack string; octets >= 128 are not UTF-8 and must survive."""
+    served.agent.member_list[0]["Addr"] = "10.231.200.255"
+    served.agent.member_list[1]["Addr"] = "192.168.128.1"
+    rc, out, err = run(capsys, "members", f"-rpc-addr={served.rpc_addr}")
+    assert (rc, err) == (0, "")
+    assert "10.231.200.255:8301" in out and "192.168.128.1:8301" in out
