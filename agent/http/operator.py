@@ -1,4 +1,5 @@
-"""/v1/operator/raft/* (configuration, peer removal) and /v1/operator/keyring."""
+"""/v1/operator/raft/* (configuration, peer removal, leadership transfer) and
+/v1/operator/keyring."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ async def operator_raft_peer(request: web.Request) -> web.Response:
     args = {"Datacenter": datacenter(request), "Address": address}
     await rpc(request, "Operator.RaftRemovePeerByAddress", args)
     return web.Response(body=b"", content_type="application/json")
+
+
+async def operator_raft_transfer_leader(request: web.Request) -> web.Response:
+    args = {"Datacenter": datacenter(request), "ID": request.query.get("id", "")}
+    reply = await rpc(request, "Operator.RaftTransferLeader", args)
+    return json_response(request, {"Success": bool((reply or {}).get("Success"))})
 
 
 _KEYRING_OPS = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remove"}
@@ -62,6 +69,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/operator/raft/configuration", operator_raft_configuration, allow_head=False),
         web.delete("/v1/operator/raft/peer", operator_raft_peer),
+        web.post("/v1/operator/raft/transfer-leader", operator_raft_transfer_leader),
         web.get("/v1/operator/keyring", operator_keyring, allow_head=False),
         web.post("/v1/operator/keyring", operator_keyring),
         web.put("/v1/operator/keyring", operator_keyring),

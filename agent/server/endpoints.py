@@ -123,6 +123,9 @@ Operator.RaftGetConfiguration DCSpecificRequest {+QO} -> RaftConfigurationRespon
                        {Servers: [{ID, Node, Address, Leader: bool, Voter: bool}], Index}
 Operator.RaftRemovePeerByAddress RaftPeerByAddressRequest {Datacenter, Address} -> None
                        (unknown address -> 'address "x" was not found in the Raft configuration')
+Operator.RaftTransferLeader {Datacenter, ID: optional server ID} -> {Success: bool}
+                       (the leader hands leadership to ID, or to the most caught-up voter,
+                       with TimeoutNow; as Consul 1.15's /v1/operator/raft/transfer-leader)
 Snapshot.Save          {+QO} -> {Data: bytes (StateFSM.snapshot() format), Index: raft applied
                        index, Term, +QueryMeta}
 Snapshot.Restore       {Datacenter, Data: bytes, Index, Term} -> None   (applied through the
@@ -203,6 +206,7 @@ class RaftLike(Protocol):
     def last_contact(self) -> float | None: ...
     def configuration(self) -> list[Any]: ...  # list[ServerInfo]
     async def remove_server(self, id: str) -> None: ...
+    async def transfer_leadership(self, to: str | None = None) -> None: ...
 
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -219,6 +223,7 @@ _WRITES = frozenset(
         "Catalog.Deregister",
         "Coordinate.Update",
         "Operator.RaftRemovePeerByAddress",
+        "Operator.RaftTransferLeader",
         "Snapshot.Restore",
     }
 )
@@ -468,6 +473,7 @@ class Endpoints:
             "Coordinate.ListNodes": self._coordinate_nodes,
             "Operator.RaftGetConfiguration": self._raft_configuration,
             "Operator.RaftRemovePeerByAddress": self._raft_remove_peer,
+            "Operator.RaftTransferLeader": self._raft_transfer_leader,
             "Snapshot.Save": self._snapshot_save,
             "Snapshot.Restore": self._snapshot_restore,
         }
@@ -958,6 +964,20 @@ class Endpoints:
                 log.warning("consul.operator: Removed Raft peer %s", address)
                 return
         raise RPCError(f'address "{address}" was not found in the Raft configuration')
+
+    async def _raft_transfer_leader(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = _str(args, "ID") or None
+        voters = [s for s in self.raft.configuration() if s.suffrage == "Voter"]
+        if target is not None and not any(s.id == target for s in voters):
+            raise RPCError(f'cannot find peer with ID "{target}" among the voters')
+        if len(voters) < 2:
+            raise RPCError("cannot transfer leadership: no other voter in the configuration")
+        try:
+            await self.raft.transfer_leadership(target)
+        except Exception as exc:
+            raise RPCError(f"failed to transfer leadership: {exc or type(exc).__name__}") from exc
+        log.info("consul.operator: leadership transferred (requested target: %s)", target or "any")
+        return {"Success": True}
 
     # ------------------------------------------------------------------------- snapshots
 

@@ -190,6 +190,27 @@ async def _write_all(
     return acked
 
 
+def test_operator_transfers_leadership(dc1: Cluster) -> None:
+    """`senate operator raft transfer-leader` (HTTP POST /v1/operator/raft/transfer-leader)
+    moves leadership without an election timeout: to any voter, then to a chosen one."""
+    before = dc1.wait_leader(dc1.nodes.values(), timeout=10)
+    via = f"-http-addr={dc1.nodes['c1'].http}"
+    r = run_cli(["operator", "raft", "transfer-leader", via])
+    assert r.returncode == 0 and r.stdout.startswith("Success! Leadership transferred"), r
+
+    def new_leader() -> str | None:
+        now = dc1.nodes["c2"].leader()
+        return now if now and now != before else None
+
+    after = wait_for(new_leader, 10, "a new leader after the transfer")
+    target = next(f"{ip}:8300" for ip in SERVERS if f"{ip}:8300" != after)
+    r = run_cli(["operator", "raft", "transfer-leader", via, f"-id={target}"])
+    assert r.returncode == 0, r
+    wait_for(lambda: dc1.nodes["c1"].leader() == target, 10, f"leadership on {target}")
+    r = run_cli(["operator", "raft", "transfer-leader", via, "-id=10.9.9.9:8300"])
+    assert r.returncode == 1 and "cannot find peer" in r.stderr, r
+
+
 def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Cluster) -> None:
     servers = _servers(dc1)
     leader_addr = dc1.wait_leader(servers, timeout=10)
