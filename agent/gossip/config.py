@@ -161,6 +161,13 @@ class Profile:
 
     # --- derived values (memberlist util.go) ---
 
+    @property
+    def join_push_pull_delay(self) -> float:
+        """Spacing of the early push/pulls after a join (swim.JOIN_PUSH_PULLS): five gossip
+        rounds, by which time the join's own gossip has mostly spread (Local 0.5 s, LAN 1 s,
+        WAN 2.5 s)."""
+        return 5 * self.gossip_interval
+
     def retransmit_limit(self, n: int) -> int:
         return self.retransmit_mult * math.ceil(math.log10(n + 1))
 
