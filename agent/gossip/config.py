@@ -163,10 +163,9 @@ class Profile:
 
     @property
     def join_push_pull_delay(self) -> float:
-        """Spacing of the early push/pulls after a join (swim.JOIN_PUSH_PULLS): five gossip
-        rounds, by which time the join's own gossip has mostly spread (Local 0.5 s, LAN 1 s,
-        WAN 2.5 s)."""
-        return 5 * self.gossip_interval
+        """First spacing of the early push/pulls after a join (swim.JOIN_PUSH_PULLS), which
+        then doubles: one gossip round (Local 0.1 s, LAN 0.2 s, WAN 0.5 s)."""
+        return self.gossip_interval
 
     def retransmit_limit(self, n: int) -> int:
         return self.retransmit_mult * math.ceil(math.log10(n + 1))

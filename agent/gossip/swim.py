@@ -66,9 +66,9 @@ log = logging.getLogger("memberlist")
 
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
 INCARNATION_MAX = 2**62
-#: Push/pulls with random members a node makes soon after it joined, each
-#: profile.join_push_pull_delay (x0.5-1.5, random) apart, before the periodic schedule.
-JOIN_PUSH_PULLS = 3
+#: Push/pulls with random members a node makes soon after it joined, at doubling
+#: intervals from profile.join_push_pull_delay, before the periodic schedule resumes.
+JOIN_PUSH_PULLS = 4
 
 
 class State(enum.IntEnum):
@@ -264,8 +264,16 @@ class Memberlist:
         message and waited for the periodic push/pull (15-30 s). A few early push/pulls
         with random members repair what gossip missed, in both directions."""
         self.join_push_pulls = JOIN_PUSH_PULLS
-        first = self.now + self.profile.join_push_pull_delay * (0.5 + self.rng.random())
-        self.next_push_pull_at = min(self.next_push_pull_at, first)
+        self.next_push_pull_at = min(
+            self.next_push_pull_at, self.now + self._join_push_pull_delay()
+        )
+
+    def _join_push_pull_delay(self) -> float:
+        """Doubling spacing (d, 2d, 4d, ... x0.5-1.5): the first push/pulls are quick for
+        a cluster that forms at once, the later ones catch members that joined after us."""
+        done = JOIN_PUSH_PULLS - self.join_push_pulls
+        base = self.profile.join_push_pull_delay * 2**done
+        return base * (0.5 + self.rng.random())
 
     def send_user(self, dest: str, payload: bytes) -> None:
         """A delegate message straight to one address (serf query responses)."""
@@ -356,9 +364,9 @@ class Memberlist:
         if now >= self.next_push_pull_at:
             if self.join_push_pulls > 0:
                 self.join_push_pulls -= 1
-                delay = self.profile.join_push_pull_delay * (0.5 + self.rng.random())
-                self.next_push_pull_at = now + delay
-                if self.join_push_pulls == 0:
+                if self.join_push_pulls > 0:
+                    self.next_push_pull_at = now + self._join_push_pull_delay()
+                else:
                     self.next_push_pull_at = now + self.profile.push_pull_scale(len(self.nodes))
             else:
                 self.next_push_pull_at = now + self.profile.push_pull_scale(len(self.nodes))
