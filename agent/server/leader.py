@@ -327,18 +327,23 @@ class LeaderDuties:
         await self.handle("Catalog.Deregister", {"Datacenter": self.datacenter, "Node": node})
 
     async def _reap_catalog(self, known: set[str]) -> None:
-        """Nodes in the catalog that gossip has forgotten (reaped while we were not leader)."""
+        """Nodes that gossip has forgotten (reaped while we were not leader) are deregistered.
+
+        As Consul's reconcileReaped, only nodes carrying a serfHealth check are ours to reap:
+        nodes registered directly through the catalog API (external services) are left alone.
+        """
         try:
-            reply = await self.handle("Catalog.ListNodes", {"AllowStale": True})
+            reply = await self.handle("Health.ChecksInState", {"State": "any", "AllowStale": True})
         except RPCError:
             return
-        for node in (reply or {}).get("Nodes") or []:
-            name = node.get("Node", "")
-            if name and name not in known and name != self.node_name:
-                log.info("member '%s' reaped, deregistering", name)
-                await self.handle(
-                    "Catalog.Deregister", {"Datacenter": self.datacenter, "Node": name}
-                )
+        reaped = {
+            str(check.get("Node", ""))
+            for check in (reply or {}).get("HealthChecks") or []
+            if check.get("CheckID") == SERF_CHECK_ID
+        }
+        for name in sorted(reaped - known - {"", self.node_name}):
+            log.info("member '%s' reaped, deregistering", name)
+            await self.handle("Catalog.Deregister", {"Datacenter": self.datacenter, "Node": name})
 
     def _config_ids(self) -> dict[str, Any]:
         return {getattr(s, "id", ""): s for s in self.raft.configuration()}

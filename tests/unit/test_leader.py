@@ -127,6 +127,12 @@ async def test_leader_reconciles_members_into_catalog() -> None:
             }
         elif method == "Catalog.ListNodes":
             return {"Nodes": [{"Node": n} for n in catalog]}
+        elif method == "Health.ChecksInState":
+            return {
+                "HealthChecks": [
+                    {"Node": n, **reg["Check"]} for n, reg in catalog.items() if reg.get("Check")
+                ]
+            }
         return None
 
     raft = FakeRaft(config=[SI("10.0.0.1:8300", "10.0.0.1:8300", "Voter")])
@@ -154,6 +160,12 @@ async def test_leader_reconciles_members_into_catalog() -> None:
     await duties.reconcile()
     assert "c1" not in catalog and "s2" not in catalog
     assert raft.removed == ["10.0.0.2:8300"]
+    # A node gossip has forgotten is reaped only if it carries serfHealth; an external node
+    # registered through the catalog API (no serfHealth) stays.
+    catalog["ghost"] = {"Node": "ghost", "Check": {"CheckID": "serfHealth", "Status": "critical"}}
+    catalog["google"] = {"Node": "google", "Address": "www.google.com"}
+    await duties.reconcile()
+    assert "ghost" not in catalog and "google" in catalog
 
 
 async def test_autopilot_removes_dead_server_after_grace_only_with_quorum() -> None:
