@@ -21,6 +21,7 @@ from typing import Any
 from agent.agent import VERSION, Agent, StartError
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
+from agent.dns.config import DNSConfigError, dns_config_from_agent_config
 from agent.local.logstream import LogHub, install
 
 SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated", signal.SIGHUP: "hangup"}
@@ -233,6 +234,11 @@ def run(argv: list[str]) -> int:
         return 1
     except ConfigError as exc:
         _err(f"==> {exc}")
+        return 1
+    try:
+        dns_config_from_agent_config(cfg)
+    except DNSConfigError as exc:
+        _err(f"==> Error parsing configuration: {exc}")
         return 1
     hub = LogHub(sys.stdout)
     install(hub, cfg.log_level)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from agent.config import ConfigError, load_files
+from agent.dns.config import DNSConfigError, dns_config_from_agent_config
 
 USAGE = """Usage: senate validate [options] FILE_OR_DIRECTORY...
 
@@ -26,8 +27,8 @@ def run(argv: list[str]) -> int:
             sys.stderr.write("\nMust specify at least one config file or directory\n")
         return 1
     try:
-        load_files(paths)
-    except ConfigError as exc:
+        dns_config_from_agent_config(load_files(paths))
+    except (ConfigError, DNSConfigError) as exc:
         sys.stderr.write(f"Config validation failed: {exc}\n")
         return 1
     sys.stdout.write("Configuration is valid!\n")

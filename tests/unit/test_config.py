@@ -137,6 +137,11 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "Config validation failed" in err and "bad.json" in err and "'server'" in err
     assert "Traceback" not in err
+    # dns_config is checked too, with the key named, instead of only disabling DNS at start.
+    bad.write_text(json.dumps({"dns_config": {"node_ttl": "banana"}}))
+    assert validate.run([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert 'dns_config.node_ttl: expected a duration such as "30s" or "1m", got "banana"' in err
 
 
 def test_node_name_not_valid_for_dns_warns() -> None:
