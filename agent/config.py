@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.durations import DurationError, parse_seconds
 from agent.logfmt import LEVEL_BY_NAME
 
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_DEFAULT = 2, 3, 2
@@ -172,25 +173,15 @@ def _expect_str_list(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration ("30s", "1m30s", "500ms") -> seconds."""
-    s = text.strip()
-    if s == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_RE.match(s, pos)
-        if m is None:
-            raise ValueError(f'expected a duration such as "30s" or "1m", got {json.dumps(text)}')
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError('expected a duration such as "30s" or "1m", got ""')
-    return total
+    """A config or flag duration ("30s", "1m30s", "500ms") -> seconds; never negative."""
+    try:
+        seconds = parse_seconds(text)
+    except DurationError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ValueError(f'expected a duration such as "30s" or "1m", got {json.dumps(text)}')
+    return seconds
 
 
 def _expect_duration(v: Any) -> float:

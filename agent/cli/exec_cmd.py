@@ -15,8 +15,8 @@ from typing import Any
 
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient
+from agent.durations import parse_duration
 from agent.local import rexec
-from agent.state.durations import parse_duration
 
 SESSION_RENEW_INTERVAL = 5.0
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient, Response
-from agent.state.durations import parse_duration
+from agent.durations import parse_duration
 
 #: api.LockFlagValue / api.SemaphoreFlagValue: mark keys as owned by a lock or a semaphore.
 LOCK_FLAG = 0x2DDCCBC058A50C18

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
 from agent.api import AgentAPI, RPCError
+from agent.durations import parse_seconds
 
 AGENT_KEY: web.AppKey[AgentAPI] = web.AppKey("agent", AgentAPI)  # type: ignore[type-abstract]
 
@@ -22,17 +22,6 @@ AGENT_KEY: web.AppKey[AgentAPI] = web.AppKey("agent", AgentAPI)  # type: ignore[
 MAX_KV_SIZE = 512 * 1024
 DEFAULT_QUERY_TIME = 300.0
 MAX_QUERY_TIME = 600.0
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 
 
 class HTTPError(Exception):
@@ -46,23 +35,7 @@ class HTTPError(Exception):
 
 def parse_duration(text: str) -> float:
     """Go's time.ParseDuration ("10s", "1m30s", "250ms") -> seconds; ValueError if invalid."""
-    s = text.strip()
-    if s in ("0", "+0", "-0"):
-        return 0.0
-    sign = 1.0
-    if s[:1] in "+-" and s:
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    return sign * total
+    return parse_seconds(text)
 
 
 def agent_of(request: web.Request) -> AgentAPI:

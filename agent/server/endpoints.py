@@ -151,13 +151,13 @@ from typing import Any, Protocol
 
 from agent.api import RPCError
 from agent.codec import FrameError, packb, unpackb
-from agent.state.commands import MessageType, encode_command
-from agent.state.durations import (
+from agent.durations import (
     SECOND,
     DurationError,
     format_duration,
     parse_duration,
 )
+from agent.state.commands import MessageType, encode_command
 from agent.state.store import (
     DEFAULT_LOCK_DELAY_NS,
     HEALTH_ANY,

@@ -1,4 +1,5 @@
-"""Go's time.ParseDuration and Duration.String, for session TTLs and lock delays as Consul
+"""Go's time.ParseDuration and Duration.String, the one duration grammar of the agent: config
+values and flags, ?wait on the HTTP API, session TTLs and lock delays, CLI flags — as Consul
 reads and prints them ("15s", "1m30s", "24h0m0s")."""
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def parse_duration(text: str) -> int:
     if total > 2**63 - 1:
         raise DurationError(f"time: invalid duration {quoted}")
     return sign * round(total)
+
+
+def parse_seconds(text: str) -> float:
+    """Seconds of a Go duration string, surrounding whitespace ignored; DurationError if invalid."""
+    return parse_duration(text.strip()) / SECOND
 
 
 def _fmt_frac(value: int, unit: int) -> str:
