@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import importlib
 import logging
 import os
 import platform
@@ -34,6 +33,7 @@ from typing import Any
 from agent import codec
 from agent.api import STATUS_NAMES, JoinError, RPCError
 from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advertise
+from agent.dns.server import DNSServer, start_dns
 from agent.local import rexec
 from agent.local.logstream import LogHub
 from agent.local.state import (
@@ -176,7 +176,7 @@ class Agent:
         self.leader_duties: LeaderDuties | None = None
         self._http_runner: Any = None
         self._cli_rpc: Any = None
-        self._dns: Any = None
+        self._dns: DNSServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client_server: str | None = None  # the server a client currently talks to
         self._lan_servers: dict[str, str] = {}  # name -> "ip:port" (servers of our dc)
@@ -501,17 +501,11 @@ class Agent:
                 await self._listen(
                     self._cli_rpc.start(host, cfg.ports.rpc), f"{host}:{cfg.ports.rpc} (RPC)"
                 )
-        try:
-            dns_server = importlib.import_module("agent.dns.server")
-        except ImportError:
-            pass
-        else:
-            start = getattr(dns_server, "start_dns", None)
-            if start is not None and cfg.ports.dns > 0:
-                try:
-                    self._dns = await start(self, cfg)
-                except OSError as exc:
-                    log.error("DNS server failed to start: %s", exc)
+        if cfg.ports.dns > 0:
+            try:
+                self._dns = await start_dns(self, cfg)
+            except OSError as exc:
+                log.error("DNS server failed to start: %s", exc)
 
     async def _stop_step(
         self, what: str, stop: Any, timeout: float = SHUTDOWN_STEP_TIMEOUT
@@ -542,9 +536,8 @@ class Agent:
             await self._stop_step("background tasks", asyncio.wait(tasks))
         if self._cli_rpc is not None:
             await self._stop_step("CLI RPC", self._cli_rpc.stop())
-        stop_dns = getattr(self._dns, "stop", None) if self._dns is not None else None
-        if stop_dns is not None:
-            await self._stop_step("DNS", stop_dns())
+        if self._dns is not None:
+            await self._stop_step("DNS", self._dns.stop())
         if self._http_runner is not None:
             await self._stop_step("HTTP", self._http_runner.cleanup())
         for name, pool in (("WAN gossip", self.wan), ("LAN gossip", self.lan)):
