@@ -440,6 +440,12 @@ class GossipPool:
     async def _send_stream(self, out: Outgoing) -> None:
         try:
             reply = await self._exchange(out.dest, out.data, out.expect_reply)
+        except ConnectionRefusedError:
+            self.metrics["stream_errors"] += 1
+            if self._running:
+                self.serf.stream_refused(out.dest, self._now())
+                self._pump()
+            return
         except (TimeoutError, OSError, StreamError, ValueError) as exc:
             self.metrics["stream_errors"] += 1
             mlog.debug("stream to %s failed: %s", out.dest, exc)

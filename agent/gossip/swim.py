@@ -11,7 +11,8 @@ Failure detection, once per probe interval (scaled by local health):
   1. ping the next member of a shuffled round-robin list, and wait probe_timeout;
   2. no ack: ask `indirect_checks` random members to ping it for us (ping-req, with
      nacks so we can tell our own trouble from theirs), and try a TCP ping;
-  3. no ack by the end of the interval: suspect it. The suspicion is gossiped; other
+  3. no ack by the end of the interval: suspect it -- or at once if the TCP ping was
+     refused (see `stream_refused`). The suspicion is gossiped; other
      members that suspect it independently confirm it, which shortens Lifeguard's
      timeout from max toward min. When it expires the member is declared dead.
 A member that hears it is suspected or dead refutes by gossiping `alive` with a higher
@@ -324,6 +325,29 @@ class Memberlist:
         except BadMessage:
             self.metrics["drop.malformed"] += 1
         return None
+
+    def stream_refused(self, dest: str, now: float) -> None:
+        """A stream we opened to `dest` was refused (the host answered with a TCP reset).
+
+        Not in memberlist, which waits out the probe interval for the indirect acks. A refused
+        TCP ping means the host is up and nothing listens on the member's gossip port: the
+        agent is gone (crashed, killed, restarting), not slow or cut off. So once the direct
+        ping has also timed out, the probe fails now instead of at the end of the interval.
+        It is still only a suspicion, with Lifeguard's timeout and refutation as usual, and it
+        says nothing against our own health (awareness is not charged for missing nacks)."""
+        self.now = now
+        probe = self.probe
+        if probe is None or not probe.indirect:
+            return
+        node = self.node_map.get(probe.target)
+        if node is None or node.address != dest:
+            return
+        self.metrics["probe.refused"] += 1
+        self.probe = None
+        if node.dead_or_left():
+            return
+        log.info("Suspect %s has failed, no acks received and TCP ping refused", node.name)
+        self._suspect_node(node.incarnation, node.name, self.name)
 
     def receive_stream_reply(self, src: str, data: bytes, now: float) -> None:
         """The reply to a stream we opened (an ack, or a push/pull state)."""

@@ -314,3 +314,49 @@ def test_packets_stay_under_the_udp_limit_with_many_broadcasts() -> None:
         sizes += [len(o.data) for o in s.take_outgoing() if not o.stream]
     assert sizes and max(sizes) <= Profile.local().udp_buffer_size
     assert max(sizes) > 1000  # and they are filled, not sent one message at a time
+
+
+def _alive(name: str, ip: str) -> bytes:
+    body = {
+        "Inc": 1,
+        "Node": name,
+        "Addr": ip,
+        "Port": 8301,
+        "Meta": b"",
+        "Vsn": [1, 5, 2, 2, 5, 4],
+    }
+    return encode(MessageType.ALIVE, body)
+
+
+def test_refused_tcp_ping_fails_the_probe_without_waiting_for_the_interval() -> None:
+    """A refused TCP fallback (nothing listens on the member's port) makes the probe fail at
+    once, after the direct ping timed out; a refusal from another address, or before the
+    direct ping timed out, changes nothing."""
+    s = make()
+    peers = {"b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"}
+    s.receive_packet("10.0.0.2:8301", compound([_alive(n, ip) for n, ip in peers.items()]), 0.1)
+    ml = s.memberlist
+    now = 0.1
+    while ml.probe is None:
+        now = ml.next_deadline()
+        s.tick(now)
+    probe = ml.probe
+    assert probe is not None
+    target = f"{peers[probe.target]}:8301"
+    s.stream_refused(target, now)  # direct ping not timed out yet: too early to tell
+    assert ml.probe is probe
+    s.take_outgoing()
+    s.tick(probe.timeout_at)
+    assert probe.indirect
+    tcp = [o for o in s.take_outgoing() if o.stream]
+    assert [o.dest for o in tcp] == [target]
+    other = next(f"{ip}:8301" for n, ip in peers.items() if n != probe.target)
+    s.stream_refused(other, probe.timeout_at + 0.001)
+    assert ml.probe is probe
+    assert (probe.target, "alive") in member_view(s)
+    s.stream_refused(target, probe.timeout_at + 0.002)
+    assert ml.probe is None
+    assert probe.timeout_at + 0.002 < probe.deadline
+    assert ml.node_map[probe.target].state.name == "SUSPECT"
+    assert ml.metrics["probe.refused"] == 1
+    assert ml.awareness.score == 0
