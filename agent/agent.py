@@ -36,13 +36,8 @@ from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advert
 from agent.dns.server import DNSServer, start_dns
 from agent.local import rexec
 from agent.local.logstream import LogHub
-from agent.local.state import (
-    AntiEntropy,
-    LocalState,
-    check_from_config,
-    service_checks_from_config,
-    service_from_config,
-)
+from agent.local.registry import LocalRegistry, RegistrationError
+from agent.local.state import AntiEntropy, LocalState
 from agent.mux import PortMux
 from agent.server.leader import BootstrapExpect, LeaderDuties, server_parts
 from agent.server.rpc import ConnectFailed, ConnPool, RPCServer
@@ -163,6 +158,11 @@ class Agent:
         self._lock: DataDirLock | None = None
         self.pool = ConnPool()
         self.local = LocalState(node_name=config.node_name)
+        self.registry = LocalRegistry(
+            state=self.local,
+            data_dir=self.data_dir,
+            enable_script_checks=config.enable_script_checks,
+        )
         self.anti_entropy: AntiEntropy | None = None
         self.lan: Any = None
         self.wan: Any = None
@@ -314,12 +314,13 @@ class Agent:
                     "EnableTagOverride": False,
                 }
             )
-        for svc in cfg.services:
-            self.local.add_service(service_from_config(svc))
-            for chk in service_checks_from_config(cfg.node_name, svc):
-                self.local.add_check(chk)
-        for chk in cfg.checks:
-            self.local.add_check(check_from_config(cfg.node_name, chk))
+        # Config files first, then what the HTTP API registered before a restart; checks run.
+        try:
+            self.registry.load_config(cfg.services, cfg.checks)
+        except RegistrationError as exc:
+            raise StartError(f"Error starting agent: {exc.message}") from None
+        self.registry.load_persisted()
+        self.registry.start()
         self.anti_entropy = AntiEntropy(
             state=self.local,
             rpc=self.rpc,
@@ -527,6 +528,7 @@ class Agent:
         log.info("requesting shutdown")
         if self.anti_entropy is not None:
             await self._stop_step("anti-entropy", self.anti_entropy.stop())
+        await self._stop_step("checks", self.registry.stop())
         if self.leader_duties is not None:
             await self._stop_step("leader duties", self.leader_duties.stop())
         tasks = list(self._tasks)
@@ -957,10 +959,11 @@ class Agent:
 
     def stats(self) -> dict[str, dict[str, str]]:
         checks = list(self.local.checks.values())
+        runners = self.registry.stats()
         out: dict[str, dict[str, str]] = {
             "agent": {
-                "check_monitors": "0",
-                "check_ttls": "0",
+                "check_monitors": str(runners["check_monitors"]),
+                "check_ttls": str(runners["check_ttls"]),
                 "checks": str(len(checks)),
                 "services": str(len(self.local.services)),
             },
@@ -1055,26 +1058,20 @@ class Agent:
         if self._reload_config is None:
             return
         new = self._reload_config()
-        wanted = {s["ID"]: s for s in (service_from_config(x) for x in new.services)}
-        for sid in list(self.local.services):
-            if sid != "consul" and sid not in wanted:
-                self.local.remove_service(sid)
-        for sid, svc in wanted.items():
-            if self.local.services.get(sid) != svc:
-                self.local.add_service(svc)
-        wanted_checks = {
-            c["CheckID"]: c for c in (check_from_config(self.node_name, x) for x in new.checks)
-        }
-        for svc in new.services:
-            for chk in service_checks_from_config(self.node_name, svc):
-                wanted_checks[chk["CheckID"]] = chk
-        for cid in list(self.local.checks):
-            if cid not in wanted_checks:
-                self.local.remove_check(cid)
-        for cid, chk in wanted_checks.items():
-            if cid not in self.local.checks:
-                self.local.add_check(chk)
+        self.registry.enable_script_checks = new.enable_script_checks
+        try:
+            self.registry.load_config(new.services, new.checks)
+        except RegistrationError as exc:
+            raise RPCError(f"Failed reloading services: {exc.message}") from None
         self.config = new
+
+    def local_services(self) -> dict[str, dict[str, Any]]:
+        """/v1/agent/services: the services this agent registered, by ID."""
+        return {sid: dict(svc) for sid, svc in self.local.services.items()}
+
+    def local_checks(self) -> dict[str, dict[str, Any]]:
+        """/v1/agent/checks: this agent's checks with their latest results, by CheckID."""
+        return {cid: dict(chk) for cid, chk in self.local.checks.items()}
 
     async def log_stream(self, level: str) -> AsyncIterator[str]:
         if self.log_hub is None:

@@ -87,6 +87,8 @@ class AgentConfig:
     protocol: int = PROTOCOL_DEFAULT
     node_meta: tuple[tuple[str, str], ...] = ()
     disable_update_check: bool = False
+    #: run script checks (`args` / `script`); off by default as in Consul >= 0.9.4
+    enable_script_checks: bool = False
     enable_syslog: bool = False
     ui: bool = False
     ui_dir: str = ""
@@ -273,6 +275,8 @@ def _expect_obj(v: Any) -> dict[str, Any]:
 
 
 def _expect_service(v: Any) -> dict[str, Any]:
+    from agent.local.registry import validate_config_service
+
     svc = _expect_obj(v)
     if not isinstance(svc.get("name"), str) or not svc["name"]:
         raise ValueError('expected a service object with a "name" string')
@@ -280,13 +284,17 @@ def _expect_service(v: Any) -> dict[str, Any]:
         _expect_port(svc["port"])
     if "tags" in svc:
         _expect_str_list(svc["tags"])
+    validate_config_service(svc)  # its checks: type, durations, status
     return svc
 
 
 def _expect_check(v: Any) -> dict[str, Any]:
+    from agent.local.registry import validate_config_check
+
     chk = _expect_obj(v)
     if not isinstance(chk.get("name"), str) or not chk["name"]:
         raise ValueError('expected a check object with a "name" string')
+    validate_config_check(chk)
     return chk
 
 
@@ -320,6 +328,7 @@ _SCALARS: dict[str, tuple[str, Conv]] = {
     "pid_file": ("pid_file", _expect_str),
     "protocol": ("protocol", _expect_protocol),
     "disable_update_check": ("disable_update_check", _expect_bool),
+    "enable_script_checks": ("enable_script_checks", _expect_bool),
     "enable_syslog": ("enable_syslog", _expect_bool),
     "ui": ("ui", _expect_bool),
     "ui_dir": ("ui_dir", _expect_str),
@@ -371,7 +380,6 @@ _PASSTHROUGH = {
     "watches",
     "translate_wan_addrs",
     "disable_coordinates",
-    "enable_script_checks",
     "serf_lan_bind",
     "serf_wan_bind",
     "raft_protocol",
@@ -544,6 +552,7 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag("disable-host-node-id", "bool", "Don't use the host's node ID."),
     _Flag("dns-port", "str", "DNS port to use."),
     _Flag("domain", "str", "Domain to use for DNS interface."),
+    _Flag("enable-script-checks", "bool", "Enables health check scripts."),
     _Flag("encrypt", "str", "Provides the gossip encryption key."),
     _Flag("http-port", "str", "Sets the HTTP API port to listen on."),
     _Flag("join", "list", "Address of an agent to join at start time."),
@@ -693,6 +702,8 @@ def load(argv: list[str]) -> AgentConfig:
             flag_acc["enable_syslog"] = value == "true"
         elif name == "ui":
             flag_acc["ui"] = value == "true"
+        elif name == "enable-script-checks":
+            flag_acc["enable_script_checks"] = value == "true"
         elif name == "disable-host-node-id":
             pass
         elif name == "bootstrap-expect":

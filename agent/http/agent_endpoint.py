@@ -1,8 +1,11 @@
-"""/v1/agent/*: what the local agent answers itself (members, join, leave, self, monitor...)."""
+"""/v1/agent/*: what the local agent answers itself (members, join, leave, self, monitor...),
+and the registration of its own services and checks (service/check register, deregister, TTL
+pass/warn/fail/update, maintenance mode) through the agent's `LocalRegistry`."""
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from aiohttp import web
 
@@ -12,7 +15,15 @@ from agent.http.common import (
     agent_of,
     flag,
     json_response,
+    read_json,
     rpc,
+)
+from agent.local.checks import CRITICAL, PASSING, STATUSES, WARNING, normalise_key
+from agent.local.registry import (
+    LocalRegistry,
+    RegistrationError,
+    parse_check,
+    parse_service,
 )
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
@@ -111,8 +122,147 @@ async def agent_checks(request: web.Request) -> web.Response:
     return json_response(request, checks)
 
 
+# ---- registration of this agent's services and checks ------------------------------------
+
+#: Largest registration body accepted (a service with its checks is a few hundred bytes).
+MAX_REGISTER_BODY = 1 << 20
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def registry_of(request: web.Request) -> LocalRegistry:
+    registry = getattr(agent_of(request), "registry", None)
+    if not isinstance(registry, LocalRegistry):
+        raise HTTPError(500, "this agent does not register services and checks")
+    return registry
+
+
+def _empty() -> web.Response:
+    return web.Response(body=b"", content_type="application/json")
+
+
+async def _body(request: web.Request) -> Any:
+    body = await read_json(request, MAX_REGISTER_BODY)
+    if body is None:
+        raise HTTPError(400, "Request decode failed: EOF")
+    return body
+
+
+def _apply(action: Any, *args: Any) -> Any:
+    try:
+        return action(*args)
+    except RegistrationError as exc:
+        raise HTTPError(exc.status, exc.message) from None
+
+
+async def service_register(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    definition = _apply(parse_service, await _body(request))
+    try:
+        registry.add_service(definition, persist=True)
+    except RegistrationError as exc:
+        raise HTTPError(exc.status, exc.message) from None
+    return _empty()
+
+
+async def service_deregister(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    service_id = request.match_info["id"]
+    if not service_id:
+        raise HTTPError(400, "Missing service ID")
+    _apply(lambda: registry.remove_service(service_id, persist=True))
+    return _empty()
+
+
+async def check_register(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    chk = _apply(parse_check, await _body(request))
+    _apply(lambda: registry.add_check(chk, persist=True))
+    return _empty()
+
+
+async def check_deregister(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    check_id = request.match_info["id"]
+    if not check_id:
+        raise HTTPError(400, "Missing check ID")
+    _apply(lambda: registry.remove_check(check_id, persist=True))
+    return _empty()
+
+
+def _ttl_update(status: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        registry = registry_of(request)
+        check_id = request.match_info["id"]
+        note = request.query.get("note", "")
+        _apply(lambda: registry.update_ttl(check_id, status, note))
+        return _empty()
+
+    return handler
+
+
+async def check_update(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    check_id = request.match_info["id"]
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise HTTPError(400, "Request decode failed: expected a JSON object")
+    fields = {normalise_key(str(k)): v for k, v in body.items()}
+    status, output = fields.get("status", ""), fields.get("output", "")
+    if not isinstance(output, str):
+        raise HTTPError(400, "Request decode failed: Output: expected a string")
+    if status not in STATUSES:
+        raise HTTPError(400, f"Invalid check status: '{status}'")
+    _apply(lambda: registry.update_ttl(check_id, str(status), output))
+    return _empty()
+
+
+def _enable(request: web.Request) -> bool:
+    if "enable" not in request.query:
+        raise HTTPError(400, "Missing value for enable")
+    raw = request.query["enable"]
+    if raw in _GO_TRUE:
+        return True
+    if raw in _GO_FALSE:
+        return False
+    raise HTTPError(400, f'Invalid value for enable: "{raw}"')
+
+
+async def service_maintenance(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    service_id = request.match_info["id"]
+    if not service_id:
+        raise HTTPError(400, "Missing service ID")
+    if _enable(request):
+        reason = request.query.get("reason", "")
+        _apply(lambda: registry.enable_service_maintenance(service_id, reason))
+    else:
+        _apply(lambda: registry.disable_service_maintenance(service_id))
+    return _empty()
+
+
+async def node_maintenance(request: web.Request) -> web.Response:
+    registry = registry_of(request)
+    if _enable(request):
+        registry.enable_node_maintenance(request.query.get("reason", ""))
+    else:
+        registry.disable_node_maintenance()
+    return _empty()
+
+
 def routes() -> list[web.RouteDef]:
+    ident = "{id:.*}"  # IDs may hold any character, "/" too (Consul trims the path prefix)
     return [
+        web.put("/v1/agent/service/register", service_register),
+        web.put(f"/v1/agent/service/deregister/{ident}", service_deregister),
+        web.put(f"/v1/agent/service/maintenance/{ident}", service_maintenance),
+        web.put("/v1/agent/check/register", check_register),
+        web.put(f"/v1/agent/check/deregister/{ident}", check_deregister),
+        web.put(f"/v1/agent/check/pass/{ident}", _ttl_update(PASSING)),
+        web.put(f"/v1/agent/check/warn/{ident}", _ttl_update(WARNING)),
+        web.put(f"/v1/agent/check/fail/{ident}", _ttl_update(CRITICAL)),
+        web.put(f"/v1/agent/check/update/{ident}", check_update),
+        web.put("/v1/agent/maintenance", node_maintenance),
         web.get("/v1/agent/self", agent_self, allow_head=False),
         web.get("/v1/agent/members", agent_members, allow_head=False),
         web.get("/v1/agent/services", agent_services, allow_head=False),

@@ -125,14 +125,20 @@ class LocalState:
         self.changed.set()
         return found
 
-    def update_check(self, check_id: str, status: str, output: str) -> None:
+    def update_check(
+        self, check_id: str, status: str, output: str, *, defer_output: bool = False
+    ) -> None:
+        """Set a check's result. With defer_output, a change of output alone does not wake
+        anti-entropy: the next periodic sync carries it (Consul's check_update_interval)."""
         chk = self.checks.get(check_id)
         if chk is None:
             return
-        if chk.get("Status") != status or chk.get("Output") != output:
+        status_changed = chk.get("Status") != status
+        if status_changed or chk.get("Output") != output:
             chk["Status"] = status
             chk["Output"] = output
-            self.changed.set()
+            if status_changed or not defer_output:
+                self.changed.set()
 
 
 @dataclass
