@@ -581,7 +581,8 @@ class LocalRegistry:
             if not path.is_file() or path.name.endswith(".tmp"):
                 continue
             try:
-                service = json.loads(path.read_bytes())["Service"]
+                service = dict(json.loads(path.read_bytes())["Service"])
+                service["Name"] = service.pop("Service", "")  # NodeService -> definition
                 definition = parse_service(service)
             except (OSError, ValueError, KeyError, TypeError, RegistrationError) as exc:
                 log.error("failed decoding service file %s: %s", path, exc)
