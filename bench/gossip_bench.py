@@ -6,14 +6,16 @@
 For each implementation and N: start N agents on their own 127.x.y.z address (no joins),
 then measure
   join      first join issued (all join agent 0) -> every agent lists N alive
-  detect    SIGKILL of one agent -> every survivor shows it failed
+  detect    SIGKILL of one agent -> every survivor shows it failed; repeated --kills times
+            per run (the victim is restarted, rejoined and seen alive in between), the
+            median is over every kill of every rep
   event     user event fired on agent 1 (coalesce=false) -> delivered on every agent
   rss       median resident memory per agent after convergence (MiB)
   idle cpu  mean CPU per agent over an idle window after convergence (% of one core)
 Views are polled every 50 ms (serf over its msgpack RPC, senate over its control
 socket), as in ANCHORS.md. Serf's event time includes its handler (`sh` + `date`); ours
 is taken where the event is delivered. Every process started is killed by PID at the end.
-Network traffic stays on 127.0.0.0/8.
+Network traffic stays on 127.0.0.0/8. GB_LOG=info keeps the agents' info logs.
 """
 
 from __future__ import annotations
@@ -119,9 +121,14 @@ class SerfAgent:
             f"-rpc-addr={self.rpc_addr}", f"-profile={profile}", "-log-level=warn",
             f"-event-handler=user={handler}",
         ]  # fmt: skip
+        self.args = args
         self.log = open(self.dir / "log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         self._rpc: SerfRPC | None = None
+
+    def restart(self) -> None:
+        self._rpc = None
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
 
     @property
     def addr(self) -> str:
@@ -171,11 +178,18 @@ class SenateAgent:
         self.ctl = str(self.dir / "ctl.sock")
         args = [
             sys.executable, "-m", "agent.gossip", "-node", self.name, "-bind", ip,
-            "-profile", profile, "-ctl", self.ctl, "-log-level", "warn",
+            "-profile", profile, "-ctl", self.ctl, "-log-level", os.environ.get("GB_LOG", "warn"),
         ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.args = args
+        self.env = dict(os.environ, PYTHONPATH=str(REPO))
         self.log = open(self.dir / "log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env, cwd=REPO)
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.args, stdout=self.log, stderr=self.log, env=self.env, cwd=REPO)
+
+    def restart(self) -> None:
+        self.proc = self._spawn()
 
     @property
     def addr(self) -> str:
@@ -212,7 +226,11 @@ class SenateAgent:
 # ---------------------------------------------------------------------- one run
 
 
-def run_one(kind: str, n: int, profile: str, subnet: int) -> dict[str, float | None]:
+def seen_as(victim: Any, others: list[Any], status: str) -> Callable[[], bool]:
+    return lambda: all(a.statuses().get(victim.name) == status for a in others)
+
+
+def run_one(kind: str, n: int, profile: str, subnet: int, kills: int) -> dict[str, float | None]:
     root = Path(tempfile.mkdtemp(prefix=f"gossip-bench-{kind}-"))
     cls = SerfAgent if kind == "serf" else SenateAgent
     agents: list[Any] = []
@@ -253,16 +271,30 @@ def run_one(kind: str, n: int, profile: str, subnet: int) -> dict[str, float | N
         else:
             result["event"] = max(a.got_event("benchevent") for a in agents) - fired
 
-        victim = agents[n // 2]
-        os.kill(victim.proc.pid, signal.SIGKILL)
-        victim.proc.wait()
-        start = time.monotonic()
-        survivors = [a for a in agents if a is not victim]
-        result["detect"] = wait_for(
-            lambda: all(a.statuses().get(victim.name) == "failed" for a in survivors), 120
-        )
-        if result["detect"] is not None:
-            result["detect"] = time.monotonic() - start
+        # Detection: `kills` times, kill one member, time until every other member shows it
+        # failed, then restart it (same name and address), join it back and wait until every
+        # member shows it alive, so N stays the same for the next kill. More kills per run give
+        # a steadier median: one kill's time varies by +-1 s with the probe order.
+        detects: list[float] = []
+        for k in range(kills):
+            victim = agents[(n // 2 + k) % n]
+            survivors = [a for a in agents if a is not victim]
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            victim.proc.wait()
+            start = time.monotonic()
+            if wait_for(seen_as(victim, survivors, "failed"), 120) is None:
+                break
+            detects.append(time.monotonic() - start)
+            if k == kills - 1:
+                break
+            victim.restart()
+            if wait_for(victim.ready, 60) is None:
+                break
+            victim.join(survivors[0].addr)
+            if wait_for(seen_as(victim, agents, "alive"), 120) is None:
+                break
+        result["detect"] = statistics.median(detects) if detects else None
+        result["detect_all"] = detects  # type: ignore[assignment]
     finally:
         for a in agents:
             if a.proc.poll() is None:
@@ -282,6 +314,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="10,30")
     ap.add_argument("--profile", default="lan", choices=["lan", "wan", "local"])
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--kills", type=int, default=3, help="kill/detect/restart cycles per run")
     args = ap.parse_args()
     if shutil.which("serf") is None:
         print("serf not installed: apt-get install -y serf", file=sys.stderr)
@@ -292,7 +325,7 @@ def main() -> int:
         runs: dict[str, list[dict[str, float | None]]] = {"serf": [], "senate": []}
         for rep in range(args.reps):
             for kind, subnet in (("serf", 61), ("senate", 62)):
-                r = run_one(kind, n, args.profile, subnet)
+                r = run_one(kind, n, args.profile, subnet, args.kills)
                 print(f"# N={n} rep={rep} {kind}: {r}", flush=True)
                 runs[kind].append(r)
         for metric, unit in (
@@ -304,12 +337,18 @@ def main() -> int:
         ):
             vals: dict[str, float | None] = {}
             for kind in ("serf", "senate"):
-                xs = [v for r in runs[kind] if (v := r.get(metric)) is not None]
+                if metric == "detect":  # every kill of every rep, pooled
+                    xs = [v for r in runs[kind] for v in r.get("detect_all") or []]  # type: ignore[union-attr]
+                else:
+                    xs = [v for r in runs[kind] if (v := r.get(metric)) is not None]
                 vals[kind] = statistics.median(xs) if xs else None
             sv, gv = vals["serf"], vals["senate"]
             ratio = f"{gv / sv:.2f}" if sv and gv is not None else "-"
             rows.append((n, metric, fmt(sv, unit), fmt(gv, unit), ratio))
-    print(f"\nprofile={args.profile} reps={args.reps} (median)")
+    print(
+        f"\nprofile={args.profile} reps={args.reps} kills/run={args.kills}"
+        " (median; detect pools every kill)"
+    )
     print(f"{'N':>3}  {'metric':<9} {'serf':>12} {'senate':>12} {'senate/serf':>12}")
     for n, metric, s, g, ratio in rows:
         print(f"{n:>3}  {metric:<9} {s:>12} {g:>12} {ratio:>12}")
