@@ -92,8 +92,10 @@ class GossipPool:
         snapshot_path: Path | None,
         merge_check: Callable[[list[Member]], str | None] | None,
         on_event: Callable[[MemberEvent | UserEvent | Query], None],
+        rejoin_after_leave: bool = False,
     ) -> None:
         self.name = name
+        self.rejoin_after_leave = rejoin_after_leave
         self.node_name = node_name
         self.bind_addr = bind_addr
         self.bind_port = bind_port
@@ -509,7 +511,9 @@ class GossipPool:
         except (OSError, UnicodeDecodeError) as exc:
             log.warning("Failed to read snapshot %s: %s", self.snapshot_path, exc)
             return None
-        state = snap.parse(text)
+        state = snap.parse(text, self.rejoin_after_leave)
+        if state.left and self.rejoin_after_leave:
+            log.info("Ignoring previous leave in snapshot")
         serf = self.serf
         serf.clock.witness(state.clock)
         serf.event_clock.witness(state.event_clock)

@@ -8,7 +8,8 @@ A line-oriented text file, as Serf writes it:
     query-clock: 1
     leave
 A restarted agent rejoins the nodes still alive in it and keeps its Lamport clocks so it
-does not replay old user events. `leave` (a graceful leave) means: do not rejoin.
+does not replay old user events. `leave` (a graceful leave) means: do not rejoin -- unless
+the agent runs with `rejoin_after_leave`, which ignores it, as Serf's RejoinAfterLeave.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class SnapshotState:
     bad_lines: int = 0
 
 
-def parse(text: str) -> SnapshotState:
+def parse(text: str, rejoin_after_leave: bool = False) -> SnapshotState:
     state = SnapshotState()
     for raw in text.splitlines():
         line = raw.strip()
@@ -48,8 +49,9 @@ def parse(text: str) -> SnapshotState:
             elif key == "query-clock":
                 state.query_clock = int(value)
             elif key == "leave":
-                state.alive.clear()
                 state.left = True
+                if not rejoin_after_leave:
+                    state.alive.clear()
             else:
                 state.bad_lines += 1
         except ValueError:

@@ -42,6 +42,7 @@ class Node:
         keyring: Keyring | None = None,
         snapshot: Path | None = None,
         port: int | None = None,
+        rejoin_after_leave: bool = False,
     ) -> None:
         self.events: list[MemberEvent | UserEvent | Query] = []
         self.port = port or free_port()
@@ -58,6 +59,7 @@ class Node:
             snapshot_path=snapshot,
             merge_check=dc_check(dc),
             on_event=self.events.append,
+            rejoin_after_leave=rejoin_after_leave,
         )
 
     @property
@@ -163,6 +165,36 @@ async def test_snapshot_rejoin_and_failed_rejoin_warning(
     caplog.clear()
     b2 = await started(Node("b", snapshot=snap, port=b.port))
     await eventually(lambda: b2.status("a") == "alive" and a.status("b") == "alive")
+    assert "Re-joined to previously known node: a" in caplog.text
+
+
+async def test_after_a_leave_the_snapshot_rejoins_only_with_rejoin_after_leave(
+    started: Callable[[Node], asyncio.Future[Node]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    a = await started(Node("a"))
+    snap = tmp_path / "serf" / "local.snapshot"
+    b = await started(Node("b", snapshot=snap))
+    await b.pool.join([a.addr])
+    await eventually(lambda: a.status("b") == "alive")
+    await b.pool.leave()
+    await b.pool.shutdown()
+    await eventually(lambda: a.status("b") == "left")
+    assert snap.read_text().rstrip().endswith("leave")
+    snap2 = tmp_path / "copy" / "local.snapshot"
+    snap2.parent.mkdir()
+    snap2.write_text(snap.read_text())
+    caplog.clear()
+    b2 = await started(Node("b", snapshot=snap, port=b.port))
+    assert "Failed to re-join any previously known node" in caplog.text
+    assert b2.status("a") is None and a.status("b") == "left"
+    await b2.pool.shutdown()
+    caplog.clear()
+    b3 = await started(Node("b", snapshot=snap2, port=b.port, rejoin_after_leave=True))
+    assert "Ignoring previous leave in snapshot" in caplog.text
+    await eventually(lambda: b3.status("a") == "alive" and a.status("b") == "alive")
     assert "Re-joined to previously known node: a" in caplog.text
 
 

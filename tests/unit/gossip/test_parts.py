@@ -140,4 +140,7 @@ def test_snapshot_roundtrip_and_bad_lines() -> None:
     assert parsed.alive == {"n1": "127.0.0.2:8301"}
     assert (parsed.clock, parsed.event_clock, parsed.bad_lines) == (5, 3, 2)
     assert snapshot.parse("alive: a 1.2.3.4:8301\nnot-alive: a\n").alive == {}
-    assert snapshot.parse("alive: a 1.2.3.4:8301\nleave\n").left
+    left = snapshot.parse("alive: a 1.2.3.4:8301\nleave\n")
+    assert left.left and left.alive == {}
+    kept = snapshot.parse("alive: a 1.2.3.4:8301\nleave\n", rejoin_after_leave=True)
+    assert kept.left and kept.alive == {"a": "1.2.3.4:8301"}
