@@ -554,8 +554,11 @@ class LocalRegistry:
         for d in new_services.values():
             for chk in d.checks:
                 self._vet(chk)
+        kept = {sid for sid in self.state.services if sid not in self.config_services}
         for chk in new_checks.values():
             self._vet(chk)
+            if chk.service_id and chk.service_id not in kept | set(new_services):
+                raise RegistrationError(400, f'ServiceID "{chk.service_id}" does not exist')
         for sid in list(self.config_services):
             if sid not in new_services and sid in self.state.services:
                 self.remove_service(sid, persist=False)
@@ -567,8 +570,6 @@ class LocalRegistry:
                 self.add_service(d, persist=False)
         for cid, chk in new_checks.items():
             if self.config_checks.get(cid) != chk or cid not in self.state.checks:
-                if chk.service_id and chk.service_id not in self.state.services:
-                    raise RegistrationError(400, f'ServiceID "{chk.service_id}" does not exist')
                 self._add_check(chk, persist=False)
         self.config_services = new_services
         self.config_checks = new_checks

@@ -212,3 +212,13 @@ async def test_reaper_deregisters_services_critical_too_long(registry: LocalRegi
     assert registry.reap(now + 61) == ["web"]  # db has no deregister_critical_service_after
     assert "web" not in registry.state.services and "service:web" not in registry.state.checks
     assert "db" in registry.state.services
+
+
+async def test_config_check_for_an_unknown_service_is_refused_whole(
+    registry: LocalRegistry,
+) -> None:
+    registry.load_config([{"name": "web", "check": {"ttl": "10s"}}], [])
+    with pytest.raises(RegistrationError, match='ServiceID "db" does not exist'):
+        registry.load_config([], [{"name": "c", "ttl": "5s", "service_id": "db"}])
+    assert set(registry.state.services) == {"web"}  # nothing of the refused reload applied
+    assert set(registry.state.checks) == {"service:web"}
