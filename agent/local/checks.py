@@ -298,6 +298,13 @@ def split_host_port(addr: str) -> tuple[str, int]:
 # ---------------------------------------------------------------------------------------
 
 
+def _os_reason(exc: OSError) -> str:
+    """Go's wording of a socket error: the errno's text in lower case ("connection refused")."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
 def _go_method(method: str) -> str:
     """Go's url.Error Op: "Get", "Post", ..."""
     return method[:1].upper() + method[1:].lower()
@@ -343,8 +350,14 @@ async def http_probe(chk: CheckType, timeout: float | None = None) -> tuple[str,
             f'{op} "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting '
             "headers)"
         )
+    except aiohttp.ClientConnectorCertificateError as exc:
+        cert_err = exc.certificate_error
+        reason = getattr(cert_err, "verify_message", "") or str(cert_err)
+        return CRITICAL, f'{op} "{url}": tls: failed to verify certificate: {reason}'
+    except aiohttp.ClientSSLError as exc:
+        return CRITICAL, f'{op} "{url}": tls: {exc}'
     except aiohttp.ClientConnectorError as exc:
-        reason = (exc.os_error.strerror or str(exc.os_error)).lower()
+        reason = _os_reason(exc.os_error)
         return CRITICAL, f'{op} "{url}": dial tcp {exc.host}:{exc.port}: connect: {reason}'
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return CRITICAL, f'{op} "{url}": {exc or type(exc).__name__}'
@@ -361,8 +374,7 @@ async def tcp_probe(addr: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, s
     except TimeoutError:
         return CRITICAL, f"dial tcp {addr}: i/o timeout"
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        return CRITICAL, f"dial tcp {addr}: connect: {reason}"
+        return CRITICAL, f"dial tcp {addr}: connect: {_os_reason(exc)}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()

@@ -336,3 +336,64 @@ def test_parse_refuses_bad_definitions(raw: dict[str, object], error: type, mess
 def test_validate_uses_consul_messages(chk: CheckType, message: str) -> None:
     with pytest.raises(CheckInvalidError, match=message.replace("(", r"\(")):
         chk.validate()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_self_signed_needs_tls_skip_verify(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def secure(request: web.Request) -> web.Response:
+        return web.Response(text="secure")
+
+    app = web.Application()
+    app.router.add_get("/h", secure)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"https://127.0.0.1:{port}/h"
+    try:
+        status, output = await http_probe(CheckType(http=url, interval=1, tls_skip_verify=True))
+        assert (status, output) == (PASSING, f"HTTP GET {url}: 200 OK Output: secure")
+        status, output = await http_probe(CheckType(http=url, interval=1))
+        assert status == CRITICAL
+        assert output == f'Get "{url}": tls: failed to verify certificate: self-signed certificate'
+    finally:
+        await runner.cleanup()
