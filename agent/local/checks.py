@@ -457,6 +457,8 @@ class Runner(Protocol):
 
     def start(self) -> None: ...
 
+    def cancel(self) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -476,6 +478,12 @@ class IntervalRunner:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=f"check:{self.check_id}")
+
+    def cancel(self) -> None:
+        """Stop now without waiting (a running script's process group is killed as the task
+        unwinds)."""
+        if self._task is not None:
+            self._task.cancel()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -540,10 +548,13 @@ class TTLRunner:
             f"Check '{self.check_id}' missed TTL, is now critical",
         )
 
-    async def stop(self) -> None:
+    def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    async def stop(self) -> None:
+        self.cancel()
 
 
 def make_runner(

@@ -376,7 +376,7 @@ class LocalRegistry:
         cid = chk.check_id
         old = self.runners.pop(cid, None)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.stop())
+            old.cancel()
         if health is None:
             health = {
                 "Node": self.state.node_name,
@@ -427,7 +427,7 @@ class LocalRegistry:
         self.state.remove_check(check_id)
         runner = self.runners.pop(check_id, None)
         if runner is not None:
-            asyncio.get_running_loop().create_task(runner.stop())
+            runner.cancel()
         self.definitions.pop(check_id, None)
         self.critical_since.pop(check_id, None)
         self._owners.pop(check_id, None)

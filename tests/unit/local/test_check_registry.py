@@ -222,3 +222,29 @@ async def test_config_check_for_an_unknown_service_is_refused_whole(
         registry.load_config([], [{"name": "c", "ttl": "5s", "service_id": "db"}])
     assert set(registry.state.services) == {"web"}  # nothing of the refused reload applied
     assert set(registry.state.checks) == {"service:web"}
+
+
+async def test_deregistering_a_running_script_check_kills_it(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    import os
+
+    registry.enable_script_checks = True
+    pidfile = tmp_path / "child.pid"
+    script = f"sleep 30 & echo $! > {pidfile}; wait"
+    registry.add_check(
+        parse_check({"Name": "slow", "Script": script, "Interval": "20ms"}), persist=False
+    )
+    await wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    child = int(pidfile.read_text())
+    registry.remove_check("slow")
+
+    def gone() -> bool:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{child}/stat").read_text().split(") ", 1)[1].startswith("Z")
+
+    await wait_until(gone)
+    assert "slow" not in registry.state.checks and registry.stats()["check_monitors"] == 0
