@@ -261,6 +261,12 @@ def routes() -> list[web.RouteDef]:
         web.put(f"/v1/agent/check/pass/{ident}", _ttl_update(PASSING)),
         web.put(f"/v1/agent/check/warn/{ident}", _ttl_update(WARNING)),
         web.put(f"/v1/agent/check/fail/{ident}", _ttl_update(CRITICAL)),
+        # Consul 0.7 took any method here, and older client libraries send GET.
+        web.get(f"/v1/agent/check/pass/{ident}", _ttl_update(PASSING), allow_head=False),
+        web.get(f"/v1/agent/check/warn/{ident}", _ttl_update(WARNING), allow_head=False),
+        web.get(f"/v1/agent/check/fail/{ident}", _ttl_update(CRITICAL), allow_head=False),
+        web.get(f"/v1/agent/check/deregister/{ident}", check_deregister, allow_head=False),
+        web.get(f"/v1/agent/service/deregister/{ident}", service_deregister, allow_head=False),
         web.put(f"/v1/agent/check/update/{ident}", check_update),
         web.put("/v1/agent/maintenance", node_maintenance),
         web.get("/v1/agent/self", agent_self, allow_head=False),

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ def parse_service(raw: Any) -> ServiceDefinition:
     meta = fields.get("meta") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise RegistrationError(400, "Invalid Service Meta: values must be strings")
+    problem = _meta_problem(meta)
+    if problem:
+        raise RegistrationError(400, f"Invalid Service Meta: {problem}")
     eto = fields.get("enabletagoverride", False)
     if not isinstance(eto, bool):
         raise _decode_error("EnableTagOverride: expected true or false")
@@ -173,6 +177,28 @@ def parse_service(raw: Any) -> ServiceDefinition:
             raise RegistrationError(400, f"Invalid check: {exc}") from None
         checks.append(chk)
     return ServiceDefinition(service, tuple(checks))
+
+
+_META_KEY = re.compile(r"[a-zA-Z0-9_-]+")
+_DNS_LABEL = re.compile(r"[a-zA-Z0-9-]{1,63}")
+
+
+def _meta_problem(meta: dict[str, str]) -> str:
+    """Consul's structs.ValidateMetadata, "" when the metadata is fine."""
+    if len(meta) > 64:
+        return "Node metadata cannot contain more than 64 key/value pairs"
+    for key, value in meta.items():
+        if not key:
+            return "Key cannot be blank"
+        if not _META_KEY.fullmatch(key):
+            return f"Key contains invalid characters: {key}"
+        if len(key) > 128:
+            return f"Key is too long (limit: 128 characters): {key}"
+        if key.startswith("consul-"):
+            return f"Key prefix 'consul-' is reserved for internal use: {key}"
+        if len(value) > 512:
+            return f"Value is too long (limit: 512 characters): {key}"
+    return ""
 
 
 def _parse_check(raw: Any) -> CheckType:
@@ -303,6 +329,12 @@ class LocalRegistry:
                 and not cid.startswith(SERVICE_MAINT_PREFIX)
             ):
                 self._remove_check(cid, persist=True)
+        if not _DNS_LABEL.fullmatch(service["Service"]):
+            log.warning(
+                'Service name "%s" will not be discoverable via DNS due to invalid characters. '
+                "Valid characters include all alpha-numerics and dashes.",
+                service["Service"],
+            )
         self.state.add_service(dict(service))
         if persist and self.data_dir is not None:
             _write_atomic(

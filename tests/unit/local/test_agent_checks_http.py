@@ -177,6 +177,12 @@ async def test_check_register_and_deregister(client: TestClient, agent: Registry
             400,
             "Invalid service address",
         ),
+        (
+            "/v1/agent/service/register",
+            {"Name": "web", "Meta": {"consul-version": "1"}},
+            400,
+            "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use",
+        ),
         ("/v1/agent/check/register", {"TTL": "10s"}, 400, "Missing check name"),
         (
             "/v1/agent/check/register",
@@ -277,8 +283,85 @@ async def test_service_and_node_maintenance(client: TestClient) -> None:  # type
     assert "_node_maintenance" not in await get(client, "/v1/agent/checks")
 
 
+async def test_consul_07_clients_may_pass_with_get(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert (await put(client, "/v1/agent/check/register", {"Name": "hb", "TTL": "30s"}))[0] == 200
+    resp = await client.get("/v1/agent/check/pass/hb?note=via%20GET")
+    assert resp.status == 200
+    assert (await get(client, "/v1/agent/checks"))["hb"]["Output"] == "via GET"
+
+
 async def test_check_ids_with_slashes(client: TestClient) -> None:  # type: ignore[type-arg]
     body = {"Name": "x", "ID": "app/db", "TTL": "30s"}
     assert (await put(client, "/v1/agent/check/register", body))[0] == 200
     assert (await put(client, "/v1/agent/check/pass/app/db"))[0] == 200
     assert (await get(client, "/v1/agent/checks"))["app/db"]["Status"] == "passing"
+
+
+def random_value(rng: Any, depth: int = 0) -> Any:
+    kinds = ["str", "int", "bool", "null", "float", "dur"] + (["list", "dict"] if depth < 2 else [])
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return rng.choice(["", "web", "10s", "x" * 300, "http://127.0.0.1:1/", "ü", "a:1"])
+    if kind == "int":
+        return rng.choice([0, -1, 80, 70000, 2**70])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "float":
+        return rng.choice([1.5, -3.0, 1e300])
+    if kind == "dur":
+        return rng.choice(["1s", "-5s", "abc", "10", "1h2m", "0"])
+    if kind == "list":
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if kind == "null":
+        return None
+    keys = [
+        "Name",
+        "ID",
+        "Tags",
+        "Port",
+        "Meta",
+        "Check",
+        "Checks",
+        "TTL",
+        "HTTP",
+        "TCP",
+        "Interval",
+        "Timeout",
+        "Args",
+        "Script",
+        "Status",
+        "Header",
+        "ServiceID",
+        "GRPC",
+        "TLSSkipVerify",
+        "DeregisterCriticalServiceAfter",
+        "Address",
+        "Output",
+        "enable",
+    ]
+    return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randint(0, 6))}
+
+
+async def test_fuzzed_registrations_are_answered_never_with_a_500(
+    client: TestClient,  # type: ignore[type-arg]
+    agent: RegistryAgent,
+) -> None:
+    import random
+
+    rng = random.Random(7)
+    paths = [
+        "/v1/agent/service/register",
+        "/v1/agent/check/register",
+        "/v1/agent/check/update/x",
+    ]
+    seen: dict[int, int] = {}
+    for _ in range(400):
+        body = random_value(rng)
+        if rng.random() < 0.7:
+            body = {"Name": "svc", **body} if isinstance(body, dict) else body
+        status, text = await put(client, rng.choice(paths), body)
+        seen[status] = seen.get(status, 0) + 1
+        assert status in (200, 400, 404), (status, text, body)
+        assert "Traceback" not in text
+    assert seen.get(200, 0) > 0 and seen.get(400, 0) > 0
+    await agent.registry.stop()  # whatever was registered stops cleanly
