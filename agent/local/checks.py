@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -300,9 +301,16 @@ def split_host_port(addr: str) -> tuple[str, int]:
 
 def _os_reason(exc: OSError) -> str:
     """Go's wording of a socket error: the errno's text in lower case ("connection refused")."""
-    if exc.errno:
+    if exc.errno and not isinstance(exc, socket.gaierror):
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+def _dial_error(host: str, port: int | str | None, exc: OSError) -> str:
+    """Go's net.Dial error text: a failed name lookup, or a failed connect."""
+    if isinstance(exc, socket.gaierror):
+        return f"dial tcp: lookup {host}: no such host"
+    return f"dial tcp {host}:{port}: connect: {_os_reason(exc)}"
 
 
 def _go_method(method: str) -> str:
@@ -357,8 +365,7 @@ async def http_probe(chk: CheckType, timeout: float | None = None) -> tuple[str,
     except aiohttp.ClientSSLError as exc:
         return CRITICAL, f'{op} "{url}": tls: {exc}'
     except aiohttp.ClientConnectorError as exc:
-        reason = _os_reason(exc.os_error)
-        return CRITICAL, f'{op} "{url}": dial tcp {exc.host}:{exc.port}: connect: {reason}'
+        return CRITICAL, f'{op} "{url}": {_dial_error(exc.host, exc.port, exc.os_error)}'
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return CRITICAL, f'{op} "{url}": {exc or type(exc).__name__}'
 
@@ -374,6 +381,8 @@ async def tcp_probe(addr: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, s
     except TimeoutError:
         return CRITICAL, f"dial tcp {addr}: i/o timeout"
     except OSError as exc:
+        if isinstance(exc, socket.gaierror):
+            return CRITICAL, f"dial tcp: lookup {host}: no such host"
         return CRITICAL, f"dial tcp {addr}: connect: {_os_reason(exc)}"
     writer.close()
     with contextlib.suppress(OSError):

@@ -397,3 +397,15 @@ async def test_https_self_signed_needs_tls_skip_verify(tmp_path: Path) -> None:
         assert output == f'Get "{url}": tls: failed to verify certificate: self-signed certificate'
     finally:
         await runner.cleanup()
+
+
+async def test_unresolvable_host_is_critical_with_go_lookup_error() -> None:
+    # .invalid never resolves (RFC 2606); the lookup fails fast in this sandbox and elsewhere
+    status, output = await tcp_probe("nonexistent.invalid:81", timeout=5)
+    assert (status, output) == (CRITICAL, "dial tcp: lookup nonexistent.invalid: no such host")
+    url = "http://nonexistent.invalid:81/health"
+    status, output = await http_probe(CheckType(http=url, interval=1), timeout=5)
+    assert (status, output) == (
+        CRITICAL,
+        f'Get "{url}": dial tcp: lookup nonexistent.invalid: no such host',
+    )
