@@ -410,18 +410,32 @@ class _Tail:
         return out
 
 
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 async def script_probe(chk: CheckType, timeout: float | None = None) -> tuple[str, str]:
     """Run `args` (or `script` through /bin/sh -c); exit 0 passing, 1 warning, else critical."""
     timeout = chk.effective_timeout() if timeout is None else timeout
     argv = list(chk.args) if chk.args else ["/bin/sh", "-c", chk.script]
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed whole on timeout
         )
+    )
+    try:
+        # Shielded: a cancel that lands while the process is being set up must still reach
+        # its process group (the script may already have started children).
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            _kill_group(await spawn)
+        raise
     except FileNotFoundError:
         return CRITICAL, f'exec: "{argv[0]}": executable file not found in $PATH'
     except OSError as exc:
@@ -438,16 +452,14 @@ async def script_probe(chk: CheckType, timeout: float | None = None) -> tuple[st
         async with asyncio.timeout(timeout):
             code = await collect()
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 5.0)
         msg = f"Timed out ({format_duration(round(timeout * SECOND))}) running check"
         out = tail.text()
         return CRITICAL, msg + ("\n\n" + out if out else "")
     except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
         raise
     if code == 0:
         return PASSING, tail.text()
