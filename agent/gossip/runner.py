@@ -131,7 +131,8 @@ class GossipPool:
         loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: UDPEndpoint(self._on_packet), local_addr=(self.bind_addr, self.bind_port)
+            lambda: UDPEndpoint(self._on_packet, self._on_unreachable),
+            local_addr=(self.bind_addr, self.bind_port),
         )
         self._udp = protocol
         try:
@@ -375,6 +376,12 @@ class GossipPool:
             except (OSError, ValueError) as exc:  # e.g. an unroutable address
                 self.metrics["send_errors"] += 1
                 mlog.debug("send to %s failed: %s", out.dest, exc)
+
+    def _on_unreachable(self, host: str, port: int) -> None:
+        self.metrics["udp_unreachable"] += 1
+        if self._running:
+            self.serf.packet_refused(f"{host}:{port}", self._now())
+            self._pump()
 
     def _on_packet(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._running:

@@ -255,6 +255,10 @@ class Serf:
         self.now = now
         return self.memberlist.receive_stream(src, data, now)
 
+    def packet_refused(self, dest: str, now: float) -> None:
+        self.now = now
+        self.memberlist.packet_refused(dest, now)
+
     def stream_refused(self, dest: str, now: float) -> None:
         self.now = now
         self.memberlist.stream_refused(dest, now)

@@ -12,7 +12,8 @@ Failure detection, once per probe interval (scaled by local health):
   2. no ack: ask `indirect_checks` random members to ping it for us (ping-req, with
      nacks so we can tell our own trouble from theirs), and try a TCP ping;
   3. no ack by the end of the interval: suspect it -- or at once if the TCP ping was
-     refused (see `stream_refused`). The suspicion is gossiped; other
+     refused (see `stream_refused`; an ICMP port unreachable for the ping moves step 2 up,
+     see `packet_refused`). The suspicion is gossiped; other
      members that suspect it independently confirm it, which shortens Lifeguard's
      timeout from max toward min. When it expires the member is declared dead.
 A member that hears it is suspected or dead refutes by gossiping `alive` with a higher
@@ -326,6 +327,23 @@ class Memberlist:
             self.metrics["drop.malformed"] += 1
         return None
 
+    def packet_refused(self, dest: str, now: float) -> None:
+        """A datagram we sent to `dest` came back as ICMP port unreachable.
+
+        Not in memberlist either. If it was the ping of the probe under way, waiting out the
+        probe timeout cannot bring an ack: go on to the indirect pings and the TCP ping now.
+        Only a refused TCP ping (`stream_refused`) or the end of the interval fails the probe,
+        so one spoofed or stray ICMP message cannot make a member suspect."""
+        self.now = now
+        probe = self.probe
+        if probe is None or probe.indirect:
+            return
+        node = self.node_map.get(probe.target)
+        if node is None or node.address != dest:
+            return
+        self.metrics["probe.unreachable"] += 1
+        self._start_indirect(probe)
+
     def stream_refused(self, dest: str, now: float) -> None:
         """A stream we opened to `dest` was refused (the host answered with a TCP reset).
 
@@ -514,6 +532,7 @@ class Memberlist:
         self.nodes = keep
 
     def _probe_node(self, node: NodeState) -> None:
+        self.metrics["probes"] += 1
         self.seq += 1
         ping = encode(MessageType.PING, {"Seq": self.seq, "Node": node.name})
         interval = self.awareness.scale_timeout(self.profile.probe_interval)

@@ -80,6 +80,9 @@ class GossipCluster:
         #: incrementally so stop conditions at N=1000 are O(1).
         self.seen: dict[tuple[str, str], set[str]] = {}
         self._shared: list[tuple[dict[str, NodeState], dict[str, Any], dict[str, Any]]] = []
+        #: Addresses whose process crashed on a host that is still up: streams to them are
+        #: refused (a TCP reset) instead of timing out.
+        self.refusing: set[str] = set()
 
     # ------------------------------------------------------------------ building
 
@@ -167,6 +170,7 @@ class GossipCluster:
         )
         node.up = True
         node.joined = False
+        self.refusing.discard(node.addr)
         self.net.attach(node.addr, self._receiver(node))
         node.serf.start(self.clock.now)
         self._after(node)
@@ -179,8 +183,12 @@ class GossipCluster:
         node.serf.ignore_old_events = ignore_old
         self._send(node, dest, ("join", node.serf.memberlist.join_request()), stream=True)
 
-    def crash(self, node: SimNode) -> None:
+    def crash(self, node: SimNode, refuse: bool = False) -> None:
+        """The node stops. `refuse`: its host stays up, so TCP connects to it are refused
+        (a killed process); otherwise they go unanswered (a host or link down)."""
         node.up = False
+        if refuse:
+            self.refusing.add(node.addr)
         self.net.detach(node.addr)
         if node.timer is not None:
             VirtualClock.cancel(node.timer)
@@ -261,6 +269,19 @@ class GossipCluster:
     # ------------------------------------------------------------------ plumbing
 
     def _send(self, node: SimNode, dest: str, message: Any, stream: bool) -> None:
+        if stream and dest in self.refusing:
+            self.sent["stream"] += 1
+            self.clock.call_at(
+                self.clock.now + self.faults.min_delay, functools.partial(self._refused, node, dest)
+            )
+            return
+        if dest in self.refusing:  # the host answers: UDP port unreachable
+            self.sent["udp"] += 1
+            self.clock.call_at(
+                self.clock.now + self.faults.min_delay,
+                functools.partial(self._unreachable, node, dest),
+            )
+            return
         if stream:
             self.sent["stream"] += 1
             # Streams are reliable while a path exists: only the topology stops them.
@@ -271,6 +292,16 @@ class GossipCluster:
         else:
             self.sent["udp"] += 1
             self.net.send(node.addr, dest, message)
+
+    def _unreachable(self, node: SimNode, dest: str) -> None:
+        if node.up:
+            node.serf.packet_refused(dest, self.clock.now)
+            self._after(node)
+
+    def _refused(self, node: SimNode, dest: str) -> None:
+        if node.up:
+            node.serf.stream_refused(dest, self.clock.now)
+            self._after(node)
 
     def _receiver(self, node: SimNode) -> Callable[[str, Any], None]:
         def receive(src: str, message: Any) -> None:

@@ -198,6 +198,25 @@ async def test_after_a_leave_the_snapshot_rejoins_only_with_rejoin_after_leave(
     assert "Re-joined to previously known node: a" in caplog.text
 
 
+async def test_a_stopped_member_is_refused_on_udp_and_tcp_and_suspected_at_once(
+    started: Callable[[Node], asyncio.Future[Node]],
+) -> None:
+    """Once b's sockets are closed, a's ping to it comes back as ICMP port unreachable (seen
+    through IP_RECVERR) and the TCP ping is refused: the probe fails without waiting out the
+    interval, and b is failed after the suspicion timeout."""
+    a = await started(Node("a"))
+    b = await started(Node("b"))
+    c = await started(Node("c"))
+    await b.pool.join([a.addr])
+    await c.pool.join([a.addr])
+    await eventually(lambda: all(x.status(y) == "alive" for x in (a, c) for y in "abc"))
+    await b.pool.shutdown()  # no leave: as a killed process looks from outside
+    await eventually(lambda: a.status("b") == "failed" and c.status("b") == "failed", 20)
+    metrics = a.pool.metrics + c.pool.metrics
+    assert metrics["udp_unreachable"] >= 1
+    assert metrics["probe.unreachable"] >= 1 and metrics["probe.refused"] >= 1
+
+
 async def test_garbage_on_the_wire_is_counted(
     started: Callable[[Node], asyncio.Future[Node]],
 ) -> None:

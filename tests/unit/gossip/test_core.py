@@ -360,3 +360,59 @@ def test_refused_tcp_ping_fails_the_probe_without_waiting_for_the_interval() -> 
     assert ml.node_map[probe.target].state.name == "SUSPECT"
     assert ml.metrics["probe.refused"] == 1
     assert ml.awareness.score == 0
+
+
+def test_icmp_unreachable_for_the_ping_moves_the_indirect_phase_up_but_does_not_fail() -> None:
+    """Port unreachable for the direct ping: the TCP ping and ping-reqs go out at once rather
+    than after probe_timeout; the member is not suspected until the TCP ping is refused too."""
+    s = make()
+    peers = {"b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"}
+    s.receive_packet("10.0.0.2:8301", compound([_alive(n, ip) for n, ip in peers.items()]), 0.1)
+    ml = s.memberlist
+    now = 0.1
+    while ml.probe is None:
+        now = ml.next_deadline()
+        s.tick(now)
+    probe = ml.probe
+    assert probe is not None and not probe.indirect
+    target = f"{peers[probe.target]}:8301"
+    other = next(f"{ip}:8301" for n, ip in peers.items() if n != probe.target)
+    s.take_outgoing()
+    s.packet_refused(other, now + 0.001)  # not the probe's target: nothing
+    assert not probe.indirect and s.take_outgoing() == []
+    s.packet_refused(target, now + 0.002)
+    assert probe.indirect and ml.probe is probe
+    out = s.take_outgoing()
+    assert [o.dest for o in out if o.stream] == [target]
+    assert [o for o in out if not o.stream]  # ping-reqs
+    assert (probe.target, "alive") in member_view(s)
+    s.stream_refused(target, now + 0.003)
+    assert ml.node_map[probe.target].state.name == "SUSPECT"
+    assert ml.metrics["probe.unreachable"] == 1 and ml.metrics["probe.refused"] == 1
+
+
+def test_killed_members_are_detected_sooner_when_their_host_refuses() -> None:
+    """On the simulator at N=10 (LAN profile): a member whose process died on a live host
+    (UDP unreachable, TCP refused) is seen failed by all sooner than one whose host went
+    silent, over the same seeds; the silent case still takes memberlist's time."""
+    logging.disable(logging.WARNING)
+
+    def detect(seed: int, refuse: bool) -> float:
+        c = GossipCluster(seed, profile=Profile.lan())
+        nodes = [c.add_node(f"n{i}") for i in range(10)]
+        for x in nodes[1:]:
+            c.join(x, nodes[0])
+        assert c.run_until(30, c.fully_converged)
+        c.run_for(3 + seed * 0.37)
+        victim, others = nodes[5], nodes[:5] + nodes[6:]
+        c.crash(victim, refuse=refuse)
+        t0 = c.clock.now
+        assert c.run_until(t0 + 60, lambda: c.all_see(victim.name, "failed", others))
+        return c.clock.now - t0
+
+    seeds = range(12)
+    refused = sorted(detect(s, True) for s in seeds)
+    silent = sorted(detect(s, False) for s in seeds)
+    med_refused, med_silent = refused[len(refused) // 2], silent[len(silent) // 2]
+    assert med_refused < med_silent - 0.3, (refused, silent)
+    assert 4.5 < med_silent < 8.0, silent
