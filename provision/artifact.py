@@ -4,12 +4,22 @@ Built once per source tree with pip (which may use a package index or local whee
 then install from it with `--no-index`, so they need no index and no network beyond SSH. The
 release name is `<version>-<source digest>`, so a changed tree is a new release even when the
 version in pyproject.toml did not move.
+
+The wheelhouse also carries the bytecode of what the agent imports, compiled once here
+(`pycache-<cache tag>-<magic>.tar.gz`, hash-based pycs, so unpacking mtimes do not matter): a
+host whose Python has the same cache tag and magic number unpacks it beside the sources instead
+of every node compiling the same modules on its first start; any other host ignores it.
 """
 
 from __future__ import annotations
 
+import compileall
 import hashlib
+import importlib.util
+import io
+import json
 import os
+import py_compile
 import re
 import shutil
 import subprocess
@@ -17,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +48,7 @@ class Artifact:
     release: str  # <version>-<digest>: the directory name under <install_dir>/releases
     tarball: Path  # wheelhouse.tar: every wheel, including pip's own (venvs are made without pip)
     wheels: tuple[str, ...]
+    pycache: str | None = None  # the bytecode bundle in the tarball, when it has one
 
     @property
     def pip_wheel(self) -> str:
@@ -89,8 +101,10 @@ def load_artifact(release: str, cache: Path | None = None) -> Artifact:
         hint = f"; built: {', '.join(known)}" if known else ""
         raise ArtifactError(f"no artifact for release {release} in {root.parent}{hint}")
     with tarfile.open(tarball) as tf:
-        wheels = tuple(sorted(Path(m.name).name for m in tf.getmembers() if m.isfile()))
-    return Artifact(release.rsplit("-", 1)[0], release, tarball, wheels)
+        names = [Path(m.name).name for m in tf.getmembers() if m.isfile()]
+    wheels = tuple(sorted(n for n in names if n.endswith(".whl")))
+    pycache = next((n for n in sorted(names) if n.startswith("pycache-")), None)
+    return Artifact(release.rsplit("-", 1)[0], release, tarball, wheels, pycache)
 
 
 def list_artifacts(cache: Path | None = None) -> list[str]:
@@ -151,12 +165,109 @@ def build_artifact(
                 raise ArtifactError(
                     f"artifact build failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
                 )
+        bundle = build_pycache(wheelhouse, Path(tmp) / "site", timeout)
         staging = Path(tmp) / "out"
         staging.mkdir()
         with tarfile.open(staging / "wheelhouse.tar", "w") as tf:
             for whl in sorted(wheelhouse.glob("*.whl")):
                 tf.add(whl, arcname=whl.name)
+            if bundle is not None:
+                tf.add(bundle, arcname=bundle.name)
         if root.exists():
             shutil.rmtree(root)
         staging.rename(root)
     return load_artifact(release, cache)
+
+
+def pycache_name() -> str:
+    """The bundle name a host with this Python would look for (see remote._INSTALL)."""
+    return f"pycache-{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}.tar.gz"
+
+
+# Imports every module of the agent from the unpacked wheels (argv[1]) and prints the top-level
+# names of what that loaded from there: the packages worth compiling ahead (others, like the
+# provision tool's own dependencies, never run on a node and compile on first use if they do).
+_IMPORTS = r"""
+import importlib, json, os, pkgutil, sys
+site = os.path.realpath(sys.argv[1])
+sys.path.insert(0, site)
+import agent
+failed = []
+for m in pkgutil.walk_packages(agent.__path__, "agent."):
+    try:
+        importlib.import_module(m.name)
+    except Exception as exc:
+        failed.append(f"{m.name}: {exc}")
+tops = set()
+for name, mod in list(sys.modules.items()):
+    f = getattr(mod, "__file__", None) or ""
+    if f and os.path.realpath(f).startswith(site + os.sep):
+        tops.add(name.split(".")[0])
+print(json.dumps({"top": sorted(tops), "failed": failed}))
+"""
+
+
+def _unpack_wheels(wheelhouse: Path, site: Path) -> None:
+    """Unpack the wheels' library files as the host install does (enough to import them)."""
+    for whl in sorted(wheelhouse.glob("*.whl")):
+        if whl.name.startswith("pip-"):
+            continue
+        with zipfile.ZipFile(whl) as zf:
+            for info in zf.infolist():
+                parts = info.filename.split("/")
+                if ".." in parts or info.filename.startswith("/") or info.is_dir():
+                    continue
+                if parts[0].endswith(".data"):
+                    if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                        continue
+                    parts = parts[2:]
+                target = site.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(info))
+                if (info.external_attr >> 16) & 0o111:
+                    target.chmod(0o755)
+
+
+def build_pycache(wheelhouse: Path, site: Path, timeout: float = 300.0) -> Path | None:
+    """Compile what the agent imports, from the wheels in `wheelhouse`, into a bundle of
+    `__pycache__` files (paths relative to site-packages). None when the agent cannot be
+    imported here (e.g. the wheels were not built for this Python): hosts then compile their
+    own, as before."""
+    _unpack_wheels(wheelhouse, site)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-B", "-c", _IMPORTS, str(site)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=site,
+            env=env,
+        )
+        tops = json.loads(proc.stdout)["top"] if proc.returncode == 0 else []
+    except (subprocess.TimeoutExpired, ValueError, KeyError):
+        tops = []
+    if "agent" not in tops:
+        return None
+    for top in tops:
+        target = site / top
+        if target.is_dir():
+            compileall.compile_dir(
+                target,
+                quiet=2,
+                workers=1,
+                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            )
+        elif (site / f"{top}.py").is_file():
+            compileall.compile_file(
+                site / f"{top}.py",
+                quiet=2,
+                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            )
+    bundle = site.parent / pycache_name()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tf:
+        for pyc in sorted(site.rglob("__pycache__/*.pyc")):
+            tf.add(pyc, arcname=str(pyc.relative_to(site)))
+    bundle.write_bytes(buf.getvalue())
+    return bundle

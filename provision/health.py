@@ -8,7 +8,8 @@ import shlex
 import time
 from collections.abc import Sequence
 
-from provision.hosts import Host, HostError, Result
+from provision import remote
+from provision.hosts import Host, HostError
 from provision.inventory import Inventory, Node
 from provision.remote import http, senate
 from provision.rolling import ObservedNode, Role
@@ -126,52 +127,9 @@ def transfer_leadership(host: Host, timeout: float) -> str:
 
 
 def wait_agent(host: Host, deadline_s: float, step_timeout: float) -> None:
-    """Wait until the node's agent answers `senate members` on its CLI RPC address."""
-    node = host.node
-    deadline = time.monotonic() + deadline_s
-    last = ""
-    ctl = shlex.quote(f"{node.install_dir}/bin/senatectl")
-    addr, _, port = node.rpc_addr.rpartition(":")
-    # One cheap round trip per poll: is the process alive (exit 3 if not), is the CLI RPC
-    # port open (exit 1 if not). Only then the real `senate members` (a CLI start costs CPU
-    # that ten hosts starting at once on a small box would fight over).
-    knock = (
-        f"{ctl} status >/dev/null || exit 3; {node.python} -S -c "
-        + shlex.quote(f"import socket; socket.create_connection(({addr!r}, {port}), 2)")
-        + " 2>/dev/null"
-    )
-    while True:
-        status: Result | None
-        try:
-            status = host.run(knock, step="status", timeout=step_timeout, check=False)
-            if status.exit_code == 0:
-                res = senate(host, f"members -rpc-addr={node.rpc_addr}", step_timeout, check=False)
-                if res.exit_code == 0:
-                    return
-                lines = (res.stderr or res.stdout).strip().splitlines()
-                last = lines[-1] if lines else f"exit {res.exit_code}"
-            else:
-                last = f"nothing listening on {node.rpc_addr} yet"
-        except HostError as exc:
-            last = str(exc)
-            status = None
-        # An agent that exited will not answer later: fail now, with the end of its log.
-        if status is not None and status.exit_code == 3:
-            log = host.run(
-                f"tail -n 12 {shlex.quote(node.install_dir)}/log/senate.log",
-                step="log",
-                timeout=step_timeout,
-                check=False,
-            )
-            tail = log.stdout.strip() or "(no log output; under systemd see journalctl -u senate)"
-            raise HostError(
-                node.name,
-                f"agent exited while starting ({node.install_dir}/current/bin/senate agent "
-                f"-config-dir={node.install_dir}/etc); end of its log:\n{tail}",
-            )
-        if time.monotonic() >= deadline:
-            raise HostError(node.name, f"agent did not answer within {deadline_s:.0f}s: {last}")
-        time.sleep(0.3)
+    """Wait until the node's agent answers `senate members` on its CLI RPC address (polled on
+    the host itself: one remote command, see remote.wait_cmd)."""
+    remote.wait_agent(host, deadline_s, step_timeout)
 
 
 def wait_leader(

@@ -19,9 +19,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from provision.inventory import Node, SSHSettings
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,17 @@ class StepError(HostError):
 class Host(Protocol):
     node: Node
 
-    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result: ...
+    def run(
+        self,
+        command: str,
+        *,
+        step: str,
+        timeout: float,
+        check: bool = True,
+        label: str | None = None,
+    ) -> Result:
+        """Run `command`; errors show `label` in its place when given (long composed ones)."""
+        ...
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
 
@@ -105,7 +118,15 @@ class LocalHost:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        step: str,
+        timeout: float,
+        check: bool = True,
+        label: str | None = None,
+    ) -> Result:
         try:
             proc = subprocess.run(
                 ["/bin/sh", "-c", command],
@@ -116,9 +137,12 @@ class LocalHost:
             )
         except subprocess.TimeoutExpired as exc:
             err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            raise StepError(self.node.name, step, command, None, err) from None
+            raise StepError(self.node.name, step, label or command, None, err) from None
         return _check(
-            self.node.name, step, Result(command, proc.returncode, proc.stdout, proc.stderr), check
+            self.node.name,
+            step,
+            Result(label or command, proc.returncode, proc.stdout, proc.stderr),
+            check,
         )
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
@@ -209,34 +233,47 @@ class SSHHost:
                     f"over SSH: {exc or type(exc).__name__}",
                 ) from None
 
-    def run(self, command: str, *, step: str, timeout: float, check: bool = True) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        step: str,
+        timeout: float,
+        check: bool = True,
+        label: str | None = None,
+    ) -> Result:
         import invoke
         import paramiko
 
         self._open()
+        shown = label or command
         try:
             r = self._conn.run(
                 self._wrap(command), hide=True, warn=True, timeout=timeout, in_stream=False
             )
         except invoke.exceptions.CommandTimedOut as exc:
-            raise StepError(self.node.name, step, command, None, str(exc.result.stderr)) from None
+            raise StepError(self.node.name, step, shown, None, str(exc.result.stderr)) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise HostUnreachable(
                 self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
             ) from None
-        return _check(self.node.name, step, Result(command, r.exited, r.stdout, r.stderr), check)
+        return _check(self.node.name, step, Result(shown, r.exited, r.stdout, r.stderr), check)
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
         import paramiko
 
         self._open()
         target = remote if not self._sudo else f"/tmp/provision-{Path(remote).name}"
-        self.run(
-            f"mkdir -p {shlex.quote(str(Path(remote).parent))}", step="upload", timeout=timeout
-        )
+        if self._sudo:
+            self.run(
+                f"mkdir -p {shlex.quote(str(Path(remote).parent))}", step="upload", timeout=timeout
+            )
         try:
             sftp = self._conn.sftp()
             sftp.get_channel().settimeout(timeout)
+            if not self._sudo:
+                # over SFTP itself: a `mkdir -p` command would cost a session of its own
+                _sftp_makedirs(sftp, str(Path(remote).parent))
             sftp.put(str(local), target)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise StepError(
@@ -257,6 +294,20 @@ class SSHHost:
             self._conn.close()
         except Exception:  # closing a dead connection must not mask the real error
             pass
+
+
+def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
+    missing: list[str] = []
+    p = path
+    while p not in ("", "/"):
+        try:
+            sftp.stat(p)
+            break
+        except FileNotFoundError:
+            missing.append(p)
+            p = str(Path(p).parent)
+    for d in reversed(missing):
+        sftp.mkdir(d)
 
 
 def connect(node: Node) -> Host:

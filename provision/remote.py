@@ -1,9 +1,11 @@
 """What provision does on one host: observe it, install a release, write files, start and stop.
 
 Every remote action is one shell command (or one Python snippet run by the host's python3)
-with a timeout, so a host needs only sh, python3 >= 3.11 and sshd. The layout on a host:
+with a timeout, so a host needs only sh, python3 >= 3.11 and sshd. Each SSH command costs a
+session (and on many hosts a login shell's rc files), so the steps of one host are built as
+command parts (`*_cmd`) and sent together with `apply`. The layout on a host:
 
-    <install_dir>/artifacts/<release>/   the wheelhouse
+    <install_dir>/artifacts/<release>.tar   the wheelhouse, while it is installed
     <install_dir>/releases/<release>/    a venv with senate installed (`.installed` once done)
     <install_dir>/current                symlink to the running release
     <install_dir>/previous               symlink to the release before it (for --rollback)
@@ -60,7 +62,7 @@ probe_dir = install
 while not os.path.isdir(probe_dir):
     probe_dir = os.path.dirname(probe_dir)
 print(json.dumps({
-    "python": list(sys.version_info[:3]),
+    "python": list(sys.version_info[:3]), "executable": os.path.realpath(sys.executable),
     "current": link("current"), "previous": link("previous"), "releases": releases,
     "config": read(os.path.join(install, "etc", "senate.json")),
     "control": read(ctl),
@@ -86,15 +88,18 @@ except Exception as e:
 """
 
 
-# The fast install (issue 6): run by the new venv's python, it unpacks the wheels straight into
-# its site-packages, as pip would, without pip's resolver and startup (~0.5 s of CPU a host
-# instead of ~3 s).
+# The fast install (issue 6): run by the host's python (resolved by the probe, so no shim or
+# wrapper starts in between), it makes the release's venv and unpacks the wheels straight from
+# the uploaded wheelhouse tarball into its site-packages, as pip would, without pip's resolver
+# and startup; then the bytecode bundle compiled on the controller, when this Python is the one
+# it was compiled for.
 _INSTALL = r"""
-# Installs every wheel in sys.argv[1] (except pip's own) into this interpreter's venv by
-# unpacking it, as pip would, and writes the console scripts. Exits 3, having changed nothing,
-# when a wheel's tags do not fit this host (the caller then falls back to pip).
-import configparser, os, platform, re, sys, sysconfig, zipfile
-wheelhouse = sys.argv[1]
+# Makes the venv sys.argv[1] and installs every wheel of the wheelhouse tarball sys.argv[2]
+# (except pip's own) into it by unpacking it, as pip would, and writes the console scripts.
+# Exits 3 with the venv made and the wheels extracted to sys.argv[3], nothing else written, when
+# a wheel's tags do not fit this host (the caller then installs with pip from there).
+import configparser, importlib.util, os, platform, re, shutil, sys, sysconfig, tarfile, venv, zipfile
+rel, tarball, art_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 maj, mnr = sys.version_info[:2]
 machine = platform.machine()
 libc, libc_ver = platform.libc_ver()
@@ -125,56 +130,132 @@ def fits(name):
         return False
     pys, abis, plats = (t.split(".") for t in parts[-3:])
     return any(py_ok(p, a) for p in pys for a in abis) and any(plat_ok(p) for p in plats)
-wheels = sorted(w for w in os.listdir(wheelhouse) if w.endswith(".whl") and not w.startswith("pip-"))
-bad = [w for w in wheels if not fits(w)]
-if bad:
-    print("wheels not for this host: " + ", ".join(bad), file=sys.stderr)
-    sys.exit(3)
-paths = sysconfig.get_paths()
-site, bindir = paths["purelib"], paths["scripts"]
+def safe(name):
+    parts = name.split("/")
+    if ".." in parts or name.startswith("/"):
+        raise SystemExit(f"unsafe path {name}")
+    return parts
+shutil.rmtree(rel, ignore_errors=True)
+shutil.rmtree(art_dir, ignore_errors=True)
+venv.EnvBuilder(symlinks=os.name != "nt", with_pip=False).create(rel)
+scheme = "venv" if "venv" in sysconfig.get_scheme_names() else "posix_prefix"
+paths = sysconfig.get_paths(scheme, vars={"base": rel, "platbase": rel, "installed_base": rel, "installed_platbase": rel})
+site, bindir = paths["purelib"], os.path.join(rel, "bin")
+exe = os.path.join(bindir, "python")
 dest = {"purelib": paths["purelib"], "platlib": paths["platlib"], "scripts": bindir,
-        "headers": paths["include"], "data": paths["data"]}
-scripts = {}
-for w in wheels:
-    with zipfile.ZipFile(os.path.join(wheelhouse, w)) as zf:
-        for info in zf.infolist():
-            parts = info.filename.split("/")
-            if ".." in parts or info.filename.startswith("/"):
-                raise SystemExit(f"{w}: unsafe path {info.filename}")
-            if parts[0].endswith(".data") and len(parts) > 2:
-                target = os.path.join(dest[parts[1]], *parts[2:])
-            else:
+        "headers": os.path.join(rel, "include"), "data": rel}
+bundle = f"pycache-{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}.tar.gz"
+with tarfile.open(tarball) as tf:
+    members = {os.path.basename(m.name): m for m in tf.getmembers() if m.isfile()}
+    wheels = sorted(w for w in members if w.endswith(".whl") and not w.startswith("pip-"))
+    bad = [w for w in wheels if not fits(w)]
+    if bad:
+        os.makedirs(art_dir)
+        for name, m in members.items():
+            if name.endswith(".whl"):
+                with open(os.path.join(art_dir, name), "wb") as f:
+                    shutil.copyfileobj(tf.extractfile(m), f)
+        print("wheels not for this host: " + ", ".join(bad), file=sys.stderr)
+        sys.exit(3)
+    scripts = {}
+    for w in wheels:
+        try:
+            zf = zipfile.ZipFile(tf.extractfile(members[w]))
+        except zipfile.BadZipFile as exc:
+            raise SystemExit(f"{w}: BadZipFile: {exc}")
+        with zf:
+            for info in zf.infolist():
+                parts = safe(info.filename)
+                if parts[0].endswith(".data") and len(parts) > 2:
+                    target = os.path.join(dest[parts[1]], *parts[2:])
+                else:
+                    target = os.path.join(site, *parts)
+                if info.is_dir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                data = zf.read(info)
+                if parts[0].endswith(".data") and parts[1] == "scripts" and data.startswith(b"#!python"):
+                    data = b"#!" + exe.encode() + data[len(b"#!python"):]
+                with open(target, "wb") as f:
+                    f.write(data)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode & 0o111 or (parts[0].endswith(".data") and parts[1] == "scripts"):
+                    os.chmod(target, 0o755)
+                if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] == "entry_points.txt":
+                    cp = configparser.ConfigParser(delimiters=("=",))
+                    cp.optionxform = str
+                    cp.read_string(data.decode())
+                    if cp.has_section("console_scripts"):
+                        scripts.update(cp.items("console_scripts"))
+                if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] == "RECORD":
+                    with open(os.path.join(os.path.dirname(target), "INSTALLER"), "w") as f:
+                        f.write("senate-provision\n")
+    if bundle in members:
+        with tarfile.open(fileobj=tf.extractfile(members[bundle]), mode="r:gz") as pyc:
+            for m in pyc:
+                parts = safe(m.name)
+                if not (m.isfile() and len(parts) > 1 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc")):
+                    continue
                 target = os.path.join(site, *parts)
-            if info.is_dir():
-                os.makedirs(target, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            data = zf.read(info)
-            if parts[0].endswith(".data") and parts[1] == "scripts" and data.startswith(b"#!python"):
-                data = b"#!" + sys.executable.encode() + data[len(b"#!python"):]
-            with open(target, "wb") as f:
-                f.write(data)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode & 0o111 or (parts[0].endswith(".data") and parts[1] == "scripts"):
-                os.chmod(target, 0o755)
-            if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] == "entry_points.txt":
-                cp = configparser.ConfigParser(delimiters=("=",))
-                cp.optionxform = str
-                cp.read_string(data.decode())
-                if cp.has_section("console_scripts"):
-                    scripts.update(cp.items("console_scripts"))
-            if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] == "RECORD":
-                with open(os.path.join(os.path.dirname(target), "INSTALLER"), "w") as f:
-                    f.write("senate-provision\n")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    shutil.copyfileobj(pyc.extractfile(m), f)
 for name, ref in scripts.items():
     mod, _, attr = ref.partition(":")
     attr = attr.split("[")[0].strip()
     head = attr.split(".")[0]
     path = os.path.join(bindir, name)
     with open(path, "w") as f:
-        f.write(f"#!{sys.executable}\nimport sys\nfrom {mod.strip()} import {head}\n"
+        f.write(f"#!{exe}\nimport sys\nfrom {mod.strip()} import {head}\n"
                 f"if __name__ == '__main__':\n    sys.exit({attr}())\n")
     os.chmod(path, 0o755)
+"""
+
+# Waits, on the host, until the agent just started answers on its CLI RPC address: polls the
+# service (senatectl status) and the port with a growing interval, then runs `senate members`
+# once. Exit 0 when it answers, WAIT_EXITED with the end of the agent's log when the agent is
+# gone, WAIT_TIMEOUT at the deadline. Run with -I -S: the standard library is all it needs.
+WAIT_EXITED, WAIT_TIMEOUT = 93, 94
+_WAIT = r"""
+import os, socket, subprocess, sys, time
+ctl, senate, rpc, log, deadline_s = sys.argv[1:6]
+exited, timed_out = int(sys.argv[6]), int(sys.argv[7])
+host, _, port = rpc.rpartition(":")
+deadline = time.monotonic() + float(deadline_s)
+delay, last, gone = 0.05, "not started", 0
+def tail():
+    try:
+        with open(log, errors="replace") as f:
+            lines = f.read().splitlines()[-12:]
+    except OSError:
+        lines = []
+    return "\n".join(lines).strip() or "(no log output; under systemd see journalctl -u senate)"
+while True:
+    if subprocess.run([ctl, "status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        # twice in a row: a launcher's child may not have exec'd the agent yet at the first look
+        gone += 1
+        if gone >= 2:
+            print(f"agent exited while starting ({senate} agent -config-dir={os.path.dirname(os.path.dirname(ctl))}/etc); end of its log:\n{tail()}", file=sys.stderr)
+            sys.exit(exited)
+        last = "agent process not found"
+    else:
+        gone = 0
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), 2).close()
+        except OSError as exc:
+            last = f"nothing listening on {rpc} yet ({exc.strerror or exc})"
+        else:
+            r = subprocess.run([senate, "members", f"-rpc-addr={rpc}"], capture_output=True, text=True)
+            if r.returncode == 0:
+                sys.exit(0)
+            lines = (r.stderr or r.stdout).strip().splitlines()
+            last = lines[-1] if lines else f"exit {r.returncode}"
+    if time.monotonic() >= deadline:
+        print(f"agent did not answer within {float(deadline_s):g}s: {last}", file=sys.stderr)
+        sys.exit(timed_out)
+    time.sleep(delay)
+    delay = min(delay * 1.5, 0.5)
 """
 
 
@@ -191,6 +272,7 @@ class HostState:
     running: bool
     ports_busy: tuple[tuple[str, int, str], ...]
     disk_free: int
+    executable: str | None = None  # the python the node's `python` resolved to
 
     def service(self, node: Node) -> str:
         if node.service == "auto":
@@ -241,6 +323,7 @@ def probe(host: Host, timeout: float) -> HostState:
         running=bool(d["running"]),
         ports_busy=tuple((p, int(n), e) for p, n, e in d["ports_busy"]),
         disk_free=int(d["disk_free"]),
+        executable=d.get("executable") or None,
     )
 
 
@@ -260,68 +343,141 @@ def preflight_problems(node: Node, state: HostState) -> list[str]:
     return problems
 
 
-def install_release(host: Host, artifact: Artifact, timeout: float) -> None:
-    """Upload the wheelhouse and install it into <install_dir>/releases/<release> (a venv): the
-    wheels are unpacked into it directly; pip is the fallback for wheels that do not fit the host."""
-    node = host.node
+def tarball_path(node: Node, release: str) -> str:
+    """Where the wheelhouse of `release` is uploaded to on the node."""
+    return f"{node.install_dir}/artifacts/{release}.tar"
+
+
+def upload_release(host: Host, artifact: Artifact, timeout: float) -> None:
+    host.put(artifact.tarball, tarball_path(host.node, artifact.release), timeout=timeout)
+
+
+def _guard(step: str, cmd: str) -> str:
+    """`cmd`, naming `step` on stderr if it fails (one remote command runs several steps)."""
+    return f'{{ {cmd}; }} || {{ rc=$?; echo "provision: {step} failed (exit $rc)" >&2; exit $rc; }}'
+
+
+def install_cmd(node: Node, artifact: Artifact, python: str | None = None) -> str:
+    """Install the uploaded wheelhouse into <install_dir>/releases/<release> (a venv): the
+    wheels are unpacked into it directly; pip is the fallback for wheels that do not fit the
+    host. `python` is the host's interpreter as the probe resolved it (default: the node's)."""
     q = shlex.quote
     base = node.install_dir
     art_dir = f"{base}/artifacts/{artifact.release}"
     rel_dir = f"{base}/releases/{artifact.release}"
-    tarball = f"{art_dir}.tar"
-    host.put(artifact.tarball, tarball, timeout=timeout)
-    cmd = " && ".join(
-        [
-            f"rm -rf {q(art_dir)} {q(rel_dir)}",
-            f"mkdir -p {q(art_dir)}",
-            f"tar -xf {q(tarball)} -C {q(art_dir)}",
-            f"rm -f {q(tarball)}",
-            f"{node.python} -m venv --without-pip {q(rel_dir)}",
-            # Unpack the wheels into the venv; only when one does not fit this host (exit 3,
-            # nothing written) install with pip, from its own wheel, so host pip configs and
-            # indexes play no part.
-            f"{{ {q(rel_dir)}/bin/python -c {q(_INSTALL)} {q(art_dir)} || {{ [ $? -eq 3 ] &&"
-            f" PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python"
-            f" {q(art_dir)}/{artifact.pip_wheel}/pip"
-            f" install -q --no-index --no-compile --disable-pip-version-check"
-            f" --find-links {q(art_dir)} senate=={artifact.version}; }}; }}",
-            f"{q(rel_dir)}/bin/senate --version >/dev/null",
-            f"touch {q(rel_dir)}/.installed",
-        ]
+    tarball = tarball_path(node, artifact.release)
+    py = q(python) if python else node.python
+    return _guard(
+        "install",
+        " && ".join(
+            [
+                # Only when a wheel does not fit this host (exit 3: the venv is made and the
+                # wheels are in art_dir, nothing else written) install with pip, from its own
+                # wheel, so host pip configs and indexes play no part.
+                f"{{ {py} -I -c {q(_INSTALL)} {q(rel_dir)} {q(tarball)} {q(art_dir)} || "
+                f"{{ [ $? -eq 3 ] && PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python"
+                f" {q(art_dir)}/{artifact.pip_wheel}/pip"
+                f" install -q --no-index --no-compile --disable-pip-version-check"
+                f" --find-links {q(art_dir)} senate=={artifact.version}; }}; }}",
+                f"rm -rf {q(tarball)} {q(art_dir)}",
+                f"touch {q(rel_dir)}/.installed",
+            ]
+        ),
     )
-    host.run(cmd, step="install", timeout=timeout)
+
+
+def switch_cmd(node: Node, release: str) -> str:
+    """Point `current` at `release`, keeping the one it pointed at as `previous`."""
+    q = shlex.quote
+    return _guard(
+        "switch release",
+        f'cd {q(node.install_dir)} && if [ -L current ] && [ "$(basename "$(readlink current)")" != {q(release)} ]; '
+        f'then ln -sfn "$(readlink current)" previous; fi && '
+        f"ln -sfn releases/{q(release)} current.tmp && mv -T current.tmp current",
+    )
+
+
+def files_cmd(node: Node, rendered: Rendered) -> str:
+    """Every rendered file and the run/log/data directories (and systemd told of the unit)."""
+    q = shlex.quote
+    parts = [write_text_cmd(f.content, f.path, f.mode) for f in rendered.files]
+    parts.append(f"mkdir -p {q(node.data_dir)} {q(node.install_dir)}/run {q(node.install_dir)}/log")
+    if rendered.unit is not None:
+        parts.append("systemctl daemon-reload && systemctl enable senate.service -q")
+    return _guard("write config", " && ".join(parts))
+
+
+def wait_cmd(node: Node, deadline_s: float) -> str:
+    """Wait on the host until the agent answers `senate members` (see _WAIT)."""
+    q = shlex.quote
+    base = node.install_dir
+    args = [
+        f"{base}/bin/senatectl",
+        f"{base}/current/bin/senate",
+        node.rpc_addr,
+        f"{base}/log/senate.log",
+        f"{deadline_s:g}",
+        str(WAIT_EXITED),
+        str(WAIT_TIMEOUT),
+    ]
+    return f"{q(base + '/current/bin/python')} -I -S -c {q(_WAIT)} " + " ".join(map(q, args))
+
+
+def control_cmd(node: Node, action: str) -> str:
+    return _guard(action, f"{shlex.quote(node.install_dir + '/bin/senatectl')} {action} >/dev/null")
+
+
+def apply(host: Host, parts: list[str], step: str, timeout: float, waits: bool = False) -> Result:
+    """Run the command `parts` (from the *_cmd builders) as one remote command. A failing part
+    raises StepError naming that part's step; with `waits` (the last part is wait_cmd) an agent
+    that exited or did not answer raises HostError with the waiter's account (and its log)."""
+    cmd = " && ".join(parts)
+    res = host.run(cmd, step=step, timeout=timeout, check=False, label=f"<{step}>")
+    if res.exit_code == 0:
+        return res
+    if waits and res.exit_code in (WAIT_EXITED, WAIT_TIMEOUT):
+        raise HostError(host.node.name, res.stderr.strip())
+    failed = [ln for ln in res.stderr.splitlines() if ln.startswith("provision: ")]
+    name = failed[-1][len("provision: ") :].split(" failed")[0] if failed else step
+    raise StepError(host.node.name, name, f"<{name}>", res.exit_code, res.stderr or res.stdout)
+
+
+def install_release(
+    host: Host, artifact: Artifact, timeout: float, python: str | None = None
+) -> None:
+    """Upload the wheelhouse and install it into <install_dir>/releases/<release>; then check
+    that its `senate` runs."""
+    upload_release(host, artifact, timeout)
+    rel_dir = f"{host.node.install_dir}/releases/{artifact.release}"
+    check = _guard("install", f"{shlex.quote(rel_dir)}/bin/senate --version >/dev/null")
+    apply(host, [install_cmd(host.node, artifact, python), check], "install", timeout)
 
 
 def switch_release(host: Host, release: str, timeout: float) -> None:
-    """Point `current` at `release`, keeping the one it pointed at as `previous`."""
-    q = shlex.quote
-    base = host.node.install_dir
-    cmd = (
-        f'cd {q(base)} && if [ -L current ] && [ "$(basename "$(readlink current)")" != {q(release)} ]; '
-        f'then ln -sfn "$(readlink current)" previous; fi && '
-        f"ln -sfn releases/{q(release)} current.tmp && mv -T current.tmp current"
-    )
-    host.run(cmd, step="switch release", timeout=timeout)
+    apply(host, [switch_cmd(host.node, release)], "switch release", timeout)
 
 
 def write_files(host: Host, rendered: Rendered, timeout: float) -> None:
     """Every rendered file and the run/log/data directories, in one remote command."""
-    node = host.node
-    q = shlex.quote
-    parts = [write_text_cmd(f.content, f.path, f.mode) for f in rendered.files]
-    parts.append(f"mkdir -p {q(node.data_dir)} {q(node.install_dir)}/run {q(node.install_dir)}/log")
-    host.run(" && ".join(parts), step="write config", timeout=timeout)
-    if rendered.unit is not None:
-        host.run(
-            "systemctl daemon-reload && systemctl enable senate.service -q",
-            step="systemd",
-            timeout=timeout,
-        )
+    apply(host, [files_cmd(host.node, rendered)], "write config", timeout)
 
 
 def control(host: Host, action: str, timeout: float) -> Result:
     ctl = f"{host.node.install_dir}/bin/senatectl"
     return host.run(f"{shlex.quote(ctl)} {action}", step=action, timeout=timeout)
+
+
+def start_agent(
+    host: Host, action: str, deadline_s: float, timeout: float, before: list[str] | None = None
+) -> None:
+    """`before` (more *_cmd parts), then senatectl `action` (start | restart), then wait until
+    the agent answers: one remote command."""
+    parts = [*(before or []), control_cmd(host.node, action), wait_cmd(host.node, deadline_s)]
+    apply(host, parts, action, timeout + deadline_s, waits=True)
+
+
+def wait_agent(host: Host, deadline_s: float, timeout: float) -> None:
+    apply(host, [wait_cmd(host.node, deadline_s)], "wait", timeout + deadline_s, waits=True)
 
 
 def senate(host: Host, args: str, timeout: float, check: bool = True) -> Result:

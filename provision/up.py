@@ -11,8 +11,10 @@ plan of nothing everywhere, so a second `up` changes and restarts nothing.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -161,27 +163,156 @@ def print_plan(reporter: Reporter, plans: dict[str, NodePlan], diffs: bool = Tru
     )
 
 
-def install(s: Session, nodes: Sequence[Node], artifact: Artifact) -> None:
-    if nodes:
-        s.each(
-            nodes,
-            "install",
-            lambda h: remote.install_release(h, artifact, s.timeout),
-            lambda _: artifact.release,
-        )
+class _ServersUp:
+    """Opens once every server of a datacenter that this run starts has started, or one of them
+    failed: the datacenter's clients wait on it before they start, so that their first
+    retry_join finds a server listening (a failed one waits retry_interval, 30 s, to try again)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.failed: str | None = None
+        self._lock = threading.Lock()
+        self.opened = threading.Event()
+        if count == 0:
+            self.opened.set()
+
+    def done(self, node: str, ok: bool) -> None:
+        with self._lock:
+            if not ok and self.failed is None:
+                self.failed = node
+            self.left -= 1
+            if self.failed is not None or self.left <= 0:
+                self.opened.set()
 
 
-def start_nodes(
-    s: Session, nodes: Sequence[Node], rendered: dict[str, Rendered], release: str
+def rollout(
+    s: Session,
+    plans: dict[str, NodePlan],
+    states: dict[str, HostState],
+    rendered: dict[str, Rendered],
+    artifact: Artifact,
+) -> list[str]:
+    """Install where the release is missing and start the nodes that are not running, every host
+    in its own pipeline: upload, install, configure, start and wait until it answers, with no
+    barrier between hosts. Servers go first; a client starts once its datacenter's servers have
+    (it was installed meanwhile). While the clients install and start, the servers of each
+    datacenter are joined and a leader is waited for, then datacenters are joined over WAN.
+    Returns the nodes started; raises ProvisionFailed naming every host (or datacenter) that
+    failed, after every host's pipeline has ended."""
+    inv = s.inv
+    release = artifact.release
+    install_on = {n for n, p in plans.items() if p.install and release not in states[n].releases}
+    start_on = {n for n, p in plans.items() if p.action is Action.START}
+    # Servers first: a client's worker waits for its servers, which must not queue behind it.
+    nodes = sorted(
+        (n for n in inv.nodes if n.name in install_on | start_on), key=lambda n: not n.is_server
+    )
+    gates = {
+        dc: _ServersUp(sum(n.name in start_on for n in inv.servers(dc))) for dc in inv.datacenters
+    }
+    # A client waits at most as long as its servers' own steps could take.
+    gate_wait = 2 * (s.timeout + AGENT_START_TIMEOUT)
+
+    def pipeline(node: Node) -> None:
+        host = s.hosts[node.name]
+        name = node.name
+        configure = [remote.switch_cmd(node, release), remote.files_cmd(node, rendered[name])]
+        starts = name in start_on
+        ok = False
+        try:
+            if name in install_on:
+                s.reporter.line(name, "install", "...")
+                try:
+                    remote.upload_release(host, artifact, s.timeout)
+                    parts = [remote.install_cmd(node, artifact, states[name].executable)]
+                    remote.apply(host, parts + (configure if starts else []), "install", s.timeout)
+                except Exception as exc:
+                    s.reporter.line(name, "install", "failed", str(exc).splitlines()[0])
+                    raise
+                s.reporter.line(name, "install", "ok", release)
+                configure = []
+            if not starts:
+                ok = True
+                return
+            gate = gates[node.datacenter]
+            if not node.is_server:
+                if not gate.opened.wait(gate_wait):
+                    raise HostError(name, f"not started: {node.datacenter}'s servers did not start")
+                if gate.failed is not None:
+                    raise HostError(
+                        name, f"not started: server {gate.failed} of {node.datacenter} failed"
+                    )
+            s.reporter.line(name, "start", "...")
+            try:
+                remote.start_agent(host, "start", AGENT_START_TIMEOUT, s.timeout, configure)
+            except Exception as exc:
+                s.reporter.line(name, "start", "failed", str(exc).splitlines()[0])
+                raise
+            s.reporter.line(name, "start", "ok")
+            ok = True
+        finally:
+            if starts and node.is_server:
+                gates[node.datacenter].done(name, ok)
+
+    errors: dict[str, BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(inv.parallel, len(nodes) or 1)))
+    try:
+        futures = {n.name: pool.submit(pipeline, n) for n in nodes}
+        try:
+            _form_datacenters(s, gates, start_on, gate_wait)
+        except ProvisionFailed as exc:
+            errors.update(exc.errors)
+    finally:
+        pool.shutdown(wait=True)
+    for name, fut in futures.items():
+        err = fut.exception()
+        if err is not None:
+            errors[name] = err
+    if errors:
+        raise ProvisionFailed(f"up failed on {len(errors)} host(s) or datacenter(s)", errors)
+    return [n.name for n in nodes if n.name in start_on]
+
+
+def _form_datacenters(
+    s: Session, gates: dict[str, _ServersUp], start_on: set[str], gate_wait: float
 ) -> None:
-    def go(host: Host) -> None:
-        remote.switch_release(host, release, s.timeout)
-        remote.write_files(host, rendered[host.node.name], s.timeout)
-        remote.control(host, "start", s.timeout)
-        health.wait_agent(host, AGENT_START_TIMEOUT, s.timeout)
+    """Per datacenter, once its servers have started: join them, wait for a leader; then join
+    the datacenters over WAN."""
+    inv = s.inv
+    for dc in inv.datacenters:
+        if not gates[dc].opened.wait(gate_wait):
+            err = HostError(dc, f"{dc}: its servers did not start within {gate_wait:.0f}s")
+            raise ProvisionFailed(str(err), {dc: err})
+        if gates[dc].failed is not None:
+            return  # the server's own error says why
+        servers = inv.servers(dc)
+        fresh = [n for n in servers if n.name in start_on]
+        if fresh:
+            first = fresh[0]
+            others = [x.serf_lan_addr for x in servers if x.name != first.name]
+            if others:
+                join(s, first, others)
+        s.reporter.line(dc, "leader", "...")
+        try:
+            leader = health.wait_leader(inv, s.hosts, dc, LEADER_TIMEOUT, s.timeout)
+        except HostError as exc:
+            s.reporter.line(dc, "leader", "failed")
+            raise ProvisionFailed(str(exc), {dc: exc}) from None
+        s.reporter.line(dc, "leader", "ok", leader.name)
 
-    if nodes:
-        s.each(nodes, "start", go)
+    # Datacenters join over WAN as soon as each has a leader, before any rolling restart.
+    if len(inv.datacenters) > 1:
+        views = observe(inv, s.hosts, s.timeout)
+        wan_missing = [p for p in compare(inv, views) if "WAN member" in p]
+        if wan_missing:
+            for dc in inv.datacenters:
+                first = inv.servers(dc)[0]
+                others = [
+                    f"{x.advertise}:{x.port('serf_wan')}"
+                    for x in inv.servers()
+                    if x.datacenter != dc
+                ]
+                join(s, first, others, wan=True)
 
 
 def join(s: Session, node: Node, addrs: Sequence[str], wan: bool = False) -> None:
@@ -219,8 +350,7 @@ def rolling_restart(
 
         def restart(host: Host) -> None:
             pending[host.node.name](host)
-            remote.control(host, "restart", s.timeout)
-            health.wait_agent(host, AGENT_START_TIMEOUT, s.timeout)
+            remote.start_agent(host, "restart", AGENT_START_TIMEOUT, s.timeout)
 
         s.each(nodes, "restart", restart)
         for node in nodes:
@@ -294,55 +424,16 @@ def _up(
     rendered = render_all(s, states, template_dir)
     plans = make_plans(inv, states, rendered, artifact.release)
     print_plan(s.reporter, plans, diffs=False)
-    need_install = [
-        s.inv.node(n)
-        for n, p in plans.items()
-        if p.install and artifact.release not in states[n].releases
-    ]
-    install(s, need_install, artifact)
-
-    started: list[str] = []
-    for dc in inv.datacenters:
-        fresh = [n for n in inv.servers(dc) if plans[n.name].action is Action.START]
-        start_nodes(s, fresh, rendered, artifact.release)
-        started += [n.name for n in fresh]
-        if fresh:
-            servers = inv.servers(dc)
-            first = fresh[0]
-            others = [x.serf_lan_addr for x in servers if x.name != first.name]
-            if others:
-                join(s, first, others)
-        s.reporter.line(dc, "leader", "...")
-        try:
-            leader = health.wait_leader(inv, s.hosts, dc, LEADER_TIMEOUT, s.timeout)
-        except HostError as exc:
-            s.reporter.line(dc, "leader", "failed")
-            raise ProvisionFailed(str(exc), {dc: exc}) from None
-        s.reporter.line(dc, "leader", "ok", leader.name)
-
-    # Datacenters join over WAN as soon as each has a leader, before any rolling restart.
-    if len(inv.datacenters) > 1:
-        views = observe(inv, s.hosts, s.timeout)
-        wan_missing = [p for p in compare(inv, views) if "WAN member" in p]
-        if wan_missing:
-            for dc in inv.datacenters:
-                first = inv.servers(dc)[0]
-                others = [
-                    f"{x.advertise}:{x.port('serf_wan')}"
-                    for x in inv.servers()
-                    if x.datacenter != dc
-                ]
-                join(s, first, others, wan=True)
-
-    # Clients that are not running start now: every health gate below wants them alive.
-    fresh_clients = [n for n in inv.clients() if plans[n.name].action is Action.START]
-    start_nodes(s, fresh_clients, rendered, artifact.release)
-    started += [n.name for n in fresh_clients]
+    started = rollout(s, plans, states, rendered, artifact)
 
     # Running nodes whose release or config changed: rolling, servers one at a time.
     def refresh(host: Host) -> None:
-        remote.switch_release(host, artifact.release, s.timeout)
-        remote.write_files(host, rendered[host.node.name], s.timeout)
+        node = host.node
+        parts = [
+            remote.switch_cmd(node, artifact.release),
+            remote.files_cmd(node, rendered[node.name]),
+        ]
+        remote.apply(host, parts, "refresh", s.timeout)
 
     pending = {n: refresh for n, p in plans.items() if p.action is Action.RESTART}
     # Only the control script changed: rewrite it, nothing restarts.

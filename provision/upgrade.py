@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from provision import health, remote
+from provision import remote
 from provision.artifact import Artifact
 from provision.hosts import Host, HostError
 from provision.inventory import Inventory
@@ -66,7 +66,9 @@ def upgrade(
             s.each(
                 need,
                 "unpack",
-                lambda h: remote.install_release(h, artifact, s.timeout),
+                lambda h: remote.install_release(
+                    h, artifact, s.timeout, states[h.node.name].executable
+                ),
                 lambda _: artifact.release,
             )
 
@@ -101,9 +103,13 @@ def _rollback(s: Session, node: str, previous: str | None) -> None:
         return
     try:
         s.reporter.line(node, "rollback", "...", f"back to {previous}")
-        remote.switch_release(host, previous, s.timeout)
-        remote.control(host, "restart", s.timeout)
-        health.wait_agent(host, AGENT_START_TIMEOUT, s.timeout)
+        remote.start_agent(
+            host,
+            "restart",
+            AGENT_START_TIMEOUT,
+            s.timeout,
+            [remote.switch_cmd(host.node, previous)],
+        )
         s.reporter.line(node, "rollback", "ok", f"runs {previous} again")
     except HostError as exc:
         s.reporter.line(node, "rollback", "failed", str(exc))

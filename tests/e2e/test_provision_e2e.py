@@ -25,7 +25,17 @@ from provision.artifact import Artifact
 from provision.hosts import connect
 from provision.inventory import Inventory, load_inventory
 from provision.report import Reporter
-from provision.up import GateFailed, Session, down, preflight, up, verify_only, verify_until
+from provision.up import (
+    GateFailed,
+    ProvisionFailed,
+    Session,
+    UpResult,
+    down,
+    preflight,
+    verify_only,
+    verify_until,
+)
+from provision.up import up as provision_up
 from provision.upgrade import upgrade
 from provision.verify import compare, observe
 
@@ -49,6 +59,15 @@ class Events:
 
 def reporter(events: Callable[[str, str, str], None] | None = None) -> Reporter:
     return Reporter(Console(highlight=False, width=140), on_event=events)
+
+
+def up(inv: Inventory, rep: Reporter, artifact: Artifact) -> UpResult:
+    """provision's up; a failed run prints every host's error (the agent's log tail) first."""
+    try:
+        return provision_up(inv, rep, artifact=artifact)
+    except ProvisionFailed as exc:
+        rep.errors(exc.errors)
+        raise
 
 
 @pytest.fixture(scope="module")

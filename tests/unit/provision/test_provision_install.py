@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -130,3 +131,85 @@ def test_broken_wheel_fails_the_step_without_pip(host: LocalHost, tmp_path: Path
     assert info.value.step == "install" and "BadZipFile" in info.value.stderr_tail
     rel = Path(host.node.install_dir) / "releases" / "0.1-abc"
     assert not (rel / ".installed").exists() and not (rel / "pip-args").exists()
+
+
+# -- bytecode shipped with the artifact ------------------------------------------------------
+
+
+def _agent_wheelhouse(d: Path) -> Path:
+    """A wheelhouse whose `agent` package imports `other_mod`; `unused_mod` is never imported."""
+    d.mkdir()
+    _wheel(
+        d,
+        "senate-0.1-py3-none-any.whl",
+        {
+            "agent/__init__.py": "import other_mod\n",
+            "agent/sub.py": "VALUE = 7\n",
+            "demo/__init__.py": "",
+            "demo/cli.py": _CLI,
+            "senate-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: senate\nVersion: 0.1\n",
+            "senate-0.1.dist-info/entry_points.txt": "[console_scripts]\nsenate = demo.cli:main\n",
+            "senate-0.1.dist-info/RECORD": "",
+        },
+    )
+    _wheel(d, "other-2.0-py3-none-any.whl", {"other_mod.py": "VALUE = 42\n"})
+    _wheel(d, "unused-1.0-py3-none-any.whl", {"unused_mod.py": "VALUE = 0\n"})
+    _wheel(d, "pip-0-py3-none-any.whl", {"pip/__init__.py": "", "pip/__main__.py": _FAKE_PIP})
+    return d
+
+
+def _tar(tmp_path: Path, wheelhouse: Path, extra: list[Path]) -> Artifact:
+    tarball = tmp_path / "wheelhouse.tar"
+    with tarfile.open(tarball, "w") as tf:
+        for f in sorted(wheelhouse.iterdir()) + extra:
+            tf.add(f, arcname=f.name)
+    wheels = tuple(sorted(w.name for w in wheelhouse.iterdir()))
+    return Artifact("0.1", "0.1-abc", tarball, wheels, extra[0].name if extra else None)
+
+
+def test_bytecode_of_what_the_agent_imports_is_compiled_once_and_unpacked_on_the_host(
+    host: LocalHost, tmp_path: Path
+) -> None:
+    from provision.artifact import build_pycache, pycache_name
+
+    wheelhouse = _agent_wheelhouse(tmp_path / "wh")
+    bundle = build_pycache(wheelhouse, tmp_path / "site")
+    assert bundle is not None and bundle.name == pycache_name()
+    with tarfile.open(bundle) as tf:
+        names = set(tf.getnames())
+    tag = sys.implementation.cache_tag
+    assert f"agent/__pycache__/sub.{tag}.pyc" in names
+    assert f"__pycache__/other_mod.{tag}.pyc" in names
+    assert not [n for n in names if "unused_mod" in n or "demo" in n]
+
+    remote.install_release(host, _tar(tmp_path, wheelhouse, [bundle]), timeout=60)
+    rel = Path(host.node.install_dir) / "releases" / "0.1-abc"
+    (site,) = rel.glob("lib/python*/site-packages")
+    pyc = site / "agent" / "__pycache__" / f"sub.{tag}.pyc"
+    # hash-based and checked: valid whatever the mtimes, recompiled if a source is edited
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b11
+    verbose = subprocess.run(
+        [str(rel / "bin" / "python"), "-v", "-c", "import agent.sub"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=tmp_path,
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    ).stderr
+    assert f"code object from '{pyc}'" in verbose
+
+
+def test_bytecode_for_another_python_is_ignored(host: LocalHost, tmp_path: Path) -> None:
+    from provision.artifact import build_pycache
+
+    wheelhouse = _agent_wheelhouse(tmp_path / "wh")
+    bundle = build_pycache(wheelhouse, tmp_path / "site")
+    assert bundle is not None
+    other = bundle.with_name("pycache-cpython-399-0d0d0a0a.tar.gz")
+    bundle.rename(other)
+    remote.install_release(host, _tar(tmp_path, wheelhouse, [other]), timeout=60)
+    rel = Path(host.node.install_dir) / "releases" / "0.1-abc"
+    (site,) = rel.glob("lib/python*/site-packages")
+    assert (site / "agent" / "sub.py").exists()
+    assert not list(site.glob("agent/__pycache__/*.pyc"))
