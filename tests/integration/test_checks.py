@@ -67,8 +67,28 @@ def critical_ids(node: Node) -> dict[str, str]:
     return {c["CheckID"]: c["Output"] for c in node.get_json("/v1/health/state/critical")}
 
 
-def test_checks_drive_health_and_dns(cluster: Cluster, app_server: ThreadingHTTPServer) -> None:
-    node = cluster.add("checks1", AGENT_IP, server=True, bootstrap=True)
+def test_checks_drive_health_and_dns(
+    cluster: Cluster, app_server: ThreadingHTTPServer, tmp_path: Path
+) -> None:
+    # A config-file service with a script check (scripts enabled by the flag) runs too.
+    conf = tmp_path / "svc.json"
+    conf.write_text(
+        json.dumps(
+            {
+                "service": {
+                    "name": "cron",
+                    "check": {"args": ["sh", "-c", "echo cron ok"], "interval": "1s"},
+                }
+            }
+        )
+    )
+    node = cluster.add(
+        "checks1",
+        AGENT_IP,
+        server=True,
+        bootstrap=True,
+        extra=[f"-config-file={conf}", "-enable-script-checks"],
+    )
     node.start()
     cluster.wait_http([node], timeout=30)
     cluster.wait_leader([node], timeout=20)
@@ -86,6 +106,13 @@ def test_checks_drive_health_and_dns(cluster: Cluster, app_server: ThreadingHTTP
         },
     )
     put(node, "/v1/agent/service/register", {"Name": "worker", "Check": {"TTL": "2s"}})
+
+    cron = wait_for(
+        lambda: node.get_json("/v1/health/service/cron?passing") or None, 15, "cron passing"
+    )
+    assert [c["Output"] for c in cron[0]["Checks"] if c["CheckID"] == "service:cron"] == [
+        "cron ok\n"
+    ]
 
     # HTTP check passes: the instance is in ?passing and in DNS.
     web = wait_for(
@@ -125,7 +152,7 @@ def test_checks_drive_health_and_dns(cluster: Cluster, app_server: ThreadingHTTP
     node.kill()
     node.start()
     cluster.wait_http([node], timeout=30)
-    assert set(node.get_json("/v1/agent/services")) >= {"web", "worker"}
+    assert set(node.get_json("/v1/agent/services")) == {"consul", "cron", "web", "worker"}
     checks = wait_for(
         lambda: (c := node.get_json("/v1/agent/checks"))["service:web"]["Output"] and c,
         10,
