@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,6 +94,7 @@ def test_checks_drive_health_and_dns(
     cluster.wait_http([node], timeout=30)
     cluster.wait_leader([node], timeout=20)
 
+    t_register = time.monotonic()
     app_port = app_server.server_address[1]
     url = f"http://{APP_IP}:{app_port}/health"
     put(
@@ -118,6 +120,7 @@ def test_checks_drive_health_and_dns(
     web = wait_for(
         lambda: node.get_json("/v1/health/service/web?passing") or None, 15, "web passing"
     )
+    print(f"web passing in /v1/health {time.monotonic() - t_register:.2f}s after register")
     (check,) = [c for c in web[0]["Checks"] if c["CheckID"] == "service:web"]
     assert check["Output"] == f"HTTP GET {url}: 200 OK Output: app ok"
     assert wait_for(lambda: dns_a("web.service.consul")[1] == [APP_IP], 10, "web in DNS")
@@ -125,21 +128,25 @@ def test_checks_drive_health_and_dns(
     # The app stops: critical, out of ?passing and out of DNS.
     app_server.shutdown()
     app_server.server_close()
+    t_stop = time.monotonic()
     outputs = wait_for(
         lambda: (c := critical_ids(node)) and "service:web" in c and c, 15, "web critical"
     )
+    print(f"web critical in /v1/health {time.monotonic() - t_stop:.2f}s after the app stopped")
     assert outputs["service:web"].endswith("connect: connection refused")
     assert node.get_json("/v1/health/service/web?passing") == []
     assert dns_a("web.service.consul") == (RCODE.NXDOMAIN, [])
 
     # TTL: pass through the endpoint, then silence expires it.
     put(node, "/v1/agent/check/pass/service:worker?note=heartbeat")
+    t_pass = time.monotonic()
     wait_for(
         lambda: node.get_json("/v1/health/service/worker?passing") or None, 10, "worker passing"
     )
     expired = wait_for(
         lambda: (c := critical_ids(node)).get("service:worker") and c, 10, "worker TTL expired"
     )
+    print(f"TTL 2s: critical in /v1/health {time.monotonic() - t_pass:.2f}s after the pass")
     assert expired["service:worker"] == (
         "TTL expired (last output before timeout follows): heartbeat"
     )
