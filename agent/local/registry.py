@@ -322,6 +322,13 @@ class LocalRegistry:
         sid = service["ID"]
         # Checks the previous definition had and this one has not go away (Consul >= 1.3).
         keep = {c.check_id for c in definition.checks}
+        # Re-registering keeps the checks' current results (Consul's snapshotCheckState), so a
+        # client that registers again at start does not flap its service to critical.
+        previous = {
+            cid: (h.get("Status"), h.get("Output"))
+            for cid, h in self.state.checks.items()
+            if cid in keep and h.get("ServiceID") == sid
+        }
         for cid, health in list(self.state.checks.items()):
             if (
                 health.get("ServiceID") == sid
@@ -342,6 +349,10 @@ class LocalRegistry:
             )
         for chk in definition.checks:
             self._add_check(chk, persist=persist)
+        for cid, (status, output) in previous.items():
+            if cid in self.state.checks and status:
+                self.state.update_check(cid, str(status), str(output or ""))
+                self._track_critical(cid, str(status))
 
     def remove_service(self, service_id: str, *, persist: bool = True) -> None:
         if service_id not in self.state.services:
@@ -403,7 +414,6 @@ class LocalRegistry:
         *,
         persist: bool,
         health: dict[str, Any] | None = None,
-        ttl_state: dict[str, Any] | None = None,
     ) -> None:
         cid = chk.check_id
         old = self.runners.pop(cid, None)
@@ -426,6 +436,9 @@ class LocalRegistry:
         runner = make_runner(cid, chk, self._notifier(cid), self.min_interval)
         if isinstance(runner, TTLRunner):
             remaining = None
+            # A TTL result from before a restart that has not expired yet (Consul's
+            # loadCheckState), for config and API checks alike.
+            ttl_state = self._load_ttl_state(cid) if self.data_dir is not None else None
             if ttl_state is not None:
                 remaining = max(0.0, float(ttl_state.get("Expires", 0)) - time.time())
                 runner.last_output = str(ttl_state.get("Output") or "")
@@ -653,8 +666,7 @@ class LocalRegistry:
             except RegistrationError as exc:
                 log.error('Failed to restore check "%s": %s', cid, exc.message)
                 continue
-            ttl_state = self._load_ttl_state(cid) if chk.kind == "ttl" else None
-            self._add_check(chk, persist=False, health=health, ttl_state=ttl_state)
+            self._add_check(chk, persist=False, health=health)
             log.debug('restored health check "%s" from %s', cid, path)
 
     def _load_ttl_state(self, check_id: str) -> dict[str, Any] | None:

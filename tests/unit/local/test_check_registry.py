@@ -248,3 +248,14 @@ async def test_deregistering_a_running_script_check_kills_it(
 
     await wait_until(gone)
     assert "slow" not in registry.state.checks and registry.stats()["check_monitors"] == 0
+
+
+async def test_registering_a_service_again_keeps_its_check_results(
+    registry: LocalRegistry,
+) -> None:
+    registry.add_service(parse_service(web_ttl(TTL="30s")), persist=True)
+    registry.update_ttl("service:web", PASSING, "alive")
+    registry.add_service(parse_service(web_ttl(TTL="30s", Notes="v2")), persist=True)
+    chk = registry.state.checks["service:web"]
+    assert (chk["Status"], chk["Output"], chk["Notes"]) == (PASSING, "alive", "v2")
+    assert "service:web" not in registry.critical_since
