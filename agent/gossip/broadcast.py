@@ -22,8 +22,14 @@ class _Item:
 
 
 class TransmitLimitedQueue:
-    def __init__(self, retransmit_limit: Callable[[], int], max_depth: int = 4096) -> None:
+    def __init__(
+        self,
+        retransmit_limit: Callable[[], int],
+        max_depth: int = 4096,
+        on_queue: Callable[[], None] | None = None,
+    ) -> None:
         self._limit = retransmit_limit
+        self._on_queue = on_queue
         self._max_depth = max_depth
         self._items: list[_Item] = []
         self._by_subject: dict[str, _Item] = {}
@@ -52,6 +58,8 @@ class TransmitLimitedQueue:
             for dropped in self._items[: len(self._items) - self._max_depth]:
                 self._forget(dropped)
             del self._items[: len(self._items) - self._max_depth]
+        if self._on_queue is not None:
+            self._on_queue()
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Messages that fit in `limit` bytes, each costing `overhead` extra bytes."""

@@ -226,9 +226,10 @@ class Serf:
         self.event_buffer: dict[int, tuple[int, list[tuple[str, bytes]]]] = {}
         self.query_buffer: dict[int, tuple[int, set[int]]] = {}
         limit = lambda: profile.retransmit_limit(len(self.member_states))  # noqa: E731
-        self.intent_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
-        self.event_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
-        self.query_queue = TransmitLimitedQueue(limit, profile.max_queue_depth)
+        soon = self.memberlist.gossip_soon
+        self.intent_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
+        self.event_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
+        self.query_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
         self.recent_intents: dict[str, _Intent] = {}
         self.coord_client = CoordinateClient(coordinate_config or CoordinateConfig(), rng)
         self.coord_cache: dict[str, Coordinate] = {}

@@ -174,7 +174,7 @@ class Memberlist:
         self.seq = 0
         self.awareness = Awareness(self.profile.awareness_max_multiplier)
         self.broadcasts = TransmitLimitedQueue(
-            lambda: self.profile.retransmit_limit(len(self.nodes))
+            lambda: self.profile.retransmit_limit(len(self.nodes)), on_queue=self.gossip_soon
         )
         self.suspicions: dict[str, _Suspect] = {}
         self.probe: _Probe | None = None
@@ -188,6 +188,7 @@ class Memberlist:
         self._out: list[Outgoing] = []
         self.next_probe_at = self.now + self.profile.probe_interval * self.rng.random()
         self.next_gossip_at = self.now
+        self.last_gossip_round = float("-inf")
         # Random stagger, as memberlist's tickers start.
         self.next_push_pull_at = self.now + self.profile.push_pull_interval * self.rng.random()
 
@@ -398,8 +399,9 @@ class Memberlist:
             relay = self.relays.pop(seq)
             if relay.nack:
                 self._send(relay.requester, [encode(MessageType.NACK, {"Seq": relay.orig_seq})])
-        # Gossip rounds are at most one per gossip_interval, as memberlist's ticker; an
-        # idle node skips them, so a broadcast queued after a quiet spell goes out at once.
+        # Gossip rounds are one per gossip_interval, as memberlist's ticker, while old
+        # broadcasts drain; an idle node skips them, so a broadcast queued after a quiet spell
+        # goes out at once, and a new one is sent within a quarter interval (gossip_soon).
         if now >= self.next_gossip_at:
             self.next_gossip_at = now + self.profile.gossip_interval
             self._gossip()
@@ -625,9 +627,20 @@ class Memberlist:
 
     # ------------------------------------------------------------------ gossip, push/pull
 
+    def gossip_soon(self) -> None:
+        """A new broadcast was queued: hold the next gossip round no later than a quarter of
+        gossip_interval after the last one (not in memberlist, whose rounds are a fixed
+        ticker). A change then spreads in a few short hops instead of waiting up to a full
+        interval at every hop; while nothing new is queued, rounds stay gossip_interval
+        apart, and every broadcast is still sent only retransmit_limit times."""
+        soon = self.last_gossip_round + self.profile.gossip_interval / 4
+        if soon < self.next_gossip_at:
+            self.next_gossip_at = soon
+
     def _gossip(self) -> None:
         if not (len(self.broadcasts) or self.delegate.has_broadcasts()):
             return
+        self.last_gossip_round = self.now
         cutoff = self.now - self.profile.gossip_to_the_dead_time
 
         def accept(n: NodeState) -> bool:

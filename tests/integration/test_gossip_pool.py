@@ -213,8 +213,8 @@ async def test_a_stopped_member_is_refused_on_udp_and_tcp_and_suspected_at_once(
     await b.pool.shutdown()  # no leave: as a killed process looks from outside
     await eventually(lambda: a.status("b") == "failed" and c.status("b") == "failed", 20)
     metrics = a.pool.metrics + c.pool.metrics
-    assert metrics["udp_unreachable"] >= 1
-    assert metrics["probe.unreachable"] >= 1 and metrics["probe.refused"] >= 1
+    assert metrics["udp_unreachable"] >= 1, metrics
+    assert metrics["probe.unreachable"] >= 1 and metrics["probe.refused"] >= 1, metrics
 
 
 async def test_garbage_on_the_wire_is_counted(
