@@ -272,6 +272,7 @@ class Agent:
             snapshot_path=None if serf_dir is None else serf_dir / "local.snapshot",
             merge_check=lan_merge_check(cfg.datacenter),
             on_event=self._on_lan_event,
+            rejoin_after_leave=cfg.rejoin_after_leave,
         )
         await self._listen(self.lan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_lan} (LAN gossip)")
         self._refresh_servers()
@@ -292,6 +293,7 @@ class Agent:
                 snapshot_path=None if serf_dir is None else serf_dir / "remote.snapshot",
                 merge_check=wan_merge_check(),
                 on_event=self._on_wan_event,
+                rejoin_after_leave=cfg.rejoin_after_leave,
             )
             await self._listen(
                 self.wan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_wan} (WAN gossip)"

@@ -135,3 +135,38 @@ def test_pid_file_and_graceful_leave_on_interrupt(cluster: Cluster, tmp_path: Pa
     assert "==> Caught signal: interrupt" in text
     assert "==> Gracefully shutting down agent..." in text
     assert not pid_file.exists()
+
+
+def test_after_a_leave_a_restarted_agent_rejoins_only_with_rejoin(cluster: Cluster) -> None:
+    """A client that left gracefully rejoins from its snapshot on restart only with -rejoin
+    (rejoin_after_leave); without it Consul logs `Failed to re-join any previously known node`
+    and stays alone."""
+    server = cluster.add("rj-s1", "127.5.2.10", server=True, bootstrap=True)
+    client = cluster.add("rj-c1", "127.5.2.11", retry_join=[server.ip])
+    cluster.start_all()
+    cluster.wait_http([server, client], timeout=30)
+    wait_for(lambda: server.alive_members() == {"rj-s1", "rj-c1"}, 20, "the client joined")
+    assert client.stop(signal.SIGINT) == 0  # a client leaves on interrupt
+    wait_for(lambda: server.alive_members() == {"rj-s1"}, 20, "the leave")
+    client.args.remove(f"-retry-join={server.ip}")
+    client.args.append("-rejoin")
+    client.start()
+    wait_for(lambda: server.alive_members() == {"rj-s1", "rj-c1"}, 20, "the rejoin")
+    text = client.log_text().rsplit("===== start #2", 1)[1]
+    assert "Ignoring previous leave in snapshot" in text
+    assert "Re-joined to previously known node: rj-s1" in text
+    assert client.stop(signal.SIGINT) == 0
+    wait_for(lambda: server.alive_members() == {"rj-s1"}, 20, "the second leave")
+    client.args.remove("-rejoin")
+    client.start()
+    cluster.wait_http([client], timeout=30)
+    wait_for(
+        lambda: (
+            "Failed to re-join any previously known node"
+            in client.log_text().rsplit("===== start #3", 1)[1]
+        ),
+        10,
+        "the failed re-join warning",
+    )
+    assert client.alive_members() == {"rj-c1"}
+    assert server.alive_members() == {"rj-s1"}
