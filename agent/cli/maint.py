@@ -1,0 +1,209 @@
+"""`senate maint`: node and service maintenance mode through the local agent's HTTP API.
+
+Behaves as Consul 0.7's `consul maint`: -enable / -disable (optionally with -service=<id>)
+PUT /v1/agent/maintenance or /v1/agent/service/maintenance/<id>; with neither it lists what
+is in maintenance, read from the `_node_maintenance` and `_service_maintenance:<id>` checks of
+/v1/agent/checks. The argument checks, messages and exit codes are Consul's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agent.cli.common import Parser, UsageError, err, out, run_guarded
+from agent.client import DEFAULT_HTTP_ADDR, HTTP_ENV, ClientError, HTTPClient, env_addr
+
+#: The check IDs the agent registers for maintenance mode (Consul's agent constants).
+NODE_MAINT_CHECK_ID = "_node_maintenance"
+SERVICE_MAINT_CHECK_PREFIX = "_service_maintenance:"
+
+DESCRIPTION = """\
+  Places a node or service into maintenance mode. During maintenance mode,
+  the node or service will be excluded from all queries through the DNS
+  or API interfaces, effectively taking it out of the pool of available
+  nodes. This is done by registering an additional critical health check.
+
+  When enabling maintenance mode for a node or service, you may optionally
+  specify a reason string. This string will appear in the "Notes" field
+  of the critical health check which is registered against the node or
+  service. If no reason is provided, a default value will be used.
+
+  Maintenance mode is persistent, and will be restored in the event of an
+  agent restart. It is therefore required to disable maintenance mode on
+  a given node or service before it will be placed back into the pool.
+
+  By default, we operate on the node as a whole. By specifying the
+  "-service" argument, this behavior can be changed to enable or disable
+  only a specific service.
+
+  If no arguments are given, the agent's maintenance status will be shown.
+  This will return blank if nothing is currently under maintenance."""
+
+#: Go's strconv.ParseBool, which the flag package uses for `-enable=<value>`.
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+_BOOL_FLAGS = ("enable", "disable")
+_VALUE_FLAGS = ("reason", "service", "token", "http-addr")
+
+
+def maint_parser() -> Parser:
+    p = Parser("maint", "senate maint [options]", DESCRIPTION)
+    p.flag("enable", action="store_true", help="Enable maintenance mode.")
+    p.flag("disable", action="store_true", help="Disable maintenance mode.")
+    p.flag(
+        "reason",
+        default="",
+        metavar="string",
+        help="Text string describing the maintenance reason",
+    )
+    p.flag(
+        "service",
+        default="",
+        metavar="serviceID",
+        help="Control maintenance mode for a specific service ID",
+    )
+    p.flag("token", default="", help="ACL token to use. Defaults to that of agent.")
+    p.flag(
+        "http-addr",
+        default=None,
+        metavar="ADDR",
+        help="HTTP address of the Senate agent (default 127.0.0.1:8500, or $CONSUL_HTTP_ADDR)",
+    )
+    return p
+
+
+def go_bool_flags(argv: list[str]) -> list[str]:
+    """Rewrite Go's `-enable=true|false` forms (which argparse's store_true refuses) to what
+    the parser takes: the flag once if its last setting is true, not at all if false."""
+    last: dict[str, bool] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            rest.extend(argv[i:])  # Go's flag package stops at the first non-flag
+            break
+        i += 1
+        name, has_value, value = arg.lstrip("-").partition("=")
+        if name not in _BOOL_FLAGS:
+            rest.append(arg)
+            if name in _VALUE_FLAGS and not has_value and i < len(argv):
+                rest.append(argv[i])  # `-service web`: the next word is the value
+                i += 1
+            continue
+        if has_value and value not in _GO_BOOLS:
+            raise UsageError(f'invalid boolean value "{value}" for -{name}: parse error')
+        last[name] = _GO_BOOLS[value] if has_value else True
+    flags = [f"-{name}" for name in _BOOL_FLAGS if last.get(name)]
+    return [*flags, *rest]
+
+
+def check_args(enable: bool, disable: bool, reason: str, service_id: str) -> str | None:
+    """The combinations Consul refuses before contacting the agent, with its messages."""
+    if enable and disable:
+        return "Only one of -enable or -disable may be provided"
+    if not enable and reason:
+        return "Reason may only be provided with -enable"
+    if not enable and not disable and service_id:
+        return "Service requires either -enable or -disable"
+    return None
+
+
+def format_maintenance(node_name: str, checks: dict[str, Any]) -> str:
+    """List mode: a block per node / service in maintenance, as Consul prints them; the node
+    first, then services by ID (Consul walks a Go map, so its order is random)."""
+    blocks: list[tuple[int, str, str]] = []
+    for check_id, check in checks.items():
+        if not isinstance(check, dict):
+            continue
+        notes = str(check.get("Notes") or "")
+        if check_id == NODE_MAINT_CHECK_ID:
+            blocks.append((0, "", f"Node:\n  Name:   {node_name}\n  Reason: {notes}\n\n"))
+        elif check_id.startswith(SERVICE_MAINT_CHECK_PREFIX):
+            service_id = str(check.get("ServiceID") or check_id[len(SERVICE_MAINT_CHECK_PREFIX) :])
+            blocks.append(
+                (1, service_id, f"Service:\n  ID:     {service_id}\n  Reason: {notes}\n\n")
+            )
+    return "".join(text for _, _, text in sorted(blocks))
+
+
+def _client(args: argparse.Namespace) -> HTTPClient:
+    return HTTPClient(args.http_addr or env_addr(HTTP_ENV) or DEFAULT_HTTP_ADDR)
+
+
+def _maint(args: argparse.Namespace) -> int:
+    service_id: str = args.service
+    problem = check_args(args.enable, args.disable, args.reason, service_id)
+    if problem is not None:
+        err(problem)
+        return 1
+    try:
+        client = _client(args)
+    except ClientError as exc:
+        err(f"Error connecting to Senate agent: {exc}")
+        return 1
+    token = {"token": args.token} if args.token else {}
+    try:
+        try:
+            config = (client.get_json("/v1/agent/self", token) or {}).get("Config") or {}
+        except ClientError as exc:
+            err(f"Error querying Senate agent: {exc}")
+            return 1
+        node_name = str(config.get("NodeName", ""))
+
+        if not args.enable and not args.disable:
+            try:
+                checks = client.get_json("/v1/agent/checks", token) or {}
+            except ClientError as exc:
+                err(f"Error getting checks: {exc}")
+                return 1
+            text = format_maintenance(node_name, checks if isinstance(checks, dict) else {})
+            if text:
+                out(text)
+            return 0
+
+        action = "enabling" if args.enable else "disabling"
+        state = "enabled" if args.enable else "disabled"
+        params: dict[str, Any] = {"enable": "true" if args.enable else "false"}
+        if args.enable:
+            params["reason"] = args.reason
+        params.update(token)
+        if not service_id:
+            try:
+                client.request("PUT", "/v1/agent/maintenance", params)
+            except ClientError as exc:
+                err(f"Error {action} node maintenance: {exc}")
+                return 1
+            out(f"Node maintenance is now {state}")
+            return 0
+        try:
+            client.request("PUT", f"/v1/agent/service/maintenance/{service_id}", params)
+        except ClientError as exc:
+            err(f"Error {action} service maintenance: {exc}")
+            return 1
+        out(f"Service maintenance is now {state} for {go_quote(service_id)}")
+        return 0
+    finally:
+        client.close()
+
+
+def go_quote(text: str) -> str:
+    """Go's %q for the printable strings a service ID holds: quotes and backslashes escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    for raw, esc in (("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r")):
+        escaped = escaped.replace(raw, esc)
+    return f'"{escaped}"'
+
+
+def run(argv: list[str]) -> int:
+    parser = maint_parser()
+    try:
+        argv = go_bool_flags(argv)
+    except UsageError as exc:
+        err(str(exc))
+        err(parser.format_usage().rstrip())
+        return 1
+    return run_guarded(parser, argv, _maint)
