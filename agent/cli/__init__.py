@@ -41,6 +41,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
         "kv": ("agent.cli.kv", "Interact with the key-value store"),
         "leave": ("agent.cli.members", "Gracefully leaves the Senate cluster and shuts down"),
         "lock": ("agent.cli.lock", "Execute a command holding a lock"),
+        "maint": ("agent.cli.maint", "Controls node or service maintenance mode"),
         "members": ("agent.cli.members", "Lists the members of a Senate cluster"),
         "monitor": ("agent.cli.monitor", "Stream logs from a Senate agent"),
         "operator": ("agent.cli.operator", "Provides cluster-level tools for Senate operators"),
