@@ -217,6 +217,8 @@ def test_unknown_service_is_consuls_error(
         (["-service=web"], "Service requires either -enable or -disable"),
         (["-enable=yes"], 'invalid boolean value "yes" for -enable: parse error'),
         (["-nope"], "flag provided but not defined: -nope"),
+        (["-enable", "-service"], "flag needs an argument: -service"),
+        (["-enable", "web"], "Too many arguments (expected 0, got 1)"),
     ],
 )
 def test_bad_arguments_exit_1_before_contacting_the_agent(
