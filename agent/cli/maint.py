@@ -164,11 +164,12 @@ def _maint(args: argparse.Namespace) -> int:
     token = {"token": args.token} if args.token else {}
     try:
         try:
-            config = (client.get_json("/v1/agent/self", token) or {}).get("Config") or {}
+            self_info = client.get_json("/v1/agent/self", token)
         except ClientError as exc:
             err(f"Error querying Senate agent: {exc}")
             return 1
-        node_name = str(config.get("NodeName", ""))
+        config = self_info.get("Config") if isinstance(self_info, dict) else None
+        node_name = str(config.get("NodeName", "")) if isinstance(config, dict) else ""
 
         if not args.enable and not args.disable:
             try:
