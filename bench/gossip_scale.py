@@ -2,18 +2,22 @@
 behaves at N = 10, 100, 1000 (and more, memory permitting), in virtual seconds.
 
     .venv/bin/python bench/gossip_scale.py [--sizes 10,100,1000] [--profile lan] [--seed 1]
+        [--seeds 3]
 
 For each N, starting from a converged cluster (the O(N^2) join storm is measured
 separately, for N <= --full-join-max, by N staggered joins):
   join-all    N nodes join node0 10 ms apart -> every node lists all N alive
   newcomers   10 new nodes join random members -> every node lists them alive
-  detect-1st  SIGKILL-style crash -> first member declares it failed
+  detect-1st  a host goes silent -> first member declares it failed
   detect-all  -> every member declares it failed
+  kill-all    a process is killed on a host that still answers (ICMP port unreachable,
+              TCP refused) -> every member declares it failed
   event       user event -> delivered on every member
   msgs/node/s UDP packets sent per node per virtual second, steady state (probes,
               acks, gossip), and TCP streams (push/pull request + reply) per node per
               second, over a window of min(30 s, push/pull interval)
   wall        real seconds the whole N took
+Each figure is the median over --seeds runs (seed, seed+1, ...).
 Memory: every node keeps a full member list, N^2 states in one process; the converged
 start shares them copy-on-write (agent/sim/gossip_shared.py): about 140 MB and 25 s at
 N = 1000, 640 MB and 10 minutes at N = 5000 (`--sizes 5000`) on the 2-core test box.
@@ -25,6 +29,7 @@ import argparse
 import functools
 import logging
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -92,6 +97,14 @@ def scale(n: int, profile: Profile, seed: int) -> dict[str, float | None]:
     ok = c.run_until(start + 300, lambda: up <= c.saw("member-failed", victim.name))
     out["detect_all"] = c.clock.now - start if ok else None
 
+    # A killed process on a live host: refused, not silent.
+    victim = nodes[n // 2 + 1]
+    c.crash(victim, refuse=True)
+    start = c.clock.now
+    up = {x.name for x in c.up_nodes()}
+    ok = c.run_until(start + 300, lambda: up <= c.saw("member-failed", victim.name))
+    out["kill_all"] = c.clock.now - start if ok else None
+
     # User event.
     c.user_event(nodes[0], "bench", b"x")
     start = c.clock.now
@@ -107,31 +120,45 @@ def fmt(v: float | None, digits: int = 2) -> str:
     return "timeout" if v is None else f"{v:.{digits}f}"
 
 
+def median(xs: list[float | None]) -> float | None:
+    if any(x is None for x in xs) or not xs:
+        return None
+    return statistics.median(x for x in xs if x is not None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--profile", default="lan", choices=["lan", "wan", "local"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=3, help="runs per N (median)")
     ap.add_argument("--full-join-max", type=int, default=100)
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     profile = Profile.named(args.profile)
     print(
-        f"profile={args.profile} seed={args.seed}; times in virtual seconds; suspicion min "
+        f"profile={args.profile} seeds={args.seed}..{args.seed + args.seeds - 1} (median);"
+        " times in virtual seconds; suspicion min "
         f"= {profile.suspicion_mult} x max(1, log10 N) x {profile.probe_interval}s"
     )
     header = (
         f"{'N':>6} {'join-all':>9} {'newcomers':>9} {'detect-1st':>10} {'detect-all':>10} "
+        f"{'kill-all':>9} "
         f"{'event':>7} {'msgs/node/s':>11} {'streams/node/s':>14} {'wall s':>7}"
     )
     print(header)
     for n in (int(s) for s in args.sizes.split(",")):
         t = time.monotonic()
-        joined = join_all(n, profile, args.seed) if n <= args.full_join_max else None
-        r = scale(n, profile, args.seed)
+        seeds = range(args.seed, args.seed + args.seeds)
+        joined = (
+            median([join_all(n, profile, sd) for sd in seeds]) if n <= args.full_join_max else None
+        )
+        runs = [scale(n, profile, sd) for sd in seeds]
+        r = {k: median([run[k] for run in runs]) for k in runs[0]}
         print(
             f"{n:>6} {fmt(joined) if n <= args.full_join_max else '-':>9} "
             f"{fmt(r['newcomers']):>9} {fmt(r['detect_first']):>10} {fmt(r['detect_all']):>10} "
+            f"{fmt(r['kill_all']):>9} "
             f"{fmt(r['event']):>7} {fmt(r['msgs'], 1):>11} {fmt(r['streams'], 3):>14} "
             f"{time.monotonic() - t:>7.1f}",
             flush=True,
