@@ -60,6 +60,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
+        rest = message[len(prefix) :] if message.startswith(prefix) else ""
+        if rest == "--" or rest.startswith("-- "):  # words after the flags (go_args' "--")
+            words = rest.split()[1:]
+            raise UsageError(f"Too many arguments (expected 0, got {len(words)})")
         if message.startswith(prefix) and message[len(prefix) :].startswith("-"):
             message = "flag provided but not defined: " + message[len(prefix) :].split()[0]
         raise UsageError(message)

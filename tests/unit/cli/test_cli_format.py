@@ -116,6 +116,8 @@ def test_usage_errors_exit_1_without_traceback(capsys: pytest.CaptureFixture[str
     assert err.startswith("flag provided but not defined: -bogus")
     assert dispatch(["kv", "put", "-flags=x", "k"]) == 1
     assert "invalid unsigned integer" in capsys.readouterr().err
+    assert dispatch(["members", "foo", "bar"]) == 1
+    assert capsys.readouterr().err.startswith("Too many arguments (expected 0, got 2)")
 
 
 def test_configtest_is_validate_with_consuls_flags(
