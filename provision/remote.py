@@ -213,17 +213,31 @@ for name, ref in scripts.items():
 """
 
 # Waits, on the host, until the agent just started answers on its CLI RPC address: polls the
-# service (senatectl status) and the port with a growing interval, then runs `senate members`
-# once. Exit 0 when it answers, WAIT_EXITED with the end of the agent's log when the agent is
-# gone, WAIT_TIMEOUT at the deadline. Run with -I -S: the standard library is all it needs.
+# process (the launcher's pid file, else senatectl status) and the port with a growing interval,
+# then asks for the LAN members over Consul's CLI RPC (the handshake and `members-lan`, as
+# `senate members` does, without starting the CLI). Exit 0 when it answers, WAIT_EXITED with
+# the end of the agent's log when the agent is gone, WAIT_TIMEOUT at the deadline. Run by the
+# release's python: msgpack is the only thing it needs besides the standard library.
 WAIT_EXITED, WAIT_TIMEOUT = 93, 94
 _WAIT = r"""
 import os, socket, subprocess, sys, time
-ctl, senate, rpc, log, deadline_s = sys.argv[1:6]
-exited, timed_out = int(sys.argv[6]), int(sys.argv[7])
+base, rpc, deadline_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+exited, timed_out = int(sys.argv[4]), int(sys.argv[5])
+ctl, log, pidfile = f"{base}/bin/senatectl", f"{base}/log/senate.log", f"{base}/run/senate.pid"
 host, _, port = rpc.rpartition(":")
-deadline = time.monotonic() + float(deadline_s)
-delay, last, gone = 0.05, "not started", 0
+host = host.strip("[]")
+deadline = time.monotonic() + deadline_s
+delay, last, gone_since = 0.05, "not started", None
+def alive():
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f"-config-dir={base}/etc".encode() in f.read():
+                return True
+    except (OSError, ValueError):
+        pass
+    return subprocess.run([ctl, "status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 def tail():
     try:
         with open(log, errors="replace") as f:
@@ -231,28 +245,53 @@ def tail():
     except OSError:
         lines = []
     return "\n".join(lines).strip() or "(no log output; under systemd see journalctl -u senate)"
+def members():
+    # None when the agent answered, else what went wrong
+    try:
+        import msgpack
+    except ImportError:
+        r = subprocess.run([f"{base}/current/bin/senate", "members", f"-rpc-addr={rpc}"], capture_output=True, text=True)
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        return None if r.returncode == 0 else (lines[-1] if lines else f"exit {r.returncode}")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+    with socket.create_connection((host, int(port)), 2) as s:
+        s.settimeout(5)
+        def read():
+            while True:
+                for obj in unpacker:
+                    return obj
+                data = s.recv(65536)
+                if not data:
+                    raise OSError("RPC connection closed by the agent")
+                unpacker.feed(data)
+        for seq, command, body in ((1, "handshake", {"Version": 1}), (2, "members-lan", None)):
+            s.sendall(msgpack.packb({"Command": command, "Seq": seq}) + (msgpack.packb(body) if body else b""))
+            header = read()
+            if not isinstance(header, dict) or header.get("Seq") != seq:
+                return f"RPC protocol error: unexpected reply {header!r}"
+            if header.get("Error"):
+                return str(header["Error"])
+        read()  # the members
+    return None
 while True:
-    if subprocess.run([ctl, "status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-        # twice in a row: a launcher's child may not have exec'd the agent yet at the first look
-        gone += 1
-        if gone >= 2:
-            print(f"agent exited while starting ({senate} agent -config-dir={os.path.dirname(os.path.dirname(ctl))}/etc); end of its log:\n{tail()}", file=sys.stderr)
+    if not alive():
+        # gone for a while: a launcher's child may not have exec'd the agent yet at first
+        gone_since = gone_since or time.monotonic()
+        if time.monotonic() - gone_since >= 0.3:
+            print(f"agent exited while starting ({base}/current/bin/senate agent -config-dir={base}/etc); end of its log:\n{tail()}", file=sys.stderr)
             sys.exit(exited)
         last = "agent process not found"
     else:
-        gone = 0
+        gone_since = None
         try:
-            socket.create_connection((host.strip("[]"), int(port)), 2).close()
+            problem = members()
         except OSError as exc:
-            last = f"nothing listening on {rpc} yet ({exc.strerror or exc})"
-        else:
-            r = subprocess.run([senate, "members", f"-rpc-addr={rpc}"], capture_output=True, text=True)
-            if r.returncode == 0:
-                sys.exit(0)
-            lines = (r.stderr or r.stdout).strip().splitlines()
-            last = lines[-1] if lines else f"exit {r.returncode}"
+            problem = f"nothing listening on {rpc} yet ({exc.strerror or exc})"
+        if problem is None:
+            sys.exit(0)
+        last = problem
     if time.monotonic() >= deadline:
-        print(f"agent did not answer within {float(deadline_s):g}s: {last}", file=sys.stderr)
+        print(f"agent did not answer within {deadline_s:g}s: {last}", file=sys.stderr)
         sys.exit(timed_out)
     time.sleep(delay)
     delay = min(delay * 1.5, 0.5)
@@ -411,16 +450,8 @@ def wait_cmd(node: Node, deadline_s: float) -> str:
     """Wait on the host until the agent answers `senate members` (see _WAIT)."""
     q = shlex.quote
     base = node.install_dir
-    args = [
-        f"{base}/bin/senatectl",
-        f"{base}/current/bin/senate",
-        node.rpc_addr,
-        f"{base}/log/senate.log",
-        f"{deadline_s:g}",
-        str(WAIT_EXITED),
-        str(WAIT_TIMEOUT),
-    ]
-    return f"{q(base + '/current/bin/python')} -I -S -c {q(_WAIT)} " + " ".join(map(q, args))
+    args = [base, node.rpc_addr, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT)]
+    return f"{q(base + '/current/bin/python')} -I -c {q(_WAIT)} " + " ".join(map(q, args))
 
 
 def control_cmd(node: Node, action: str) -> str:

@@ -1,16 +1,18 @@
 """The readiness wait that runs on the host (remote.wait_cmd) with a stand-in agent: it returns
-once the service runs, the CLI RPC port accepts and `senate members` answers; it fails at once,
-with the end of the agent's log, when the agent process is gone; and at its deadline with what
-it last saw."""
+once the service runs and the agent answers the CLI RPC handshake and `members-lan`; it fails at
+once, with the end of the agent's log, when the agent process is gone; and at its deadline with
+what it last saw."""
 
 from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from provision import remote
@@ -18,18 +20,56 @@ from provision.hosts import HostError, LocalHost
 from provision.inventory import load_inventory
 
 
+class FakeRPC:
+    """Answers Consul's CLI RPC as an agent would: every request header gets a reply header
+    with its Seq (and `error`, when set); members-lan also a body."""
+
+    def __init__(self, error: str = "") -> None:
+        self.error = error
+        self.commands: list[str] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.63", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                unpacker = msgpack.Unpacker(raw=False)
+                pending_body = False
+                while data := conn.recv(65536):
+                    unpacker.feed(data)
+                    for obj in unpacker:
+                        if pending_body:  # the handshake's {"Version": 1}
+                            pending_body = False
+                            continue
+                        self.commands.append(obj["Command"])
+                        out = msgpack.packb({"Seq": obj["Seq"], "Error": self.error})
+                        if obj["Command"] == "handshake":
+                            pending_body = True
+                        elif not self.error:
+                            out += msgpack.packb({"Members": []})
+                        conn.sendall(out)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    s = socket.socket()
-    s.bind(("127.0.0.63", 0))
-    s.listen()
+def rpc() -> Iterator[FakeRPC]:
+    server = FakeRPC()
     try:
-        yield s
+        yield server
     finally:
-        s.close()
+        server.close()
 
 
-def make_host(tmp_path: Path, port: int, running: bool, members_ok: bool = True) -> LocalHost:
+def make_host(tmp_path: Path, port: int, running: bool) -> LocalHost:
     inv = tmp_path / "inv.yml"
     inv.write_text(
         f"defaults: {{connection: local, install_dir: '{tmp_path}/opt/{{name}}',"
@@ -47,28 +87,24 @@ def make_host(tmp_path: Path, port: int, running: bool, members_ok: bool = True)
     ctl = base / "bin" / "senatectl"
     status = 0 if running else 3
     ctl.write_text(f"#!/bin/sh\ncase $1 in start) exit 0 ;; status) exit {status} ;; esac\n")
-    senate = base / "current" / "bin" / "senate"
-    senate.write_text(
-        "#!/bin/sh\n"
-        + ("echo 'Node  Address'\n" if members_ok else "echo 'Error connecting: EOF' >&2; exit 1\n")
-    )
-    for f in (ctl, senate):
+    # the release's python: this test's (it has msgpack), started by its venv path
+    python = base / "current" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    for f in (ctl, python):
         f.chmod(0o755)
-    (base / "current" / "bin" / "python").symlink_to(sys.executable)
     return LocalHost(node)
 
 
-def test_returns_once_the_agent_answers(tmp_path: Path, listener: socket.socket) -> None:
-    host = make_host(tmp_path, listener.getsockname()[1], running=True)
+def test_returns_once_the_agent_answers(tmp_path: Path, rpc: FakeRPC) -> None:
+    host = make_host(tmp_path, rpc.port, running=True)
     t0 = time.monotonic()
     remote.start_agent(host, "start", 20, 20)
     assert time.monotonic() - t0 < 5
+    assert rpc.commands == ["handshake", "members-lan"]
 
 
-def test_an_agent_that_exited_fails_at_once_with_its_log(
-    tmp_path: Path, listener: socket.socket
-) -> None:
-    host = make_host(tmp_path, listener.getsockname()[1], running=False)
+def test_an_agent_that_exited_fails_at_once_with_its_log(tmp_path: Path, rpc: FakeRPC) -> None:
+    host = make_host(tmp_path, rpc.port, running=False)
     t0 = time.monotonic()
     with pytest.raises(HostError) as info:
         remote.start_agent(host, "start", 20, 20)
@@ -79,13 +115,14 @@ def test_an_agent_that_exited_fails_at_once_with_its_log(
     assert "log line 5" not in msg  # only the end of the log
 
 
-def test_deadline_names_what_was_last_seen(tmp_path: Path, listener: socket.socket) -> None:
-    port = listener.getsockname()[1]
-    host = make_host(tmp_path, port, running=True, members_ok=False)
+def test_deadline_names_what_was_last_seen(tmp_path: Path) -> None:
+    rpc = FakeRPC(error="No cluster leader")
+    port = rpc.port
+    host = make_host(tmp_path, port, running=True)
     with pytest.raises(HostError) as info:
         remote.wait_agent(host, 0.5, 20)
-    assert str(info.value) == "agent did not answer within 0.5s: Error connecting: EOF"
-    listener.close()
+    assert str(info.value) == "agent did not answer within 0.5s: No cluster leader"
+    rpc.close()
     with pytest.raises(HostError) as closed:
         remote.wait_agent(host, 0.5, 20)
     assert f"nothing listening on 127.0.0.63:{port} yet" in str(closed.value)
