@@ -3,9 +3,10 @@
 Each host is a network namespace joined by a veth pair to one bridge, with its own address in
 10.77.0.0/24 (a private test range: these are the only non-loopback addresses the tests
 use), its own sshd (Debian openssh-server; host and client keys generated for the run) and its
-own mount namespace with private tmpfs on /opt and /var/lib, so every host has its own
-install and data directories as a real one would. The hosts share the rest of the filesystem,
-so python3 >= 3.11 exists on them; they have no package index.
+own mount namespace with private tmpfs on /opt, /var/lib and /root, so every host has its own
+install and data directories and its own (empty) root home as a real one would. The hosts
+share the rest of the filesystem, so the system's python3 >= 3.11 exists on them; they have no
+package index.
 
 Everything is torn down by `HostLab.close()` (also called on failure, and at the start of the
 next run for anything a killed run left behind): the processes inside each namespace (started
@@ -153,11 +154,14 @@ class HostLab:
             )
         )
         # unshare without --fork execs: the Popen pid is sshd itself. Its private mount
-        # namespace gets tmpfs /opt and /var/lib; every SSH session (and every agent started
-        # through one) lives in that namespace and that network namespace.
+        # namespace gets tmpfs /opt, /var/lib and /root; every SSH session (and every agent
+        # started through one) lives in that namespace and that network namespace. A private
+        # /root: a host does not share this machine's root home (its shell rc files ran pyenv
+        # init in every SSH session, its PATH put pyenv's shims before the system python3).
         script = (
             "mount --make-rprivate / && mount -t tmpfs tmpfs /opt && "
-            f"mount -t tmpfs tmpfs /var/lib && exec /usr/sbin/sshd -D -e -f {cfg}"
+            "mount -t tmpfs tmpfs /var/lib && mount -t tmpfs -o mode=0700 tmpfs /root && "
+            f"exec /usr/sbin/sshd -D -e -f {cfg}"
         )
         log = open(self.workdir / f"sshd.{i}.log", "wb")  # noqa: SIM115 - owned by the Popen
         sshd = subprocess.Popen(
