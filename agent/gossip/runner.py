@@ -123,6 +123,7 @@ class GossipPool:
         self._snapshot_handle: asyncio.TimerHandle | None = None
         self._previous: snap.SnapshotState | None = None
         self._running = False
+        self._conflict_exit: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -297,6 +298,9 @@ class GossipPool:
             self._schedule_snapshot()
         for addr in serf.take_reconnects():
             self._spawn(self._reconnect(addr))
+        if serf.shutdown_reason is not None and self._running and self._conflict_exit is None:
+            # Not one of self._tasks: shutdown() cancels and awaits those.
+            self._conflict_exit = asyncio.get_running_loop().create_task(self.shutdown())
         self._changed.set()
         if not self._running:
             return

@@ -61,6 +61,7 @@ SERF_PROTOCOL_MIN, SERF_PROTOCOL_MAX, SERF_PROTOCOL_CUR = 2, 5, 4
 TAG_MAGIC = 0xFF
 META_MAX_SIZE = 512
 INTERNAL_QUERY_PREFIX = "_serf_"
+CONFLICT_QUERY = INTERNAL_QUERY_PREFIX + "conflict"
 
 # Serf message types (first element of a user message).
 MSG_LEAVE, MSG_JOIN, MSG_USER_EVENT, MSG_QUERY, MSG_QUERY_RESPONSE = 0, 1, 3, 4, 5
@@ -239,6 +240,10 @@ class Serf:
         self.leave_intent_sent = False
         self._events: list[Event] = []
         self._reconnects: list[str] = []
+        #: The `_serf_conflict` query under way while another node claims our name.
+        self.conflict_query: int | None = None
+        #: Set when this node lost a name conflict: the runner shuts the pool down.
+        self.shutdown_reason: str | None = None
         self.next_reap_at = now + profile.reap_interval
         self.next_reconnect_at = now + profile.reconnect_interval
 
@@ -280,6 +285,8 @@ class Serf:
             self.next_reconnect_at = now + self.profile.reconnect_interval
             self._reconnect()
         for qid in [q for q, p in self.pending_queries.items() if now >= p.deadline]:
+            if qid == self.conflict_query:
+                self._resolve_conflict(self.pending_queries[qid].responses)
             del self.pending_queries[qid]
         self._flush_coalesced(now)
 
@@ -527,6 +534,59 @@ class Serf:
                     )
             except (TypeError, ValueError, BadMessage):
                 self.metrics["drop.malformed"] += 1
+
+    def notify_conflict(self, existing: NodeState, addr: str, port: int) -> None:
+        """Two addresses claim one name (serf handleNodeConflict). About another node: a
+        warning. About us: ask everyone, with the `_serf_conflict` query, which address they
+        know for our name; if the majority of answers is not ours, we are the impostor and
+        leave the cluster (the runner shuts the pool down), as Serf does with
+        EnableNameConflictResolution (on by default, and in Consul)."""
+        if existing.name != self.node_name:
+            log.warning(
+                "Name conflict for '%s' both %s:%d and %s:%d are claiming",
+                existing.name,
+                existing.addr,
+                existing.port,
+                addr,
+                port,
+            )
+            return
+        log.error(
+            "Node name conflicts with another node at %s:%d. Names must be unique! "
+            "(Resolution enabled: true)",
+            addr,
+            port,
+        )
+        if self.conflict_query is not None or self.state != "alive":
+            return  # one resolution at a time
+        qid, _ = self.query(CONFLICT_QUERY, self.node_name.encode(), None)
+        self.conflict_query = qid
+
+    def _resolve_conflict(self, responses: dict[str, bytes]) -> None:
+        self.conflict_query = None
+        me = self.memberlist.local()
+        answers = matching = 0
+        for data in responses.values():
+            try:
+                member = unpack(data)
+            except BadMessage:
+                self.metrics["drop.malformed"] += 1
+                continue
+            answers += 1
+            if (
+                isinstance(member, dict)
+                and member.get("Addr") == me.addr
+                and member.get("Port") == me.port
+            ):
+                matching += 1
+        majority = answers // 2 + 1
+        if matching >= majority:
+            log.info("majority in name conflict resolution [%d / %d]", matching, answers)
+            return
+        log.warning("minority in name conflict resolution, quiting [%d / %d]", matching, answers)
+        self.shutdown_reason = "name conflict"
+        self.state = "shutdown"
+        self.memberlist.shut_down = True
 
     def notify_merge(self, nodes: list[NodeState]) -> str | None:
         if self.merge_check is None:
@@ -825,6 +885,15 @@ class Serf:
         op = name[len(INTERNAL_QUERY_PREFIX) :]
         if op == "ping":
             respond(b"")
+            return
+        if name == CONFLICT_QUERY:
+            # Which address do we know for that name? Not asked of the name's claimant.
+            claimed = payload.decode("utf-8", "replace")
+            if claimed == self.node_name:
+                return
+            ms = self.member_states.get(claimed)
+            known = None if ms is None else {"Addr": ms.member.addr, "Port": ms.member.port}
+            respond(msgpack.packb(known, use_bin_type=True))
             return
         if op not in ("install-key", "use-key", "remove-key", "list-keys"):
             return

@@ -359,6 +359,8 @@ class GossipCluster:
                     self.on_event(node, e)
         for addr in serf.take_reconnects():
             self.join(node, addr, ignore_old=False)
+        if serf.shutdown_reason is not None and node.up:
+            self.crash(node, refuse=True)  # the process closes its sockets
         if not node.up:
             return
         at = serf.next_deadline()

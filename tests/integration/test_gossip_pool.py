@@ -217,6 +217,27 @@ async def test_a_stopped_member_is_refused_on_udp_and_tcp_and_suspected_at_once(
     assert metrics["probe.unreachable"] >= 1 and metrics["probe.refused"] >= 1, metrics
 
 
+async def test_an_impostor_with_a_taken_name_shuts_itself_down(
+    started: Callable[[Node], asyncio.Future[Node]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    a = await started(Node("a"))
+    b = await started(Node("b"))
+    c = await started(Node("c"))
+    await b.pool.join([a.addr])
+    await c.pool.join([a.addr])
+    await eventually(lambda: all(x.status(y) == "alive" for x in (a, c) for y in "abc"))
+    impostor = await started(Node("b"))
+    await impostor.pool.join([a.addr])
+    await eventually(lambda: not impostor.pool._running, 15)
+    assert "minority in name conflict resolution, quiting" in caplog.text
+    assert b.pool._running
+    for x in (a, c):
+        m = next(m for m in x.pool.members() if m.name == "b")
+        assert (m.port, m.status) == (b.port, "alive")
+
+
 async def test_garbage_on_the_wire_is_counted(
     started: Callable[[Node], asyncio.Future[Node]],
 ) -> None:

@@ -416,3 +416,45 @@ def test_killed_members_are_detected_sooner_when_their_host_refuses() -> None:
     med_refused, med_silent = refused[len(refused) // 2], silent[len(silent) // 2]
     assert med_refused < med_silent - 0.3, (refused, silent)
     assert 4.5 < med_silent < 8.0, silent
+
+
+def test_name_conflict_the_impostor_loses_the_vote_and_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second node claiming a member's name: the members warn, the impostor asks them
+    (`_serf_conflict`) which address they know for its name, finds itself in the minority
+    and shuts down; the original keeps its name and address everywhere."""
+    logging.disable(logging.NOTSET)
+    caplog.set_level(logging.INFO)
+    c = GossipCluster(7, profile=Profile.local())
+    nodes = c.converged(5)
+    original = nodes[2]
+    impostor = c.add_node(original.name)
+    assert impostor.addr != original.addr
+    c.join(impostor, nodes[0])
+    c.run_for(10.0)
+    assert impostor.serf.state == "shutdown" and not impostor.up
+    assert "minority in name conflict resolution, quiting [0 / 4]" in caplog.text
+    assert f"Name conflict for '{original.name}' both" in caplog.text
+    assert original.serf.state == "alive"
+    for n in nodes:
+        m = next(m for m in n.serf.members() if m.name == original.name)
+        assert (f"{m.addr}:{m.port}", m.status) == (original.addr, "alive"), n.name
+
+
+def test_conflict_query_answers_and_bad_answers() -> None:
+    s = make()
+    alive = _alive("b", "10.0.0.2")
+    s.receive_packet("10.0.0.2:8301", compound([alive]), 0.1)
+    replies: list[bytes] = []
+    s._internal_query("_serf_conflict", b"b", replies.append)
+    s._internal_query("_serf_conflict", b"nobody", replies.append)
+    s._internal_query("_serf_conflict", b"a", replies.append)  # about us: no answer
+    assert [msgpack.unpackb(r) for r in replies] == [{"Addr": "10.0.0.2", "Port": 8301}, None]
+    # The claimant counts answers; garbage is dropped, not counted.
+    me = {"Addr": "10.0.0.1", "Port": 8301}
+    answers = {"b": msgpack.packb(me), "c": b"\xc1", "d": msgpack.packb(None)}
+    s._resolve_conflict({**answers, "e": msgpack.packb(me)})
+    assert s.state == "alive" and s.shutdown_reason is None  # 2 of 3 answers: majority
+    s._resolve_conflict({"b": msgpack.packb(None), "d": msgpack.packb(None)})
+    assert s.state == "shutdown" and s.shutdown_reason == "name conflict"
