@@ -164,9 +164,11 @@ def print_plan(reporter: Reporter, plans: dict[str, NodePlan], diffs: bool = Tru
 
 
 class _ServersUp:
-    """Opens once every server of a datacenter that this run starts has started, or one of them
-    failed: the datacenter's clients wait on it before they start, so that their first
-    retry_join finds a server listening (a failed one waits retry_interval, 30 s, to try again)."""
+    """Opens once each of `count` servers of a datacenter is done with a step, or one of them
+    failed at it. The datacenter's clients wait on two: the servers' uploads (the servers are
+    the critical path: they start, are joined and elect a leader while the clients install, so
+    they have the controller's uplink first) and the servers' start (so that a client's first
+    retry_join finds a server listening; a failed one waits retry_interval, 30 s, to retry)."""
 
     def __init__(self, count: int) -> None:
         self.left = count
@@ -194,8 +196,8 @@ def rollout(
 ) -> list[str]:
     """Install where the release is missing and start the nodes that are not running, every host
     in its own pipeline: upload, install, configure, start and wait until it answers, with no
-    barrier between hosts. Servers go first; a client starts once its datacenter's servers have
-    (it was installed meanwhile). While the clients install and start, the servers of each
+    barrier between hosts. Servers go first; a client uploads once its datacenter's servers have
+    their uploads, and starts once they have started (it was installed meanwhile). While the clients install and start, the servers of each
     datacenter are joined and a leader is waited for, then datacenters are joined over WAN.
     Returns the nodes started; raises ProvisionFailed naming every host (or datacenter) that
     failed, after every host's pipeline has ended."""
@@ -210,6 +212,9 @@ def rollout(
     gates = {
         dc: _ServersUp(sum(n.name in start_on for n in inv.servers(dc))) for dc in inv.datacenters
     }
+    uploads = {
+        dc: _ServersUp(sum(n.name in install_on for n in inv.servers(dc))) for dc in inv.datacenters
+    }
     # A client waits at most as long as its servers' own steps could take.
     gate_wait = 2 * (s.timeout + AGENT_START_TIMEOUT)
 
@@ -221,9 +226,15 @@ def rollout(
         ok = False
         try:
             if name in install_on:
+                if not node.is_server:
+                    uploads[node.datacenter].opened.wait(gate_wait)
                 s.reporter.line(name, "install", "...")
                 try:
-                    remote.upload_release(host, artifact, s.timeout)
+                    try:
+                        remote.upload_release(host, artifact, s.timeout)
+                    finally:
+                        if node.is_server:
+                            uploads[node.datacenter].done(name, ok=True)
                     parts = [remote.install_cmd(node, artifact, states[name].executable)]
                     remote.apply(host, parts + (configure if starts else []), "install", s.timeout)
                 except Exception as exc:

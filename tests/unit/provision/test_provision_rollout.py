@@ -1,7 +1,8 @@
 """`up`'s rollout with stand-in hosts: every host runs its own pipeline (upload, install, start),
-servers first; a client starts only once its datacenter's servers have started; the servers are
-joined and a leader awaited while the clients still install; a server that fails to start keeps
-its datacenter's clients from starting, and every failure is reported."""
+servers first; a client uploads after its datacenter's servers have, and starts only once they
+have started; the servers are joined and a leader awaited while the clients still install; a
+server that fails to start keeps its datacenter's clients from starting, and every failure is
+reported."""
 
 from __future__ import annotations
 
@@ -115,7 +116,9 @@ class FakeHost:
         return Result(label or command, code, out, err)
 
     def put(self, local: Path, remote_path: str, *, timeout: float) -> None:
-        self.log.add(time.monotonic(), self.node.name, "upload")
+        t0 = time.monotonic()
+        time.sleep(0.05)
+        self.log.add(t0, self.node.name, "upload")
 
     def put_text(self, content: str, remote_path: str, mode: int, *, timeout: float) -> None:
         raise AssertionError("not used")
@@ -166,7 +169,11 @@ def test_clients_start_after_every_server_and_install_meanwhile(inv: Inventory) 
     assert started == ["s1", "s2", "s3", "c1", "c2"]
     starts, installs = log.of("start"), log.of("install")
     assert set(installs) == set(starts) == {"s1", "s2", "s3", "c1", "c2"}
-    assert set(log.of("upload")) == set(starts)
+    uploads = log.of("upload")
+    assert set(uploads) == set(starts)
+    # the servers (the critical path) have the uplink first
+    last_server_upload = max(uploads[s][1] for s in ("s1", "s2", "s3"))
+    assert all(uploads[c][0] >= last_server_upload for c in ("c1", "c2"))
     last_server_up = max(starts[s][1] for s in ("s1", "s2", "s3"))
     for c in ("c1", "c2"):
         assert starts[c][0] >= last_server_up  # a client's retry_join finds servers listening
