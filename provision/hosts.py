@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,6 +77,21 @@ class Host(Protocol):
         label: str | None = None,
     ) -> Result:
         """Run `command`; errors show `label` in its place when given (long composed ones)."""
+        ...
+
+    def feed(
+        self,
+        command: str,
+        local: Path,
+        *,
+        step: str,
+        timeout: float,
+        label: str | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Result:
+        """Run `command` with the file `local` on its stdin (an upload and what uses it in one
+        remote command); `on_sent` is called once the file has gone. Does not raise on a
+        non-zero exit: the caller reads the Result."""
         ...
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
@@ -143,6 +159,37 @@ class LocalHost:
             step,
             Result(label or command, proc.returncode, proc.stdout, proc.stderr),
             check,
+        )
+
+    def feed(
+        self,
+        command: str,
+        local: Path,
+        *,
+        step: str,
+        timeout: float,
+        label: str | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Result:
+        try:
+            with open(local, "rb") as stdin:
+                proc = subprocess.run(
+                    ["/bin/sh", "-c", command],
+                    capture_output=True,
+                    stdin=stdin,
+                    timeout=timeout,
+                )
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            raise StepError(self.node.name, step, label or command, None, err) from None
+        finally:
+            if on_sent is not None:
+                on_sent()
+        return Result(
+            label or command,
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
         )
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
@@ -258,6 +305,91 @@ class SSHHost:
                 self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
             ) from None
         return _check(self.node.name, step, Result(shown, r.exited, r.stdout, r.stderr), check)
+
+    def feed(
+        self,
+        command: str,
+        local: Path,
+        *,
+        step: str,
+        timeout: float,
+        label: str | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Result:
+        # A session of its own rather than invoke's runner, whose stdin pump is slow; the file
+        # is sent from a thread while this one drains stdout and stderr (a command that writes
+        # before it has read all its input must not stall on a full window).
+        import paramiko
+
+        self._open()
+        shown = label or command
+        deadline = time.monotonic() + timeout
+        send_error: list[BaseException] = []
+        try:
+            transport = self._conn.client.get_transport()
+            assert transport is not None
+            chan = transport.open_session(timeout=timeout)
+            chan.settimeout(1.0)
+            chan.exec_command(self._wrap(command))
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            if on_sent is not None:
+                on_sent()
+            raise HostUnreachable(
+                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
+            ) from None
+
+        def send() -> None:
+            try:
+                with open(local, "rb") as f:
+                    while chunk := f.read(1 << 15):
+                        while chunk:
+                            if chan.closed or time.monotonic() > deadline:
+                                return
+                            try:
+                                n = chan.send(chunk)
+                            except TimeoutError:
+                                continue
+                            if n <= 0:
+                                return
+                            chunk = chunk[n:]
+                chan.shutdown_write()
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                send_error.append(exc)
+            finally:
+                if on_sent is not None:
+                    on_sent()
+
+        sender = threading.Thread(target=send, name=f"feed-{self.node.name}", daemon=True)
+        sender.start()
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            while not chan.exit_status_ready() or chan.recv_ready() or chan.recv_stderr_ready():
+                if time.monotonic() > deadline:
+                    raise StepError(
+                        self.node.name, step, shown, None, b"".join(err).decode(errors="replace")
+                    )
+                got = False
+                if chan.recv_ready():
+                    out.append(chan.recv(1 << 16))
+                    got = True
+                if chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(1 << 16))
+                    got = True
+                if not got:
+                    time.sleep(0.01)
+            code = chan.recv_exit_status()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise HostUnreachable(
+                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
+            ) from None
+        finally:
+            chan.close()
+            sender.join(5)
+        stderr = b"".join(err).decode(errors="replace")
+        if send_error and code == 0:
+            raise StepError(self.node.name, step, shown, None, f"upload failed: {send_error[0]}")
+        return Result(shown, code, b"".join(out).decode(errors="replace"), stderr)
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
         import paramiko

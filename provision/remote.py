@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from provision.artifact import Artifact
@@ -387,29 +388,30 @@ def tarball_path(node: Node, release: str) -> str:
     return f"{node.install_dir}/artifacts/{release}.tar"
 
 
-def upload_release(host: Host, artifact: Artifact, timeout: float) -> None:
-    host.put(artifact.tarball, tarball_path(host.node, artifact.release), timeout=timeout)
-
-
 def _guard(step: str, cmd: str) -> str:
     """`cmd`, naming `step` on stderr if it fails (one remote command runs several steps)."""
     return f'{{ {cmd}; }} || {{ rc=$?; echo "provision: {step} failed (exit $rc)" >&2; exit $rc; }}'
 
 
-def install_cmd(node: Node, artifact: Artifact, python: str | None = None) -> str:
+def install_cmd(
+    node: Node, artifact: Artifact, python: str | None = None, from_stdin: bool = False
+) -> str:
     """Install the uploaded wheelhouse into <install_dir>/releases/<release> (a venv): the
     wheels are unpacked into it directly; pip is the fallback for wheels that do not fit the
-    host. `python` is the host's interpreter as the probe resolved it (default: the node's)."""
+    host. `python` is the host's interpreter as the probe resolved it (default: the node's).
+    `from_stdin`: the wheelhouse arrives on the command's stdin (see `install`)."""
     q = shlex.quote
     base = node.install_dir
     art_dir = f"{base}/artifacts/{artifact.release}"
     rel_dir = f"{base}/releases/{artifact.release}"
     tarball = tarball_path(node, artifact.release)
     py = q(python) if python else node.python
+    receive = [f"mkdir -p {q(base)}/artifacts", f"cat > {q(tarball)}"] if from_stdin else []
     return _guard(
         "install",
         " && ".join(
             [
+                *receive,
                 # Only when a wheel does not fit this host (exit 3: the venv is made and the
                 # wheels are in art_dir, nothing else written) install with pip, from its own
                 # wheel, so host pip configs and indexes play no part.
@@ -464,6 +466,33 @@ def apply(host: Host, parts: list[str], step: str, timeout: float, waits: bool =
     that exited or did not answer raises HostError with the waiter's account (and its log)."""
     cmd = " && ".join(parts)
     res = host.run(cmd, step=step, timeout=timeout, check=False, label=f"<{step}>")
+    return _checked(host, res, step, waits)
+
+
+def install(
+    host: Host,
+    artifact: Artifact,
+    timeout: float,
+    python: str | None = None,
+    after: list[str] | None = None,
+    on_sent: Callable[[], None] | None = None,
+) -> Result:
+    """Upload the wheelhouse and install it, and then the `after` parts, in one remote command:
+    the tarball travels on its stdin (no SFTP session beside it). `on_sent`: the upload is
+    done."""
+    parts = [install_cmd(host.node, artifact, python, from_stdin=True), *(after or [])]
+    res = host.feed(
+        " && ".join(parts),
+        artifact.tarball,
+        step="install",
+        timeout=timeout,
+        label="<install>",
+        on_sent=on_sent,
+    )
+    return _checked(host, res, "install", waits=False)
+
+
+def _checked(host: Host, res: Result, step: str, waits: bool) -> Result:
     if res.exit_code == 0:
         return res
     if waits and res.exit_code in (WAIT_EXITED, WAIT_TIMEOUT):
@@ -478,10 +507,9 @@ def install_release(
 ) -> None:
     """Upload the wheelhouse and install it into <install_dir>/releases/<release>; then check
     that its `senate` runs."""
-    upload_release(host, artifact, timeout)
     rel_dir = f"{host.node.install_dir}/releases/{artifact.release}"
     check = _guard("install", f"{shlex.quote(rel_dir)}/bin/senate --version >/dev/null")
-    apply(host, [install_cmd(host.node, artifact, python), check], "install", timeout)
+    install(host, artifact, timeout, python, [check])
 
 
 def switch_release(host: Host, release: str, timeout: float) -> None:

@@ -173,13 +173,18 @@ class _ServersUp:
     def __init__(self, count: int) -> None:
         self.left = count
         self.failed: str | None = None
+        self._done: set[str] = set()
         self._lock = threading.Lock()
         self.opened = threading.Event()
         if count == 0:
             self.opened.set()
 
     def done(self, node: str, ok: bool) -> None:
+        """`node` is done (once counts; later calls for it are ignored)."""
         with self._lock:
+            if node in self._done:
+                return
+            self._done.add(node)
             if not ok and self.failed is None:
                 self.failed = node
             self.left -= 1
@@ -229,17 +234,22 @@ def rollout(
                 if not node.is_server:
                     uploads[node.datacenter].opened.wait(gate_wait)
                 s.reporter.line(name, "install", "...")
+                uploaded = uploads[node.datacenter] if node.is_server else None
                 try:
-                    try:
-                        remote.upload_release(host, artifact, s.timeout)
-                    finally:
-                        if node.is_server:
-                            uploads[node.datacenter].done(name, ok=True)
-                    parts = [remote.install_cmd(node, artifact, states[name].executable)]
-                    remote.apply(host, parts + (configure if starts else []), "install", s.timeout)
+                    remote.install(
+                        host,
+                        artifact,
+                        s.timeout,
+                        states[name].executable,
+                        configure if starts else [],
+                        on_sent=(lambda: uploaded.done(name, ok=True)) if uploaded else None,
+                    )
                 except Exception as exc:
                     s.reporter.line(name, "install", "failed", str(exc).splitlines()[0])
                     raise
+                finally:
+                    if uploaded is not None:  # also when the upload never began
+                        uploaded.done(name, ok=True)
                 s.reporter.line(name, "install", "ok", release)
                 configure = []
             if not starts:

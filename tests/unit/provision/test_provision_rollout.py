@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -115,10 +116,25 @@ class FakeHost:
         self.log.add(t0, self.node.name, what)
         return Result(label or command, code, out, err)
 
-    def put(self, local: Path, remote_path: str, *, timeout: float) -> None:
+    def feed(
+        self,
+        command: str,
+        local: Path,
+        *,
+        step: str,
+        timeout: float,
+        label: str | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Result:
         t0 = time.monotonic()
         time.sleep(0.05)
         self.log.add(t0, self.node.name, "upload")
+        if on_sent is not None:
+            on_sent()
+        return self.run(command, step=step, timeout=timeout, check=False, label=label)
+
+    def put(self, local: Path, remote_path: str, *, timeout: float) -> None:
+        raise AssertionError("not used: the wheelhouse goes on the install command's stdin")
 
     def put_text(self, content: str, remote_path: str, mode: int, *, timeout: float) -> None:
         raise AssertionError("not used")
