@@ -11,12 +11,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
+#: The `provision` extra: the controller needs it, an agent host does not.
+CONTROLLER_PACKAGES = ("fabric", "invoke", "paramiko", "jinja2", "yaml", "pydantic", "rich")
 
-from provision.artifact import ArtifactError, build_artifact, list_artifacts, resolve_release
-from provision.hosts import HostError
-from provision.inventory import Inventory, InventoryError, load_inventory
-from provision.report import Reporter
+try:
+    from rich.console import Console
+
+    from provision.artifact import ArtifactError, build_artifact, list_artifacts, resolve_release
+    from provision.hosts import HostError
+    from provision.inventory import Inventory, InventoryError, load_inventory
+    from provision.report import Reporter
+except ModuleNotFoundError as _exc:  # senate installed without the `provision` extra
+    if (_exc.name or "").split(".")[0] not in CONTROLLER_PACKAGES:
+        raise
+    sys.stderr.write(
+        f"provision: its dependencies are not installed (no module named {_exc.name!r});"
+        " install the controller extra: pip install 'senate[provision]'\n"
+    )
+    raise SystemExit(2) from None
 
 EPILOG = """examples:
   provision up inventories/local.yml          stand up 3 servers + 2 clients on 127.0.0.x
