@@ -14,6 +14,7 @@ Prints a table and exits 0; without root or ip/sshd it says why and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -82,6 +83,25 @@ def ssh_floor(inv: Inventory) -> float:
     return time.monotonic() - t0
 
 
+class CPU:
+    """CPU seconds spent meanwhile by this (controller) process and by the whole machine
+    (/proc/stat user+system, every process: sshd, installs, agents, controller)."""
+
+    def __init__(self) -> None:
+        self.own0, self.all0 = time.process_time(), self._machine()
+
+    @staticmethod
+    def _machine() -> float:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system = (int(x) for x in fields[:3])
+        return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+    def summary(self) -> str:
+        own = time.process_time() - self.own0
+        machine = self._machine() - self.all0
+        return f"  cpu s: controller {own:.1f}, machine {machine:.1f}"
+
+
 class Phases:
     """First start to last finish of every step name, from the reporter's progress events."""
 
@@ -123,12 +143,13 @@ def main() -> int:
             inv5 = inventory(work / "five.yml", lab, 5)
             rows.append(("ssh `true` on 5 hosts (floor)", ssh_floor(inv5), ""))
             t0 = time.monotonic()
-            ph = Phases()
+            ph, cpu = Phases(), CPU()
             res = up(inv5, Reporter(quiet.console, on_event=ph), artifact=base)
             up5 = time.monotonic() - t0
             assert res.problems == [], res.problems
             rows.append(("up, 5 hosts (3 servers + 2 clients)", up5, "1.00x"))
             rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
+            rows.append((cpu.summary(), 0.0, ""))
             t0 = time.monotonic()
             ph = Phases()
             upgrade(inv5, Reporter(quiet.console, on_event=ph), newer)
@@ -139,7 +160,7 @@ def main() -> int:
                 inv10 = inventory(work / "ten.yml", lab, 10)
                 rows.append(("ssh `true` on 10 hosts (floor)", ssh_floor(inv10), ""))
                 t0 = time.monotonic()
-                ph = Phases()
+                ph, cpu = Phases(), CPU()
                 res = up(inv10, Reporter(quiet.console, on_event=ph), artifact=base)
                 up10 = time.monotonic() - t0
                 assert res.problems == [], res.problems
@@ -151,6 +172,7 @@ def main() -> int:
                     )
                 )
                 rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
+                rows.append((cpu.summary(), 0.0, ""))
                 down(inv10, quiet, purge=True)
         finally:
             lab.close()
