@@ -213,8 +213,10 @@ async def test_a_stopped_member_is_refused_on_udp_and_tcp_and_suspected_at_once(
     await b.pool.shutdown()  # no leave: as a killed process looks from outside
     await eventually(lambda: a.status("b") == "failed" and c.status("b") == "failed", 20)
     metrics = a.pool.metrics + c.pool.metrics
+    # The kernel's port-unreachable always arrives; whether it lands before the direct ping's
+    # timeout depends on scheduling (the core's handling is unit-tested), the TCP refusal does.
     assert metrics["udp_unreachable"] >= 1, metrics
-    assert metrics["probe.unreachable"] >= 1 and metrics["probe.refused"] >= 1, metrics
+    assert metrics["probe.refused"] >= 1, metrics
 
 
 async def test_an_impostor_with_a_taken_name_shuts_itself_down(
