@@ -171,18 +171,24 @@ async def _write_all(
             except asyncio.QueueEmpty:
                 return
             key, value = f"load/{i:05d}", f"v{i}".encode()
-            node = nodes[(i + w) % len(nodes)]
-            try:
-                async with session.put(f"http://{node.http}/v1/kv/{key}", data=value) as resp:
-                    body = await resp.read()
-                    if resp.status == 200 and body.strip() == b"true":
-                        acked[key] = value
-                        if len(acked) >= kill_after:
-                            on_progress.set()
-                    else:
+            # As a client library does: a write that fails (a dead server refuses at once, a
+            # leaderless one errors) is retried on the next server, a few times, so the dead
+            # server does not just burn through the work while the others fail over.
+            for attempt in range(6):
+                node = nodes[(i + w + attempt) % len(nodes)]
+                try:
+                    url = f"http://{node.http}/v1/kv/{key}"
+                    async with session.put(url, data=value) as resp:
+                        body = await resp.read()
+                        if resp.status == 200 and body.strip() == b"true":
+                            acked[key] = value
+                            if len(acked) >= kill_after:
+                                on_progress.set()
+                            break
                         errors[body.decode(errors="replace")[:60]] += 1
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                errors[type(exc).__name__] += 1  # not acknowledged: no promise was made
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    errors[type(exc).__name__] += 1  # not acknowledged: no promise was made
+                await asyncio.sleep(0.1 * attempt)
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
@@ -235,25 +241,29 @@ def test_leader_killed_during_2000_writes_loses_no_acknowledged_write(dc1: Clust
         timings["failover"] = time.monotonic() - killed
         return await writes
 
-    acked = asyncio.run(scenario())
-    sys.stderr.write(f"failover: new leader {timings['failover']:.2f}s after SIGKILL\n")
-    assert timings["failover"] < 5.0, timings
-    assert len(acked) >= 1000, f"only {len(acked)} writes acknowledged"
-    # Every acknowledged write is readable (consistent read through a surviving server).
-    reader = survivors[0]
-    entries = reader.get_json("/v1/kv/load/?recurse&consistent", timeout=30)
-    stored = {e["Key"]: base64.b64decode(e["Value"]) for e in entries}
-    missing = [k for k, v in acked.items() if stored.get(k) != v]
-    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
-    # Clients keep working: a client whose server died rotates to another one.
-    some_key = next(iter(acked))
-    for client in (dc1.nodes["c1"], dc1.nodes["c2"]):
-        for _ in range(3):
-            status, body, _ = client.request("GET", f"/v1/kv/{some_key}")
-            assert status == 200, (client.name, status, body[:200])
-    # The old leader restarts, rejoins as a follower and catches up.
-    old.start()
-    dc1.wait_http([old], timeout=30)
+    try:
+        acked = asyncio.run(scenario())
+        sys.stderr.write(f"failover: new leader {timings['failover']:.2f}s after SIGKILL\n")
+        assert timings["failover"] < 5.0, timings
+        assert len(acked) >= 1500, f"only {len(acked)} writes acknowledged"
+        # Every acknowledged write is readable (consistent read through a surviving server).
+        reader = survivors[0]
+        entries = reader.get_json("/v1/kv/load/?recurse&consistent", timeout=30)
+        stored = {e["Key"]: base64.b64decode(e["Value"]) for e in entries}
+        missing = [k for k, v in acked.items() if stored.get(k) != v]
+        assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+        # Clients keep working: a client whose server died rotates to another one.
+        some_key = next(iter(acked))
+        for client in (dc1.nodes["c1"], dc1.nodes["c2"]):
+            for _ in range(3):
+                status, body, _ = client.request("GET", f"/v1/kv/{some_key}")
+                assert status == 200, (client.name, status, body[:200])
+    finally:
+        # The old leader restarts, rejoins as a follower and catches up -- also when an
+        # assertion above failed, so the module's cluster is whole for the next tests.
+        if not old.running():
+            old.start()
+        dc1.wait_http([old], timeout=30)
     # All three agree on one leader again (the old one may win a later election).
     assert dc1.wait_leader(servers, timeout=30) in {s.server_addr for s in servers}
 
