@@ -121,6 +121,18 @@ class Phases:
         )
 
 
+def timed_up(
+    inv: Inventory, quiet: Reporter, artifact: Artifact
+) -> tuple[float, list[tuple[str, float, str]]]:
+    """Wall seconds of one `provision up`, and its phase and CPU rows."""
+    t0 = time.monotonic()
+    ph, cpu = Phases(), CPU()
+    res = up(inv, Reporter(quiet.console, on_event=ph), artifact=artifact)
+    took = time.monotonic() - t0
+    assert res.problems == [], res.problems
+    return took, [("  phases (s): " + ph.summary(), 0.0, ""), (cpu.summary(), 0.0, "")]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-10", action="store_true", help="only the 5-host runs")
@@ -142,14 +154,9 @@ def main() -> int:
         try:
             inv5 = inventory(work / "five.yml", lab, 5)
             rows.append(("ssh `true` on 5 hosts (floor)", ssh_floor(inv5), ""))
-            t0 = time.monotonic()
-            ph, cpu = Phases(), CPU()
-            res = up(inv5, Reporter(quiet.console, on_event=ph), artifact=base)
-            up5 = time.monotonic() - t0
-            assert res.problems == [], res.problems
+            up5, details = timed_up(inv5, quiet, base)
             rows.append(("up, 5 hosts (3 servers + 2 clients)", up5, "1.00x"))
-            rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
-            rows.append((cpu.summary(), 0.0, ""))
+            rows += details
             t0 = time.monotonic()
             ph = Phases()
             upgrade(inv5, Reporter(quiet.console, on_event=ph), newer)
@@ -159,20 +166,10 @@ def main() -> int:
             if not args.skip_10:
                 inv10 = inventory(work / "ten.yml", lab, 10)
                 rows.append(("ssh `true` on 10 hosts (floor)", ssh_floor(inv10), ""))
-                t0 = time.monotonic()
-                ph, cpu = Phases(), CPU()
-                res = up(inv10, Reporter(quiet.console, on_event=ph), artifact=base)
-                up10 = time.monotonic() - t0
-                assert res.problems == [], res.problems
-                rows.append(
-                    (
-                        "up, 10 hosts (3 servers + 7 clients)",
-                        up10,
-                        f"{up10 / up5:.2f}x of 5-host up",
-                    )
-                )
-                rows.append(("  phases (s): " + ph.summary(), 0.0, ""))
-                rows.append((cpu.summary(), 0.0, ""))
+                up10, details = timed_up(inv10, quiet, base)
+                ratio = f"{up10 / up5:.2f}x of 5-host up"
+                rows.append(("up, 10 hosts (3 servers + 7 clients)", up10, ratio))
+                rows += details
                 down(inv10, quiet, purge=True)
         finally:
             lab.close()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from provision.inventory import Node, SSHSettings
 
@@ -109,23 +109,20 @@ def _check(host: str, step: str, result: Result, check: bool) -> Result:
     return result
 
 
+def _write_cmd(remote: str, mode: int, source: str = "cat") -> str:
+    """A shell command that writes what `source` prints (default: its stdin) to `remote`
+    atomically, with `mode`."""
+    tmp = shlex.quote(f"{remote}.provision-tmp")
+    return (
+        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && {source} > {tmp} && "
+        f"chmod {mode:o} {tmp} && mv -f {tmp} {shlex.quote(remote)}"
+    )
+
+
 def write_text_cmd(content: str, remote: str, mode: int) -> str:
     """A shell command that writes `content` to `remote` atomically, with `mode`."""
     b64 = base64.b64encode(content.encode()).decode()
-    tmp = f"{remote}.provision-tmp"
-    return (
-        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && "
-        f"printf %s {b64} | base64 -d > {shlex.quote(tmp)} && "
-        f"chmod {mode:o} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(remote)}"
-    )
-
-
-def _write_cmd(remote: str, mode: int) -> str:
-    tmp = f"{remote}.provision-tmp"
-    return (
-        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && cat > {shlex.quote(tmp)} && "
-        f"chmod {mode:o} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(remote)}"
-    )
+    return _write_cmd(remote, mode, f"printf %s {b64} | base64 -d")
 
 
 class LocalHost:
@@ -143,22 +140,23 @@ class LocalHost:
         check: bool = True,
         label: str | None = None,
     ) -> Result:
+        result = self._sh(command, step, label or command, timeout, stdin=subprocess.DEVNULL)
+        return _check(self.node.name, step, result, check)
+
+    def _sh(self, command: str, step: str, shown: str, timeout: float, **io: Any) -> Result:
+        """`command` under /bin/sh on this machine; a timeout is a StepError showing `shown`."""
         try:
             proc = subprocess.run(
-                ["/bin/sh", "-c", command],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
+                ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, **io
             )
         except subprocess.TimeoutExpired as exc:
             err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            raise StepError(self.node.name, step, label or command, None, err) from None
-        return _check(
-            self.node.name,
-            step,
-            Result(label or command, proc.returncode, proc.stdout, proc.stderr),
-            check,
+            raise StepError(self.node.name, step, shown, None, err) from None
+        return Result(
+            shown,
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
         )
 
     def feed(
@@ -173,43 +171,22 @@ class LocalHost:
     ) -> Result:
         try:
             with open(local, "rb") as stdin:
-                proc = subprocess.run(
-                    ["/bin/sh", "-c", command],
-                    capture_output=True,
-                    stdin=stdin,
-                    timeout=timeout,
-                )
-        except subprocess.TimeoutExpired as exc:
-            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            raise StepError(self.node.name, step, label or command, None, err) from None
+                return self._sh(command, step, label or command, timeout, stdin=stdin)
         finally:
             if on_sent is not None:
                 on_sent()
-        return Result(
-            label or command,
-            proc.returncode,
-            proc.stdout.decode(errors="replace"),
-            proc.stderr.decode(errors="replace"),
-        )
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, remote)
 
     def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None:
-        try:
-            proc = subprocess.run(
-                ["/bin/sh", "-c", _write_cmd(remote, mode)],
-                input=content,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise StepError(self.node.name, "write", f"write {remote}", None, "") from None
-        if proc.returncode != 0:
+        result = self._sh(
+            _write_cmd(remote, mode), "write", f"write {remote}", timeout, input=content.encode()
+        )
+        if result.exit_code != 0:
             raise StepError(
-                self.node.name, "write", f"write {remote}", proc.returncode, proc.stderr
+                self.node.name, "write", result.command, result.exit_code, result.stderr
             )
 
     def close(self) -> None:

@@ -338,10 +338,7 @@ class Memberlist:
         so one spoofed or stray ICMP message cannot make a member suspect."""
         self.now = now
         probe = self.probe
-        if probe is None or probe.indirect:
-            return
-        node = self.node_map.get(probe.target)
-        if node is None or node.address != dest:
+        if probe is None or probe.indirect or self._probed_node(dest) is None:
             return
         self.metrics["probe.unreachable"] += 1
         self._start_indirect(probe)
@@ -357,10 +354,8 @@ class Memberlist:
         says nothing against our own health (awareness is not charged for missing nacks)."""
         self.now = now
         probe = self.probe
-        if probe is None or not probe.indirect:
-            return
-        node = self.node_map.get(probe.target)
-        if node is None or node.address != dest:
+        node = self._probed_node(dest)
+        if probe is None or not probe.indirect or node is None:
             return
         self.metrics["probe.refused"] += 1
         self.probe = None
@@ -368,6 +363,11 @@ class Memberlist:
             return
         log.info("Suspect %s has failed, no acks received and TCP ping refused", node.name)
         self._suspect_node(node.incarnation, node.name, self.name)
+
+    def _probed_node(self, dest: str) -> NodeState | None:
+        """The member the probe under way is after, if `dest` is its address."""
+        node = None if self.probe is None else self.node_map.get(self.probe.target)
+        return node if node is not None and node.address == dest else None
 
     def receive_stream_reply(self, src: str, data: bytes, now: float) -> None:
         """The reply to a stream we opened (an ack, or a push/pull state)."""

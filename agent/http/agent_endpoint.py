@@ -158,10 +158,7 @@ def _apply(action: Any, *args: Any) -> Any:
 async def service_register(request: web.Request) -> web.Response:
     registry = registry_of(request)
     definition = _apply(parse_service, await _body(request))
-    try:
-        registry.add_service(definition, persist=True)
-    except RegistrationError as exc:
-        raise HTTPError(exc.status, exc.message) from None
+    _apply(lambda: registry.add_service(definition, persist=True))
     return _empty()
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from agent.durations import SECOND, DurationError, format_duration, parse_duration
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
 
@@ -508,10 +509,7 @@ class IntervalRunner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         await asyncio.sleep(random.random() * self.interval)  # Consul's RandomStagger

@@ -44,6 +44,7 @@ from agent.local.checks import (
     parse_check_type,
 )
 from agent.local.state import LocalState
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
 
@@ -294,10 +295,7 @@ class LocalRegistry:
 
     async def stop(self) -> None:
         reaper, self._reaper = self._reaper, None
-        if reaper is not None:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reaper
+        await cancel_and_wait(reaper)
         runners, self.runners = list(self.runners.values()), {}
         for runner in runners:
             await runner.stop()

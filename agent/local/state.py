@@ -10,7 +10,6 @@ on every change and periodically, as Consul's agent/local.go does, with its log 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.api import RPCError
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
 
@@ -172,10 +172,7 @@ class AntiEntropy:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _wait(self, timeout: float) -> None:
         waits = [

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.api import RPCError
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("consul")
 
@@ -204,10 +205,7 @@ class LeaderDuties:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while self.raft.is_leader():

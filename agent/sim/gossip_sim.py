@@ -269,17 +269,11 @@ class GossipCluster:
     # ------------------------------------------------------------------ plumbing
 
     def _send(self, node: SimNode, dest: str, message: Any, stream: bool) -> None:
-        if stream and dest in self.refusing:
-            self.sent["stream"] += 1
-            self.clock.call_at(
-                self.clock.now + self.faults.min_delay, functools.partial(self._refused, node, dest)
-            )
-            return
-        if dest in self.refusing:  # the host answers: UDP port unreachable
-            self.sent["udp"] += 1
+        if dest in self.refusing:  # the host answers: TCP reset / UDP port unreachable
+            self.sent["stream" if stream else "udp"] += 1
             self.clock.call_at(
                 self.clock.now + self.faults.min_delay,
-                functools.partial(self._unreachable, node, dest),
+                functools.partial(self._refused, node, dest, stream),
             )
             return
         if stream:
@@ -293,14 +287,10 @@ class GossipCluster:
             self.sent["udp"] += 1
             self.net.send(node.addr, dest, message)
 
-    def _unreachable(self, node: SimNode, dest: str) -> None:
+    def _refused(self, node: SimNode, dest: str, stream: bool) -> None:
         if node.up:
-            node.serf.packet_refused(dest, self.clock.now)
-            self._after(node)
-
-    def _refused(self, node: SimNode, dest: str) -> None:
-        if node.up:
-            node.serf.stream_refused(dest, self.clock.now)
+            refused = node.serf.stream_refused if stream else node.serf.packet_refused
+            refused(dest, self.clock.now)
             self._after(node)
 
     def _receiver(self, node: SimNode) -> Callable[[str, Any], None]:

@@ -87,6 +87,19 @@ async def eventually(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def joined_trio(
+    started: Callable[[Node], asyncio.Future[Node]],
+) -> tuple[Node, Node, Node]:
+    """a, b and c started, b and c joined to a, all three alive in a's and c's views."""
+    a = await started(Node("a"))
+    b = await started(Node("b"))
+    c = await started(Node("c"))
+    await b.pool.join([a.addr])
+    await c.pool.join([a.addr])
+    await eventually(lambda: all(x.status(y) == "alive" for x in (a, c) for y in "abc"))
+    return a, b, c
+
+
 @pytest.fixture
 async def started() -> AsyncIterator[Callable[[Node], asyncio.Future[Node]]]:
     nodes: list[Node] = []
@@ -204,12 +217,7 @@ async def test_a_stopped_member_is_refused_on_udp_and_tcp_and_suspected_at_once(
     """Once b's sockets are closed, a's ping to it comes back as ICMP port unreachable (seen
     through IP_RECVERR) and the TCP ping is refused: the probe fails without waiting out the
     interval, and b is failed after the suspicion timeout."""
-    a = await started(Node("a"))
-    b = await started(Node("b"))
-    c = await started(Node("c"))
-    await b.pool.join([a.addr])
-    await c.pool.join([a.addr])
-    await eventually(lambda: all(x.status(y) == "alive" for x in (a, c) for y in "abc"))
+    a, b, c = await joined_trio(started)
     await b.pool.shutdown()  # no leave: as a killed process looks from outside
     await eventually(lambda: a.status("b") == "failed" and c.status("b") == "failed", 20)
     metrics = a.pool.metrics + c.pool.metrics
@@ -224,12 +232,7 @@ async def test_an_impostor_with_a_taken_name_shuts_itself_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    a = await started(Node("a"))
-    b = await started(Node("b"))
-    c = await started(Node("c"))
-    await b.pool.join([a.addr])
-    await c.pool.join([a.addr])
-    await eventually(lambda: all(x.status(y) == "alive" for x in (a, c) for y in "abc"))
+    a, b, c = await joined_trio(started)
     impostor = await started(Node("b"))
     await impostor.pool.join([a.addr])
     await eventually(lambda: not impostor.pool._running, 15)

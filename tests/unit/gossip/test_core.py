@@ -328,18 +328,27 @@ def _alive(name: str, ip: str) -> bytes:
     return encode(MessageType.ALIVE, body)
 
 
+PEERS = {"b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"}
+
+
+def probing() -> tuple[Serf, dict[str, str], float]:
+    """A member "a" that knows b, c and d, ticked until its first probe is under way;
+    returns it, the peers' addresses and the time."""
+    s = make()
+    s.receive_packet("10.0.0.2:8301", compound([_alive(n, ip) for n, ip in PEERS.items()]), 0.1)
+    now = 0.1
+    while s.memberlist.probe is None:
+        now = s.memberlist.next_deadline()
+        s.tick(now)
+    return s, PEERS, now
+
+
 def test_refused_tcp_ping_fails_the_probe_without_waiting_for_the_interval() -> None:
     """A refused TCP fallback (nothing listens on the member's port) makes the probe fail at
     once, after the direct ping timed out; a refusal from another address, or before the
     direct ping timed out, changes nothing."""
-    s = make()
-    peers = {"b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"}
-    s.receive_packet("10.0.0.2:8301", compound([_alive(n, ip) for n, ip in peers.items()]), 0.1)
+    s, peers, now = probing()
     ml = s.memberlist
-    now = 0.1
-    while ml.probe is None:
-        now = ml.next_deadline()
-        s.tick(now)
     probe = ml.probe
     assert probe is not None
     target = f"{peers[probe.target]}:8301"
@@ -365,14 +374,8 @@ def test_refused_tcp_ping_fails_the_probe_without_waiting_for_the_interval() -> 
 def test_icmp_unreachable_for_the_ping_moves_the_indirect_phase_up_but_does_not_fail() -> None:
     """Port unreachable for the direct ping: the TCP ping and ping-reqs go out at once rather
     than after probe_timeout; the member is not suspected until the TCP ping is refused too."""
-    s = make()
-    peers = {"b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"}
-    s.receive_packet("10.0.0.2:8301", compound([_alive(n, ip) for n, ip in peers.items()]), 0.1)
+    s, peers, now = probing()
     ml = s.memberlist
-    now = 0.1
-    while ml.probe is None:
-        now = ml.next_deadline()
-        s.tick(now)
     probe = ml.probe
     assert probe is not None and not probe.indirect
     target = f"{peers[probe.target]}:8301"
