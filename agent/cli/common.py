@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn, Protocol
@@ -59,6 +60,9 @@ class Parser(argparse.ArgumentParser):
         self.add_argument(f"-{name}", f"--{name}", dest=dest, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        missing = re.fullmatch(r"argument (-[\w-]+)/--[\w-]+: expected one argument", message)
+        if missing:  # Go's flag package
+            raise UsageError(f"flag needs an argument: {missing.group(1)}")
         prefix = "unrecognized arguments: "
         rest = message[len(prefix) :] if message.startswith(prefix) else ""
         if rest == "--" or rest.startswith("-- "):  # words after the flags (go_args' "--")

@@ -9,8 +9,7 @@ is in maintenance, read from the `_node_maintenance` and `_service_maintenance:<
 from __future__ import annotations
 
 import argparse
-import re
-from typing import Any, NoReturn
+from typing import Any
 
 from agent.cli.common import Parser, UsageError, err, out, run_guarded
 from agent.client import DEFAULT_HTTP_ADDR, HTTP_ENV, ClientError, HTTPClient, env_addr
@@ -50,18 +49,8 @@ _BOOL_FLAGS = ("enable", "disable")
 _VALUE_FLAGS = ("reason", "service", "token", "http-addr")
 
 
-class MaintParser(Parser):
-    """The shared parser, with Go's wording for a flag given without its value."""
-
-    def error(self, message: str) -> NoReturn:
-        match = re.fullmatch(r"argument (-[\w-]+)/--[\w-]+: expected one argument", message)
-        if match:
-            raise UsageError(f"flag needs an argument: {match.group(1)}")
-        super().error(message)
-
-
 def maint_parser() -> Parser:
-    p = MaintParser("maint", "senate maint [options]", DESCRIPTION)
+    p = Parser("maint", "senate maint [options]", DESCRIPTION)
     p.flag("enable", action="store_true", help="Enable maintenance mode.")
     p.flag("disable", action="store_true", help="Disable maintenance mode.")
     p.flag(
@@ -83,7 +72,6 @@ def maint_parser() -> Parser:
         metavar="ADDR",
         help="HTTP address of the Senate agent (default 127.0.0.1:8500, or $CONSUL_HTTP_ADDR)",
     )
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     return p
 
 
@@ -148,10 +136,6 @@ def _client(args: argparse.Namespace) -> HTTPClient:
 
 def _maint(args: argparse.Namespace) -> int:
     service_id: str = args.service
-    if args.args:
-        # Consul ignores them; saying so is clearer than acting as if they meant something
-        err(f"Too many arguments (expected 0, got {len(args.args)})")
-        return 1
     problem = check_args(args.enable, args.disable, args.reason, service_id)
     if problem is not None:
         err(problem)
