@@ -9,11 +9,19 @@ The wheelhouse also carries the bytecode of what the agent imports, compiled onc
 (`pycache-<cache tag>-<magic>.tar.gz`, hash-based pycs, so unpacking mtimes do not matter): a
 host whose Python has the same cache tag and magic number unpacks it beside the sources instead
 of every node compiling the same modules on its first start; any other host ignores it.
+
+Shared libraries in the wheels are built with debug information that nothing on a node reads
+(uvloop's extension is 13.6 MB with it, 1.9 MB without): where binutils' `strip` is on this
+machine, the build strips it (`--strip-debug`, the symbol table stays) and rewrites the wheel's
+RECORD to match, so every host receives, decompresses and writes 40 % fewer bytes. Without
+`strip` the wheels ship as pip made them.
 """
 
 from __future__ import annotations
 
+import base64
 import compileall
+import csv
 import hashlib
 import importlib.util
 import io
@@ -165,6 +173,7 @@ def build_artifact(
                 raise ArtifactError(
                     f"artifact build failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
                 )
+        strip_wheels(wheelhouse, Path(tmp) / "strip", timeout)
         bundle = build_pycache(wheelhouse, Path(tmp) / "site", timeout)
         staging = Path(tmp) / "out"
         staging.mkdir()
@@ -177,6 +186,92 @@ def build_artifact(
             shutil.rmtree(root)
         staging.rename(root)
     return load_artifact(release, cache)
+
+
+def strip_wheels(wheelhouse: Path, work: Path, timeout: float = 300.0) -> int:
+    """Strip the debug information from the ELF shared objects of every wheel in `wheelhouse`,
+    rewriting the wheels in place (same members, order, modes and compression; RECORD's hash
+    and size of each changed file updated). Returns the bytes saved; 0 when `strip` is missing.
+    A signed wheel (RECORD.jws / RECORD.p7s) is left alone."""
+    strip = shutil.which("strip")
+    if strip is None:
+        return 0
+    saved = 0
+    for whl in sorted(wheelhouse.glob("*.whl")):
+        with zipfile.ZipFile(whl) as zf:
+            infos = zf.infolist()
+            names = {i.filename for i in infos}
+            if any(n.endswith((".dist-info/RECORD.jws", ".dist-info/RECORD.p7s")) for n in names):
+                continue
+            elves = [i for i in infos if not i.is_dir() and ".so" in i.filename and _is_elf(zf, i)]
+            if not elves:
+                continue
+            new = _strip_all(zf, elves, strip, work / whl.stem, timeout)
+            if not new:
+                continue
+            record = next(
+                (n for n in names if n.count("/") == 1 and n.endswith(".dist-info/RECORD")), None
+            )
+            tmp = whl.with_suffix(".tmp")
+            with zipfile.ZipFile(tmp, "w") as out:
+                for info in infos:
+                    if info.filename in new:
+                        data = new[info.filename]
+                    elif info.filename == record:
+                        data = _record(zf.read(info), new)
+                    else:
+                        data = zf.read(info)
+                    out.writestr(info, data, compress_type=info.compress_type)
+        saved += whl.stat().st_size - tmp.stat().st_size
+        tmp.replace(whl)
+    shutil.rmtree(work, ignore_errors=True)
+    return saved
+
+
+def _is_elf(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    with zf.open(info) as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _strip_all(
+    zf: zipfile.ZipFile, elves: list[zipfile.ZipInfo], strip: str, work: Path, timeout: float
+) -> dict[str, bytes]:
+    """The stripped bytes of each member of `elves` that `strip` made smaller."""
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for i, info in enumerate(elves):
+        paths[info.filename] = work / f"{i}.so"
+        paths[info.filename].write_bytes(zf.read(info))
+    try:
+        proc = subprocess.run(
+            [strip, "--strip-debug", *map(str, paths.values())],
+            capture_output=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {}
+    if proc.returncode != 0:  # e.g. an object for another architecture: ship it as it is
+        return {}
+    out = {}
+    for info in elves:
+        data = paths[info.filename].read_bytes()
+        if len(data) < info.file_size:
+            out[info.filename] = data
+    return out
+
+
+def _record(text: bytes, new: dict[str, bytes]) -> bytes:
+    """RECORD (a CSV of path, hash, size) with the hash and size of each file in `new`
+    replaced."""
+    rows = list(csv.reader(io.StringIO(text.decode())))
+    for row in rows:
+        if row and row[0] in new:
+            data = new[row[0]]
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            row[1:] = [f"sha256={digest.decode()}", str(len(data))]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
 
 
 def pycache_name() -> str:

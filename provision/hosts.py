@@ -87,11 +87,9 @@ class Host(Protocol):
         step: str,
         timeout: float,
         label: str | None = None,
-        on_sent: Callable[[], None] | None = None,
     ) -> Result:
         """Run `command` with the file `local` on its stdin (an upload and what uses it in one
-        remote command); `on_sent` is called once the file has gone. Does not raise on a
-        non-zero exit: the caller reads the Result."""
+        remote command). Does not raise on a non-zero exit: the caller reads the Result."""
         ...
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
@@ -167,14 +165,9 @@ class LocalHost:
         step: str,
         timeout: float,
         label: str | None = None,
-        on_sent: Callable[[], None] | None = None,
     ) -> Result:
-        try:
-            with open(local, "rb") as stdin:
-                return self._sh(command, step, label or command, timeout, stdin=stdin)
-        finally:
-            if on_sent is not None:
-                on_sent()
+        with open(local, "rb") as stdin:
+            return self._sh(command, step, label or command, timeout, stdin=stdin)
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +284,6 @@ class SSHHost:
         step: str,
         timeout: float,
         label: str | None = None,
-        on_sent: Callable[[], None] | None = None,
     ) -> Result:
         # A session of its own rather than invoke's runner, whose stdin pump is slow; the file
         # is sent from a thread while this one drains stdout and stderr (a command that writes
@@ -309,8 +301,6 @@ class SSHHost:
             chan.settimeout(1.0)
             chan.exec_command(self._wrap(command))
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            if on_sent is not None:
-                on_sent()
             raise HostUnreachable(
                 self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
             ) from None
@@ -332,9 +322,6 @@ class SSHHost:
                 chan.shutdown_write()
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 send_error.append(exc)
-            finally:
-                if on_sent is not None:
-                    on_sent()
 
         sender = threading.Thread(target=send, name=f"feed-{self.node.name}", daemon=True)
         sender.start()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from provision.artifact import Artifact
@@ -475,11 +474,9 @@ def install(
     timeout: float,
     python: str | None = None,
     after: list[str] | None = None,
-    on_sent: Callable[[], None] | None = None,
 ) -> Result:
     """Upload the wheelhouse and install it, and then the `after` parts, in one remote command:
-    the tarball travels on its stdin (no SFTP session beside it). `on_sent`: the upload is
-    done."""
+    the tarball travels on its stdin (no SFTP session beside it)."""
     parts = [install_cmd(host.node, artifact, python, from_stdin=True), *(after or [])]
     res = host.feed(
         " && ".join(parts),
@@ -487,7 +484,6 @@ def install(
         step="install",
         timeout=timeout,
         label="<install>",
-        on_sent=on_sent,
     )
     return _checked(host, res, "install", waits=False)
 

@@ -165,10 +165,11 @@ def print_plan(reporter: Reporter, plans: dict[str, NodePlan], diffs: bool = Tru
 
 class _ServersUp:
     """Opens once each of `count` servers of a datacenter is done with a step, or one of them
-    failed at it. The datacenter's clients wait on two: the servers' uploads (the servers are
+    failed at it. The datacenter's clients wait on two: the servers' installs (the servers are
     the critical path: they start, are joined and elect a leader while the clients install, so
-    they have the controller's uplink first) and the servers' start (so that a client's first
-    retry_join finds a server listening; a failed one waits retry_interval, 30 s, to retry)."""
+    they have the controller's uplink and, where hosts share CPUs, the CPUs first) and the
+    servers' start (so that a client's first retry_join finds a server listening; a failed one
+    waits retry_interval, 30 s, to retry)."""
 
     def __init__(self, count: int) -> None:
         self.left = count
@@ -201,9 +202,10 @@ def rollout(
 ) -> list[str]:
     """Install where the release is missing and start the nodes that are not running, every host
     in its own pipeline: upload, install, configure, start and wait until it answers, with no
-    barrier between hosts. Servers go first; a client uploads once its datacenter's servers have
-    their uploads, and starts once they have started (it was installed meanwhile). While the clients install and start, the servers of each
-    datacenter are joined and a leader is waited for, then datacenters are joined over WAN.
+    barrier between hosts. Servers go first; a client uploads and installs once its
+    datacenter's servers have installed, and starts once they have started. While the clients
+    install and start, the servers of each datacenter are joined and a leader is waited for,
+    then datacenters are joined over WAN.
     Returns the nodes started; raises ProvisionFailed naming every host (or datacenter) that
     failed, after every host's pipeline has ended."""
     inv = s.inv
@@ -217,7 +219,7 @@ def rollout(
     gates = {
         dc: _ServersUp(sum(n.name in start_on for n in inv.servers(dc))) for dc in inv.datacenters
     }
-    uploads = {
+    installed = {
         dc: _ServersUp(sum(n.name in install_on for n in inv.servers(dc))) for dc in inv.datacenters
     }
     # A client waits at most as long as its servers' own steps could take.
@@ -232,9 +234,8 @@ def rollout(
         try:
             if name in install_on:
                 if not node.is_server:
-                    uploads[node.datacenter].opened.wait(gate_wait)
+                    installed[node.datacenter].opened.wait(gate_wait)
                 s.reporter.line(name, "install", "...")
-                uploaded = uploads[node.datacenter] if node.is_server else None
                 try:
                     remote.install(
                         host,
@@ -242,14 +243,13 @@ def rollout(
                         s.timeout,
                         states[name].executable,
                         configure if starts else [],
-                        on_sent=(lambda: uploaded.done(name, ok=True)) if uploaded else None,
                     )
                 except Exception as exc:
                     s.reporter.line(name, "install", "failed", str(exc).splitlines()[0])
                     raise
                 finally:
-                    if uploaded is not None:  # also when the upload never began
-                        uploaded.done(name, ok=True)
+                    if node.is_server:  # also when it failed: its clients go on to install
+                        installed[node.datacenter].done(name, ok=True)
                 s.reporter.line(name, "install", "ok", release)
                 configure = []
             if not starts:
