@@ -54,12 +54,17 @@ class ArtifactError(Exception):
 class Artifact:
     version: str  # the distribution version, from pyproject.toml
     release: str  # <version>-<digest>: the directory name under <install_dir>/releases
-    tarball: Path  # wheelhouse.tar: every wheel, including pip's own (venvs are made without pip)
-    wheels: tuple[str, ...]
+    tarball: Path  # wheelhouse.tar: every wheel the agent needs, and the bytecode bundle
+    wheels: tuple[str, ...]  # the wheels in the tarball
     pycache: str | None = None  # the bytecode bundle in the tarball, when it has one
+    # pip's wheel, beside the tarball: sent to a host only when a wheel does not fit it (venvs
+    # are made without pip). None in artifacts built before it moved out of the tarball.
+    pip: Path | None = None
 
     @property
     def pip_wheel(self) -> str:
+        if self.pip is not None:
+            return self.pip.name
         for w in self.wheels:
             if w.startswith("pip-"):
                 return w
@@ -112,7 +117,8 @@ def load_artifact(release: str, cache: Path | None = None) -> Artifact:
         names = [Path(m.name).name for m in tf.getmembers() if m.isfile()]
     wheels = tuple(sorted(n for n in names if n.endswith(".whl")))
     pycache = next((n for n in sorted(names) if n.startswith("pycache-")), None)
-    return Artifact(release.rsplit("-", 1)[0], release, tarball, wheels, pycache)
+    pip = next(iter(sorted(root.glob("pip-*.whl"))), None)
+    return Artifact(release.rsplit("-", 1)[0], release, tarball, wheels, pycache, pip)
 
 
 def list_artifacts(cache: Path | None = None) -> list[str]:
@@ -177,6 +183,8 @@ def build_artifact(
         bundle = build_pycache(wheelhouse, Path(tmp) / "site", timeout)
         staging = Path(tmp) / "out"
         staging.mkdir()
+        for pip_whl in list(wheelhouse.glob("pip-*.whl")):  # kept beside: sent only when needed
+            pip_whl.rename(staging / pip_whl.name)
         with tarfile.open(staging / "wheelhouse.tar", "w") as tf:
             for whl in sorted(wheelhouse.glob("*.whl")):
                 tf.add(whl, arcname=whl.name)

@@ -392,38 +392,57 @@ def _guard(step: str, cmd: str) -> str:
     return f'{{ {cmd}; }} || {{ rc=$?; echo "provision: {step} failed (exit $rc)" >&2; exit $rc; }}'
 
 
-def install_cmd(
-    node: Node, artifact: Artifact, python: str | None = None, from_stdin: bool = False
-) -> str:
-    """Install the uploaded wheelhouse into <install_dir>/releases/<release> (a venv): the
-    wheels are unpacked into it directly; pip is the fallback for wheels that do not fit the
-    host. `python` is the host's interpreter as the probe resolved it (default: the node's).
-    `from_stdin`: the wheelhouse arrives on the command's stdin (see `install`)."""
+NEEDS_PIP = 95  # the install command's exit status when a wheel does not fit the host
+
+
+def install_cmd(node: Node, artifact: Artifact, python: str | None = None) -> str:
+    """Receive the wheelhouse on stdin and install it into <install_dir>/releases/<release> (a
+    venv): the wheels are unpacked into it directly. When a wheel does not fit this host the
+    command exits NEEDS_PIP with the venv made and the wheels extracted, nothing else written
+    (see `install`, which then installs with pip). `python` is the host's interpreter as the
+    probe resolved it (default: the node's)."""
     q = shlex.quote
     base = node.install_dir
     art_dir = f"{base}/artifacts/{artifact.release}"
     rel_dir = f"{base}/releases/{artifact.release}"
     tarball = tarball_path(node, artifact.release)
     py = q(python) if python else node.python
-    receive = [f"mkdir -p {q(base)}/artifacts", f"cat > {q(tarball)}"] if from_stdin else []
-    return _guard(
-        "install",
-        " && ".join(
-            [
-                *receive,
-                # Only when a wheel does not fit this host (exit 3: the venv is made and the
-                # wheels are in art_dir, nothing else written) install with pip, from its own
-                # wheel, so host pip configs and indexes play no part.
-                f"{{ {py} -I -c {q(_INSTALL)} {q(rel_dir)} {q(tarball)} {q(art_dir)} || "
-                f"{{ [ $? -eq 3 ] && PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python"
-                f" {q(art_dir)}/{artifact.pip_wheel}/pip"
-                f" install -q --no-index --no-compile --disable-pip-version-check"
-                f" --find-links {q(art_dir)} senate=={artifact.version}; }}; }}",
-                f"rm -rf {q(tarball)} {q(art_dir)}",
-                f"touch {q(rel_dir)}/.installed",
-            ]
-        ),
+    unpack = f"{py} -I -c {q(_INSTALL)} {q(rel_dir)} {q(tarball)} {q(art_dir)}"
+    return " && ".join(
+        [
+            _guard("install", f"mkdir -p {q(base)}/artifacts && cat > {q(tarball)}"),
+            # _INSTALL's exit 3 (a wheel for another platform) becomes NEEDS_PIP, unguarded;
+            # its other failures are the install step's.
+            f"{{ {unpack} || {{ rc=$?; [ $rc -eq 3 ] && exit {NEEDS_PIP};"
+            f' echo "provision: install failed (exit $rc)" >&2; exit $rc; }}; }}',
+            _installed_cmd(node, artifact),
+        ]
     )
+
+
+def pip_install_cmd(node: Node, artifact: Artifact, receive: bool) -> str:
+    """After NEEDS_PIP: install the extracted wheels with pip, run from its own wheel (hosts need
+    no pip, and host pip configs and indexes play no part). `receive`: pip's wheel arrives on
+    stdin (an artifact that carries it in the wheelhouse has it extracted already)."""
+    q = shlex.quote
+    art_dir = f"{node.install_dir}/artifacts/{artifact.release}"
+    rel_dir = f"{node.install_dir}/releases/{artifact.release}"
+    pip = f"{art_dir}/{artifact.pip_wheel}"
+    parts = [f"cat > {q(pip)}"] if receive else []
+    parts.append(
+        f"PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python {q(pip)}/pip install -q --no-index"
+        f" --no-compile --disable-pip-version-check --find-links {q(art_dir)}"
+        f" senate=={artifact.version}"
+    )
+    return " && ".join([_guard("install", " && ".join(parts)), _installed_cmd(node, artifact)])
+
+
+def _installed_cmd(node: Node, artifact: Artifact) -> str:
+    q = shlex.quote
+    art_dir = f"{node.install_dir}/artifacts/{artifact.release}"
+    rel_dir = f"{node.install_dir}/releases/{artifact.release}"
+    tarball = tarball_path(node, artifact.release)
+    return _guard("install", f"rm -rf {q(tarball)} {q(art_dir)} && touch {q(rel_dir)}/.installed")
 
 
 def switch_cmd(node: Node, release: str) -> str:
@@ -476,15 +495,23 @@ def install(
     after: list[str] | None = None,
 ) -> Result:
     """Upload the wheelhouse and install it, and then the `after` parts, in one remote command:
-    the tarball travels on its stdin (no SFTP session beside it)."""
-    parts = [install_cmd(host.node, artifact, python, from_stdin=True), *(after or [])]
+    the tarball travels on its stdin (no SFTP session beside it). Only when a wheel does not fit
+    the host, a second command installs with pip (its wheel sent then, when the artifact keeps
+    it beside the wheelhouse)."""
+    node, tail = host.node, [*(after or [])]
     res = host.feed(
-        " && ".join(parts),
+        " && ".join([install_cmd(node, artifact, python), *tail]),
         artifact.tarball,
         step="install",
         timeout=timeout,
         label="<install>",
     )
+    if res.exit_code == NEEDS_PIP:
+        cmd = " && ".join([pip_install_cmd(node, artifact, artifact.pip is not None), *tail])
+        if artifact.pip is not None:
+            res = host.feed(cmd, artifact.pip, step="install", timeout=timeout, label="<install>")
+        else:
+            res = host.run(cmd, step="install", timeout=timeout, check=False, label="<install>")
     return _checked(host, res, "install", waits=False)
 
 

@@ -38,7 +38,11 @@ def _wheel(d: Path, filename: str, files: dict[str, str]) -> None:
             zf.writestr(name, text)
 
 
-def _artifact(tmp_path: Path, platform_tag: str = "py3-none-any") -> Artifact:
+def _artifact(
+    tmp_path: Path, platform_tag: str = "py3-none-any", pip_inside: bool = False
+) -> Artifact:
+    """pip's wheel beside the wheelhouse tarball (or, as artifacts built before it moved out
+    were, inside it)."""
     wh = tmp_path / "wh"
     wh.mkdir()
     _wheel(
@@ -54,13 +58,17 @@ def _artifact(tmp_path: Path, platform_tag: str = "py3-none-any") -> Artifact:
         },
     )
     _wheel(wh, "other-2.0-py2.py3-none-any.whl", {"other_mod.py": "VALUE = 42\n"})
-    _wheel(wh, "pip-0-py3-none-any.whl", {"pip/__init__.py": "", "pip/__main__.py": _FAKE_PIP})
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    pip_dir = wh if pip_inside else beside
+    _wheel(pip_dir, "pip-0-py3-none-any.whl", {"pip/__init__.py": "", "pip/__main__.py": _FAKE_PIP})
     tarball = tmp_path / "wheelhouse.tar"
     with tarfile.open(tarball, "w") as tf:
         for w in sorted(wh.iterdir()):
             tf.add(w, arcname=w.name)
     wheels = tuple(sorted(w.name for w in wh.iterdir()))
-    return Artifact("0.1", "0.1-abc", tarball, wheels)
+    pip = None if pip_inside else beside / "pip-0-py3-none-any.whl"
+    return Artifact("0.1", "0.1-abc", tarball, wheels, pip=pip)
 
 
 @pytest.fixture
@@ -105,13 +113,20 @@ def test_fast_install_unpacks_wheels_and_writes_console_scripts(
     assert _run(rel / "bin" / "senate") == f"demo senate {rel}\n"
 
 
-def test_wheel_for_another_platform_falls_back_to_pip(host: LocalHost, tmp_path: Path) -> None:
-    remote.install_release(host, _artifact(tmp_path, "cp27-cp27mu-linux_armv6l"), timeout=60)
+@pytest.mark.parametrize("pip_inside", [False, True], ids=["pip-sent-when-needed", "pip-in-tar"])
+def test_wheel_for_another_platform_falls_back_to_pip(
+    host: LocalHost, tmp_path: Path, pip_inside: bool
+) -> None:
+    art = _artifact(tmp_path, "cp27-cp27mu-linux_armv6l", pip_inside)
+    remote.install_release(host, art, timeout=60)
     rel = Path(host.node.install_dir) / "releases" / "0.1-abc"
     args = (rel / "pip-args").read_text()
     assert args.startswith("install -q --no-index") and "senate==0.1" in args
     assert _run(rel / "bin" / "senate") == "pip-installed\n"
+    assert (rel / ".installed").exists()
     assert not list(rel.glob("lib/python*/site-packages/demo"))
+    artifacts = Path(host.node.install_dir) / "artifacts"
+    assert list(artifacts.iterdir()) == []  # tarball and extracted wheels cleaned up
 
 
 def test_broken_wheel_fails_the_step_without_pip(host: LocalHost, tmp_path: Path) -> None:
