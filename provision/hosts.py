@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import shlex
-import shutil
 import socket
 import subprocess
 import threading
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from provision.inventory import Node, SSHSettings
 
 if TYPE_CHECKING:
-    import paramiko
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +91,6 @@ class Host(Protocol):
         remote command). Does not raise on a non-zero exit: the caller reads the Result."""
         ...
 
-    def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
-
-    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -107,20 +102,16 @@ def _check(host: str, step: str, result: Result, check: bool) -> Result:
     return result
 
 
-def _write_cmd(remote: str, mode: int, source: str = "cat") -> str:
-    """A shell command that writes what `source` prints (default: its stdin) to `remote`
-    atomically, with `mode`."""
+def write_text_cmd(content: str, remote: str, mode: int) -> str:
+    """A shell command that writes `content` to `remote` atomically, with `mode` (the content
+    travels in the command line, base64)."""
+    b64 = base64.b64encode(content.encode()).decode()
     tmp = shlex.quote(f"{remote}.provision-tmp")
     return (
-        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && {source} > {tmp} && "
+        f"mkdir -p {shlex.quote(str(Path(remote).parent))} && "
+        f"printf %s {b64} | base64 -d > {tmp} && "
         f"chmod {mode:o} {tmp} && mv -f {tmp} {shlex.quote(remote)}"
     )
-
-
-def write_text_cmd(content: str, remote: str, mode: int) -> str:
-    """A shell command that writes `content` to `remote` atomically, with `mode`."""
-    b64 = base64.b64encode(content.encode()).decode()
-    return _write_cmd(remote, mode, f"printf %s {b64} | base64 -d")
 
 
 class LocalHost:
@@ -168,19 +159,6 @@ class LocalHost:
     ) -> Result:
         with open(local, "rb") as stdin:
             return self._sh(command, step, label or command, timeout, stdin=stdin)
-
-    def put(self, local: Path, remote: str, *, timeout: float) -> None:
-        Path(remote).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, remote)
-
-    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None:
-        result = self._sh(
-            _write_cmd(remote, mode), "write", f"write {remote}", timeout, input=content.encode()
-        )
-        if result.exit_code != 0:
-            raise StepError(
-                self.node.name, "write", result.command, result.exit_code, result.stderr
-            )
 
     def close(self) -> None:
         pass
@@ -355,55 +333,11 @@ class SSHHost:
             raise StepError(self.node.name, step, shown, None, f"upload failed: {send_error[0]}")
         return Result(shown, code, b"".join(out).decode(errors="replace"), stderr)
 
-    def put(self, local: Path, remote: str, *, timeout: float) -> None:
-        import paramiko
-
-        self._open()
-        target = remote if not self._sudo else f"/tmp/provision-{Path(remote).name}"
-        if self._sudo:
-            self.run(
-                f"mkdir -p {shlex.quote(str(Path(remote).parent))}", step="upload", timeout=timeout
-            )
-        try:
-            sftp = self._conn.sftp()
-            sftp.get_channel().settimeout(timeout)
-            if not self._sudo:
-                # over SFTP itself: a `mkdir -p` command would cost a session of its own
-                _sftp_makedirs(sftp, str(Path(remote).parent))
-            sftp.put(str(local), target)
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise StepError(
-                self.node.name, "upload", f"sftp put {remote}", None, str(exc)
-            ) from None
-        if self._sudo:
-            self.run(
-                f"mv -f {shlex.quote(target)} {shlex.quote(remote)}", step="upload", timeout=timeout
-            )
-
-    def put_text(self, content: str, remote: str, mode: int, *, timeout: float) -> None:
-        # The content travels in the command line (base64): feeding it on stdin through
-        # invoke's stream pump costs seconds per file.
-        self.run(write_text_cmd(content, remote, mode), step="write", timeout=timeout)
-
     def close(self) -> None:
         try:
             self._conn.close()
         except Exception:  # closing a dead connection must not mask the real error
             pass
-
-
-def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
-    missing: list[str] = []
-    p = path
-    while p not in ("", "/"):
-        try:
-            sftp.stat(p)
-            break
-        except FileNotFoundError:
-            missing.append(p)
-            p = str(Path(p).parent)
-    for d in reversed(missing):
-        sftp.mkdir(d)
 
 
 def connect(node: Node) -> Host:

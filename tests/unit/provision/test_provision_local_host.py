@@ -36,8 +36,8 @@ def test_write_text_is_exact_and_atomic(host: LocalHost, tmp_path: Path) -> None
     target = tmp_path / "a" / "b" / "f.txt"
     host.run(write_text_cmd(content, str(target), 0o640), step="w", timeout=5)
     assert target.read_text() == content and (target.stat().st_mode & 0o777) == 0o640
-    host.put_text("second\n", str(target), 0o600, timeout=5)
-    assert target.read_text() == "second\n"
+    host.run(write_text_cmd("second\n", str(target), 0o600), step="w", timeout=5)
+    assert target.read_text() == "second\n" and (target.stat().st_mode & 0o777) == 0o600
     assert not list(target.parent.glob("*.provision-tmp"))
 
 

@@ -129,12 +129,6 @@ class FakeHost:
         self.log.add(t0, self.node.name, "upload")
         return self.run(command, step=step, timeout=timeout, check=False, label=label)
 
-    def put(self, local: Path, remote_path: str, *, timeout: float) -> None:
-        raise AssertionError("not used: the wheelhouse goes on the install command's stdin")
-
-    def put_text(self, content: str, remote_path: str, mode: int, *, timeout: float) -> None:
-        raise AssertionError("not used")
-
     def close(self) -> None:
         pass
 
