@@ -252,7 +252,9 @@ class SSHHost:
             raise HostUnreachable(
                 self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
             ) from None
-        return _check(self.node.name, step, Result(shown, r.exited, r.stdout, r.stderr), check)
+        result = Result(shown, r.exited, r.stdout, r.stderr)
+        self._sudo_refused(step, result)
+        return _check(self.node.name, step, result, check)
 
     def feed(
         self,
@@ -331,7 +333,23 @@ class SSHHost:
         stderr = b"".join(err).decode(errors="replace")
         if send_error and code == 0:
             raise StepError(self.node.name, step, shown, None, f"upload failed: {send_error[0]}")
-        return Result(shown, code, b"".join(out).decode(errors="replace"), stderr)
+        result = Result(shown, code, b"".join(out).decode(errors="replace"), stderr)
+        self._sudo_refused(step, result)
+        return result
+
+    def _sudo_refused(self, step: str, result: Result) -> None:
+        """sudo itself refused (no rule for the user, or it wants a password): say so, instead
+        of reporting the command it never ran as failed."""
+        if not self._sudo or result.exit_code != 1:
+            return
+        first = result.stderr.lstrip().splitlines()[:1]
+        if first and first[0].startswith("sudo: "):
+            raise HostError(
+                self.node.name,
+                f"{step}: {self.node.ssh.user}@{self.node.host} cannot run commands as root"
+                f" with `sudo -n` (provision needs passwordless sudo for a non-root SSH user):"
+                f" {first[0]}",
+            )
 
     def close(self) -> None:
         try:

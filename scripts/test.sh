@@ -12,6 +12,7 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v strip >/dev/null 2>&1 || need+=(binutils)  # the artifact build strips debug info
 command -v gcc >/dev/null 2>&1 || need+=(gcc)  # the strip test builds a shared object
+command -v sudo >/dev/null 2>&1 || need+=(sudo)  # e2e: provision as a non-root SSH user
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

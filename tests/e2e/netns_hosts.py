@@ -4,7 +4,9 @@ Each host is a network namespace joined by a veth pair to one bridge, with its o
 10.77.0.0/24 (a private test range: these are the only non-loopback addresses the tests
 use), its own sshd (Debian openssh-server; host and client keys generated for the run) and its
 own mount namespace with private tmpfs on /opt, /var/lib and /root, so every host has its own
-install and data directories and its own (empty) root home as a real one would. The hosts
+install and data directories and its own (empty) root home as a real one would. Where sudo is
+installed, each host also has two users of its own (its /etc/passwd, group, shadow and
+sudoers.d are bind-mounted copies): `deploy`, who may `sudo -n` anything, and `nosudo`. The hosts
 share the rest of the filesystem, so the system's python3 >= 3.11 exists on them; they have no
 package index.
 
@@ -37,6 +39,8 @@ BRIDGE = f"{PREFIX}br0"
 SUBNET = "10.77.0"
 GATEWAY = f"{SUBNET}.1"
 STATE_DIR = Path(tempfile.gettempdir()) / "provision-e2e-lab"
+# Users of every host besides root (where sudo is installed): one that may `sudo -n`, one not.
+SUDO_USER, NO_SUDO_USER = "deploy", "nosudo"
 
 
 def unavailable_reason() -> str | None:
@@ -78,6 +82,7 @@ class HostLab:
         self.workdir = workdir or STATE_DIR
         self.hosts: list[LabHost] = []
         self.key_file = self.workdir / "id_ed25519"
+        self.users_dir: Path | None = None  # the hosts' /etc copies with the non-root users
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -86,6 +91,7 @@ class HostLab:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self._keys()
+            self._users()
             _run("ip", "link", "add", BRIDGE, "type", "bridge")
             _run("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
             _run("ip", "link", "set", BRIDGE, "up")
@@ -117,6 +123,30 @@ class HostLab:
         os.chmod(self.workdir / "authorized_keys", 0o600)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
 
+    def _users(self) -> None:
+        """/etc files for the hosts' own users (bind-mounted in each host's mount namespace):
+        SUDO_USER may run anything with `sudo -n` (no password), NO_SUDO_USER may not. Only
+        where sudo is installed."""
+        if shutil.which("sudo") is None or not Path("/etc/sudoers.d").is_dir():
+            return
+        d = self.workdir / "etc"
+        (d / "sudoers.d").mkdir(parents=True, exist_ok=True)
+        users = [(SUDO_USER, 1077), (NO_SUDO_USER, 1078)]
+        for name, extra in (
+            ("passwd", [f"{u}:x:{n}:{n}:provision e2e:/home/{u}:/bin/sh" for u, n in users]),
+            ("group", [f"{u}:x:{n}:" for u, n in users]),
+            ("shadow", [f"{u}:*:19000:0:99999:7:::" for u, _ in users]),
+        ):
+            base = Path("/etc", name).read_text()
+            (d / name).write_text(base.rstrip("\n") + "\n" + "\n".join(extra) + "\n")
+            shutil.copystat(Path("/etc", name), d / name)
+            st = Path("/etc", name).stat()
+            os.chown(d / name, st.st_uid, st.st_gid)
+        rule = d / "sudoers.d" / "provision-e2e"
+        rule.write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")
+        os.chmod(rule, 0o440)
+        self.users_dir = d
+
     def _host(self, i: int) -> LabHost:
         ns, veth, peer = f"{PREFIX}-h{i}", f"{PREFIX}v{i}", f"{PREFIX}p{i}"
         addr = f"{SUBNET}.{10 + i}"
@@ -138,7 +168,7 @@ class HostLab:
                     f"ListenAddress {addr}",
                     f"HostKey {self.workdir / 'ssh_host_ed25519_key'}",
                     "PidFile none",
-                    f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
+                    f"AuthorizedKeysFile {self.workdir / 'authorized_keys'} .ssh/authorized_keys",
                     "PermitRootLogin prohibit-password",
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
@@ -158,10 +188,24 @@ class HostLab:
         # started through one) lives in that namespace and that network namespace. A private
         # /root: a host does not share this machine's root home (its shell rc files ran pyenv
         # init in every SSH session, its PATH put pyenv's shims before the system python3).
+        users = ""
+        if self.users_dir is not None:  # the non-root users, and a home for each
+            users = "".join(
+                f"mount --bind {self.users_dir / n} /etc/{n} && "
+                for n in ("passwd", "group", "shadow", "sudoers.d")
+            )
+            users += "mount -t tmpfs tmpfs /home && "
+            for user, uid in ((SUDO_USER, 1077), (NO_SUDO_USER, 1078)):
+                # sshd reads a user's keys as that user: its own copy, in its home
+                users += (
+                    f"mkdir -p /home/{user}/.ssh && "
+                    f"cp {self.workdir / 'authorized_keys'} /home/{user}/.ssh/ && "
+                    f"chown -R {uid}:{uid} /home/{user} && "
+                )
         script = (
             "mount --make-rprivate / && mount -t tmpfs tmpfs /opt && "
             "mount -t tmpfs tmpfs /var/lib && mount -t tmpfs -o mode=0700 tmpfs /root && "
-            f"exec /usr/sbin/sshd -D -e -f {cfg}"
+            f"{users}exec /usr/sbin/sshd -D -e -f {cfg}"
         )
         log = open(self.workdir / f"sshd.{i}.log", "wb")  # noqa: SIM115 - owned by the Popen
         sshd = subprocess.Popen(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from netns_hosts import HostLab, write_inventory
+from netns_hosts import NO_SUDO_USER, SUDO_USER, HostLab, write_inventory
 from rich.console import Console
 
 from provision import cli, remote
@@ -371,3 +371,52 @@ def test_jump_host(lab: HostLab, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli.main(["plan", str(p)]) == 0
     out = capsys.readouterr().out
     assert out.count("preflight        ok") == 2
+
+
+def test_non_root_ssh_user_runs_everything_through_sudo(
+    lab: HostLab, tmp_path: Path, base_artifact: Artifact, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hosts reached as a non-root user: every step runs under `sudo -n`, so the release and
+    the agent belong to root, and the datacenter verifies; a user who may not sudo fails the
+    preflight with what sudo said, and nothing is installed."""
+    if lab.users_dir is None:
+        pytest.skip("sudo is not installed (scripts/test.sh installs it as root)")
+    a, b = lab.addresses[:2]
+
+    def inventory(user: str, name: str) -> Path:
+        p = tmp_path / name
+        p.write_text(
+            f"defaults: {{ssh: {{user: {user}, key_file: {lab.key_file}, connect_timeout: 5}},"
+            " install_dir: /opt/senate, data_dir: /var/lib/senate, step_timeout: 60}\n"
+            f"datacenters:\n  dc1:\n    servers: [{{name: u1, host: {a}}}]\n"
+            f"    clients: [{{name: u2, host: {b}}}]\n"
+        )
+        return p
+
+    refused = inventory(NO_SUDO_USER, "nosudo.yml")
+    assert cli.main(["up", str(refused)]) == 1
+    out = capsys.readouterr().out
+    assert f"{NO_SUDO_USER}@{a} cannot run commands as root with `sudo -n`" in out
+    assert "sudo: a password is required" in out
+
+    inv = load_inventory(inventory(SUDO_USER, "deploy.yml"))
+    try:
+        result = up(inv, reporter(), artifact=base_artifact)
+        assert result.problems == [] and sorted(result.started) == ["u1", "u2"]
+        for n in inv.nodes:
+            host = connect(n)
+            try:
+                res = host.run(
+                    "whoami; stat -c %U /opt/senate/current/bin/senate /var/lib/senate;"
+                    " ps -o user= -p $(cat /opt/senate/run/senate.pid)",
+                    step="check",
+                    timeout=10,
+                )
+            finally:
+                host.close()
+            assert res.stdout.split() == ["root"] * 4, (n.name, res.stdout)
+    finally:
+        down(inv, reporter(), purge=True)
+    for addr in (a, b):
+        leftover = [p for p in lab.pids(addr) if _cmdline(p) and "sshd" not in _cmdline(p)]
+        assert leftover == [], [(p, _cmdline(p)) for p in leftover]
