@@ -298,6 +298,37 @@ while True:
 """
 
 
+# Waits on a server until its agent knows a raft leader: polls the node's own HTTP API,
+# /v1/status/leader ("" until there is one, as Consul's), with a growing interval; prints the
+# leader's address and exits 0, exits WAIT_EXITED when the agent has not answered for 5 s, or
+# WAIT_TIMEOUT at the deadline, saying what it last saw.
+_WAIT_LEADER = r"""
+import json, sys, time, urllib.request
+url, deadline_s = sys.argv[1], float(sys.argv[2])
+exited, timed_out = int(sys.argv[3]), int(sys.argv[4])
+deadline = time.monotonic() + deadline_s
+delay, last, silent_since = 0.05, "no answer yet", time.monotonic()
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            leader = json.loads(r.read() or b'""')
+        if leader:
+            print(leader)
+            sys.exit(0)
+        last, silent_since = "the agent knows no leader yet", None
+    except Exception as exc:
+        last, silent_since = str(exc), silent_since or time.monotonic()
+        if time.monotonic() - silent_since >= 5:  # this agent is gone: ask another server
+            print(f"the agent does not answer: {last}", file=sys.stderr)
+            sys.exit(exited)
+    if time.monotonic() >= deadline:
+        print(f"no leader within {deadline_s:g}s: {last}", file=sys.stderr)
+        sys.exit(timed_out)
+    time.sleep(delay)
+    delay = min(delay * 1.5, 0.25)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class HostState:
     python: tuple[int, ...]
@@ -556,6 +587,18 @@ def start_agent(
     the agent answers: one remote command."""
     parts = [*(before or []), control_cmd(host.node, action), wait_cmd(host.node, deadline_s)]
     apply(host, parts, action, timeout + deadline_s, waits=True)
+
+
+def wait_leader(host: Host, deadline_s: float, timeout: float) -> str:
+    """Wait, on the server `host`, until its agent knows a raft leader; returns the leader's
+    server address (ip:port). One remote command, however long the election takes."""
+    node = host.node
+    py = shlex.quote(f"{node.install_dir}/current/bin/python")
+    url = f"http://{node.http_addr}/v1/status/leader"
+    args = [url, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT)]
+    cmd = f"{py} -I -c {shlex.quote(_WAIT_LEADER)} " + " ".join(map(shlex.quote, args))
+    res = apply(host, [cmd], "leader", timeout + deadline_s, waits=True)
+    return res.stdout.strip()
 
 
 def wait_agent(host: Host, deadline_s: float, timeout: float) -> None:

@@ -65,11 +65,19 @@ def state(server: Node) -> str:
 class FakeHost:
     """Answers provision's commands as a healthy node would; `fail_start` makes start fail."""
 
-    def __init__(self, node: Node, inv: Inventory, log: Log, fail_start: bool = False) -> None:
+    def __init__(
+        self,
+        node: Node,
+        inv: Inventory,
+        log: Log,
+        fail_start: bool = False,
+        leader_wait_fails: bool = False,
+    ) -> None:
         self.node = node
         self.inv = inv
         self.log = log
         self.fail_start = fail_start
+        self.leader_wait_fails = leader_wait_fails
 
     def run(
         self,
@@ -90,6 +98,11 @@ class FakeHost:
         elif "EnvBuilder" in command:
             what = "install"
             time.sleep(0.05 if self.node.is_server else 0.3)
+        elif "/v1/status/leader" in command:
+            what = "leader"
+            out = next(f"{s.advertise}:8300\n" for s in self.inv.servers() if s.name == "s1")
+            if self.leader_wait_fails:
+                out, code, err = "", 93, "the agent does not answer: connection refused"
         elif " join " in command:
             what = "join"
         elif "list-peers" in command:
@@ -157,9 +170,14 @@ def inv(tmp_path: Path) -> Inventory:
     return load_inventory(p)
 
 
-def run_rollout(inv: Inventory, log: Log, failing: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+def run_rollout(
+    inv: Inventory,
+    log: Log,
+    failing: set[str] = frozenset(),  # type: ignore[assignment]
+    leader_wait_fails: bool = False,
+) -> list[str]:
     hosts: dict[str, Host] = {
-        n.name: FakeHost(n, inv, log, fail_start=n.name in failing) for n in inv.nodes
+        n.name: FakeHost(n, inv, log, n.name in failing, leader_wait_fails) for n in inv.nodes
     }
     s = Session(inv, Reporter(), hosts)
     states = {n.name: fresh_state() for n in inv.nodes}
@@ -188,7 +206,8 @@ def test_clients_start_after_every_server_and_install_meanwhile(inv: Inventory) 
     # the servers were joined (once, from the first) and a leader was found
     joins = [(a, n) for a, _, n, w in log.events if w == "join"]
     assert [n for _, n in joins] == ["s1"] and joins[0][0] >= last_server_up
-    assert "peers" in {w for *_, w in log.events}
+    # the leader was waited for on the first server, in one command
+    assert [n for _, _, n, w in log.events if w == "leader"] == ["s1"]
     # every host: one upload, one install command, one start command; nothing else but the
     # leader queries on a server
     per_node: dict[str, list[str]] = {}
@@ -209,3 +228,12 @@ def test_a_server_that_fails_to_start_keeps_the_clients_stopped(inv: Inventory) 
     assert set(log.of("start")) == {"s1", "s2", "s3"}  # no client was started
     assert set(log.of("install")) == {"s1", "s2", "s3", "c1", "c2"}
     assert "join" not in {w for *_, w in log.events}
+
+
+def test_when_the_leader_wait_on_the_first_server_fails_the_servers_are_asked(
+    inv: Inventory,
+) -> None:
+    log = Log()
+    assert run_rollout(inv, log, leader_wait_fails=True) == ["s1", "s2", "s3", "c1", "c2"]
+    asked = [w for _, _, n, w in log.events if n == "s1" and w in ("leader", "peers")]
+    assert asked == ["leader", "peers"]  # the wait, then verify's view (which names s1)
