@@ -157,7 +157,9 @@ class Agent:
         self.node_id = ""
         self._lock: DataDirLock | None = None
         self.pool = ConnPool()
-        self.local = LocalState(node_name=config.node_name)
+        self.local = LocalState(
+            node_name=config.node_name, check_update_interval=config.check_update_interval
+        )
         self.registry = LocalRegistry(
             state=self.local,
             data_dir=self.data_dir,

@@ -89,6 +89,9 @@ class AgentConfig:
     disable_update_check: bool = False
     #: run script checks (`args` / `script`); off by default as in Consul >= 0.9.4
     enable_script_checks: bool = False
+    # Consul's check_update_interval: a check's output alone reaches the servers this often
+    # (status changes at once); 0 syncs every output change at once.
+    check_update_interval: float = 300.0
     enable_syslog: bool = False
     ui: bool = False
     ui_dir: str = ""
@@ -329,6 +332,7 @@ _SCALARS: dict[str, tuple[str, Conv]] = {
     "protocol": ("protocol", _expect_protocol),
     "disable_update_check": ("disable_update_check", _expect_bool),
     "enable_script_checks": ("enable_script_checks", _expect_bool),
+    "check_update_interval": ("check_update_interval", _expect_duration),
     "enable_syslog": ("enable_syslog", _expect_bool),
     "ui": ("ui", _expect_bool),
     "ui_dir": ("ui_dir", _expect_str),
@@ -371,7 +375,6 @@ _PASSTHROUGH = {
     "statsite_prefix",
     "dogstatsd_addr",
     "syslog_facility",
-    "check_update_interval",
     "disable_remote_exec",
     "disable_host_node_id",
     "enable_debug",

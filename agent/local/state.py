@@ -78,6 +78,7 @@ def check_from_config(node: str, chk: dict[str, Any]) -> dict[str, Any]:
 
 _SERVICE_KEYS = ("ID", "Service", "Tags", "Address", "Port", "Meta", "EnableTagOverride")
 _CHECK_KEYS = ("CheckID", "Name", "Status", "Notes", "Output", "ServiceID")
+_CHECK_KEYS_NO_OUTPUT = tuple(k for k in _CHECK_KEYS if k != "Output")
 
 
 def _same(a: dict[str, Any], b: dict[str, Any], keys: tuple[str, ...]) -> bool:
@@ -102,6 +103,9 @@ class LocalState:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    check_update_interval: float = 300.0
+    #: checks whose new output waits for its write-back (Consul's DeferCheck timers)
+    deferred: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     def add_service(self, svc: dict[str, Any]) -> None:
         self.services[svc["ID"]] = svc
@@ -122,23 +126,50 @@ class LocalState:
 
     def remove_check(self, check_id: str) -> bool:
         found = self.checks.pop(check_id, None) is not None
+        self._undefer(check_id)
         self.changed.set()
         return found
 
     def update_check(
         self, check_id: str, status: str, output: str, *, defer_output: bool = False
     ) -> None:
-        """Set a check's result. With defer_output, a change of output alone does not wake
-        anti-entropy: the next periodic sync carries it (Consul's check_update_interval)."""
+        """Set a check's result. A new status is synced at once. With defer_output (a check's
+        own run, not an API update), a change of output alone is written back only after
+        check_update_interval/2 plus up to one interval of stagger, as Consul's agent does, so
+        checks whose output varies run after run do not keep the servers writing; periodic
+        syncs meanwhile ignore its output. check_update_interval 0 syncs it at once."""
         chk = self.checks.get(check_id)
         if chk is None:
             return
         status_changed = chk.get("Status") != status
-        if status_changed or chk.get("Output") != output:
-            chk["Status"] = status
-            chk["Output"] = output
-            if status_changed or not defer_output:
-                self.changed.set()
+        if not status_changed and chk.get("Output") == output:
+            return
+        chk["Status"] = status
+        chk["Output"] = output
+        if status_changed or not defer_output or self.check_update_interval <= 0:
+            self._undefer(check_id)
+            self.changed.set()
+            return
+        if check_id in self.deferred:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a check loaded before the agent runs): sync it
+            self.changed.set()
+            return
+        d = self.check_update_interval
+        self.deferred[check_id] = loop.call_later(
+            d / 2 + random.random() * d, self._deferred_due, check_id
+        )
+
+    def _deferred_due(self, check_id: str) -> None:
+        self.deferred.pop(check_id, None)
+        self.changed.set()
+
+    def _undefer(self, check_id: str) -> None:
+        timer = self.deferred.pop(check_id, None)
+        if timer is not None:
+            timer.cancel()
 
 
 @dataclass
@@ -258,7 +289,9 @@ class AntiEntropy:
                 log.info("Deregistered service '%s'", sid)
         for cid, chk in list(self.state.checks.items()):
             remote = remote_checks.get(cid)
-            if remote is None or not _same(chk, remote, _CHECK_KEYS):
+            # a check whose output waits for its write-back differs in output alone
+            keys = _CHECK_KEYS_NO_OUTPUT if cid in self.state.deferred else _CHECK_KEYS
+            if remote is None or not _same(chk, remote, keys):
                 await self.rpc("Catalog.Register", dict(base, Check=chk, SkipNodeUpdate=True))
                 log.info("Synced check '%s'", cid)
         for cid in remote_checks:

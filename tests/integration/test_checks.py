@@ -167,3 +167,39 @@ def test_checks_drive_health_and_dns(
     )
     assert checks["service:web"]["Status"] == "critical"
     assert checks["service:worker"]["Name"] == "Service 'worker' check"
+
+
+def test_check_update_interval_defers_output_alone(cluster: Cluster, tmp_path: Path) -> None:
+    """Consul's check_update_interval: with the default (5 m) a TTL check's new note stays
+    local while syncs run for other changes; with "0s" it reaches the catalog at once."""
+    ip = "127.8.0.3"
+
+    def catalog_output(node: Node, check_id: str) -> str | None:
+        checks = node.get_json(f"/v1/health/node/{node.name}")
+        found = [c for c in checks if c["CheckID"] == check_id]
+        return found[0]["Output"] if found else None
+
+    def run(name: str, interval: str | None) -> Node:
+        conf = tmp_path / f"{name}.json"
+        conf.write_text(json.dumps({"check_update_interval": interval} if interval else {}))
+        node = cluster.add(name, ip, server=True, bootstrap=True, extra=[f"-config-file={conf}"])
+        node.start()
+        cluster.wait_http([node], timeout=30)
+        cluster.wait_leader([node], timeout=20)
+        for name in ("beat", "other"):
+            put(node, "/v1/agent/check/register", {"Name": name, "TTL": "60s"})
+        put(node, "/v1/agent/check/pass/beat?note=first")
+        wait_for(lambda: catalog_output(node, "beat") == "first", 10, "first note synced")
+        put(node, "/v1/agent/check/pass/beat?note=second")  # output alone changes
+        return node
+
+    node = run("upd1", None)
+    assert node.get_json("/v1/agent/checks")["beat"]["Output"] == "second"  # the agent has it
+    put(node, "/v1/agent/check/warn/other?note=x")  # a status change: anti-entropy syncs
+    wait_for(lambda: catalog_output(node, "other") == "x", 10, "the other check synced")
+    assert catalog_output(node, "beat") == "first"  # ... but the note waits its interval
+    node.kill()
+
+    node = run("upd2", "0s")
+    wait_for(lambda: catalog_output(node, "beat") == "second", 5, "second note synced at once")
+    node.kill()

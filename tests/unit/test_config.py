@@ -65,6 +65,10 @@ def test_flags_override_files_and_lists_accumulate(tmp_path: Path) -> None:
         ({"ports": {"htp": 1}}, "key 'ports.htp': unknown key"),
         ({"bind_addr": "not-an-ip"}, "key 'bind_addr': expected an IP address"),
         ({"retry_interval": "soon"}, "key 'retry_interval': expected a duration"),
+        (
+            {"check_update_interval": "5 minutes"},
+            "key 'check_update_interval': expected a duration",
+        ),
         ({"datacentre": "x"}, "invalid config key datacentre"),
         ({"performance": {"raft_multiplier": 11}}, "performance.raft_multiplier"),
         ({"services": [{"port": 80}]}, "key 'services': expected a service object with a \"name\""),
@@ -149,3 +153,11 @@ def test_node_name_not_valid_for_dns_warns() -> None:
     assert cfg.node_name == "web_1.example"
     assert any("will not be discoverable via DNS" in w for w in cfg.warnings)
     assert not load(["-data-dir=/x", "-node=web-1"]).warnings
+
+
+def test_check_update_interval(tmp_path: Path) -> None:
+    assert load(["-data-dir=/d"]).check_update_interval == 300.0  # Consul's 5 m
+    f = tmp_path / "c.json"
+    for text, secs in (("0s", 0.0), ("90s", 90.0), ("10m", 600.0)):
+        f.write_text(json.dumps({"check_update_interval": text}))
+        assert load([f"-config-file={f}", "-data-dir=/d"]).check_update_interval == secs

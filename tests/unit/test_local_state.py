@@ -111,3 +111,55 @@ def test_checks_embedded_in_a_service_are_bound_to_it() -> None:
     )
     assert [c["CheckID"] for c in two] == ["service:web-1:1", "service:web-1:2"]
     assert two[1]["Name"] == "http" and all(c["Status"] == "critical" for c in two)
+
+
+async def test_output_alone_is_written_back_after_check_update_interval() -> None:
+    """Consul's check_update_interval: a new status is synced at once; new output alone waits
+    interval/2 .. 1.5 x interval (periodic syncs meanwhile leave it), then one write carries
+    it; 0 syncs output at once."""
+    import asyncio
+
+    cat = FakeCatalog()
+    state, ae = make(cat)
+    state.check_update_interval = 0.2
+    state.add_check(check_from_config("web1", {"name": "disk", "ttl": "30s"}))
+    state.update_check("disk", "passing", "load 0.1", defer_output=True)
+    await ae.sync_full()
+    assert cat.checks["disk"]["Output"] == "load 0.1"  # first result: a status change
+    state.changed.clear()
+    writes = len(cat.writes)
+
+    state.update_check("disk", "passing", "load 0.2", defer_output=True)
+    state.update_check("disk", "passing", "load 0.3", defer_output=True)
+    assert not state.changed.is_set() and list(state.deferred) == ["disk"]
+    await ae.sync_full()  # a periodic sync meanwhile: output differs alone, nothing written
+    assert len(cat.writes) == writes and cat.checks["disk"]["Output"] == "load 0.1"
+    await asyncio.wait_for(state.changed.wait(), 1.0)  # due within 1.5 x 0.2 s
+    assert state.deferred == {}
+    await ae.sync_full()
+    assert len(cat.writes) == writes + 1 and cat.checks["disk"]["Output"] == "load 0.3"
+
+    # A status change cancels the wait and goes at once.
+    state.changed.clear()
+    state.update_check("disk", "passing", "load 0.4", defer_output=True)
+    state.update_check("disk", "critical", "disk full", defer_output=True)
+    assert state.changed.is_set() and state.deferred == {}
+    await ae.sync_full()
+    assert (cat.checks["disk"]["Status"], cat.checks["disk"]["Output"]) == ("critical", "disk full")
+
+    # check_update_interval 0: every output change wakes anti-entropy.
+    state.check_update_interval = 0
+    state.changed.clear()
+    state.update_check("disk", "critical", "disk still full", defer_output=True)
+    assert state.changed.is_set() and state.deferred == {}
+
+
+async def test_removing_a_check_cancels_its_pending_write_back() -> None:
+    cat = FakeCatalog()
+    state, _ = make(cat)
+    state.add_check(check_from_config("web1", {"name": "disk", "ttl": "30s"}))
+    state.update_check("disk", "passing", "a", defer_output=True)
+    state.update_check("disk", "passing", "b", defer_output=True)
+    timer = state.deferred["disk"]
+    state.remove_check("disk")
+    assert state.deferred == {} and timer.cancelled()
