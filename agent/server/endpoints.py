@@ -116,6 +116,7 @@ Health.ServiceNodes    ServiceSpecificRequest {ServiceName, ServiceTag, TagFilte
 Status.Leader          {} -> str  ("ip:port" of the leader, "" when none)
 Status.Peers           {} -> [str]  (raft server addresses)
 Coordinate.Update      CoordinateUpdateRequest {Datacenter, Node, Coord: Coordinate} -> None
+                       (recorded; written with the next batch, see CoordinateBatcher)
 Coordinate.ListDatacenters {} -> [{Datacenter, Coordinates: [{Node, Coord}]}]  (WAN)
 Coordinate.ListNodes   DCSpecificRequest {+QO} -> IndexedCoordinates
                        {Coordinates: [{Node, Coord}], +QueryMeta}
@@ -171,6 +172,9 @@ from agent.state.store import (
 )
 
 log = logging.getLogger("consul")
+session_log = logging.getLogger("consul.session")
+coordinate_log = logging.getLogger("consul.coordinate")
+operator_log = logging.getLogger("consul.operator")
 
 #: Consul's blocking-query limits (consul/rpc.go): default and largest wait, and the jitter
 #: fraction (up to wait/16 is added so that many waiters do not wake at once).
@@ -350,7 +354,7 @@ class SessionTimers:
                 log.debug("session: session %s TTL expired", session_id)
                 return
             except Exception as exc:  # raft errors are many; retry them all
-                log.error("consul.session: Invalidation failed: %s", exc)
+                session_log.error("Invalidation failed: %s", exc)
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
 
@@ -412,9 +416,72 @@ class TombstoneGC:
                 encode_command(MessageType.TOMBSTONE, {"Op": "reap", "ReapIndex": reap_index})
             )
         except Exception as exc:  # retried on the next tick
-            log.error("consul: Failed to reap tombstones up to %d: %s", reap_index, exc)
+            log.error("Failed to reap tombstones up to %d: %s", reap_index, exc)
             return
         self._hints = [(at, idx) for at, idx in self._hints if idx > reap_index]
+
+
+class CoordinateBatcher:
+    """Consul's coordinate batching: Coordinate.Update only keeps each node's newest
+    coordinate; on the leader, every `period` (coordinate_update_period, 5 s) the pending ones
+    go to raft in batches of `batch_size` (128), at most `max_batches` (5) per period, and the
+    rest is discarded with Consul's warning. A coordinate is a hint that the next update
+    replaces, so thousands of agents cost a few raft writes per period, not one each."""
+
+    def __init__(
+        self,
+        apply: Callable[[bytes], Awaitable[Any]],
+        period: float = 5.0,
+        batch_size: int = 128,
+        max_batches: int = 5,
+    ) -> None:
+        self._apply = apply
+        self.period = period
+        self.batch_size = batch_size
+        self.max_batches = max_batches
+        self.pending: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.active:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        """Leadership lost: what is pending is dropped (the nodes send again)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.pending.clear()
+
+    def update(self, node: str, coord: dict[str, Any]) -> None:
+        self.pending[node] = coord
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                await self.flush()
+            except Exception as exc:
+                coordinate_log.warning("Batch update failed: %s", exc)
+
+    async def flush(self) -> None:
+        """Write what is pending now, in batches (raises on the first failed batch)."""
+        pending, self.pending = self.pending, {}
+        limit = self.batch_size * self.max_batches
+        if len(pending) > limit:
+            coordinate_log.warning("Discarded %d coordinate updates", len(pending) - limit)
+        updates = [{"Node": n, "Coord": c} for n, c in list(pending.items())[:limit]]
+        for start in range(0, len(updates), self.batch_size):
+            batch = updates[start : start + self.batch_size]
+            result = await self._apply(
+                encode_command(MessageType.COORDINATE_BATCH_UPDATE, {"Updates": batch})
+            )
+            if isinstance(result, BaseException):
+                raise result
 
 
 class Endpoints:
@@ -444,6 +511,7 @@ class Endpoints:
         self._apply_timeout = apply_timeout
         self.session_timers = SessionTimers(state=state, apply=self._apply_bytes)
         self.tombstone_gc = TombstoneGC(state=state, apply=self._apply_bytes)
+        self.coordinates = CoordinateBatcher(self._apply_bytes)
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "KVS.Apply": self._kvs_apply,
             "KVS.Get": self._kvs_get,
@@ -487,9 +555,11 @@ class Endpoints:
         if is_leader:
             self.session_timers.start()
             self.tombstone_gc.start()
+            self.coordinates.start()
         else:
             self.session_timers.stop()
             self.tombstone_gc.stop()
+            self.coordinates.stop()
 
     # ------------------------------------------------------------------------- routing
 
@@ -961,7 +1031,7 @@ class Endpoints:
                     await self.raft.remove_server(s.id)
                 except Exception as exc:
                     raise RPCError(str(exc) or type(exc).__name__) from exc
-                log.warning("consul.operator: Removed Raft peer %s", address)
+                operator_log.warning("Removed Raft peer %s", address)
                 return
         raise RPCError(f'address "{address}" was not found in the Raft configuration')
 
@@ -976,7 +1046,7 @@ class Endpoints:
             await self.raft.transfer_leadership(target)
         except Exception as exc:
             raise RPCError(f"failed to transfer leadership: {exc or type(exc).__name__}") from exc
-        log.info("consul.operator: leadership transferred (requested target: %s)", target or "any")
+        operator_log.info("leadership transferred (requested target: %s)", target or "any")
         return {"Success": True}
 
     # ------------------------------------------------------------------------- snapshots
@@ -1027,9 +1097,7 @@ class Endpoints:
             "Adjustment": float(coord.get("Adjustment", 0.0)),
             "Height": float(coord.get("Height", 0.0)),
         }
-        await self._raft_apply(
-            MessageType.COORDINATE_BATCH_UPDATE, {"Updates": [{"Node": node, "Coord": coord}]}
-        )
+        self.coordinates.update(node, coord)  # written with the next batch (CoordinateBatcher)
 
     async def _coordinate_datacenters(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         if self._wan_coordinates is not None:

@@ -523,6 +523,9 @@ async def test_coordinates() -> None:
     await c.node()
     coord = {"Vec": [0.1, 0.2], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
     await c.call("Coordinate.Update", Node="n1", Coord=coord)
+    # recorded, not yet written: the leader writes coordinates in batches (every 5 s)
+    assert (await c.call("Coordinate.ListNodes"))["Coordinates"] == []
+    await c.ep.coordinates.flush()
     reply = await c.call("Coordinate.ListNodes")
     assert reply["Coordinates"] == [{"Node": "n1", "Coord": coord}]
     for bad in ({"Vec": [float("nan")]}, {"Vec": [1.0], "Error": float("inf")}, {"Vec": ["x"]}, {}):
@@ -530,6 +533,56 @@ async def test_coordinates() -> None:
             await c.call("Coordinate.Update", Node="n1", Coord=bad)
     assert (await c.call("Coordinate.ListNodes"))["Coordinates"] == [{"Node": "n1", "Coord": coord}]
     assert await c.call("Coordinate.ListDatacenters") == []
+
+
+async def test_coordinates_are_written_in_batches_on_the_leader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Consul's coordinate batching: the newest coordinate per node, batch_size per raft
+    write, at most max_batches per period, the rest discarded with Consul's warning; the
+    leader's batcher runs every period while it leads."""
+    import logging
+
+    c = Cluster()
+    for i in range(7):
+        await c.node(f"n{i}")
+    batcher = c.ep.coordinates
+    batcher.batch_size, batcher.max_batches = 2, 3
+    writes: list[int] = []
+    real = batcher._apply
+
+    async def counting(data: bytes) -> object:
+        writes.append(1)
+        return await real(data)
+
+    batcher._apply = counting
+    for i in range(7):
+        await c.call("Coordinate.Update", Node=f"n{i}", Coord={"Vec": [0.0, float(i)]})
+    await c.call("Coordinate.Update", Node="n0", Coord={"Vec": [9.0, 9.0]})  # newest wins
+    with caplog.at_level(logging.WARNING, logger="consul.coordinate"):
+        await batcher.flush()
+    assert len(writes) == 3  # 6 of the 7 nodes, 2 per write
+    assert "Discarded 1 coordinate updates" in caplog.text
+    coords = {
+        x["Node"]: x["Coord"]["Vec"] for x in (await c.call("Coordinate.ListNodes"))["Coordinates"]
+    }
+    assert len(coords) == 6 and coords.get("n0") == [9.0, 9.0] and batcher.pending == {}
+
+    # On the leader the batches go out every period; losing leadership drops what waits.
+    batcher.period = 0.05
+    c.ep.on_leadership(True)
+    assert batcher.active
+    await c.call("Coordinate.Update", Node="n6", Coord={"Vec": [6.0, 6.0]})
+    for _ in range(100):
+        got = (await c.call("Coordinate.ListNodes"))["Coordinates"]
+        if any(x["Node"] == "n6" for x in got):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the batch was not written within 2 s")
+    await c.call("Coordinate.Update", Node="n5", Coord={"Vec": [5.0, 5.5]})
+    c.ep.on_leadership(False)
+    assert not batcher.active and batcher.pending == {}
 
 
 # ------------------------------------------------------------------- status, operator
