@@ -77,3 +77,54 @@ def test_agent_config_derives_the_layout(inv) -> None:  # type: ignore[no-untype
     assert t1["retry_join"] == [] and len(t1["retry_join_wan"]) == 3
     # the rendered file is the same dict, as JSON
     assert json.loads(render_node(inv, inv.node("s1"), "launcher").config.content) == s1
+
+
+# A stand-in parent that starts a fake agent (its command line names the config dir, as the
+# launcher's does), writes its pid where the launcher keeps it, and never reaps it: once the
+# agent exits it stays a zombie, as under a PID 1 that reaps late or not at all.
+_NO_REAP_PARENT = r"""
+import os, signal, subprocess, sys, time
+install = sys.argv[1]
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+agent = "import time; time.sleep(60)"
+child = subprocess.Popen([sys.executable, "-c", agent, "agent", f"-config-dir={install}/etc"])
+with open(f"{install}/run/senate.pid", "w") as f:
+    f.write(str(child.pid))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_launcher_stop_returns_once_the_agent_is_a_zombie(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    p = tmp_path / "inv.yml"
+    p.write_text(
+        f"defaults: {{connection: local, install_dir: '{tmp_path}/opt'}}\n"
+        "datacenters:\n  dc1:\n    servers: [{name: z1, host: 127.0.0.1}]\n"
+    )
+    inv = load_inventory(p)
+    ctl = render_node(inv, inv.nodes[0], "launcher").control
+    script = tmp_path / "senatectl"
+    script.write_text(ctl.content)
+    script.chmod(0o755)
+    (tmp_path / "opt" / "run").mkdir(parents=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _NO_REAP_PARENT, str(tmp_path / "opt")], stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"ready\n"
+        assert subprocess.run([str(script), "status"], capture_output=True).returncode == 0
+        t0 = time.monotonic()
+        res = subprocess.run([str(script), "stop"], capture_output=True, text=True, timeout=10)
+        took = time.monotonic() - t0
+        assert res.returncode == 0 and res.stdout.startswith("stopped pid"), res
+        assert took < 2.0, f"stop took {took:.1f}s"  # not the 15 s SIGKILL wait, nor forever
+        pid = int(res.stdout.split()[-1])
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        assert subprocess.run([str(script), "status"], capture_output=True).returncode == 3
+    finally:
+        parent.kill()
+        parent.wait()
