@@ -141,7 +141,7 @@ def main() -> int:
     ap.add_argument(
         "--reps",
         type=int,
-        default=3,
+        default=5,
         help="ups of each size (the ratio is of the medians: the 5-host up waits on raft's "
         "randomised first election, 0.9-1.7 s, which alone moves one ratio by 0.3)",
     )
