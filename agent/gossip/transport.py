@@ -117,6 +117,9 @@ class UDPEndpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # With IP_RECVERR on, a pending ICMP error shows up here; read the queue so the
         # socket stops reporting it, and pass on every "port unreachable".
+        self._drain_errors()
+
+    def _drain_errors(self) -> None:
         errq = self._errq
         if errq is None:
             return
@@ -140,5 +143,23 @@ class UDPEndpoint(asyncio.DatagramProtocol):
                     self.on_unreachable(str(addr[0]), int(addr[1]))
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
+        if self.transport is None or self.transport.is_closing():
+            return
+        errq = self._errq
+        if errq is not None:
+            # With IP_RECVERR on, an ICMP error for an earlier datagram (to a member that is
+            # gone) is also reported by the next send on the socket, whatever its destination,
+            # and that datagram is dropped: the loop's transport would lose a probe or a
+            # gossip message to a live member. So send here, and when the send reports such an
+            # error, read the error queue (which clears it) and send again.
+            for _ in range(4):
+                try:
+                    errq.sendto(data, socket.MSG_DONTWAIT, addr)
+                    return
+                except ConnectionRefusedError:
+                    self._drain_errors()
+                except (BlockingIOError, InterruptedError):
+                    break  # a full socket buffer: the transport queues it
+                except OSError:
+                    break  # e.g. unreachable network: the transport reports it as usual
+        self.transport.sendto(data, addr)

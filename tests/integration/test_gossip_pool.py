@@ -261,3 +261,45 @@ async def test_garbage_on_the_wire_is_counted(
     await eventually(lambda: a.pool.metrics["drop.malformed_stream"] >= 1)
     b.pool.user_event("still-works", b"", coalesce=False)
     await eventually(lambda: any(isinstance(e, UserEvent) for e in a.events))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_datagram_after_an_icmp_error_for_another_member_is_not_lost(loop: str) -> None:
+    """With IP_RECVERR on, the port unreachable for a datagram to a gone member is also
+    reported by the socket's next send, whatever its destination; that datagram (a probe or
+    gossip to a live member) must still go out, and the unreachable is still told."""
+    from agent.gossip.transport import UDPEndpoint
+
+    async def scenario() -> tuple[list[bytes], list[tuple[str, int]]]:
+        lp = asyncio.get_running_loop()
+        got: list[bytes] = []
+        unreachable: list[tuple[str, int]] = []
+        live, _ = await lp.create_datagram_endpoint(
+            lambda: UDPEndpoint(lambda data, addr: got.append(data)), local_addr=("127.0.0.1", 0)
+        )
+        sender, ep = await lp.create_datagram_endpoint(
+            lambda: UDPEndpoint(lambda d, a: None, lambda h, p: unreachable.append((h, p))),
+            local_addr=("127.0.0.1", 0),
+        )
+        gone = free_port()
+        live_addr = live.get_extra_info("sockname")[:2]
+        try:
+            for i in range(20):  # on loopback the ICMP is back before the next send
+                ep.sendto(b"to-gone", ("127.0.0.1", gone))
+                ep.sendto(b"to-live-%d" % i, live_addr)
+            deadline = lp.time() + 5
+            while len(got) < 20 and lp.time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            sender.close()
+            live.close()
+        return got, unreachable
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            got, unreachable = runner.run(scenario())
+    else:
+        got, unreachable = asyncio.run(scenario())
+    assert sorted(got) == sorted(b"to-live-%d" % i for i in range(20))
+    assert unreachable and all(p != 0 for _, p in unreachable)
