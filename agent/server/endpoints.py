@@ -358,7 +358,35 @@ class SessionTimers:
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
 
-class TombstoneGC:
+class _LeaderTask:
+    """A background loop (`_run`) that runs only while this server leads: `start` on gaining
+    leadership (idempotent), `stop` on losing it."""
+
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.active:
+            self._reset()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """What the loop keeps is dropped on start and stop."""
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TombstoneGC(_LeaderTask):
     """Leader-only reaping of KV tombstones, as Consul's TombstoneGC: a tombstone is kept for
     at least `ttl` seconds (Consul's TombstoneTTL, 15 min) so that blocking queries and
     lagging readers see deletes, then forgotten through a raft Tombstone reap command. Checked
@@ -377,21 +405,9 @@ class TombstoneGC:
         self.ttl = ttl
         self.granularity = granularity
         self._hints: list[tuple[float, int]] = []
-        self._task: asyncio.Task[None] | None = None
 
-    @property
-    def active(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        if not self.active:
-            self._hints.clear()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    def _reset(self) -> None:
+        self._hints.clear()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -421,7 +437,7 @@ class TombstoneGC:
         self._hints = [(at, idx) for at, idx in self._hints if idx > reap_index]
 
 
-class CoordinateBatcher:
+class CoordinateBatcher(_LeaderTask):
     """Consul's coordinate batching: Coordinate.Update only keeps each node's newest
     coordinate; on the leader, every `period` (coordinate_update_period, 5 s) the pending ones
     go to raft in batches of `batch_size` (128), at most `max_batches` (5) per period, and the
@@ -440,21 +456,9 @@ class CoordinateBatcher:
         self.batch_size = batch_size
         self.max_batches = max_batches
         self.pending: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    @property
-    def active(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        if not self.active:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def stop(self) -> None:
-        """Leadership lost: what is pending is dropped (the nodes send again)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    def _reset(self) -> None:
+        # leadership gained or lost: what was pending is dropped (the nodes send again)
         self.pending.clear()
 
     def update(self, node: str, coord: dict[str, Any]) -> None:
