@@ -34,8 +34,7 @@ from pathlib import Path
 
 PREFIX = "prov"
 BRIDGE = f"{PREFIX}br0"
-# 10.77.0.0/24: every octet below 128. (The CLI RPC client in agent/client.py decodes the
-# raw-packed Addr bytes of members as UTF-8 and fails on an octet >= 128, e.g. 10.231.x.x.)
+# 10.77.0.0/24: a private test range, the only non-loopback addresses the tests use.
 SUBNET = "10.77.0"
 GATEWAY = f"{SUBNET}.1"
 STATE_DIR = Path(tempfile.gettempdir()) / "provision-e2e-lab"

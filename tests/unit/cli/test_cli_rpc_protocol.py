@@ -113,3 +113,15 @@ async def test_garbage_closes_only_that_connection(wire: tuple[Wire, FakeAgent])
     w.writer.write(b"\xc1\xc1\xc1")  # 0xc1 is never used in msgpack
     with pytest.raises((EOFError, ConnectionError)):
         await w.recv()
+
+
+@pytest.mark.parametrize("addr", ["10.12.10.37", "192.168.200.1", "10.231.255.128", "fd00::1"])
+def test_member_addresses_survive_the_wire_whatever_their_bytes(addr: str) -> None:
+    """Addr travels as net.IP bytes in a msgpack raw string (Consul 0.7); octets >= 128 are not
+    UTF-8, and the CLI's reader (raw=False, surrogateescape) must still give them back."""
+    from agent.rpc_cli import encode_addr
+
+    wire = msgpack.packb({"Addr": encode_addr(addr)}, use_bin_type=False)
+    reader = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False)
+    reader.feed(wire)
+    assert decode_addr(next(reader)["Addr"]) == addr
