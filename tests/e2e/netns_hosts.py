@@ -6,9 +6,9 @@ use), its own sshd (Debian openssh-server; host and client keys generated for th
 own mount namespace with private tmpfs on /opt, /var/lib and /root, so every host has its own
 install and data directories and its own (empty) root home as a real one would. Where sudo is
 installed, each host also has two users of its own (its /etc/passwd, group, shadow and
-sudoers.d are bind-mounted copies): `deploy`, who may `sudo -n` anything, and `nosudo`. The hosts
-share the rest of the filesystem, so the system's python3 >= 3.11 exists on them; they have no
-package index.
+sudoers.d are bind-mounted copies): `deploy`, who may `sudo -n` anything, and `nosudo`.
+The hosts share the rest of the filesystem, so the system's python3 >= 3.11 exists on them;
+they have no package index.
 
 Everything is torn down by `HostLab.close()` (also called on failure, and at the start of the
 next run for anything a killed run left behind): the processes inside each namespace (started
@@ -40,6 +40,7 @@ GATEWAY = f"{SUBNET}.1"
 STATE_DIR = Path(tempfile.gettempdir()) / "provision-e2e-lab"
 # Users of every host besides root (where sudo is installed): one that may `sudo -n`, one not.
 SUDO_USER, NO_SUDO_USER = "deploy", "nosudo"
+_USERS = ((SUDO_USER, 1077), (NO_SUDO_USER, 1078))  # name, uid (= gid)
 
 
 def unavailable_reason() -> str | None:
@@ -130,11 +131,10 @@ class HostLab:
             return
         d = self.workdir / "etc"
         (d / "sudoers.d").mkdir(parents=True, exist_ok=True)
-        users = [(SUDO_USER, 1077), (NO_SUDO_USER, 1078)]
         for name, extra in (
-            ("passwd", [f"{u}:x:{n}:{n}:provision e2e:/home/{u}:/bin/sh" for u, n in users]),
-            ("group", [f"{u}:x:{n}:" for u, n in users]),
-            ("shadow", [f"{u}:*:19000:0:99999:7:::" for u, _ in users]),
+            ("passwd", [f"{u}:x:{n}:{n}:provision e2e:/home/{u}:/bin/sh" for u, n in _USERS]),
+            ("group", [f"{u}:x:{n}:" for u, n in _USERS]),
+            ("shadow", [f"{u}:*:19000:0:99999:7:::" for u, _ in _USERS]),
         ):
             base = Path("/etc", name).read_text()
             (d / name).write_text(base.rstrip("\n") + "\n" + "\n".join(extra) + "\n")
@@ -194,7 +194,7 @@ class HostLab:
                 for n in ("passwd", "group", "shadow", "sudoers.d")
             )
             users += "mount -t tmpfs tmpfs /home && "
-            for user, uid in ((SUDO_USER, 1077), (NO_SUDO_USER, 1078)):
+            for user, uid in _USERS:
                 # sshd reads a user's keys as that user: its own copy, in its home
                 users += (
                     f"mkdir -p /home/{user}/.ssh && "
