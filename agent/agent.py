@@ -135,6 +135,14 @@ def _coord_dict(coord: Any) -> dict[str, Any] | None:
     }
 
 
+def rebalance_interval(servers: int, members: int) -> float:
+    """How long a client keeps its server (Consul's router manager): at least 120 s plus up to
+    60 s of stagger, and long enough that all `members` moving at once stay within 64 new
+    connections per second per server."""
+    low = 120.0 + random.random() * 60.0
+    return max(low, members / (max(1, servers) * 64.0))
+
+
 class Agent:
     """A running senate agent (implements agent.api.AgentAPI)."""
 
@@ -181,6 +189,7 @@ class Agent:
         self._dns: DNSServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client_server: str | None = None  # the server a client currently talks to
+        self._client_server_until = 0.0  # monotonic time at which a client picks again
         self._lan_servers: dict[str, str] = {}  # name -> "ip:port" (servers of our dc)
         self._wan_servers: dict[str, tuple[str, str]] = {}  # "node.dc" -> (dc, "ip:port")
         self._flooding: set[str] = set()
@@ -832,8 +841,22 @@ class Agent:
         servers = list(self._lan_servers.values())
         if not servers:
             raise RPCError("No known Consul servers")
-        if self._client_server not in servers:
+        now = time.monotonic()
+        if self._client_server not in servers or now >= self._client_server_until:
+            # Consul's router rebalances: a client moves to a random server every 2-3 minutes
+            # (longer in big clusters), so clients that failed over during a server's restart
+            # spread out again.
+            rebalance = self._client_server is not None
             self._client_server = random.choice(servers)
+            self._client_server_until = now + rebalance_interval(
+                len(servers), len(self.lan.members()) if self.lan is not None else 1
+            )
+            if rebalance:
+                consul_log.debug(
+                    "manager: Rebalanced %d servers, next active server is %s",
+                    len(servers),
+                    self._client_server,
+                )
         tried: list[str] = []
         last: Exception | None = None
         for _ in range(min(3, len(servers))):

@@ -21,6 +21,7 @@ async def test_client_rotates_to_a_reachable_server() -> None:
     agent = client_agent()
     agent._lan_servers = {"s1": "10.0.0.1:8300", "s2": "10.0.0.2:8300"}
     agent._client_server = "10.0.0.1:8300"
+    agent._client_server_until = float("inf")  # mid-way through its time with s1
     calls: list[str] = []
 
     async def call(addr: str, method: str, args: dict[str, Any], timeout: float = 30.0) -> Any:
@@ -89,3 +90,35 @@ async def test_forward_dc_uses_wan_servers_of_that_dc() -> None:
     with pytest.raises(RPCError, match="No path to datacenter"):
         await agent.forward_dc("dc9", "KVS.Get", {})
     assert agent.known_datacenters() == ["dc1", "dc2"]
+
+
+async def test_client_moves_to_a_random_server_every_few_minutes() -> None:
+    """Consul's router rebalancing: a client keeps its server for 120-180 s, then picks again
+    at random, so clients that failed over while a server restarted spread out again."""
+    import time
+
+    from agent.agent import rebalance_interval
+
+    agent = client_agent()
+    servers = {"s1": "10.0.0.1:8300", "s2": "10.0.0.2:8300", "s3": "10.0.0.3:8300"}
+    agent._lan_servers = dict(servers)
+    calls: list[str] = []
+
+    async def call(addr: str, method: str, args: dict[str, Any], timeout: float = 30.0) -> Any:
+        calls.append(addr)
+        return "ok"
+
+    agent.pool.call = call  # type: ignore[method-assign]
+    for _ in range(10):
+        await agent.rpc("Status.Leader", {})
+    assert len(set(calls)) == 1  # sticks with one server
+    assert 119 <= agent._client_server_until - time.monotonic() <= 180
+    picked = set()
+    for _ in range(40):
+        agent._client_server_until = 0.0  # its time is up
+        await agent.rpc("Status.Leader", {})
+        picked.add(calls[-1])
+    assert picked == set(servers.values())
+    # Big clusters rebalance less often: at most 64 new connections per second per server.
+    assert 120 <= rebalance_interval(3, 100) <= 180
+    assert rebalance_interval(3, 192_000) == 1000.0
