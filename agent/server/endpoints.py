@@ -172,6 +172,8 @@ from agent.state.store import (
 )
 
 log = logging.getLogger("consul")
+#: Vivaldi's dimensionality, as every agent's (agent/gossip/coordinate.py, serf's default).
+COORDINATE_DIMENSIONALITY = 8
 session_log = logging.getLogger("consul.session")
 coordinate_log = logging.getLogger("consul.coordinate")
 operator_log = logging.getLogger("consul.operator")
@@ -1089,6 +1091,9 @@ class Endpoints:
             raise RPCError("Must provide node")
         if not isinstance(coord, dict) or not isinstance(coord.get("Vec"), list):
             raise RPCError("rejected bad coordinate: missing Vec")
+        if len(coord["Vec"]) != COORDINATE_DIMENSIONALITY:
+            # Consul's IsCompatibleWith: distances need vectors of the servers' own size
+            raise RPCError(f"rejected bad coordinate: {coord!r}")
         numbers = [*coord["Vec"], *(coord.get(f, 0.0) for f in ("Error", "Adjustment", "Height"))]
         if not all(
             isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -521,14 +521,20 @@ async def test_catalog_register_validation_and_reads() -> None:
 async def test_coordinates() -> None:
     c = Cluster()
     await c.node()
-    coord = {"Vec": [0.1, 0.2], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
+    coord = {"Vec": [0.1, 0.2, 0, 0, 0, 0, 0, 0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
     await c.call("Coordinate.Update", Node="n1", Coord=coord)
     # recorded, not yet written: the leader writes coordinates in batches (every 5 s)
     assert (await c.call("Coordinate.ListNodes"))["Coordinates"] == []
     await c.ep.coordinates.flush()
     reply = await c.call("Coordinate.ListNodes")
     assert reply["Coordinates"] == [{"Node": "n1", "Coord": coord}]
-    for bad in ({"Vec": [float("nan")]}, {"Vec": [1.0], "Error": float("inf")}, {"Vec": ["x"]}, {}):
+    for bad in (
+        {"Vec": [float("nan")] * 8},
+        {"Vec": [1.0] * 8, "Error": float("inf")},
+        {"Vec": ["x"] * 8},
+        {"Vec": [0.1, 0.2]},  # another dimensionality: distances would be meaningless
+        {},
+    ):
         with pytest.raises(RPCError, match="rejected bad coordinate"):
             await c.call("Coordinate.Update", Node="n1", Coord=bad)
     assert (await c.call("Coordinate.ListNodes"))["Coordinates"] == [{"Node": "n1", "Coord": coord}]
@@ -557,8 +563,9 @@ async def test_coordinates_are_written_in_batches_on_the_leader(
 
     batcher._apply = counting
     for i in range(7):
-        await c.call("Coordinate.Update", Node=f"n{i}", Coord={"Vec": [0.0, float(i)]})
-    await c.call("Coordinate.Update", Node="n0", Coord={"Vec": [9.0, 9.0]})  # newest wins
+        await c.call("Coordinate.Update", Node=f"n{i}", Coord={"Vec": [0.0, float(i)] + [0.0] * 6})
+    newest = {"Vec": [9.0] * 8}
+    await c.call("Coordinate.Update", Node="n0", Coord=newest)  # newest wins
     with caplog.at_level(logging.WARNING, logger="consul.coordinate"):
         await batcher.flush()
     assert len(writes) == 3  # 6 of the 7 nodes, 2 per write
@@ -566,13 +573,13 @@ async def test_coordinates_are_written_in_batches_on_the_leader(
     coords = {
         x["Node"]: x["Coord"]["Vec"] for x in (await c.call("Coordinate.ListNodes"))["Coordinates"]
     }
-    assert len(coords) == 6 and coords.get("n0") == [9.0, 9.0] and batcher.pending == {}
+    assert len(coords) == 6 and coords.get("n0") == [9.0] * 8 and batcher.pending == {}
 
     # On the leader the batches go out every period; losing leadership drops what waits.
     batcher.period = 0.05
     c.ep.on_leadership(True)
     assert batcher.active
-    await c.call("Coordinate.Update", Node="n6", Coord={"Vec": [6.0, 6.0]})
+    await c.call("Coordinate.Update", Node="n6", Coord={"Vec": [6.0] * 8})
     for _ in range(100):
         got = (await c.call("Coordinate.ListNodes"))["Coordinates"]
         if any(x["Node"] == "n6" for x in got):
@@ -580,7 +587,7 @@ async def test_coordinates_are_written_in_batches_on_the_leader(
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the batch was not written within 2 s")
-    await c.call("Coordinate.Update", Node="n5", Coord={"Vec": [5.0, 5.5]})
+    await c.call("Coordinate.Update", Node="n5", Coord={"Vec": [5.0] * 8})
     c.ep.on_leadership(False)
     assert not batcher.active and batcher.pending == {}
 
