@@ -16,8 +16,13 @@ from provision.rolling import ObservedNode, Role
 from provision.verify import DCView, compare, observe_dc, parse_info
 
 
+def _servers_by_addr(inv: Inventory, dc: str) -> dict[str, Node]:
+    """The servers of `dc` by their raft address (ip:port), as raft and Consul name them."""
+    return {s.server_addr: s for s in inv.servers(dc)}
+
+
 def leader_of(inv: Inventory, view: DCView) -> Node | None:
-    addrs = {f"{s.advertise}:{s.port('server')}": s for s in inv.servers(view.datacenter)}
+    addrs = _servers_by_addr(inv, view.datacenter)
     for p in view.peers:
         if p.state == "leader" and p.address in addrs:
             return addrs[p.address]
@@ -126,12 +131,6 @@ def transfer_leadership(host: Host, timeout: float) -> str:
     return f"transfer not supported (HTTP {status}); an election follows the restart"
 
 
-def wait_agent(host: Host, deadline_s: float, step_timeout: float) -> None:
-    """Wait until the node's agent answers `senate members` on its CLI RPC address (polled on
-    the host itself: one remote command, see remote.wait_cmd)."""
-    remote.wait_agent(host, deadline_s, step_timeout)
-
-
 def wait_leader(
     inv: Inventory, hosts: dict[str, Host], dc: str, deadline_s: float, step_timeout: float
 ) -> Node:
@@ -139,7 +138,7 @@ def wait_leader(
     command that sees the election within ~0.25 s), then asked of the servers as `verify` does;
     if that first server cannot tell, the servers are polled in turn until the deadline."""
     deadline = time.monotonic() + deadline_s
-    addrs = {f"{s.advertise}:{s.port('server')}": s for s in inv.servers(dc)}
+    addrs = _servers_by_addr(inv, dc)
     first = next((s for s in inv.servers(dc) if s.name in hosts), None)
     if first is not None:
         try:

@@ -19,12 +19,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from provision.inventory import Node, SSHSettings
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +246,7 @@ class SSHHost:
         except invoke.exceptions.CommandTimedOut as exc:
             raise StepError(self.node.name, step, shown, None, str(exc.result.stderr)) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise HostUnreachable(
-                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
-            ) from None
+            raise self._lost(step, exc) from None
         result = Result(shown, r.exited, r.stdout, r.stderr)
         self._sudo_refused(step, result)
         return _check(self.node.name, step, result, check)
@@ -281,9 +276,7 @@ class SSHHost:
             chan.settimeout(1.0)
             chan.exec_command(self._wrap(command))
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise HostUnreachable(
-                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
-            ) from None
+            raise self._lost(step, exc) from None
 
         def send() -> None:
             try:
@@ -324,9 +317,7 @@ class SSHHost:
                     time.sleep(0.01)
             code = chan.recv_exit_status()
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise HostUnreachable(
-                self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
-            ) from None
+            raise self._lost(step, exc) from None
         finally:
             chan.close()
             sender.join(5)
@@ -336,6 +327,11 @@ class SSHHost:
         result = Result(shown, code, b"".join(out).decode(errors="replace"), stderr)
         self._sudo_refused(step, result)
         return result
+
+    def _lost(self, step: str, exc: BaseException) -> HostUnreachable:
+        return HostUnreachable(
+            self.node.name, f"{step}: connection to {self.node.host} lost: {exc}"
+        )
 
     def _sudo_refused(self, step: str, result: Result) -> None:
         """sudo itself refused (no rule for the user, or it wants a password): say so, instead

@@ -232,6 +232,11 @@ class Node:
     def serf_lan_addr(self) -> str:
         return f"{self.advertise}:{self.port('serf_lan')}"
 
+    @property
+    def server_addr(self) -> str:
+        """The server RPC address, as raft peers and `list-peers` name a server."""
+        return f"{self.advertise}:{self.port('server')}"
+
 
 @dataclass(frozen=True, slots=True)
 class Inventory:

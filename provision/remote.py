@@ -413,9 +413,23 @@ def preflight_problems(node: Node, state: HostState) -> list[str]:
     return problems
 
 
-def tarball_path(node: Node, release: str) -> str:
-    """Where the wheelhouse of `release` is uploaded to on the node."""
-    return f"{node.install_dir}/artifacts/{release}.tar"
+@dataclass(frozen=True, slots=True)
+class ReleasePaths:
+    """Where a release lives on a node, each shell-quoted: the venv, the uploaded wheelhouse
+    and the directory its wheels are extracted to when pip has to install them."""
+
+    rel_dir: str
+    tarball: str
+    art_dir: str
+
+    @classmethod
+    def of(cls, node: Node, release: str) -> ReleasePaths:
+        q, base = shlex.quote, node.install_dir
+        return cls(
+            q(f"{base}/releases/{release}"),
+            q(f"{base}/artifacts/{release}.tar"),
+            q(f"{base}/artifacts/{release}"),
+        )
 
 
 def _guard(step: str, cmd: str) -> str:
@@ -433,15 +447,12 @@ def install_cmd(node: Node, artifact: Artifact, python: str | None = None) -> st
     (see `install`, which then installs with pip). `python` is the host's interpreter as the
     probe resolved it (default: the node's)."""
     q = shlex.quote
-    base = node.install_dir
-    art_dir = f"{base}/artifacts/{artifact.release}"
-    rel_dir = f"{base}/releases/{artifact.release}"
-    tarball = tarball_path(node, artifact.release)
+    at = ReleasePaths.of(node, artifact.release)
     py = q(python) if python else node.python
-    unpack = f"{py} -I -c {q(_INSTALL)} {q(rel_dir)} {q(tarball)} {q(art_dir)}"
+    unpack = f"{py} -I -c {q(_INSTALL)} {at.rel_dir} {at.tarball} {at.art_dir}"
     return " && ".join(
         [
-            _guard("install", f"mkdir -p {q(base)}/artifacts && cat > {q(tarball)}"),
+            _guard("install", f"mkdir -p {q(node.install_dir)}/artifacts && cat > {at.tarball}"),
             # _INSTALL's exit 3 (a wheel for another platform) becomes NEEDS_PIP, unguarded;
             # its other failures are the install step's.
             f"{{ {unpack} || {{ rc=$?; [ $rc -eq 3 ] && exit {NEEDS_PIP};"
@@ -455,25 +466,20 @@ def pip_install_cmd(node: Node, artifact: Artifact, receive: bool) -> str:
     """After NEEDS_PIP: install the extracted wheels with pip, run from its own wheel (hosts need
     no pip, and host pip configs and indexes play no part). `receive`: pip's wheel arrives on
     stdin (an artifact that carries it in the wheelhouse has it extracted already)."""
-    q = shlex.quote
-    art_dir = f"{node.install_dir}/artifacts/{artifact.release}"
-    rel_dir = f"{node.install_dir}/releases/{artifact.release}"
-    pip = f"{art_dir}/{artifact.pip_wheel}"
-    parts = [f"cat > {q(pip)}"] if receive else []
+    at = ReleasePaths.of(node, artifact.release)
+    pip = f"{at.art_dir}/{shlex.quote(artifact.pip_wheel)}"
+    parts = [f"cat > {pip}"] if receive else []
     parts.append(
-        f"PIP_CONFIG_FILE=/dev/null {q(rel_dir)}/bin/python {q(pip)}/pip install -q --no-index"
-        f" --no-compile --disable-pip-version-check --find-links {q(art_dir)}"
+        f"PIP_CONFIG_FILE=/dev/null {at.rel_dir}/bin/python {pip}/pip install -q --no-index"
+        f" --no-compile --disable-pip-version-check --find-links {at.art_dir}"
         f" senate=={artifact.version}"
     )
     return " && ".join([_guard("install", " && ".join(parts)), _installed_cmd(node, artifact)])
 
 
 def _installed_cmd(node: Node, artifact: Artifact) -> str:
-    q = shlex.quote
-    art_dir = f"{node.install_dir}/artifacts/{artifact.release}"
-    rel_dir = f"{node.install_dir}/releases/{artifact.release}"
-    tarball = tarball_path(node, artifact.release)
-    return _guard("install", f"rm -rf {q(tarball)} {q(art_dir)} && touch {q(rel_dir)}/.installed")
+    at = ReleasePaths.of(node, artifact.release)
+    return _guard("install", f"rm -rf {at.tarball} {at.art_dir} && touch {at.rel_dir}/.installed")
 
 
 def switch_cmd(node: Node, release: str) -> str:
@@ -497,12 +503,28 @@ def files_cmd(node: Node, rendered: Rendered) -> str:
     return _guard("write config", " && ".join(parts))
 
 
+def _snippet_cmd(node: Node, script: str, *args: str) -> str:
+    """Run `script` (one of the snippets above) with `args` by the current release's python."""
+    py = f"{node.install_dir}/current/bin/python"
+    return " ".join(shlex.quote(a) for a in (py, "-I", "-c", script, *args))
+
+
+def configure_cmds(node: Node, release: str, rendered: Rendered) -> list[str]:
+    """Point `current` at `release` and write the rendered files (parts for `apply`)."""
+    return [switch_cmd(node, release), files_cmd(node, rendered)]
+
+
 def wait_cmd(node: Node, deadline_s: float) -> str:
     """Wait on the host until the agent answers `senate members` (see _WAIT)."""
-    q = shlex.quote
-    base = node.install_dir
-    args = [base, node.rpc_addr, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT)]
-    return f"{q(base + '/current/bin/python')} -I -c {q(_WAIT)} " + " ".join(map(q, args))
+    return _snippet_cmd(
+        node,
+        _WAIT,
+        node.install_dir,
+        node.rpc_addr,
+        f"{deadline_s:g}",
+        str(WAIT_EXITED),
+        str(WAIT_TIMEOUT),
+    )
 
 
 def control_cmd(node: Node, action: str) -> str:
@@ -561,8 +583,8 @@ def install_release(
 ) -> None:
     """Upload the wheelhouse and install it into <install_dir>/releases/<release>; then check
     that its `senate` runs."""
-    rel_dir = f"{host.node.install_dir}/releases/{artifact.release}"
-    check = _guard("install", f"{shlex.quote(rel_dir)}/bin/senate --version >/dev/null")
+    rel_dir = ReleasePaths.of(host.node, artifact.release).rel_dir
+    check = _guard("install", f"{rel_dir}/bin/senate --version >/dev/null")
     install(host, artifact, timeout, python, [check])
 
 
@@ -592,11 +614,9 @@ def start_agent(
 def wait_leader(host: Host, deadline_s: float, timeout: float) -> str:
     """Wait, on the server `host`, until its agent knows a raft leader; returns the leader's
     server address (ip:port). One remote command, however long the election takes."""
-    node = host.node
-    py = shlex.quote(f"{node.install_dir}/current/bin/python")
-    url = f"http://{node.http_addr}/v1/status/leader"
-    args = [url, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT)]
-    cmd = f"{py} -I -c {shlex.quote(_WAIT_LEADER)} " + " ".join(map(shlex.quote, args))
+    url = f"http://{host.node.http_addr}/v1/status/leader"
+    args = (url, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT))
+    cmd = _snippet_cmd(host.node, _WAIT_LEADER, *args)
     res = apply(host, [cmd], "leader", timeout + deadline_s, waits=True)
     return res.stdout.strip()
 
@@ -617,9 +637,7 @@ def http(host: Host, path: str, timeout: float, method: str = "GET") -> tuple[in
     """One request to the node's own HTTP API, made on the node. Raises HostError when the agent
     does not answer."""
     node = host.node
-    url = f"http://{node.http_addr}{path}"
-    py = f"{node.install_dir}/current/bin/python"
-    cmd = f"{shlex.quote(py)} -c {shlex.quote(_HTTP)} {method} {shlex.quote(url)} {timeout}"
+    cmd = _snippet_cmd(node, _HTTP, method, f"http://{node.http_addr}{path}", str(timeout))
     res = host.run(cmd, step=f"http {path}", timeout=timeout + 10)
     d = json.loads(res.stdout)
     if "error" in d:

@@ -68,6 +68,23 @@ class Session:
     def timeout(self) -> float:
         return self.inv.step_timeout
 
+    def step(
+        self,
+        name: str,
+        step: str,
+        fn: Callable[[], T],
+        detail: Callable[[T], str] | None = None,
+    ) -> T:
+        """Run `fn` as `name`'s `step`, with its progress line: ..., then ok or failed."""
+        self.reporter.line(name, step, "...")
+        try:
+            value = fn()
+        except Exception as exc:
+            self.reporter.line(name, step, "failed", str(exc).splitlines()[0])
+            raise
+        self.reporter.line(name, step, "ok", detail(value) if detail else "")
+        return value
+
     def each(
         self,
         nodes: Sequence[Node],
@@ -80,14 +97,7 @@ class Session:
         ProvisionFailed naming every failed host if any failed (when `fail`)."""
 
         def one(node: Node) -> T:
-            self.reporter.line(node.name, step, "...")
-            try:
-                value = fn(self.hosts[node.name])
-            except Exception as exc:
-                self.reporter.line(node.name, step, "failed", str(exc).splitlines()[0])
-                raise
-            self.reporter.line(node.name, step, "ok", detail(value) if detail else "")
-            return value
+            return self.step(node.name, step, lambda: fn(self.hosts[node.name]), detail)
 
         outcomes = run_parallel(list(nodes), one, self.inv.parallel)
         errors = {o.node.name: o.error for o in outcomes if o.error is not None}
@@ -172,7 +182,7 @@ class _ServersUp:
     waits retry_interval, 30 s, to retry)."""
 
     def __init__(self, count: int) -> None:
-        self.left = count
+        self.count = count
         self.failed: str | None = None
         self._done: set[str] = set()
         self._lock = threading.Lock()
@@ -188,8 +198,7 @@ class _ServersUp:
             self._done.add(node)
             if not ok and self.failed is None:
                 self.failed = node
-            self.left -= 1
-            if self.failed is not None or self.left <= 0:
+            if self.failed is not None or len(self._done) >= self.count:
                 self.opened.set()
 
 
@@ -228,29 +237,29 @@ def rollout(
     def pipeline(node: Node) -> None:
         host = s.hosts[node.name]
         name = node.name
-        configure = [remote.switch_cmd(node, release), remote.files_cmd(node, rendered[name])]
+        configure = remote.configure_cmds(node, release, rendered[name])
         starts = name in start_on
         ok = False
         try:
             if name in install_on:
                 if not node.is_server:
                     installed[node.datacenter].opened.wait(gate_wait)
-                s.reporter.line(name, "install", "...")
                 try:
-                    remote.install(
-                        host,
-                        artifact,
-                        s.timeout,
-                        states[name].executable,
-                        configure if starts else [],
+                    s.step(
+                        name,
+                        "install",
+                        lambda: remote.install(
+                            host,
+                            artifact,
+                            s.timeout,
+                            states[name].executable,
+                            configure if starts else [],
+                        ),
+                        lambda _: release,
                     )
-                except Exception as exc:
-                    s.reporter.line(name, "install", "failed", str(exc).splitlines()[0])
-                    raise
                 finally:
                     if node.is_server:  # also when it failed: its clients go on to install
                         installed[node.datacenter].done(name, ok=True)
-                s.reporter.line(name, "install", "ok", release)
                 configure = []
             if not starts:
                 ok = True
@@ -263,13 +272,13 @@ def rollout(
                     raise HostError(
                         name, f"not started: server {gate.failed} of {node.datacenter} failed"
                     )
-            s.reporter.line(name, "start", "...")
-            try:
-                remote.start_agent(host, "start", AGENT_START_TIMEOUT, s.timeout, configure)
-            except Exception as exc:
-                s.reporter.line(name, "start", "failed", str(exc).splitlines()[0])
-                raise
-            s.reporter.line(name, "start", "ok")
+            s.step(
+                name,
+                "start",
+                lambda: remote.start_agent(
+                    host, "start", AGENT_START_TIMEOUT, s.timeout, configure
+                ),
+            )
             ok = True
         finally:
             if starts and node.is_server:
@@ -450,10 +459,7 @@ def _up(
     # Running nodes whose release or config changed: rolling, servers one at a time.
     def refresh(host: Host) -> None:
         node = host.node
-        parts = [
-            remote.switch_cmd(node, artifact.release),
-            remote.files_cmd(node, rendered[node.name]),
-        ]
+        parts = remote.configure_cmds(node, artifact.release, rendered[node.name])
         remote.apply(host, parts, "refresh", s.timeout)
 
     pending = {n: refresh for n, p in plans.items() if p.action is Action.RESTART}
@@ -509,8 +515,7 @@ def verify_table(inv: Inventory, views: Sequence[DCView], problems: Sequence[str
         m = next((m for m in v.members if m.name == n.name), None) if v else None
         raft = "-"
         if n.is_server and v is not None:
-            addr = f"{n.advertise}:{n.port('server')}"
-            peer = next((p for p in v.peers if p.address == addr), None)
+            peer = next((p for p in v.peers if p.address == n.server_addr), None)
             raft = peer.state if peer else "missing"
         mine = [p for p in problems if f" {n.name} " in f" {p} " or f" {n.name}." in p]
         t.add_row(

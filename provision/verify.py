@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provision.hosts import Host, HostError
-from provision.inventory import Inventory, Node
+from provision.inventory import Inventory
 from provision.remote import senate
 
 
@@ -104,10 +104,6 @@ def parse_info(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _server_rpc(node: Node) -> str:
-    return f"{node.advertise}:{node.port('server')}"
-
-
 def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
     """Every way the cluster differs from the inventory, one line each (empty: all good)."""
     problems: list[str] = []
@@ -146,7 +142,7 @@ def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
             problems.append(
                 f"{dc}: {len(leaders)} raft leaders ({', '.join(p.node for p in leaders)})"
             )
-        want = {_server_rpc(s): s.name for s in inv.servers(dc)}
+        want = {s.server_addr: s.name for s in inv.servers(dc)}
         have = {p.address for p in view.peers}
         for addr, name in want.items():
             if addr not in have:

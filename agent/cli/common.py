@@ -95,13 +95,17 @@ class Parser(argparse.ArgumentParser):
         return [*flags, "--", *rest] if rest else flags
 
 
-def add_http_flags(p: Parser) -> None:
+def add_http_addr_flag(p: Parser) -> None:
     p.flag(
         "http-addr",
         default=None,
         metavar="ADDR",
         help="HTTP address of the Senate agent (default 127.0.0.1:8500, or $CONSUL_HTTP_ADDR)",
     )
+
+
+def add_http_flags(p: Parser) -> None:
+    add_http_addr_flag(p)
     p.flag("datacenter", default=None, metavar="DC", help="Datacenter to query")
     p.flag("stale", action="store_true", help="Allow any server to answer (stale reads)")
     p.flag("token", default=None, help=argparse.SUPPRESS)

@@ -11,8 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.cli.common import Parser, UsageError, err, out, run_guarded
-from agent.client import DEFAULT_HTTP_ADDR, HTTP_ENV, ClientError, HTTPClient, env_addr
+from agent.cli.common import (
+    Parser,
+    UsageError,
+    add_http_addr_flag,
+    err,
+    http_client,
+    out,
+    run_guarded,
+)
+from agent.client import ClientError
 
 #: The check IDs the agent registers for maintenance mode (Consul's agent constants).
 NODE_MAINT_CHECK_ID = "_node_maintenance"
@@ -66,12 +74,7 @@ def maint_parser() -> Parser:
         help="Control maintenance mode for a specific service ID",
     )
     p.flag("token", default="", help="ACL token to use. Defaults to that of agent.")
-    p.flag(
-        "http-addr",
-        default=None,
-        metavar="ADDR",
-        help="HTTP address of the Senate agent (default 127.0.0.1:8500, or $CONSUL_HTTP_ADDR)",
-    )
+    add_http_addr_flag(p)
     return p
 
 
@@ -130,10 +133,6 @@ def format_maintenance(node_name: str, checks: dict[str, Any]) -> str:
     return "".join(text for _, _, text in sorted(blocks))
 
 
-def _client(args: argparse.Namespace) -> HTTPClient:
-    return HTTPClient(args.http_addr or env_addr(HTTP_ENV) or DEFAULT_HTTP_ADDR)
-
-
 def _maint(args: argparse.Namespace) -> int:
     service_id: str = args.service
     problem = check_args(args.enable, args.disable, args.reason, service_id)
@@ -141,7 +140,7 @@ def _maint(args: argparse.Namespace) -> int:
         err(problem)
         return 1
     try:
-        client = _client(args)
+        client = http_client(args)
     except ClientError as exc:
         err(f"Error connecting to Senate agent: {exc}")
         return 1

@@ -3,9 +3,7 @@ messages, list layout, argument checks and exit codes, and the maintenance check
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from fake_agent import serve_in_thread
 
 from agent.cli import dispatch
 from agent.cli.common import UsageError
 from agent.cli.maint import check_args, format_maintenance, go_bool_flags, go_quote
 from agent.client import HTTPClient
-from agent.http.app import make_app
 from agent.local.registry import (
     DEFAULT_NODE_MAINT_REASON,
     DEFAULT_SERVICE_MAINT_REASON,
@@ -55,7 +53,7 @@ class MaintAgent:
 
 
 @dataclass
-class Served:
+class MaintServed:
     agent: MaintAgent
     http_addr: str
 
@@ -68,50 +66,18 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MaintServed]:
     for name in ("CONSUL_HTTP_ADDR", "SENATE_HTTP_ADDR"):
         monkeypatch.delenv(name, raising=False)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    state: dict[str, Any] = {}
+    agent = MaintAgent(tmp_path)
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        state["agent"].queries.append(dict(request.query))
+        agent.queries.append(dict(request.query))
         return await handler(request)  # type: ignore[no-any-return]
 
-    async def start() -> None:
-        agent = MaintAgent(tmp_path)
-        app = make_app(agent)  # type: ignore[arg-type]
-        app.middlewares.insert(0, record)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        state.update(agent=agent, runner=runner, port=port)
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert ready.wait(10), "HTTP app did not start"
-    try:
-        yield Served(state["agent"], f"127.0.0.1:{state['port']}")
-    finally:
-
-        async def stop() -> None:
-            await state["agent"].registry.stop()
-            await state["runner"].cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with serve_in_thread(agent, middlewares=[record], on_stop=agent.registry.stop) as s:
+        yield MaintServed(agent, s.http_addr)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -120,12 +86,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-def register_web(served: Served) -> None:
+def register_web(served: MaintServed) -> None:
     served.put("/v1/agent/service/register", {"Name": "web", "Port": 80})
 
 
 def test_service_and_node_maintenance_round_trip(
-    served: Served, capsys: pytest.CaptureFixture[str]
+    served: MaintServed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     register_web(served)
     h = f"-http-addr={served.http_addr}"
@@ -171,7 +137,7 @@ def test_service_and_node_maintenance_round_trip(
 
 
 def test_enable_without_reason_lists_the_default_reason(
-    served: Served, capsys: pytest.CaptureFixture[str]
+    served: MaintServed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     register_web(served)
     h = f"-http-addr={served.http_addr}"
@@ -190,7 +156,7 @@ def test_enable_without_reason_lists_the_default_reason(
 
 
 def test_unknown_service_is_consuls_error(
-    served: Served, capsys: pytest.CaptureFixture[str]
+    served: MaintServed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     h = f"-http-addr={served.http_addr}"
     assert run(capsys, h, "-enable", "-service=redis", "-reason=broken") == (
@@ -222,7 +188,7 @@ def test_unknown_service_is_consuls_error(
     ],
 )
 def test_bad_arguments_exit_1_before_contacting_the_agent(
-    served: Served, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    served: MaintServed, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     rc, out, err = run(capsys, f"-http-addr={served.http_addr}", *argv)
     assert (rc, out) == (1, "")
@@ -231,7 +197,7 @@ def test_bad_arguments_exit_1_before_contacting_the_agent(
 
 
 def test_address_from_environment_and_go_bool_forms(
-    served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    served: MaintServed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register_web(served)
     monkeypatch.setenv("CONSUL_HTTP_ADDR", served.http_addr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -390,21 +390,29 @@ def member(name: str, addr: str, role: str) -> dict[str, Any]:
 
 @dataclass
 class Served:
-    agent: FakeAgent
+    agent: Any  # FakeAgent, or another stand-in with what the endpoints under test need
     http_addr: str
     rpc_addr: str
     loop: asyncio.AbstractEventLoop
 
 
 @contextmanager
-def serve_in_thread(agent: FakeAgent) -> Iterator[Served]:
-    """Run the HTTP API and the CLI RPC for `agent` on 127.0.0.1 in a background loop."""
+def serve_in_thread(
+    agent: Any,
+    *,
+    middlewares: Sequence[Any] = (),
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> Iterator[Served]:
+    """Run the HTTP API and the CLI RPC for `agent` on 127.0.0.1 in a background loop;
+    `middlewares` go first in the app, `on_stop` runs in the loop before the servers stop."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     state: dict[str, Any] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(make_app(agent))  # type: ignore[arg-type]
+        app = make_app(agent)
+        app.middlewares[:0] = middlewares
+        runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -432,6 +440,8 @@ def serve_in_thread(agent: FakeAgent) -> Iterator[Served]:
     finally:
 
         async def stop() -> None:
+            if on_stop is not None:
+                await on_stop()
             await state["rpc"].stop()
             await state["runner"].cleanup()
 
