@@ -11,7 +11,10 @@ see the module docstring of `agent/server/endpoints.py` for every method and its
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agent.local.registry import LocalRegistry
 
 
 class RPCError(Exception):
@@ -31,6 +34,8 @@ class AgentAPI(Protocol):
     node_name: str
     datacenter: str
     is_server: bool
+    #: this agent's own services and checks (registration, TTL updates, maintenance)
+    registry: LocalRegistry
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Server RPC. Routed to a server (and on to the leader or to args["Datacenter"]).
@@ -75,6 +80,14 @@ class AgentAPI(Protocol):
         tag_filter: str = "",
     ) -> dict[str, Any]:
         """Fire a user event; returns the event as /v1/event/fire does (ID, Name, LTime...)."""
+        ...
+
+    def local_services(self) -> dict[str, dict[str, Any]]:
+        """/v1/agent/services: the services this agent registered, by ID."""
+        ...
+
+    def local_checks(self) -> dict[str, dict[str, Any]]:
+        """/v1/agent/checks: this agent's checks with their latest results, by CheckID."""
         ...
 
     def user_events(self) -> list[dict[str, Any]]:

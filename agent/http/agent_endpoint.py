@@ -16,7 +16,6 @@ from agent.http.common import (
     flag,
     json_response,
     read_json,
-    rpc,
 )
 from agent.local.checks import CRITICAL, PASSING, STATUSES, WARNING, normalise_key
 from agent.local.registry import (
@@ -91,35 +90,11 @@ async def agent_monitor(request: web.Request) -> web.StreamResponse:
 
 
 async def agent_services(request: web.Request) -> web.Response:
-    """This agent's services: the agent's own view when it offers `local_services()`, else
-    what the catalog holds for this node (a stale read, so it works without a leader)."""
-    agent = agent_of(request)
-    local = getattr(agent, "local_services", None)
-    if callable(local):
-        return json_response(request, local())
-    args = {"Datacenter": agent.datacenter, "Node": agent.node_name, "AllowStale": True}
-    reply = await rpc(request, "Catalog.NodeServices", args)
-    node_services = (reply or {}).get("NodeServices") or {}
-    services = {
-        sid: {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")}
-        for sid, svc in (node_services.get("Services") or {}).items()
-    }
-    return json_response(request, services)
+    return json_response(request, agent_of(request).local_services())
 
 
 async def agent_checks(request: web.Request) -> web.Response:
-    """This agent's checks by CheckID (see agent_services for where they come from)."""
-    agent = agent_of(request)
-    local = getattr(agent, "local_checks", None)
-    if callable(local):
-        return json_response(request, local())
-    args = {"Datacenter": agent.datacenter, "Node": agent.node_name, "AllowStale": True}
-    reply = await rpc(request, "Health.NodeChecks", args)
-    checks = {
-        c["CheckID"]: {k: v for k, v in c.items() if k not in ("CreateIndex", "ModifyIndex")}
-        for c in (reply or {}).get("HealthChecks") or []
-    }
-    return json_response(request, checks)
+    return json_response(request, agent_of(request).local_checks())
 
 
 # ---- registration of this agent's services and checks ------------------------------------
@@ -131,10 +106,7 @@ _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 def registry_of(request: web.Request) -> LocalRegistry:
-    registry = getattr(agent_of(request), "registry", None)
-    if not isinstance(registry, LocalRegistry):
-        raise HTTPError(500, "this agent does not register services and checks")
-    return registry
+    return agent_of(request).registry
 
 
 def _empty() -> web.Response:
