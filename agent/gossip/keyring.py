@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from agent.fsutil import write_atomic
+
+log = logging.getLogger("agent")
 
 ENCRYPTION_VERSION = 1
 NONCE_SIZE = 12
@@ -124,3 +131,35 @@ class KeyringResponse:
     num_nodes: int = 0
     num_resp: int = 0
     num_err: int = 0
+
+
+def load_keyring_file(path: Path | None, encrypt: str = "") -> Keyring | None:
+    """The keyring an agent starts with: from `path` (<data_dir>/serf/*.keyring) when it
+    exists — it outlives `-encrypt`, as keys may have been rotated since — else from the
+    base64 `encrypt` key, then saved to `path`; None without either. A file that is not a
+    JSON list of base64 keys is a KeyringError naming it."""
+    if path is not None and path.exists():
+        try:
+            keys = json.loads(path.read_text())
+            if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+                raise ValueError("expected a JSON list of base64 keys")
+            ring = Keyring([base64.b64decode(k, validate=True) for k in keys])
+        except (OSError, ValueError, binascii.Error) as exc:
+            raise KeyringError(f"bad keyring file {path}: {exc}") from None
+        if encrypt:
+            log.warning("loaded keyring from file; ignoring -encrypt (%s)", path)
+        return ring
+    if not encrypt:
+        return None
+    key = base64.b64decode(encrypt)
+    ring = Keyring([key], key)
+    save_keyring_file(path, ring)
+    return ring
+
+
+def save_keyring_file(path: Path | None, ring: Keyring | None) -> None:
+    """Write the keys, primary first, where `load_keyring_file` finds them."""
+    if path is None or ring is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps([encode_key(k) for k in ring.list_keys()]), mode=0o600)

@@ -125,7 +125,9 @@ class RaftNode:
         self._read_ids = itertools.count(1)
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._observers: list[Callable[[bool], None]] = []
+        self._leader_observers: list[Callable[[ServerInfo | None], None]] = []
         self._was_leader = False
+        self._last_leader_id: str | None = None
         self._stopped = False
         self.fsm_pending = 0
         #: Last index applied to the FSM (the core's applied_index is what it handed out).
@@ -364,6 +366,15 @@ class RaftNode:
         store.compact(core.snap_index)
 
     def _notify_leadership(self) -> None:
+        leader_id = self._core.leader_id if self._core is not None else None
+        if leader_id != self._last_leader_id:
+            self._last_leader_id = leader_id
+            info = self.leader()
+            for leader_cb in list(self._leader_observers):
+                try:
+                    leader_cb(info)
+                except Exception:
+                    log.exception("leader observer failed")
         leader = self._core is not None and self._core.role == Role.LEADER
         if leader != self._was_leader:
             self._was_leader = leader
@@ -552,7 +563,12 @@ class RaftNode:
             await asyncio.sleep(self.config.heartbeat_interval / 2)
 
     def add_leadership_observer(self, cb: Callable[[bool], None]) -> None:
+        """`cb(is_leader)` whenever this node gains or loses leadership."""
         self._observers.append(cb)
+
+    def add_leader_observer(self, cb: Callable[[ServerInfo | None], None]) -> None:
+        """`cb(leader)` whenever the known leader changes (None: no leader known)."""
+        self._leader_observers.append(cb)
 
     async def snapshot_now(self) -> None:
         self._maybe_snapshot(force=True)

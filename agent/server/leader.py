@@ -1,13 +1,16 @@
-"""What only servers do for the datacenter: bootstrap raft, and the leader's duties.
+"""What the leader does for the datacenter while it leads (Consul's leader.go, with its log
+lines). `Server` starts every one of them on gaining leadership and stops them on losing it.
 
-- `BootstrapExpect`: bootstrap raft exactly once when `bootstrap_expect` servers of our
-  datacenter (all expecting the same number) are known through LAN gossip, and never on a server
-  that already has raft state (Consul's `maybeBootstrap`).
 - `LeaderDuties`: while this server leads, reconcile LAN gossip membership into the catalog (a
   `serfHealth` check passing for alive members, critical for failed ones; left and reaped nodes
   deregistered), add joining servers to raft, remove servers that left, and remove servers that
   stayed failed past a grace period when quorum survives without them (autopilot's dead-server
-  cleanup). Consul's `leader.go`, with its log lines.
+  cleanup).
+- `SessionTimers`: a session with a TTL is destroyed through raft after TTL * 2 without a
+  renewal (session_ttl.go).
+- `TombstoneGC`: KV tombstones are reaped through raft after 15 minutes (tombstone_gc.go).
+- `CoordinateBatcher`: the nodes' newest coordinates go to raft in batches every 5 s
+  (coordinate_endpoint.go's batchUpdate).
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.api import RPCError
+from agent.durations import SECOND, DurationError, parse_duration
+from agent.metadata import TAG_DC, TAG_ID, MemberLike, ServerParts, server_parts
+from agent.state.commands import MessageType, encode_command
+from agent.state.store import StateStore
 from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("consul")
+session_log = logging.getLogger("consul.session")
+coordinate_log = logging.getLogger("consul.coordinate")
 
 SERF_CHECK_ID = "serfHealth"
 SERF_CHECK_NAME = "Serf Health Status"
@@ -33,140 +42,15 @@ SERF_CHECK_FAILED_OUTPUT = "Agent not live or unreachable"
 RECONCILE_INTERVAL = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class ServerParts:
-    """What a LAN member's tags say about it as a server (Consul's agent.IsConsulServer)."""
-
-    name: str
-    datacenter: str
-    address: str  # "ip:port" of its server RPC/raft port; also its raft ID in Consul 0.7
-    bootstrap: bool
-    expect: int
-    node_id: str
-
-
-class MemberLike(Protocol):
-    name: str
-    addr: str
-    port: int
-    tags: dict[str, str]
-    status: str
-
-
-def server_parts(member: MemberLike) -> ServerParts | None:
-    tags = member.tags
-    if tags.get("role") != "consul":
-        return None
-    try:
-        port = int(tags.get("port", "8300"))
-        expect = int(tags.get("expect", "0"))
-    except ValueError:
-        return None
-    return ServerParts(
-        name=member.name,
-        datacenter=tags.get("dc", ""),
-        address=f"{member.addr}:{port}",
-        bootstrap=tags.get("bootstrap") == "1",
-        expect=expect,
-        node_id=tags.get("id", ""),
-    )
+#: Consul's session TTL multiplier: a session is destroyed after TTL * 2 without a renewal.
+SESSION_TTL_MULTIPLIER = 2
 
 
 class RaftOps(Protocol):
-    def has_existing_state(self) -> bool: ...
-    async def bootstrap(self, servers: list[Any]) -> bool: ...
     def is_leader(self) -> bool: ...
     def configuration(self) -> list[Any]: ...
     async def add_voter(self, id: str, address: str) -> None: ...
     async def remove_server(self, id: str) -> None: ...
-
-
-ServerInfoFactory = Callable[[str, str, str], Any]  # (id, address, suffrage) -> ServerInfo
-
-
-class BootstrapExpect:
-    """Consul's maybeBootstrap: once, only with `expect` matching servers, only without state."""
-
-    def __init__(
-        self,
-        *,
-        datacenter: str,
-        expect: int,
-        raft: RaftOps,
-        make_server: ServerInfoFactory,
-        self_address: str = "",
-        peers_of: Callable[[str], Awaitable[Any]] | None = None,
-    ) -> None:
-        self.datacenter = datacenter
-        self.expect = expect
-        self.raft = raft
-        self.make_server = make_server
-        self.self_address = self_address
-        #: asks a server for its raft peers (Status.Peers), to join an existing cluster
-        #: instead of bootstrapping a second one (Consul 0.8's check)
-        self.peers_of = peers_of
-        self.done = expect <= 0
-        #: set when a peer could not be asked; the caller retries a little later
-        self.retry = False
-        self._lock = asyncio.Lock()
-
-    async def maybe_bootstrap(self, members: list[MemberLike]) -> bool:
-        """Returns True when this call bootstrapped raft."""
-        async with self._lock:
-            if self.done:
-                return False
-            if self.raft.has_existing_state():
-                log.info("Raft data found, disabling bootstrap mode")
-                self.done = True
-                return False
-            servers: list[ServerParts] = []
-            for m in members:
-                if m.status != "alive":
-                    continue
-                parts = server_parts(m)
-                if parts is None or parts.datacenter != self.datacenter:
-                    continue
-                if parts.expect != 0 and parts.expect != self.expect:
-                    log.error(
-                        "Member %s has a conflicting expect value. All nodes should expect the same number.",
-                        m.name,
-                    )
-                    return False
-                if parts.bootstrap:
-                    log.error("Member %s has bootstrap mode. Expect disabled.", m.name)
-                    self.done = True
-                    return False
-                servers.append(parts)
-            if len(servers) < self.expect:
-                return False
-            self.retry = False
-            if self.peers_of is not None:
-                for p in servers:
-                    if p.address == self.self_address:
-                        continue
-                    try:
-                        peers = await self.peers_of(p.address)
-                    except Exception as exc:
-                        log.error(
-                            "Failed to confirm peer status for %s: %s. Retrying...", p.name, exc
-                        )
-                        self.retry = True
-                        return False
-                    if peers:
-                        log.info(
-                            "Existing Raft peers reported by %s, disabling bootstrap mode", p.name
-                        )
-                        self.done = True
-                        return False
-            servers.sort(key=lambda p: p.address)
-            addrs = ",".join(p.address for p in servers)
-            log.info("Found expected number of peers, attempting bootstrap: %s", addrs)
-            config = [self.make_server(p.address, p.address, "Voter") for p in servers]
-            self.done = True
-            ok = await self.raft.bootstrap(config)
-            if not ok:
-                log.info("Raft data found, disabling bootstrap mode")
-            return ok
 
 
 @dataclass
@@ -186,7 +70,7 @@ class LeaderDuties:
     raft: RaftOps
     #: the endpoints' handle (writes go through raft because we are the leader)
     handle: Callable[[str, dict[str, Any]], Awaitable[Any]]
-    lan_members: Callable[[], list[MemberLike]]
+    lan_members: Callable[[], Sequence[MemberLike]]
     dead_server_grace: float = 300.0
     reconcile_interval: float = RECONCILE_INTERVAL
     _tracked: dict[str, _Tracked] = field(default_factory=dict)
@@ -239,7 +123,7 @@ class LeaderDuties:
 
     async def _reconcile_member(self, m: MemberLike) -> None:
         parts = server_parts(m)
-        if m.tags.get("dc", self.datacenter) != self.datacenter:
+        if m.tags.get(TAG_DC, self.datacenter) != self.datacenter:
             return
         status = m.status
         tracked = self._tracked.get(m.name)
@@ -291,7 +175,7 @@ class LeaderDuties:
         req: dict[str, Any] = {
             "Datacenter": self.datacenter,
             "Node": m.name,
-            "ID": m.tags.get("id", ""),
+            "ID": m.tags.get(TAG_ID, ""),
             "Address": m.addr,
             "Check": {
                 "Node": m.name,
@@ -308,13 +192,12 @@ class LeaderDuties:
         }
         if parts is not None and status == "alive" and m.name != self.node_name:
             # Our own `consul` service is synced by our agent's anti-entropy, as in Consul.
-            port = int(parts.address.rpartition(":")[2])
             req["Service"] = {
                 "ID": "consul",
                 "Service": "consul",
                 "Tags": [],
                 "Address": "",
-                "Port": port,
+                "Port": parts.port,
             }
         await self.handle("Catalog.Register", req)
 
@@ -371,7 +254,7 @@ class LeaderDuties:
         except Exception as exc:
             log.error("failed to remove raft peer '%s': %s", parts.address, exc)
 
-    async def _cleanup_dead_servers(self, members: list[MemberLike]) -> None:
+    async def _cleanup_dead_servers(self, members: Sequence[MemberLike]) -> None:
         """Autopilot: drop servers failed longer than the grace period, keeping quorum."""
         now = time.monotonic()
         config = self._config_ids()
@@ -391,3 +274,221 @@ class LeaderDuties:
                     await self.raft.remove_server(addr)
                     voters -= 1
                 self._failed_since.pop(addr, None)
+
+
+class SessionTimers:
+    """Leader-only session TTL expiry, as Consul's session_ttl.go.
+
+    On gaining leadership the agent calls `start()` (arms a timer of TTL*2 for every session
+    with a TTL); on losing it `stop()`. Session.Apply and Session.Renew reset timers. When a
+    timer fires the session is destroyed through raft (a Session destroy command)."""
+
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        apply: Callable[[bytes], Awaitable[Any]],
+        multiplier: float = SESSION_TTL_MULTIPLIER,
+    ) -> None:
+        self._state = state
+        self._apply = apply
+        self._multiplier = multiplier
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.active = False
+
+    def start(self) -> None:
+        self.active = True
+        for sess in self._state.session_list()[1]:
+            if sess["TTL"]:
+                self.reset(sess["ID"], sess["TTL"])
+
+    def stop(self) -> None:
+        self.active = False
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def pending(self) -> list[str]:
+        """IDs of sessions with an armed timer."""
+        return sorted(self._timers)
+
+    def reset(self, session_id: str, ttl: str | None = None) -> None:
+        if not self.active:
+            return
+        if ttl is None:
+            sess = self._state.session_get(session_id)[1]
+            if sess is None:
+                self.clear(session_id)
+                return
+            ttl = sess["TTL"]
+        if not ttl:
+            return
+        try:
+            seconds = parse_duration(ttl) / SECOND
+        except DurationError:
+            return
+        if seconds <= 0:
+            return
+        self.clear(session_id)
+        loop = asyncio.get_running_loop()
+        self._timers[session_id] = loop.call_later(
+            seconds * self._multiplier, self._expire, session_id
+        )
+
+    def clear(self, session_id: str) -> None:
+        handle = self._timers.pop(session_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _expire(self, session_id: str) -> None:
+        self._timers.pop(session_id, None)
+        task = asyncio.get_running_loop().create_task(self._invalidate(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _invalidate(self, session_id: str) -> None:
+        data = encode_command(MessageType.SESSION, {"Op": "destroy", "Session": {"ID": session_id}})
+        # Consul's invalidateSession: a few attempts, then give up (the next leader re-arms).
+        for attempt in range(6):
+            if not self.active:
+                return
+            try:
+                await self._apply(data)
+                log.debug("session: session %s TTL expired", session_id)
+                return
+            except Exception as exc:  # raft errors are many; retry them all
+                session_log.error("Invalidation failed: %s", exc)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+
+
+class _LeaderTask:
+    """A background loop (`_run`) that runs only while this server leads: `start` on gaining
+    leadership (idempotent), `stop` on losing it."""
+
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.active:
+            self._reset()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """What the loop keeps is dropped on start and stop."""
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TombstoneGC(_LeaderTask):
+    """Leader-only reaping of KV tombstones, as Consul's TombstoneGC: a tombstone is kept for
+    at least `ttl` seconds (Consul's TombstoneTTL, 15 min) so that blocking queries and
+    lagging readers see deletes, then forgotten through a raft Tombstone reap command. Checked
+    every `granularity` seconds."""
+
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        apply: Callable[[bytes], Awaitable[Any]],
+        ttl: float = 900.0,
+        granularity: float = 30.0,
+    ) -> None:
+        self._state = state
+        self._apply = apply
+        self.ttl = ttl
+        self.granularity = granularity
+        self._hints: list[tuple[float, int]] = []
+
+    def _reset(self) -> None:
+        self._hints.clear()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.hint(loop.time())
+            await self.reap_due(loop.time())
+            await asyncio.sleep(self.granularity)
+
+    def hint(self, now: float) -> None:
+        """Note the current tombstone index; it may be reaped once `ttl` has passed."""
+        idx = self._state.table_index("tombstones")
+        if idx and (not self._hints or self._hints[-1][1] < idx):
+            self._hints.append((now, idx))
+
+    async def reap_due(self, now: float) -> None:
+        due = [idx for at, idx in self._hints if at <= now - self.ttl]
+        if not due:
+            return
+        reap_index = max(due)
+        try:
+            await self._apply(
+                encode_command(MessageType.TOMBSTONE, {"Op": "reap", "ReapIndex": reap_index})
+            )
+        except Exception as exc:  # retried on the next tick
+            log.error("Failed to reap tombstones up to %d: %s", reap_index, exc)
+            return
+        self._hints = [(at, idx) for at, idx in self._hints if idx > reap_index]
+
+
+class CoordinateBatcher(_LeaderTask):
+    """Consul's coordinate batching: Coordinate.Update only keeps each node's newest
+    coordinate; on the leader, every `period` (coordinate_update_period, 5 s) the pending ones
+    go to raft in batches of `batch_size` (128), at most `max_batches` (5) per period, and the
+    rest is discarded with Consul's warning. A coordinate is a hint that the next update
+    replaces, so thousands of agents cost a few raft writes per period, not one each."""
+
+    def __init__(
+        self,
+        apply: Callable[[bytes], Awaitable[Any]],
+        period: float = 5.0,
+        batch_size: int = 128,
+        max_batches: int = 5,
+    ) -> None:
+        self._apply = apply
+        self.period = period
+        self.batch_size = batch_size
+        self.max_batches = max_batches
+        self.pending: dict[str, dict[str, Any]] = {}
+
+    def _reset(self) -> None:
+        # leadership gained or lost: what was pending is dropped (the nodes send again)
+        self.pending.clear()
+
+    def update(self, node: str, coord: dict[str, Any]) -> None:
+        self.pending[node] = coord
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                await self.flush()
+            except Exception as exc:
+                coordinate_log.warning("Batch update failed: %s", exc)
+
+    async def flush(self) -> None:
+        """Write what is pending now, in batches (raises on the first failed batch)."""
+        pending, self.pending = self.pending, {}
+        limit = self.batch_size * self.max_batches
+        if len(pending) > limit:
+            coordinate_log.warning("Discarded %d coordinate updates", len(pending) - limit)
+        updates = [{"Node": n, "Coord": c} for n, c in list(pending.items())[:limit]]
+        for start in range(0, len(updates), self.batch_size):
+            batch = updates[start : start + self.batch_size]
+            result = await self._apply(
+                encode_command(MessageType.COORDINATE_BATCH_UPDATE, {"Updates": batch})
+            )
+            if isinstance(result, BaseException):
+                raise result

@@ -14,13 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from agent.api import RPCError
-from agent.server.endpoints import Endpoints, SessionTimers
+from agent.raft.runner import NotLeaderError
+from agent.server.endpoints import Endpoints
+from agent.server.leader import SessionTimers
 from agent.state.fsm import StateFSM
 from agent.state.store import StateStore
-
-
-class NotLeaderError(Exception):
-    """Named as agent.raft's, which the endpoints recognise by name."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,14 @@ class FakeRaft:
 
     async def apply(self, data: bytes, timeout: float = 10.0) -> Any:
         if not self.leading:
-            raise NotLeaderError("not leader")
+            raise NotLeaderError(None)
         self.index += 1
         return self.fsm.apply(self.index, self.term, data)
 
     async def verify_leader(self) -> None:
         self.verify_calls += 1
         if not self.leading:
-            raise NotLeaderError("not leader")
+            raise NotLeaderError(None)
 
     def lease_valid(self) -> bool:
         return self.lease
@@ -217,7 +215,7 @@ async def test_leadership_lost_during_a_consistent_read() -> None:
     c = Cluster()
 
     async def lost() -> None:
-        raise NotLeaderError("lost")
+        raise NotLeaderError(None, "leadership lost")
 
     c.raft.verify_leader = lost  # type: ignore[method-assign]
     with pytest.raises(RPCError, match="node is not the leader"):
@@ -647,7 +645,7 @@ async def test_raft_apply_failures_become_rpc_errors() -> None:
     c.raft.apply = failing(TimeoutError())  # type: ignore[method-assign]
     with pytest.raises(RPCError, match="timed out enqueuing operation"):
         await c.put("k")
-    c.raft.apply = failing(NotLeaderError())  # type: ignore[method-assign]
+    c.raft.apply = failing(NotLeaderError(None))  # type: ignore[method-assign]
     with pytest.raises(RPCError, match="node is not the leader"):
         await c.put("k")
 

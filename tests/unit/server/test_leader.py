@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.server.leader import BootstrapExpect, LeaderDuties
+from agent.server.bootstrap import BootstrapExpect
+from agent.server.leader import LeaderDuties
 
 
 @dataclass

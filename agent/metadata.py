@@ -1,0 +1,110 @@
+"""What an agent tells the others about itself in its gossip tags, and how they read it
+(Consul's agent/metadata package).
+
+Every agent sets these tags on its LAN member (servers on their WAN member too); the leader,
+bootstrap-expect, the client's server router and `senate members` read them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+#: Tag names, as Consul's (serf tags are strings).
+TAG_ROLE = "role"
+TAG_DC = "dc"
+TAG_ID = "id"
+TAG_VSN = "vsn"
+TAG_VSN_MIN = "vsn_min"
+TAG_VSN_MAX = "vsn_max"
+TAG_BUILD = "build"
+TAG_PORT = "port"
+TAG_RAFT_VSN = "raft_vsn"
+TAG_WAN_JOIN_PORT = "wan_join_port"
+TAG_BOOTSTRAP = "bootstrap"
+TAG_EXPECT = "expect"
+
+#: Values of the role tag.
+ROLE_SERVER = "consul"
+ROLE_CLIENT = "node"
+
+DEFAULT_SERVER_PORT = 8300
+
+
+class MemberLike(Protocol):
+    name: str
+    addr: str
+    port: int
+    tags: dict[str, str]
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerParts:
+    """What a member's tags say about it as a server (Consul's metadata.IsConsulServer)."""
+
+    name: str
+    datacenter: str
+    address: str  # "ip:port" of its server RPC/raft port; also its raft ID
+    bootstrap: bool
+    expect: int
+    node_id: str
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+def server_parts(member: MemberLike) -> ServerParts | None:
+    """The server a member is, or None for a client (or tags that do not parse)."""
+    tags = member.tags
+    if tags.get(TAG_ROLE) != ROLE_SERVER:
+        return None
+    try:
+        port = int(tags.get(TAG_PORT, str(DEFAULT_SERVER_PORT)))
+        expect = int(tags.get(TAG_EXPECT, "0"))
+    except ValueError:
+        return None
+    return ServerParts(
+        name=member.name,
+        datacenter=tags.get(TAG_DC, ""),
+        address=f"{member.addr}:{port}",
+        bootstrap=tags.get(TAG_BOOTSTRAP) == "1",
+        expect=expect,
+        node_id=tags.get(TAG_ID, ""),
+    )
+
+
+def agent_tags(
+    *,
+    server: bool,
+    datacenter: str,
+    node_id: str,
+    protocol: int,
+    protocol_min: int,
+    protocol_max: int,
+    build: str,
+    server_port: int = DEFAULT_SERVER_PORT,
+    wan_join_port: int = 0,
+    bootstrap: bool = False,
+    expect: int = 0,
+) -> dict[str, str]:
+    """The tags an agent gossips (Consul's setupSerf)."""
+    tags = {
+        TAG_ROLE: ROLE_SERVER if server else ROLE_CLIENT,
+        TAG_DC: datacenter,
+        TAG_ID: node_id,
+        TAG_VSN: str(protocol),
+        TAG_VSN_MIN: str(protocol_min),
+        TAG_VSN_MAX: str(protocol_max),
+        TAG_BUILD: build,
+    }
+    if server:
+        tags[TAG_PORT] = str(server_port)
+        tags[TAG_RAFT_VSN] = "1"
+        tags[TAG_WAN_JOIN_PORT] = str(wan_join_port)
+        if bootstrap:
+            tags[TAG_BOOTSTRAP] = "1"
+        if expect:
+            tags[TAG_EXPECT] = str(expect)
+    return tags

@@ -1,0 +1,147 @@
+"""Catalog.*: nodes, services and checks as registered (Consul's catalog_endpoint.go).
+
+Catalog.Register   RegisterRequest {Datacenter, ID, Node, Address, TaggedAddresses, NodeMeta,
+                   Service: NodeService | None, Check: HealthCheck | None,
+                   Checks: [HealthCheck] | None, SkipNodeUpdate: bool} -> None
+Catalog.Deregister DeregisterRequest {Datacenter, Node, ServiceID, CheckID} -> None
+                   (ServiceID: that service and its checks; CheckID: that check; neither: the
+                   node with its services, checks, sessions and coordinate)
+Catalog.ListDatacenters  {} -> [str]   (ours first, then the others sorted)
+Catalog.ListNodes      DCSpecificRequest {Datacenter, NodeMetaFilters: {str: str}, +QO}
+                       -> IndexedNodes {Nodes: [Node], +QueryMeta}  (sorted by Node)
+Catalog.ListServices   DCSpecificRequest {+QO} -> IndexedServices
+                       {Services: {name: [tag]}, +QueryMeta}
+Catalog.ServiceNodes   ServiceSpecificRequest {Datacenter, ServiceName, ServiceTag,
+                       TagFilter: bool, +QO} -> IndexedServiceNodes {ServiceNodes:
+                       [ServiceNode], +QueryMeta}
+Catalog.NodeServices   NodeSpecificRequest {Datacenter, Node, +QO} -> IndexedNodeServices
+                       {NodeServices: {Node: Node, Services: {id: NodeService}} | None, +QM}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.api import RPCError
+from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
+from agent.state.commands import MessageType
+from agent.state.store import HEALTH_STATES
+
+#: Request fields that are query options, not part of a registration.
+_QUERY_FIELDS = frozenset(
+    {"MinQueryIndex", "MaxQueryTime", "AllowStale", "RequireConsistent", "Token", "Datacenter"}
+)
+
+
+async def register(ctx: Context, args: dict[str, Any]) -> None:
+    node = get_str(args, "Node")
+    address = get_str(args, "Address")
+    if not node or not address:
+        raise RPCError("Must provide node and address")
+    req = {k: v for k, v in args.items() if k not in _QUERY_FIELDS}
+    service = req.get("Service")
+    if service is not None:
+        if not isinstance(service, dict):
+            raise RPCError("Service must be a map")
+        service = dict(service)
+        if not service.get("ID") and service.get("Service"):
+            service["ID"] = service["Service"]
+        if service.get("ID") and not service.get("Service"):
+            raise RPCError("Must provide service name with ID")
+        req["Service"] = service
+    checks = list(req.get("Checks") or [])
+    if isinstance(req.get("Check"), dict):
+        checks.append(req["Check"])
+    req["Check"] = None
+    fixed = []
+    for check in checks:
+        if not isinstance(check, dict):
+            raise RPCError("Checks must be maps")
+        check = dict(check)
+        if not check.get("CheckID") and check.get("Name"):
+            check["CheckID"] = check["Name"]
+        if not check.get("Node"):
+            check["Node"] = node
+        status = check.get("Status") or ""
+        if status and status not in (*HEALTH_STATES, "unknown"):
+            raise RPCError(f"Invalid check status '{status}'")
+        fixed.append(check)
+    req["Checks"] = fixed
+    await ctx.raft_apply(MessageType.REGISTER, req)
+
+
+async def deregister(ctx: Context, args: dict[str, Any]) -> None:
+    if not get_str(args, "Node"):
+        raise RPCError("Must provide node")
+    req = {
+        "Node": args["Node"],
+        "ServiceID": get_str(args, "ServiceID"),
+        "CheckID": get_str(args, "CheckID"),
+    }
+    await ctx.raft_apply(MessageType.DEREGISTER, req)
+
+
+async def list_datacenters(ctx: Context, args: dict[str, Any]) -> list[str]:
+    others = sorted(set(ctx.known_datacenters()) - {ctx.datacenter})
+    return [ctx.datacenter, *others]
+
+
+async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    meta = args.get("NodeMetaFilters") or None
+    if meta is not None and not isinstance(meta, dict):
+        raise RPCError("NodeMetaFilters must be a map")
+
+    def run() -> dict[str, Any]:
+        idx, nodes = ctx.state.nodes(meta)
+        return {"Index": idx, "Nodes": nodes}
+
+    return await ctx.blocking(args, ["nodes"], run)
+
+
+async def list_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        idx, services = ctx.state.services()
+        return {"Index": idx, "Services": services}
+
+    return await ctx.blocking(args, ["services"], run)
+
+
+def service_args(args: dict[str, Any]) -> tuple[str, str | None]:
+    name = get_str(args, "ServiceName")
+    if not name:
+        raise RPCError("Must provide service name")
+    tag = get_str(args, "ServiceTag") if as_bool(args.get("TagFilter")) else None
+    return name, tag
+
+
+async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    name, tag = service_args(args)
+
+    def run() -> dict[str, Any]:
+        idx, nodes = ctx.state.service_nodes(name, tag)
+        return {"Index": idx, "ServiceNodes": nodes}
+
+    return await ctx.blocking(args, ["nodes", "services"], run)
+
+
+async def node_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    node = get_str(args, "Node")
+    if not node:
+        raise RPCError("Must provide node")
+
+    def run() -> dict[str, Any]:
+        idx, services = ctx.state.node_services(node)
+        return {"Index": idx, "NodeServices": services}
+
+    return await ctx.blocking(args, ["nodes", "services"], run)
+
+
+METHODS: Methods = {
+    "Catalog.Register": (register, Kind.WRITE),
+    "Catalog.Deregister": (deregister, Kind.WRITE),
+    "Catalog.ListDatacenters": (list_datacenters, Kind.LOCAL),
+    "Catalog.ListNodes": (list_nodes, Kind.READ),
+    "Catalog.ListServices": (list_services, Kind.READ),
+    "Catalog.ServiceNodes": (service_nodes, Kind.READ),
+    "Catalog.NodeServices": (node_services, Kind.READ),
+}

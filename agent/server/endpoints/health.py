@@ -1,0 +1,74 @@
+"""Health.*: checks and the services they guard (Consul's health_endpoint.go).
+
+Health.ChecksInState   ChecksInStateRequest {Datacenter, State ("any"|"passing"|"warning"|
+                       "critical"), +QO} -> IndexedHealthChecks {HealthChecks: [HealthCheck], +QM}
+Health.NodeChecks      NodeSpecificRequest {Node, +QO} -> IndexedHealthChecks
+Health.ServiceChecks   ServiceSpecificRequest {ServiceName, +QO} -> IndexedHealthChecks
+Health.ServiceNodes    ServiceSpecificRequest {ServiceName, ServiceTag, TagFilter,
+                       Passing: bool (senate: only nodes whose checks all pass), +QO}
+                       -> IndexedCheckServiceNodes {Nodes: [CheckServiceNode], +QueryMeta}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.api import RPCError
+from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
+from agent.server.endpoints.catalog import service_args
+from agent.state.store import HEALTH_ANY, HEALTH_STATES
+
+
+async def checks_in_state(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    state = get_str(args, "State")
+    if state not in (HEALTH_ANY, "unknown", *HEALTH_STATES):
+        raise RPCError(f"Invalid check state '{state}'")
+
+    def run() -> dict[str, Any]:
+        idx, checks = ctx.state.checks_in_state(state)
+        return {"Index": idx, "HealthChecks": checks}
+
+    return await ctx.blocking(args, ["checks"], run)
+
+
+async def node_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    node = get_str(args, "Node")
+    if not node:
+        raise RPCError("Must provide node")
+
+    def run() -> dict[str, Any]:
+        idx, checks = ctx.state.node_checks(node)
+        return {"Index": idx, "HealthChecks": checks}
+
+    return await ctx.blocking(args, ["checks"], run)
+
+
+async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    name = get_str(args, "ServiceName")
+    if not name:
+        raise RPCError("Must provide service name")
+
+    def run() -> dict[str, Any]:
+        idx, checks = ctx.state.service_checks(name)
+        return {"Index": idx, "HealthChecks": checks}
+
+    return await ctx.blocking(args, ["checks"], run)
+
+
+async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    name, tag = service_args(args)
+    passing = as_bool(args.get("Passing"))
+
+    def run() -> dict[str, Any]:
+        idx, nodes = ctx.state.check_service_nodes(name, tag, passing)
+        return {"Index": idx, "Nodes": nodes}
+
+    return await ctx.blocking(args, ["nodes", "services", "checks"], run)
+
+
+METHODS: Methods = {
+    "Health.ChecksInState": (checks_in_state, Kind.READ),
+    "Health.NodeChecks": (node_checks, Kind.READ),
+    "Health.ServiceChecks": (service_checks, Kind.READ),
+    "Health.ServiceNodes": (service_nodes, Kind.READ),
+}
