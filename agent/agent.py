@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from agent.api import STATUS_NAMES, JoinError, RPCError
+from agent.api import STATUS_NAMES
 from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advertise
 from agent.dns.server import DNSServer, start_dns
+from agent.errors import JoinError, RPCError, StartError
 from agent.fsutil import write_atomic
 from agent.gossip.config import Profile
 from agent.gossip.consul import lan_merge_check
@@ -42,7 +43,7 @@ from agent.metadata import agent_tags, server_parts
 from agent.router import ServerRouter
 from agent.server.rpc import ConnPool
 from agent.server.server import ERR_LEADER_UNREACHABLE, Server, rpc_timeout
-from agent.tasks import Background, StartError, listen, stop_step
+from agent.tasks import Background, listen, stop_step
 from agent.version import REVISION, VERSION
 
 log = logging.getLogger("agent")

@@ -5,7 +5,7 @@ depend only on this Protocol, so they can be tested against a fake and never rea
 agent's internals (as Consul's command/ and api/ packages never do).
 
 Server RPC requests and replies are dicts with Consul's struct field names (PascalCase):
-see the module docstring of `agent/server/endpoints.py` for every method and its shape.
+see the modules of `agent/server/endpoints/` for every method and its shape.
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.errors import JoinError, RPCError
+
 if TYPE_CHECKING:
     from agent.local.registry import LocalRegistry
 
 
-class RPCError(Exception):
-    """A server RPC failed; the message is Consul's wording (e.g. "No cluster leader")."""
-
-
-class JoinError(Exception):
-    """A join contacted no node; the message lists each address and why, as Consul prints it."""
-
+__all__ = ["STATUS_NAMES", "AgentAPI", "JoinError", "RPCError"]
 
 #: Serf member status as Consul's /v1/agent/members reports it (serf.MemberStatus).
 STATUS_NONE, STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 0, 1, 2, 3, 4

@@ -9,14 +9,12 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
+from agent.errors import StartError
+
 log = logging.getLogger("agent")
 
 #: Each part gets this long to stop at shutdown before the agent moves on without it.
 SHUTDOWN_STEP_TIMEOUT = 5.0
-
-
-class StartError(Exception):
-    """The agent cannot start; the message says why (e.g. the data dir is in use)."""
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent import codec
-from agent.api import RPCError
+from agent.errors import RPCError
 
 log = logging.getLogger("agent")
 

@@ -21,13 +21,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.fsutil import TMP_SUFFIX, write_atomic
 from agent.local.checks import (
     BUF_SIZE,
     CRITICAL,
@@ -258,14 +258,11 @@ def _file_name(ident: str) -> str:
     return hashlib.md5(ident.encode(), usedforsecurity=False).hexdigest()
 
 
-def _write_atomic(path: Path, obj: Any) -> None:
+def _persist(path: Path, obj: Any) -> None:
+    """A service, check or check-state file: JSON, owner-only (it carries the ACL token), as
+    Consul's writeFileAtomic writes them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(json.dumps(obj).encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj), mode=0o600)
 
 
 @dataclass
@@ -342,7 +339,7 @@ class LocalRegistry:
             )
         self.state.add_service(dict(service))
         if persist and self.data_dir is not None:
-            _write_atomic(
+            _persist(
                 self.data_dir / "services" / _file_name(sid), {"Token": "", "Service": service}
             )
         for chk in definition.checks:
@@ -388,7 +385,7 @@ class LocalRegistry:
         runner.set_status(status, output)
         if self.data_dir is not None:
             try:
-                _write_atomic(
+                _persist(
                     self.data_dir / "checks" / "state" / _file_name(check_id),
                     {
                         "CheckID": check_id,
@@ -450,7 +447,7 @@ class LocalRegistry:
         if runner is not None:
             self.runners[cid] = runner
         if persist and self.data_dir is not None:
-            _write_atomic(
+            _persist(
                 self.data_dir / "checks" / _file_name(cid),
                 {"Check": self.state.checks[cid], "ChkType": chk.to_json(), "Token": ""},
             )
@@ -461,7 +458,7 @@ class LocalRegistry:
         self.state.add_check(health)
         self._track_critical(cid, health["Status"])
         if persist and self.data_dir is not None:
-            _write_atomic(
+            _persist(
                 self.data_dir / "checks" / _file_name(cid),
                 {"Check": self.state.checks[cid], "ChkType": None, "Token": ""},
             )
@@ -622,7 +619,7 @@ class LocalRegistry:
         if self.data_dir is None:
             return
         for path in sorted((self.data_dir / "services").glob("*")):
-            if not path.is_file() or path.name.endswith(".tmp"):
+            if not path.is_file() or path.name.endswith(TMP_SUFFIX):
                 continue
             try:
                 service = dict(json.loads(path.read_bytes())["Service"])
@@ -638,7 +635,7 @@ class LocalRegistry:
             self.state.add_service(dict(definition.service))
             log.debug('restored service definition "%s" from %s', sid, path)
         for path in sorted((self.data_dir / "checks").glob("*")):
-            if not path.is_file() or path.name.endswith(".tmp"):
+            if not path.is_file() or path.name.endswith(TMP_SUFFIX):
                 continue
             try:
                 wrapped = json.loads(path.read_bytes())

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")

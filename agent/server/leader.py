@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.api import RPCError
 from agent.durations import SECOND, DurationError, parse_duration
+from agent.errors import RPCError
 from agent.metadata import TAG_DC, TAG_ID, MemberLike, ServerParts, server_parts
 from agent.state.commands import MessageType, encode_command
 from agent.state.store import StateStore

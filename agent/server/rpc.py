@@ -20,8 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.api import RPCError
 from agent.codec import FrameError, RPCType, encode_frame, read_frame
+from agent.errors import RPCError
 from agent.mux import PortMux
 
 log = logging.getLogger("agent.rpc")

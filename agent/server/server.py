@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.api import RPCError
 from agent.config import AgentConfig
+from agent.errors import RPCError
 from agent.gossip.config import Profile
 from agent.gossip.consul import wan_merge_check
 from agent.gossip.keyring import Keyring

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints import (
     catalog,
     coordinate,

@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 from typing import Any, Protocol
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.raft.runner import NotLeaderError
 from agent.server.leader import CoordinateBatcher, SessionTimers, TombstoneGC
 from agent.state.commands import MessageType, encode_command

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, get_str
 
 #: Vivaldi's dimensionality, as every agent's (agent/gossip/coordinate.py, serf's default).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
 from agent.server.endpoints.catalog import service_args
 from agent.state.store import HEALTH_ANY, HEALTH_STATES

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, get_str
 from agent.state.commands import MessageType
 from agent.state.store import MAX_KV_VALUE_SIZE

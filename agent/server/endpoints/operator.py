@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
 
 operator_log = logging.getLogger("consul.operator")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from agent.api import RPCError
 from agent.durations import SECOND, DurationError, format_duration, parse_duration
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, get_str
 from agent.state.commands import MessageType
 from agent.state.store import DEFAULT_LOCK_DELAY_NS, SESSION_DELETE, SESSION_RELEASE

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.api import RPCError
 from agent.codec import FrameError, packb, unpackb
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool
 from agent.state.commands import MessageType
 from agent.state.store import StateError, StateStore

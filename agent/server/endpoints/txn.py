@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.api import RPCError
+from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods
 from agent.server.endpoints.kvs import normalize_key
 from agent.state.commands import MessageType

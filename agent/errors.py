@@ -1,0 +1,15 @@
+"""The errors every part of the agent raises to its callers, with Consul's wording."""
+
+from __future__ import annotations
+
+
+class RPCError(Exception):
+    """A server RPC failed; the message is Consul's wording (e.g. "No cluster leader")."""
+
+
+class JoinError(Exception):
+    """A join contacted no node; the message lists each address and why, as Consul prints it."""
+
+
+class StartError(Exception):
+    """The agent cannot start; the message says why (e.g. the data dir is in use)."""
