@@ -1,4 +1,4 @@
-"""A datacenter of real `senate agent` processes on 127.5.x.y (issue 5's Proof).
+"""A datacenter of real `senate agent` processes on 127.5.x.y (the datacenter's end-to-end proof).
 
 One module-scoped datacenter (3 servers with -bootstrap-expect=3 and 2 clients) is shared by
 the tests in file order: membership, a wrong-datacenter client, a second datacenter over WAN,
