@@ -22,6 +22,7 @@ from agent.agent import VERSION, Agent, StartError
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
 from agent.dns.config import DNSConfigError, dns_config_from_agent_config
+from agent.fsutil import write_atomic
 from agent.local.logstream import LogHub, install
 
 SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated", signal.SIGHUP: "hangup"}
@@ -75,9 +76,7 @@ class _PidFile:
     def write(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(f"{os.getpid()}")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, str(os.getpid()), mode=0o666)  # Consul's 0666: umask decides
 
     def remove(self) -> None:
         if self.path is None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
+from pathlib import Path
 
 from agent.cli.common import (
     Parser,
@@ -18,6 +17,7 @@ from agent.cli.common import (
     tabwriter,
 )
 from agent.client import ClientError
+from agent.fsutil import write_atomic
 from agent.http.archive import ArchiveError, SnapshotMeta, read_archive
 
 SNAPSHOT_HELP = """Usage: senate snapshot <subcommand> [options] [args]
@@ -87,24 +87,16 @@ def _save(args: argparse.Namespace) -> int:
         return 1
     finally:
         client.close()
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            meta, _ = read_archive(data)
-        except ArchiveError as exc:
-            err(f"Error verifying snapshot file: {exc}")
-            return 1
-        os.replace(tmp, path)
+        meta, _ = read_archive(data)
+    except ArchiveError as exc:
+        err(f"Error verifying snapshot file: {exc}")
+        return 1
+    try:
+        write_atomic(Path(path), data, mode=0o666)  # as Consul's os.Create: the umask decides
     except OSError as exc:
         err(f"Error writing snapshot file: {exc}")
         return 1
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
     out(f"Saved and verified snapshot to index {meta.index}")
     return 0
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import struct
 from pathlib import Path
 
 import msgpack
 
+from agent.fsutil import TMP_SUFFIX, write_atomic
 from agent.raft.core import ServerInfo, Snapshot, SnapshotMeta
 from agent.raft.log_store import RaftStoreError
 
@@ -36,7 +36,7 @@ class SnapshotStore:
         self._memory: Snapshot | None = None
         if dir is not None:
             dir.mkdir(parents=True, exist_ok=True)
-            for tmp in dir.glob("*.tmp"):
+            for tmp in dir.glob("*" + TMP_SUFFIX):
                 tmp.unlink()  # a write that a crash interrupted
 
     def save(self, snap: Snapshot) -> None:
@@ -54,19 +54,13 @@ class SnapshotStore:
             },
             use_bin_type=True,
         )
-        final = self.dir / f"{meta.term}-{meta.index}.snap"
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + _LEN.pack(len(header)) + header)
-            f.write(snap.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        # 0o666: created as a plain open() would (the umask decides), as before and as
+        # hashicorp/raft's file snapshots are.
+        write_atomic(
+            self.dir / f"{meta.term}-{meta.index}.snap",
+            (MAGIC + _LEN.pack(len(header)) + header, snap.data),
+            mode=0o666,
+        )
         log.info("snapshot complete up to %d", meta.index)
         for old in self._files()[self.retain :]:
             old.unlink()
