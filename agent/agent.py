@@ -157,7 +157,6 @@ class Agent:
         self._sync_at_start = True
         self.shutdown_requested = asyncio.Event()
         self._stopped = False
-        self.started_at = time.monotonic()
 
     # ------------------------------------------------------------------------------------
     # start / stop

@@ -375,7 +375,7 @@ class Serf:
         filter_nodes: list[str] | None = None,
         filter_tags: dict[str, str] | None = None,
     ) -> tuple[int, float]:
-        """Start a query; returns (id, deadline). Responses land in `query_responses(id)`."""
+        """Start a query; returns (id, deadline). Responses land in `pending_queries[id].responses`."""
         if len(name) + len(payload) > 1024:
             raise UserEventError("query exceeds limit of 1024 bytes")
         if timeout is None:
@@ -402,10 +402,6 @@ class Serf:
         self._handle_query(body)
         self.query_queue.queue(_pack(MSG_QUERY, body))
         return qid, self.now + timeout
-
-    def query_responses(self, qid: int) -> dict[str, bytes]:
-        pending = self.pending_queries.get(qid)
-        return dict(pending.responses) if pending else {}
 
     def coordinate(self) -> Coordinate:
         return self.coord_client.coord

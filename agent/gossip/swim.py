@@ -67,7 +67,6 @@ from agent.gossip.suspicion import Suspicion
 log = logging.getLogger("memberlist")
 
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
-INCARNATION_MAX = 2**62
 #: Push/pulls with random members a node makes soon after it joined, at doubling
 #: intervals from profile.join_push_pull_delay, before the periodic schedule resumes.
 JOIN_PUSH_PULLS = 4
@@ -211,9 +210,6 @@ class Memberlist:
     def local(self) -> NodeState:
         return self.node_map[self.name]
 
-    def num_members(self) -> int:
-        return len(self.nodes)
-
     def take_outgoing(self) -> list[Outgoing]:
         out, self._out = self._out, []
         return out
@@ -283,9 +279,6 @@ class Memberlist:
         """A delegate message straight to one address (serf query responses)."""
         msg = encode(MessageType.USER, {"Data": payload})
         self._send(dest, [msg])
-
-    def queue_broadcast(self, message: bytes, subject: str | None = None) -> None:
-        self.broadcasts.queue(message, subject)
 
     def alive_members(self) -> list[NodeState]:
         return [n for n in self.node_map.values() if n.state in (State.ALIVE, State.SUSPECT)]

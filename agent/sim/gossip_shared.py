@@ -92,9 +92,6 @@ class SharedMap(Generic[V]):
         for key in self:
             yield self[key]
 
-    def touched(self) -> int:
-        return len(self._own)
-
 
 class SharedNames:
     """A list of names shared by every view until one view changes its own."""

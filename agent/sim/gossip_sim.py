@@ -245,9 +245,6 @@ class GossipCluster:
                     return False
         return True
 
-    def count_status(self, status: str, name: str) -> int:
-        return sum(1 for o in self.up_nodes() if self.status_of(o, name) == status)
-
     def got_event(self, node: SimNode, name: str) -> bool:
         return any(isinstance(e, UserEvent) and e.name == name for e in node.events)
 

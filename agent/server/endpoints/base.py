@@ -57,14 +57,6 @@ MAX_QUERY_TIME = 600.0
 JITTER_FRACTION = 16
 
 
-class ServerLike(Protocol):
-    """The raft ServerInfo fields the endpoints read."""
-
-    id: str
-    address: str
-    suffrage: str
-
-
 class RaftLike(Protocol):
     """What the endpoints need from raft; agent.raft.runner.RaftNode satisfies it."""
 
