@@ -1,25 +1,19 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_agent import FakeAgent
-
-from agent.http.app import make_app
+from agent_double import AgentDouble, http_client
+from aiohttp.test_utils import TestClient
 
 
 @pytest.fixture
-def agent() -> FakeAgent:
-    return FakeAgent()
+def agent() -> AgentDouble:
+    return AgentDouble()
 
 
 @pytest.fixture
-async def client(agent: FakeAgent) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    async with TestClient(TestServer(make_app(agent))) as c:  # type: ignore[arg-type]
+async def client(agent: AgentDouble) -> AsyncIterator[TestClient[Any, Any]]:
+    async with http_client(agent) as c:
         yield c

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
-from fake_agent import FakeAgent
+from agent_double import AgentDouble, failed_server_agent, http_client
 
 from agent.http.archive import read_archive
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.timeout(60)
 Client = Any
 
 
-async def test_agent_self_members_and_wan(client: Client, agent: FakeAgent) -> None:
+async def test_agent_self_members_and_wan(client: Client, agent: AgentDouble) -> None:
     body = await (await client.get("/v1/agent/self")).json()
     assert body["Config"]["NodeName"] == "server1"
     assert body["Stats"]["build"]["version"] == "0.7.2"
@@ -28,22 +29,22 @@ async def test_agent_self_members_and_wan(client: Client, agent: FakeAgent) -> N
     assert [m["Name"] for m in wan] == ["server1.mydc"]
 
 
-async def test_agent_join_leave_force_leave_reload(client: Client, agent: FakeAgent) -> None:
+async def test_agent_join_leave_force_leave_reload(client: Client, agent: AgentDouble) -> None:
     assert (await client.put("/v1/agent/join/10.0.0.5?wan=1")).status == 200
-    assert agent.joined[-1] == (["10.0.0.5"], True)
+    assert agent.gossip.joined[-1] == (["10.0.0.5"], True)
     resp = await client.put("/v1/agent/join/10.99.0.1")
     assert resp.status == 500
     assert "Failed to join 10.99.0.1" in await resp.text()
     assert (await client.put("/v1/agent/force-leave/ceph-debug")).status == 200
-    assert agent.force_left == ["ceph-debug"]
+    assert agent.gossip.force_left == ["ceph-debug"]
     assert (await client.put("/v1/agent/reload")).status == 200
-    assert agent.reloaded == 1
+    assert agent.reloads == 1
     assert (await client.put("/v1/agent/leave")).status == 200
-    assert agent.left
+    assert agent.gossip.left
 
 
-async def test_monitor_streams_log_lines(client: Client, agent: FakeAgent) -> None:
-    agent.logs = ["2017/02/14 15:27:58 [INFO] raft: Election won. Tally: 1"]
+async def test_monitor_streams_log_lines(client: Client, agent: AgentDouble) -> None:
+    agent.log_lines = ["2017/02/14 15:27:58 [INFO] raft: Election won. Tally: 1"]
     resp = await client.get("/v1/agent/monitor?loglevel=debug")
     assert resp.status == 200
     line = await asyncio.wait_for(resp.content.readline(), 5)
@@ -54,47 +55,72 @@ async def test_monitor_streams_log_lines(client: Client, agent: FakeAgent) -> No
     assert await bad.text() == "Unknown log level: loud"
 
 
-async def test_status_and_operator_raft(client: Client, agent: FakeAgent) -> None:
-    assert await (await client.get("/v1/status/leader")).json() == "10.12.10.37:8300"
-    assert await (await client.get("/v1/status/peers")).json() == ["10.12.10.37:8300"]
-    conf = await (await client.get("/v1/operator/raft/configuration")).json()
-    assert conf["Index"] == 5
-    assert conf["Servers"][0] == {
-        "ID": "10.12.10.37:8300",
-        "Node": "server1",
-        "Address": "10.12.10.37:8300",
-        "Leader": True,
-        "Voter": True,
-    }
-    missing = await client.delete("/v1/operator/raft/peer")
-    assert missing.status == 400
-    assert await missing.text() == "Must specify ?address with IP:port of peer to remove"
-    ok = await client.delete("/v1/operator/raft/peer?address=10.12.10.38:8300")
-    assert ok.status == 200
-    bad = await client.delete("/v1/operator/raft/peer?address=1.2.3.4:8300")
-    assert bad.status == 500
-    assert "was not found in the Raft configuration" in await bad.text()
+async def test_status_and_operator_raft() -> None:
+    agent = failed_server_agent()  # server1 leads; server2 (a Nonvoter) is down
+    async with http_client(agent) as client:
+        assert await (await client.get("/v1/status/leader")).json() == "10.12.10.37:8300"
+        assert await (await client.get("/v1/status/peers")).json() == [
+            "10.12.10.37:8300",
+            "127.0.0.1:1",
+        ]
+        conf = await (await client.get("/v1/operator/raft/configuration")).json()
+        assert conf["Index"] == agent.raft.commit_index
+        assert conf["Servers"] == [
+            {
+                "ID": "10.12.10.37:8300",
+                "Node": "server1",
+                "Address": "10.12.10.37:8300",
+                "Leader": True,
+                "Voter": True,
+            },
+            {
+                "ID": "127.0.0.1:1",
+                "Node": "server2",
+                "Address": "127.0.0.1:1",
+                "Leader": False,
+                "Voter": False,
+            },
+        ]
+        missing = await client.delete("/v1/operator/raft/peer")
+        assert missing.status == 400
+        assert await missing.text() == "Must specify ?address with IP:port of peer to remove"
+        ok = await client.delete("/v1/operator/raft/peer?address=127.0.0.1:1")
+        assert ok.status == 200
+        assert [s.id for s in agent.raft.configuration()] == ["10.12.10.37:8300"]
+        bad = await client.delete("/v1/operator/raft/peer?address=1.2.3.4:8300")
+        assert bad.status == 500
+        assert "was not found in the Raft configuration" in await bad.text()
 
 
-async def test_snapshot_save_then_restore_round_trips(client: Client, agent: FakeAgent) -> None:
+def value(agent: AgentDouble, key: str) -> bytes | None:
+    entry = agent.state.kvs_get(key)[1]
+    return None if entry is None else bytes(entry["Value"])
+
+
+async def test_snapshot_save_then_restore_round_trips(client: Client, agent: AgentDouble) -> None:
+    await client.put("/v1/kv/kept", data=b"before")
+    index, term = agent.raft.applied_index, agent.raft.term
     resp = await client.get("/v1/snapshot")
     assert resp.status == 200
-    assert resp.headers["X-Consul-Index"] == "10"
+    assert resp.headers["X-Consul-Index"] == str(index)
     archive = await resp.read()
     meta, state = read_archive(archive)
-    assert state == agent.fsm_state
-    assert (meta.index, meta.term, meta.version, meta.size) == (10, 2, 1, len(state))
-    assert meta.id.startswith("2-10-")
+    assert state == agent.fsm.snapshot()  # the state machine's own snapshot of this state
+    assert (meta.index, meta.term, meta.version, meta.size) == (index, term, 1, len(state))
+    assert meta.id.startswith(f"{term}-{index}-")
+    await client.put("/v1/kv/kept", data=b"after")
+    await client.put("/v1/kv/later", data=b"x")
     restored = await client.put("/v1/snapshot", data=archive)
     assert restored.status == 200
-    assert agent.restored == [agent.fsm_state]
+    assert (value(agent, "kept"), value(agent, "later")) == (b"before", None)
+    applied = agent.raft.applied_index
     bad = await client.put("/v1/snapshot", data=b"not a snapshot")
     assert bad.status == 400
     assert "failed to read snapshot archive" in await bad.text()
-    assert agent.restored == [agent.fsm_state]
+    assert agent.raft.applied_index == applied  # nothing reached raft
 
 
-async def test_snapshot_with_bad_checksum_is_refused(client: Client, agent: FakeAgent) -> None:
+async def test_snapshot_with_bad_checksum_is_refused(client: Client, agent: AgentDouble) -> None:
     import gzip
     import io
     import tarfile
@@ -112,36 +138,43 @@ async def test_snapshot_with_bad_checksum_is_refused(client: Client, agent: Fake
             if m.name == "state.bin":
                 data = b"STATE"
             tar_out.addfile(m, io.BytesIO(data))
+    applied = agent.raft.applied_index
     resp = await client.put("/v1/snapshot", data=gzip.compress(buf.getvalue()))
     assert resp.status == 400
     assert await resp.text() == "checksum mismatch for state.bin in snapshot archive"
-    assert agent.restored == []
+    assert agent.raft.applied_index == applied  # nothing reached raft
 
 
-async def test_event_fire_and_list(client: Client, agent: FakeAgent) -> None:
+async def test_event_fire_and_list(client: Client, agent: AgentDouble) -> None:
     resp = await client.put("/v1/event/fire/sayhi?node=ceph.*", data=b"hello")
     assert resp.status == 200
     event = await resp.json()
     assert event["Name"] == "sayhi"
     assert event["NodeFilter"] == "ceph.*"
     assert base64.b64decode(event["Payload"]) == b"hello"
+    # this agent is server1: an event for ceph.* reaches it but is not kept (Consul's
+    # shouldProcessUserEvent), one for server.* is
+    assert await (await client.get("/v1/event/list")).json() == []
+    mine = await (await client.put("/v1/event/fire/sayhi?node=server.*", data=b"hi")).json()
     await client.put("/v1/event/fire/other")
     listed = await (await client.get("/v1/event/list?name=sayhi")).json()
-    assert [e["ID"] for e in listed] == [event["ID"]]
+    assert [e["ID"] for e in listed] == [mine["ID"]]
     too_big = await client.put("/v1/event/fire/big", data=b"x" * 513)
     assert too_big.status == 400
-    assert len(agent.events) == 2
+    everything = await (await client.get("/v1/event/list")).json()
+    assert [e["Name"] for e in everything] == ["sayhi", "other"]
 
 
-async def test_session_lifecycle(client: Client, agent: FakeAgent) -> None:
+async def test_session_lifecycle(client: Client, agent: AgentDouble) -> None:
     resp = await client.put(
         "/v1/session/create", data=json.dumps({"TTL": "15s", "LockDelay": "5s"})
     )
     assert resp.status == 200
     sid = (await resp.json())["ID"]
-    sent = agent.calls[-1][1]["Session"]
-    assert sent["Node"] == "server1" and sent["TTL"] == "15s"
-    assert sent["LockDelay"] == 5_000_000_000
+    stored = agent.state.session_get(sid)[1]
+    assert stored is not None
+    assert stored["Node"] == "server1" and stored["TTL"] == "15s"
+    assert stored["LockDelay"] == 5_000_000_000
     info = await (await client.get(f"/v1/session/info/{sid}")).json()
     assert info[0]["ID"] == sid
     assert len(await (await client.get("/v1/session/list")).json()) == 1
@@ -159,11 +192,17 @@ async def test_session_lifecycle(client: Client, agent: FakeAgent) -> None:
     assert await bad.text() == "Invalid Behavior setting 'explode'"
 
 
-async def test_catalog_health_and_coordinate_reads(client: Client, agent: FakeAgent) -> None:
+async def test_catalog_health_and_coordinate_reads(client: Client, agent: AgentDouble) -> None:
     assert await (await client.get("/v1/catalog/datacenters")).json() == ["mydc"]
-    nodes = await (await client.get("/v1/catalog/nodes?index=3&wait=1s")).json()
-    assert [n["Node"] for n in nodes] == ["server1", "ceph-debug"]
-    assert agent.calls[-1][1]["MinQueryIndex"] == 3
+    resp = await client.get("/v1/catalog/nodes?index=3&wait=1s")
+    nodes = await resp.json()
+    # the leader registered both gossip members; Consul lists nodes sorted by name
+    assert [n["Node"] for n in nodes] == ["ceph-debug", "server1"]
+    index = int(resp.headers["X-Consul-Index"])
+    assert index > 3  # so it answered at once
+    start = time.monotonic()  # at the current index it blocks until the wait ends
+    resp = await client.get(f"/v1/catalog/nodes?index={index}&wait=200ms")
+    assert time.monotonic() - start >= 0.2 and resp.headers["X-Consul-Index"] == str(index)
     resp = await client.get("/v1/health/state/critical")
     assert resp.status == 200 and await resp.json() == []
     bad = await client.get("/v1/health/state/sad")
@@ -172,7 +211,7 @@ async def test_catalog_health_and_coordinate_reads(client: Client, agent: FakeAg
     assert await (await client.get("/v1/coordinate/nodes")).json() == []
 
 
-async def test_txn_applies_and_reports_errors(client: Client, agent: FakeAgent) -> None:
+async def test_txn_applies_and_reports_errors(client: Client, agent: AgentDouble) -> None:
     ops = [
         {"KV": {"Verb": "set", "Key": "t/a", "Value": base64.b64encode(b"1").decode()}},
         {"KV": {"Verb": "get", "Key": "t/a"}},
@@ -185,7 +224,8 @@ async def test_txn_applies_and_reports_errors(client: Client, agent: FakeAgent) 
     assert base64.b64decode(body["Results"][1]["KV"]["Value"]) == b"1"
     failed = await client.put("/v1/txn", data=json.dumps([{"KV": {"Verb": "get", "Key": "none"}}]))
     assert failed.status == 409
-    assert (await failed.json())["Errors"] == [{"OpIndex": 0, "What": "key not found"}]
+    # Consul's txn KV get: fmt.Errorf("key %q doesn't exist", key)
+    assert (await failed.json())["Errors"] == [{"OpIndex": 0, "What": 'key "none" doesn\'t exist'}]
     too_many = await client.put("/v1/txn", data=json.dumps([ops[0]] * 65))
     assert too_many.status == 413
     assert await too_many.text() == "Transaction contains too many operations (65 > 64)"
@@ -193,11 +233,11 @@ async def test_txn_applies_and_reports_errors(client: Client, agent: FakeAgent) 
     assert bad.status == 400
 
 
-async def test_keyring_endpoint(client: Client, agent: FakeAgent) -> None:
+async def test_keyring_endpoint(client: Client, agent: AgentDouble) -> None:
     listed = await (await client.get("/v1/operator/keyring")).json()
     assert listed[1]["Keys"] == {"pUqJrVyVRj5jsiYEkM/tFQ==": 2}
     assert (await client.post("/v1/operator/keyring", data=json.dumps({"Key": "k2"}))).status == 200
-    assert "k2" in agent.keys
+    assert "k2" in agent.gossip.keys
     resp = await client.delete("/v1/operator/keyring", data=json.dumps({"Key": "nope"}))
     assert resp.status == 500
     assert "key not found" in await resp.text()
@@ -211,22 +251,64 @@ async def test_unknown_path_is_404_and_pretty_json(client: Client) -> None:
     assert pretty == '[\n    "10.12.10.37:8300"\n]'
 
 
-async def test_agent_services_and_checks_from_the_catalog(client: Client, agent: FakeAgent) -> None:
-    agent.leader = ""  # read stale: the agent's own node must answer without a leader
+CONSUL_SERVICE = {
+    "ID": "consul",
+    "Service": "consul",
+    "Tags": [],
+    "Address": "",
+    "Port": 8300,
+    "Meta": {},
+    "EnableTagOverride": False,
+}
+
+
+async def test_agent_services_and_checks_from_the_local_registry(
+    client: Client, agent: AgentDouble
+) -> None:
+    web = {"Name": "web", "Tags": ["v1"], "Port": 80, "Check": {"TTL": "30s"}}
+    assert (await client.put("/v1/agent/service/register", data=json.dumps(web))).status == 200
     services = await (await client.get("/v1/agent/services")).json()
-    assert services == {
-        "consul": {"ID": "consul", "Service": "consul", "Tags": [], "Address": "", "Port": 8300}
+    assert services["consul"] == CONSUL_SERVICE
+    assert services["web"] == {**CONSUL_SERVICE, "ID": "web", "Service": "web", "Tags": ["v1"]} | {
+        "Port": 80
     }
     checks = await (await client.get("/v1/agent/checks")).json()
-    assert checks["serfHealth"]["Status"] == "passing"
-    assert "CreateIndex" not in checks["serfHealth"]
-    assert agent.calls[-1] == (
-        "Health.NodeChecks",
-        {"Datacenter": "mydc", "Node": "server1", "AllowStale": True},
-    )
+    assert list(checks) == ["service:web"]
+    check = checks["service:web"]
+    assert (check["Status"], check["ServiceID"], check["ServiceName"]) == ("critical", "web", "web")
+    assert "CreateIndex" not in check  # the agent's own record, not the catalog's
+    assert (await client.put("/v1/agent/check/pass/service:web?note=ok")).status == 200
+    check = (await (await client.get("/v1/agent/checks")).json())["service:web"]
+    assert (check["Status"], check["Output"]) == ("passing", "ok")
+
+    # anti-entropy brings them to the catalog
+    async def synced() -> bool:
+        resp = await client.get("/v1/health/service/web")
+        nodes = await resp.json()
+        return bool(nodes) and [c["Status"] for c in nodes[0]["Checks"]] == [
+            "passing",
+            "passing",
+        ]
+
+    deadline = time.monotonic() + 10
+    while not await synced():
+        assert time.monotonic() < deadline, "web was not synced to the catalog"
+        await asyncio.sleep(0.02)
+    assert (await client.put("/v1/agent/service/deregister/web")).status == 200
+    assert list(await (await client.get("/v1/agent/services")).json()) == ["consul"]
+    assert await (await client.get("/v1/agent/checks")).json() == {}
 
 
-async def test_txn_bad_fields_are_400_not_500(client: Client, agent: FakeAgent) -> None:
+async def test_agent_services_answer_without_a_leader() -> None:
+    """The agent's own services and checks are its own: no server is asked."""
+    async with http_client(AgentDouble(bootstrap=False)) as client:
+        assert (await client.get("/v1/kv/k")).status == 500  # no leader indeed
+        services = await (await client.get("/v1/agent/services")).json()
+        assert services == {"consul": CONSUL_SERVICE}
+        assert await (await client.get("/v1/agent/checks")).json() == {}
+
+
+async def test_txn_bad_fields_are_400_not_500(client: Client, agent: AgentDouble) -> None:
     for op in (
         {"KV": {"Verb": "set", "Key": "k", "Flags": "many"}},
         {"KV": {"Verb": "cas", "Key": "k", "Index": -1}},
@@ -236,4 +318,4 @@ async def test_txn_bad_fields_are_400_not_500(client: Client, agent: FakeAgent) 
         resp = await client.put("/v1/txn", data=json.dumps([op]))
         assert resp.status == 400, op
         assert (await resp.text()).startswith("Failed to parse body"), op
-    assert agent.kv == {}
+    assert agent.state.kvs_list("")[1] == []

@@ -4,13 +4,15 @@ Go durations parsed as Go parses them."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from agent_double import AgentDouble
 from aiohttp.test_utils import TestClient, TestServer
-from fake_agent import FakeAgent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.http import common
 from agent.http.app import make_app
 from agent.http.common import parse_duration
 
@@ -37,13 +39,42 @@ values = st.one_of(
 )
 
 
+@pytest.fixture
+def short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fuzzed ?index is a real blocking query: let its wait (default and cap) be 10 ms."""
+    monkeypatch.setattr(common, "DEFAULT_QUERY_TIME", 0.01)
+    monkeypatch.setattr(common, "MAX_QUERY_TIME", 0.01)
+
+
+def start(loop: asyncio.AbstractEventLoop) -> tuple[AgentDouble, TestClient[Any, Any]]:
+    agent = AgentDouble()
+    loop.run_until_complete(agent.start())
+    client: TestClient[Any, Any] = TestClient(TestServer(make_app(agent)), loop=loop)
+    loop.run_until_complete(client.start_server())
+    return agent, client
+
+
+def stop(loop: asyncio.AbstractEventLoop, agent: AgentDouble, client: TestClient[Any, Any]) -> None:
+    loop.run_until_complete(client.close())
+    loop.run_until_complete(agent.stop())
+    loop.close()
+
+
+def consul_lock_errors(params: dict[str, str]) -> set[str]:
+    """The 500s Consul's state store answers too: a lock or unlock without a session
+    ("missing session"), a lock with a session that does not exist ("invalid session")."""
+    errors = set()
+    if "acquire" in params or "release" in params:
+        errors.add("missing session")
+    if params.get("acquire"):
+        errors.add(f'invalid session "{params["acquire"]}"')
+    return errors
+
+
+@pytest.mark.usefixtures("short_waits")
 def test_fuzzed_kv_requests_get_200_400_or_404() -> None:
     loop = asyncio.new_event_loop()
-    # an index above any valid ?index (< 2**64), so no fuzzed blocking query waits
-    agent = FakeAgent(index=2**65)
-    agent.sessions["s"] = {"ID": "s"}
-    client = TestClient(TestServer(make_app(agent)), loop=loop)  # type: ignore[arg-type]
-    loop.run_until_complete(client.start_server())
+    agent, client = start(loop)
 
     async def call(method: str, key: str, params: dict[str, str], body: bytes) -> tuple[int, str]:
         resp = await client.request(method, f"/v1/kv/{key}", params=params, data=body)
@@ -58,14 +89,17 @@ def test_fuzzed_kv_requests_get_200_400_or_404() -> None:
     )
     def check(method: str, key: str, params: dict[str, str], body: bytes) -> None:
         status, text = loop.run_until_complete(call(method, key, params, body))
-        assert status in (200, 400, 404), (status, text)
+        if key and not key.lstrip("/") and (status, text) == (500, "Must provide key"):
+            return  # known bug: test_slash_only_key_is_a_missing_key (strict xfail)
+        assert status in (200, 400, 404) or (
+            status == 500 and text in consul_lock_errors(params)
+        ), (status, text)
         assert "Traceback" not in text
 
     try:
         check()
     finally:
-        loop.run_until_complete(client.close())
-        loop.close()
+        stop(loop, agent, client)
 
 
 @given(st.integers(0, 10**6), st.sampled_from(["ns", "us", "ms", "s", "m", "h"]))
@@ -143,13 +177,12 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.usefixtures("short_waits")
 def test_fuzzed_bodies_on_every_endpoint_never_500() -> None:
     import json
 
     loop = asyncio.new_event_loop()
-    agent = FakeAgent(index=2**65)
-    client = TestClient(TestServer(make_app(agent)), loop=loop)  # type: ignore[arg-type]
-    loop.run_until_complete(client.start_server())
+    agent, client = start(loop)
 
     async def call(method: str, path: str, params: dict[str, str], body: bytes) -> tuple[int, str]:
         resp = await client.request(method, path, params=params, data=body)
@@ -165,7 +198,7 @@ def test_fuzzed_bodies_on_every_endpoint_never_500() -> None:
     )
     def check(route: tuple[str, str], params: dict[str, str], body: bytes) -> None:
         status, text = loop.run_until_complete(call(route[0], route[1], params, body))
-        # 500 only with an RPC error's own text (the fake's), never an unexpected exception
+        # 500 only with an RPC error's own text, never an unexpected exception
         assert status != 500 or not any(
             name in text for name in ("Error:", "Exception", "Traceback")
         ), (route, params, body, text)
@@ -173,5 +206,4 @@ def test_fuzzed_bodies_on_every_endpoint_never_500() -> None:
     try:
         check()
     finally:
-        loop.run_until_complete(client.close())
-        loop.close()
+        stop(loop, agent, client)
