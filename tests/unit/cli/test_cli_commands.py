@@ -1,14 +1,17 @@
-"""`senate` commands against a fake agent: output as the seed transcript shows it."""
+"""`senate` commands against the real server side of tests/agent_double.py: output as the
+seed transcript shows it."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fake_agent import Served
+from agent_double import AgentDouble, Served, failed_server_agent, serve_agent
 
 from agent.cli import dispatch
+from agent.http.archive import read_archive
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,25 +29,34 @@ server1     10.12.10.37:8301  alive   server  0.7.2  2         mydc
 """
 
 SEED_KV_DETAILED = """\
-CreateIndex      162
+CreateIndex      {index}
 Flags            0
 Key              name
 LockIndex        0
-ModifyIndex      162
+ModifyIndex      {index}
 Session          -
 Value            ivan
 """
 
 
+def stored(served: Served, key: str) -> dict[str, Any]:
+    """The entry as the agent's real state store holds it."""
+    entry = served.agent.state.kvs_get(key)[1]
+    assert entry is not None, key
+    return dict(entry)
+
+
 def test_seed_kv_session(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
     h = f"-http-addr={served.http_addr}"
+    index = served.agent.raft.last_log_index + 1  # the put is the next raft entry
     assert run(capsys, "kv", "put", h, "name", "ivan") == (
         0,
         "Success! Data written to: name\n",
         "",
     )
     assert run(capsys, "kv", "get", h, "name") == (0, "ivan\n", "")
-    assert run(capsys, "kv", "get", h, "-detailed", "name") == (0, SEED_KV_DETAILED, "")
+    detailed = SEED_KV_DETAILED.format(index=index)
+    assert run(capsys, "kv", "get", h, "-detailed", "name") == (0, detailed, "")
     assert run(capsys, "kv", "delete", h, "name") == (0, "Success! Deleted key: name\n", "")
     assert run(capsys, "kv", "get", h, "name") == (1, "", "Error! No key exists at: name\n")
 
@@ -67,7 +79,7 @@ def test_members_env_address_and_filters(
     assert rc == 0 and len(out.splitlines()) == 3
     rc, _, err = run(capsys, "members", "-status=(")
     assert rc == 1 and err.startswith("Failed to compile status regexp")
-    served.agent.member_list[1]["Status"] = 4
+    served.agent.gossip.lan[1]["Status"] = 4
     rc, out, _ = run(capsys, "members", "-status=failed")
     assert rc == 0 and "ceph-debug  10.12.10.61:8301  failed  client" in out
 
@@ -82,14 +94,15 @@ def test_join_leave_force_leave_reload(served: Served, capsys: pytest.CaptureFix
     rc, _, err = run(capsys, "join", r, "-wan", "10.99.0.1")
     assert rc == 1
     assert err.startswith("Error joining the cluster: 1 error(s) occurred:")
-    assert served.agent.joined[-1] == (["10.99.0.1"], True)
+    assert served.agent.gossip.joined[-1] == (["10.99.0.1"], True)
     rc, _, err = run(capsys, "join", r)
     assert rc == 1 and err.startswith("At least one address to join must be specified.")
     assert run(capsys, "force-leave", r, "ceph-debug") == (0, "", "")
-    assert served.agent.force_left == ["ceph-debug"]
+    assert served.agent.gossip.force_left == ["ceph-debug"]
     assert run(capsys, "reload", r) == (0, "Configuration reload triggered\n", "")
+    assert served.agent.reloads == 1
     assert run(capsys, "leave", r) == (0, "Graceful leave complete\n", "")
-    assert served.agent.left
+    assert served.agent.gossip.left
 
 
 def test_info_prints_sorted_sections(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,8 +110,9 @@ def test_info_prints_sorted_sections(served: Served, capsys: pytest.CaptureFixtu
     assert rc == 0
     assert out.startswith(
         "agent:\n\tcheck_monitors = 0\n\tcheck_ttls = 0\n\tchecks = 0\n\tservices = 1\n"
-        "build:\n\tprerelease = \n\trevision = 'a9afa0c\n\tversion = 0.7.2\nconsul:\n"
+        "build:\n\tprerelease = \n\trevision = senate\n\tversion = 0.7.2\nconsul:\n"
     )
+    assert "raft:\n" in out and "\tstate = Leader\n" in out
 
 
 def test_kv_recurse_keys_flags_cas_and_stdin(
@@ -116,12 +130,12 @@ def test_kv_recurse_keys_flags_cas_and_stdin(
     rc, out, _ = run(capsys, "kv", "get", h, "-recurse", "app")
     assert out == "app/a:from-file\napp/b/c:from-stdin\napp/d:-not-a-flag\n"
     assert run(capsys, "kv", "get", h, "-keys", "app/") == (0, "app/a\napp/b/\napp/d\n", "")
-    assert served.agent.kv["app/a"]["Flags"] == 7
+    assert stored(served, "app/a")["Flags"] == 7
     rc, _, err = run(capsys, "kv", "put", h, "-cas", "app/a", "x")
     assert (rc, err) == (1, "Must specify -modify-index with -cas!\n")
     rc, _, err = run(capsys, "kv", "put", h, "-cas", "-modify-index=1", "app/a", "x")
     assert (rc, err) == (1, "Error! Did not write to app/a: CAS failed\n")
-    idx = served.agent.kv["app/a"]["ModifyIndex"]
+    idx = stored(served, "app/a")["ModifyIndex"]
     assert run(capsys, "kv", "put", h, "-cas", f"-modify-index={idx}", "app/a", "x")[0] == 0
     rc, _, err = run(capsys, "kv", "put", h, "-acquire", "app/a")
     assert (rc, err) == (1, "Error! Missing -session (required with -acquire and -release)\n")
@@ -136,19 +150,19 @@ def test_kv_recurse_keys_flags_cas_and_stdin(
     assert (rc, err) == (1, "Error! Missing KEY argument\n")
 
 
-def test_kv_errors_name_the_failure(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
-    served.agent.leader = ""
-    h = f"-http-addr={served.http_addr}"
-    rc, _, err = run(capsys, "kv", "put", h, "k", "v")
-    assert (rc, err) == (
-        1,
-        "Error! Failed writing data: Unexpected response code: 500 (No cluster leader)\n",
-    )
-    rc, _, err = run(capsys, "kv", "get", h, "k")
-    assert (rc, err) == (
-        1,
-        'Error querying "k": Unexpected response code: 500 (No cluster leader)\n',
-    )
+def test_kv_errors_name_the_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve_agent(AgentDouble(bootstrap=False)) as served:  # a server with no leader
+        h = f"-http-addr={served.http_addr}"
+        rc, _, err = run(capsys, "kv", "put", h, "k", "v")
+        assert (rc, err) == (
+            1,
+            "Error! Failed writing data: Unexpected response code: 500 (No cluster leader)\n",
+        )
+        rc, _, err = run(capsys, "kv", "get", h, "k")
+        assert (rc, err) == (
+            1,
+            'Error querying "k": Unexpected response code: 500 (No cluster leader)\n',
+        )
 
 
 def test_unreachable_agent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,7 +176,7 @@ def test_unreachable_agent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
 def test_event_prints_id(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "event", "-name=sayhi", f"-http-addr={served.http_addr}", "payload")
     assert rc == 0
-    event = served.agent.events[0]
+    event = served.agent.user_events()[0]
     assert out == f"Event ID: {event['ID']}\n"
     assert event["Payload"] == b"payload"
     rc, _, err = run(capsys, "event", f"-http-addr={served.http_addr}")
@@ -171,22 +185,24 @@ def test_event_prints_id(served: Served, capsys: pytest.CaptureFixture[str]) -> 
     assert (rc, err) == (1, "Cannot provide tag filter without service filter.\n")
 
 
-def test_operator_raft_list_and_remove(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
-    h = f"-http-addr={served.http_addr}"
-    expected = (
-        "Node     ID                Address           State     Voter\n"
-        "server1  10.12.10.37:8300  10.12.10.37:8300  leader    true\n"
-        "server2  10.12.10.38:8300  10.12.10.38:8300  follower  true\n"
-    )
-    assert run(capsys, "operator", "raft", "list-peers", h) == (0, expected, "")
-    assert run(capsys, "operator", "raft", "-list-peers", h) == (0, expected, "")
-    assert run(capsys, "operator", "raft", "remove-peer", h, "-address=10.12.10.38:8300") == (
-        0,
-        'Removed peer with address "10.12.10.38:8300"\n',
-        "",
-    )
-    rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-address=9.9.9.9:8300")
-    assert rc == 1 and "was not found in the Raft configuration" in err
+def test_operator_raft_list_and_remove(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve_agent(failed_server_agent()) as served:  # server2: a Nonvoter that is down
+        h = f"-http-addr={served.http_addr}"
+        expected = (
+            "Node     ID                Address           State     Voter\n"
+            "server1  10.12.10.37:8300  10.12.10.37:8300  leader    true\n"
+            "server2  127.0.0.1:1       127.0.0.1:1       follower  false\n"
+        )
+        assert run(capsys, "operator", "raft", "list-peers", h) == (0, expected, "")
+        assert run(capsys, "operator", "raft", "-list-peers", h) == (0, expected, "")
+        assert run(capsys, "operator", "raft", "remove-peer", h, "-address=127.0.0.1:1") == (
+            0,
+            'Removed peer with address "127.0.0.1:1"\n',
+            "",
+        )
+        assert [s.address for s in served.agent.raft.configuration()] == ["10.12.10.37:8300"]
+        rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-address=9.9.9.9:8300")
+        assert rc == 1 and "was not found in the Raft configuration" in err
 
 
 def test_snapshot_save_inspect_restore(
@@ -194,18 +210,27 @@ def test_snapshot_save_inspect_restore(
 ) -> None:
     h = f"-http-addr={served.http_addr}"
     path = str(tmp_path / "backup.snap")
+    assert run(capsys, "kv", "put", h, "kept", "before")[0] == 0
+    index, term = served.agent.raft.applied_index, served.agent.raft.term
     assert run(capsys, "snapshot", "save", h, path) == (
         0,
-        "Saved and verified snapshot to index 161\n",
+        f"Saved and verified snapshot to index {index}\n",
         "",
     )
+    size = read_archive(Path(path).read_bytes())[0].size
     rc, out, _ = run(capsys, "snapshot", "inspect", path)
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].startswith("ID           2-161-")
-    assert lines[1:] == ["Size         15", "Index        161", "Term         2", "Version      1"]
+    assert lines[0].startswith(f"ID           {term}-{index}-")
+    assert lines[1:] == [
+        f"Size         {size}",
+        f"Index        {index}",
+        f"Term         {term}",
+        "Version      1",
+    ]
+    assert run(capsys, "kv", "put", h, "kept", "after")[0] == 0
     assert run(capsys, "snapshot", "restore", h, path) == (0, "Restored snapshot\n", "")
-    assert served.agent.restored == [served.agent.fsm_state]
+    assert stored(served, "kept")["Value"] == b"before"
     (tmp_path / "junk").write_bytes(b"junk")
     rc, _, err = run(capsys, "snapshot", "inspect", str(tmp_path / "junk"))
     assert rc == 1 and err.startswith("Error extracting snapshot data:")
@@ -234,11 +259,24 @@ def test_keyring_list_install_and_errors(
     assert (rc, err) == (1, "Only a single action is allowed\n")
 
 
+def coordinate(x: float) -> dict[str, Any]:
+    """A Vivaldi coordinate of serf's 8 dimensions, `x` seconds along the first."""
+    return {"Vec": [x] + [0.0] * 7, "Error": 0.1, "Adjustment": 0.0, "Height": 0.0001}
+
+
 def test_rtt_uses_lan_coordinates(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
-    served.agent.coords = {
-        "ceph-debug": {"Vec": [0.0005, 0.0], "Error": 0.1, "Adjustment": 0.0, "Height": 0.0001},
-        "server1": {"Vec": [0.0002, 0.0], "Error": 0.1, "Adjustment": 0.0, "Height": 0.0001},
-    }
+    agent = served.agent
+    coords = {"ceph-debug": coordinate(0.0005), "server1": coordinate(0.0002)}
+
+    async def send_coordinates() -> None:
+        """What each agent does (Coordinate.Update), and the leader's next batch write."""
+        for node, coord in coords.items():
+            args = {"Datacenter": "mydc", "Node": node, "Coord": coord}
+            await agent.rpc("Coordinate.Update", args)
+        await agent.endpoints.coordinates.flush()
+
+    served.call(send_coordinates())
+    agent.gossip.wan_coords = {f"{n}.mydc": c for n, c in coords.items()}
     h = f"-http-addr={served.http_addr}"
     expected = "Estimated ceph-debug <-> server1 rtt: 0.500 ms (using LAN coordinates)\n"
     assert run(capsys, "rtt", h, "ceph-debug", "server1") == (0, expected, "")
@@ -254,7 +292,7 @@ def test_rtt_uses_lan_coordinates(served: Served, capsys: pytest.CaptureFixture[
 def test_monitor_streams_over_rpc(served: Served) -> None:
     from agent.client import RPCClient
 
-    served.agent.logs = ["line one", "line two"]
+    served.agent.log_lines = ["line one", "line two"]
     with RPCClient(served.rpc_addr, timeout=5) as client:
         lines = client.monitor("DEBUG")
         assert next(lines) == "line one"
@@ -274,13 +312,13 @@ def test_rpc_commands_also_work_over_http(
     rc, _, err = run(capsys, "join", h, "10.99.0.1")
     assert rc == 1 and "Failed to join 10.99.0.1" in err
     rc, out, _ = run(capsys, "info", h)
-    assert rc == 0 and "build:\n\tprerelease = \n\trevision = 'a9afa0c\n" in out
+    assert rc == 0 and "build:\n\tprerelease = \n\trevision = senate\n" in out
     assert run(capsys, "force-leave", h, "ceph-debug") == (0, "", "")
     assert run(capsys, "reload", h) == (0, "Configuration reload triggered\n", "")
     rc, out, _ = run(capsys, "keyring", h, "-list")
     assert rc == 0 and "mydc (LAN):\n  pUqJrVyVRj5jsiYEkM/tFQ== [2/2]" in out
     assert run(capsys, "leave", h) == (0, "Graceful leave complete\n", "")
-    assert served.agent.force_left == ["ceph-debug"] and served.agent.left
+    assert served.agent.gossip.force_left == ["ceph-debug"] and served.agent.gossip.left
 
 
 def test_kv_export_then_import_round_trips(
@@ -303,8 +341,8 @@ def test_kv_export_then_import_round_trips(
         "Imported: cfg/a\nImported: cfg/b\n",
         "",
     )
-    assert served.agent.kv["cfg/a"]["Value"] == b"one"
-    assert served.agent.kv["cfg/a"]["Flags"] == 5
+    assert stored(served, "cfg/a")["Value"] == b"one"
+    assert stored(served, "cfg/a")["Flags"] == 5
     rc, _, err = run(capsys, "kv", "import", h, "[{}]")
     assert rc == 1 and err.startswith("Cannot unmarshal data:")
 
@@ -313,8 +351,8 @@ def test_members_over_rpc_with_high_octet_addresses(
     served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """net.IP travels as a raw msgpack string; octets >= 128 are not UTF-8 and must survive."""
-    served.agent.member_list[0]["Addr"] = "10.231.200.255"
-    served.agent.member_list[1]["Addr"] = "192.168.128.1"
+    served.agent.gossip.lan[0]["Addr"] = "10.231.200.255"
+    served.agent.gossip.lan[1]["Addr"] = "192.168.128.1"
     rc, out, err = run(capsys, "members", f"-rpc-addr={served.rpc_addr}")
     assert (rc, err) == (0, "")
     assert "10.231.200.255:8301" in out and "192.168.128.1:8301" in out

@@ -1,5 +1,6 @@
-"""`senate exec` and the agent-side runner of agent/cli/rexec.py, end to end through the
-HTTP API of a fake agent that runs `_rexec` jobs as the real agent does."""
+"""`senate exec` and the agent-side runner of agent/local/rexec.py, end to end through the
+HTTP API and the real KV and sessions of tests/agent_double.py, whose `_rexec` events run
+jobs as the real agent does."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_agent import Served
+from agent_double import Served
 
 from agent.cli import dispatch
 from agent.cli.exec_cmd import target_lines
@@ -39,9 +40,9 @@ def test_seed_exec_writes_the_file_and_reports(
     assert out == "==> server1: finished with exit code 0\n1 / 1 node(s) completed / acknowledged\n"
     assert target.read_text() == "enen\n"
     # the session is destroyed and the job's keys are gone
-    assert served.agent.sessions == {}
-    assert not [k for k in served.agent.kv if k.startswith("_rexec/")]
-    event = served.agent.events[0]
+    assert served.agent.state.session_list()[1] == []
+    assert served.agent.state.kvs_list("_rexec/")[1] == []
+    event = served.agent.user_events()[0]
     assert event["Name"] == "_rexec" and event["NodeFilter"] == "server1"
     assert set(json.loads(event["Payload"])) == {"Prefix", "Session"}
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from fake_agent import Served
+from agent_double import Served
 
 from agent.cli import dispatch
 from agent.cli.lock import LOCK_FLAG, Holder
@@ -38,9 +37,10 @@ def test_lock_runs_the_child_and_releases(
     assert (rc, err) == (0, "")
     assert out == "Attempting lock acquisition\nStarting handler\nCleanup succeeded\n"
     assert marker.read_text() == "held\n"
-    entry = served.agent.kv["jobs/backup/.lock"]
+    entry = served.agent.state.kvs_get("jobs/backup/.lock")[1]
+    assert entry is not None
     assert entry["Flags"] == LOCK_FLAG and entry["Session"] == ""
-    assert served.agent.sessions == {}  # destroyed on the way out
+    assert served.agent.state.session_list()[1] == []  # destroyed on the way out
 
 
 def test_lock_passes_the_childs_exit_code(
@@ -86,6 +86,6 @@ def test_losing_the_lock_is_noticed(served: Served) -> None:
     watcher = threading.Thread(target=h.monitor, args=(served.http_addr, noticed.set), daemon=True)
     watcher.start()
     args = {"Datacenter": "mydc", "Op": "destroy", "Session": {"ID": h.session}}
-    asyncio.run_coroutine_threadsafe(served.agent.rpc("Session.Apply", args), served.loop).result(5)
+    served.call(served.agent.rpc("Session.Apply", args))
     assert noticed.wait(10), "the monitor did not notice the lost lock"
     assert h.lost.is_set()

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_double import serve_in_thread
 from aiohttp import web
-from fake_agent import serve_in_thread
 
 from agent.cli import dispatch
 from agent.cli.common import UsageError

@@ -6,7 +6,7 @@ import asyncio
 
 import msgpack
 import pytest
-from fake_agent import FakeAgent
+from agent_double import AgentDouble
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_random_bytes_never_take_the_server_down() -> None:
     loop = asyncio.new_event_loop()
-    server = CLIRPCServer(FakeAgent())  # type: ignore[arg-type]
+    server = CLIRPCServer(AgentDouble())  # the handshake is all it is asked for
     loop.run_until_complete(server.start("127.0.0.1", 0))
 
     async def garbage_then_handshake(data: bytes) -> dict[str, object]:

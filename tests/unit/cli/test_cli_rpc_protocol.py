@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from fake_agent import FakeAgent
+from agent_double import AgentDouble, running
 
 from agent.rpc_cli import CLIRPCServer, decode_addr
 
@@ -35,19 +35,19 @@ class Wire:
 
 
 @pytest.fixture
-async def wire() -> AsyncIterator[tuple[Wire, FakeAgent]]:
-    agent = FakeAgent()
-    server = CLIRPCServer(agent)  # type: ignore[arg-type]
-    await server.start("127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        yield Wire(reader, writer), agent
-    finally:
-        writer.close()
-        await server.stop()
+async def wire() -> AsyncIterator[tuple[Wire, AgentDouble]]:
+    async with running(AgentDouble()) as agent:
+        server = CLIRPCServer(agent)
+        await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            yield Wire(reader, writer), agent
+        finally:
+            writer.close()
+            await server.stop()
 
 
-async def test_handshake_is_required_first(wire: tuple[Wire, FakeAgent]) -> None:
+async def test_handshake_is_required_first(wire: tuple[Wire, AgentDouble]) -> None:
     w, _ = wire
     w.send({"Command": "stats", "Seq": 1})
     assert await w.recv() == {"Seq": 1, "Error": "Handshake required"}
@@ -59,7 +59,7 @@ async def test_handshake_is_required_first(wire: tuple[Wire, FakeAgent]) -> None
     assert await w.recv() == {"Seq": 4, "Error": "Handshake already performed"}
 
 
-async def test_members_stats_and_unknown_command(wire: tuple[Wire, FakeAgent]) -> None:
+async def test_members_stats_and_unknown_command(wire: tuple[Wire, AgentDouble]) -> None:
     w, _ = wire
     w.send({"Command": "handshake", "Seq": 1}, {"Version": 1})
     await w.recv()
@@ -76,7 +76,7 @@ async def test_members_stats_and_unknown_command(wire: tuple[Wire, FakeAgent]) -
     assert await w.recv() == {"Seq": 4, "Error": "Unsupported command"}
 
 
-async def test_join_error_carries_a_body(wire: tuple[Wire, FakeAgent]) -> None:
+async def test_join_error_carries_a_body(wire: tuple[Wire, AgentDouble]) -> None:
     w, _ = wire
     w.send({"Command": "handshake", "Seq": 1}, {"Version": 1})
     await w.recv()
@@ -89,9 +89,9 @@ async def test_join_error_carries_a_body(wire: tuple[Wire, FakeAgent]) -> None:
     assert await w.recv() == {"Num": 0}
 
 
-async def test_monitor_streams_until_stopped(wire: tuple[Wire, FakeAgent]) -> None:
+async def test_monitor_streams_until_stopped(wire: tuple[Wire, AgentDouble]) -> None:
     w, agent = wire
-    agent.logs = ["first", "second"]
+    agent.log_lines = ["first", "second"]
     w.send({"Command": "handshake", "Seq": 1}, {"Version": 1})
     await w.recv()
     w.send({"Command": "monitor", "Seq": 2}, {"LogLevel": "debug"})
@@ -108,7 +108,7 @@ async def test_monitor_streams_until_stopped(wire: tuple[Wire, FakeAgent]) -> No
     assert await w.recv() == {"Seq": 4, "Error": "Unknown log level: LOUD"}
 
 
-async def test_garbage_closes_only_that_connection(wire: tuple[Wire, FakeAgent]) -> None:
+async def test_garbage_closes_only_that_connection(wire: tuple[Wire, AgentDouble]) -> None:
     w, _ = wire
     w.writer.write(b"\xc1\xc1\xc1")  # 0xc1 is never used in msgpack
     with pytest.raises((EOFError, ConnectionError)):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_agent import Served
+from agent_double import Served
 
 from agent.cli import dispatch
 from agent.cli.watch import run_handler, watch_loop, watch_parser
@@ -26,14 +26,15 @@ def test_key_watch_without_handler_prints_the_pair(
     served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     h = f"-http-addr={served.http_addr}"
+    index = served.agent.raft.last_log_index + 1  # the put is the next raft entry
     assert dispatch(["kv", "put", h, "name", "ivan"]) == 0
     capsys.readouterr()
     assert dispatch(["watch", h, "-type=key", "-key=name"]) == 0
     pair = json.loads(capsys.readouterr().out)
     assert pair == {
         "Key": "name",
-        "CreateIndex": 162,
-        "ModifyIndex": 162,
+        "CreateIndex": index,
+        "ModifyIndex": index,
         "LockIndex": 0,
         "Flags": 0,
         "Value": "aXZhbg==",
