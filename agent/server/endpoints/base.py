@@ -162,6 +162,23 @@ class Context:
         except Exception as exc:
             raise not_leader(exc) from exc
 
+    async def query(
+        self,
+        args: dict[str, Any],
+        tables: Iterable[str],
+        field: str,
+        fetch: Callable[[], tuple[int, Any]],
+        prefix: str | None = None,
+    ) -> dict[str, Any]:
+        """A blocking read whose reply is {"Index": index, field: value} from `fetch()`
+        (a StateStore read returning (index, value))."""
+
+        def run() -> dict[str, Any]:
+            idx, value = fetch()
+            return {"Index": idx, field: value}
+
+        return await self.blocking(args, tables, run, prefix)
+
     async def blocking(
         self,
         args: dict[str, Any],

@@ -91,19 +91,11 @@ async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if meta is not None and not isinstance(meta, dict):
         raise RPCError("NodeMetaFilters must be a map")
 
-    def run() -> dict[str, Any]:
-        idx, nodes = ctx.state.nodes(meta)
-        return {"Index": idx, "Nodes": nodes}
-
-    return await ctx.blocking(args, ["nodes"], run)
+    return await ctx.query(args, ["nodes"], "Nodes", lambda: ctx.state.nodes(meta))
 
 
 async def list_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    def run() -> dict[str, Any]:
-        idx, services = ctx.state.services()
-        return {"Index": idx, "Services": services}
-
-    return await ctx.blocking(args, ["services"], run)
+    return await ctx.query(args, ["services"], "Services", lambda: ctx.state.services())
 
 
 def service_args(args: dict[str, Any]) -> tuple[str, str | None]:
@@ -117,11 +109,9 @@ def service_args(args: dict[str, Any]) -> tuple[str, str | None]:
 async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     name, tag = service_args(args)
 
-    def run() -> dict[str, Any]:
-        idx, nodes = ctx.state.service_nodes(name, tag)
-        return {"Index": idx, "ServiceNodes": nodes}
-
-    return await ctx.blocking(args, ["nodes", "services"], run)
+    return await ctx.query(
+        args, ["nodes", "services"], "ServiceNodes", lambda: ctx.state.service_nodes(name, tag)
+    )
 
 
 async def node_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -129,11 +119,9 @@ async def node_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not node:
         raise RPCError("Must provide node")
 
-    def run() -> dict[str, Any]:
-        idx, services = ctx.state.node_services(node)
-        return {"Index": idx, "NodeServices": services}
-
-    return await ctx.blocking(args, ["nodes", "services"], run)
+    return await ctx.query(
+        args, ["nodes", "services"], "NodeServices", lambda: ctx.state.node_services(node)
+    )
 
 
 METHODS: Methods = {

@@ -51,11 +51,7 @@ async def list_datacenters(ctx: Context, args: dict[str, Any]) -> list[dict[str,
 
 
 async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    def run() -> dict[str, Any]:
-        idx, coords = ctx.state.coordinates()
-        return {"Index": idx, "Coordinates": coords}
-
-    return await ctx.blocking(args, ["coordinates"], run)
+    return await ctx.query(args, ["coordinates"], "Coordinates", lambda: ctx.state.coordinates())
 
 
 METHODS: Methods = {

@@ -24,11 +24,9 @@ async def checks_in_state(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if state not in (HEALTH_ANY, "unknown", *HEALTH_STATES):
         raise RPCError(f"Invalid check state '{state}'")
 
-    def run() -> dict[str, Any]:
-        idx, checks = ctx.state.checks_in_state(state)
-        return {"Index": idx, "HealthChecks": checks}
-
-    return await ctx.blocking(args, ["checks"], run)
+    return await ctx.query(
+        args, ["checks"], "HealthChecks", lambda: ctx.state.checks_in_state(state)
+    )
 
 
 async def node_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -36,11 +34,7 @@ async def node_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not node:
         raise RPCError("Must provide node")
 
-    def run() -> dict[str, Any]:
-        idx, checks = ctx.state.node_checks(node)
-        return {"Index": idx, "HealthChecks": checks}
-
-    return await ctx.blocking(args, ["checks"], run)
+    return await ctx.query(args, ["checks"], "HealthChecks", lambda: ctx.state.node_checks(node))
 
 
 async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -48,22 +42,19 @@ async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not name:
         raise RPCError("Must provide service name")
 
-    def run() -> dict[str, Any]:
-        idx, checks = ctx.state.service_checks(name)
-        return {"Index": idx, "HealthChecks": checks}
-
-    return await ctx.blocking(args, ["checks"], run)
+    return await ctx.query(args, ["checks"], "HealthChecks", lambda: ctx.state.service_checks(name))
 
 
 async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     name, tag = service_args(args)
     passing = as_bool(args.get("Passing"))
 
-    def run() -> dict[str, Any]:
-        idx, nodes = ctx.state.check_service_nodes(name, tag, passing)
-        return {"Index": idx, "Nodes": nodes}
-
-    return await ctx.blocking(args, ["nodes", "services", "checks"], run)
+    return await ctx.query(
+        args,
+        ["nodes", "services", "checks"],
+        "Nodes",
+        lambda: ctx.state.check_service_nodes(name, tag, passing),
+    )
 
 
 METHODS: Methods = {

@@ -93,11 +93,13 @@ async def list_keys(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     prefix = normalize_key(get_str(args, "Prefix"))
     sep = get_str(args, "Seperator") or get_str(args, "Separator")
 
-    def run() -> dict[str, Any]:
-        idx, keys = ctx.state.kvs_list_keys(prefix, sep)
-        return {"Index": idx, "Keys": keys}
-
-    return await ctx.blocking(args, ["kvs", "tombstones"], run, prefix=prefix)
+    return await ctx.query(
+        args,
+        ["kvs", "tombstones"],
+        "Keys",
+        lambda: ctx.state.kvs_list_keys(prefix, sep),
+        prefix=prefix,
+    )
 
 
 METHODS: Methods = {

@@ -106,21 +106,13 @@ async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_sessions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    def run() -> dict[str, Any]:
-        idx, sessions = ctx.state.session_list()
-        return {"Index": idx, "Sessions": sessions}
-
-    return await ctx.blocking(args, ["sessions"], run)
+    return await ctx.query(args, ["sessions"], "Sessions", lambda: ctx.state.session_list())
 
 
 async def node_sessions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     node = get_str(args, "Node")
 
-    def run() -> dict[str, Any]:
-        idx, sessions = ctx.state.node_sessions(node)
-        return {"Index": idx, "Sessions": sessions}
-
-    return await ctx.blocking(args, ["sessions"], run)
+    return await ctx.query(args, ["sessions"], "Sessions", lambda: ctx.state.node_sessions(node))
 
 
 async def renew(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
