@@ -18,6 +18,7 @@ from agent.cli.common import (
     run_guarded,
 )
 from agent.client import ClientError
+from agent.metadata import ROLE_CLIENT, ROLE_SERVER, TAG_BUILD, TAG_DC, TAG_ROLE, TAG_VSN
 
 
 def connect(args: argparse.Namespace) -> AgentOps | None:
@@ -40,18 +41,18 @@ def member_addr(m: dict[str, Any]) -> str:
 
 
 def member_type(tags: dict[str, str]) -> str:
-    return {"consul": "server", "node": "client"}.get(tags.get("role", ""), "unknown")
+    return {ROLE_SERVER: "server", ROLE_CLIENT: "client"}.get(tags.get(TAG_ROLE, ""), "unknown")
 
 
 def standard_rows(members: list[dict[str, Any]]) -> list[list[str]]:
     rows = [["Node", "Address", "Status", "Type", "Build", "Protocol", "DC"]]
     for m in members:
         tags = m.get("Tags") or {}
-        build = tags.get("build", "")
+        build = tags.get(TAG_BUILD, "")
         build = build.split(":", 1)[0] if build else "< 0.3"
         role = member_type(tags)
-        protocol = tags.get("vsn", "") if role != "unknown" else ""
-        dc = tags.get("dc", "") if role != "unknown" else ""
+        protocol = tags.get(TAG_VSN, "") if role != "unknown" else ""
+        dc = tags.get(TAG_DC, "") if role != "unknown" else ""
         build = build if role != "unknown" else ""
         rows.append([m["Name"], member_addr(m), str(m["Status"]), role, build, protocol, dc])
     return rows

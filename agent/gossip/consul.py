@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.gossip.serf import Member
+from agent.metadata import ROLE_CLIENT, ROLE_SERVER, TAG_DC, TAG_ROLE
 
 MergeCheck = Callable[[list[Member]], str | None]
 
@@ -18,10 +19,10 @@ def lan_merge_check(datacenter: str) -> MergeCheck:
 
     def check(members: list[Member]) -> str | None:
         for m in members:
-            role = m.tags.get("role")
-            if role not in ("node", "consul"):
+            role = m.tags.get(TAG_ROLE)
+            if role not in (ROLE_CLIENT, ROLE_SERVER):
                 continue  # not a Consul agent: Consul lets it through
-            dc = m.tags.get("dc", "")
+            dc = m.tags.get(TAG_DC, "")
             if dc != datacenter:
                 return f"Member '{m.name}' part of wrong datacenter '{dc}'"
         return None
@@ -34,7 +35,7 @@ def wan_merge_check() -> MergeCheck:
 
     def check(members: list[Member]) -> str | None:
         for m in members:
-            if m.tags.get("role") != "consul" or "." not in m.name:
+            if m.tags.get(TAG_ROLE) != ROLE_SERVER or "." not in m.name:
                 return f"Member '{m.name}' is not a server"
         return None
 
