@@ -283,7 +283,7 @@ def _record(text: bytes, new: dict[str, bytes]) -> bytes:
 
 
 def pycache_name() -> str:
-    """The bundle name a host with this Python would look for (see remote._INSTALL)."""
+    """The bundle name a host with this Python would look for (see provision.hostside.install)."""
     return f"pycache-{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}.tar.gz"
 
 
