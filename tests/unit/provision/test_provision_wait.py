@@ -5,59 +5,17 @@ what it last saw."""
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
+from fake_rpc import FakeRPC
 
 from provision import remote
 from provision.hosts import HostError, LocalHost
 from provision.inventory import load_inventory
-
-
-class FakeRPC:
-    """Answers Consul's CLI RPC as an agent would: every request header gets a reply header
-    with its Seq (and `error`, when set); members-lan also a body."""
-
-    def __init__(self, error: str = "") -> None:
-        self.error = error
-        self.commands: list[str] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.63", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                unpacker = msgpack.Unpacker(raw=False)
-                pending_body = False
-                while data := conn.recv(65536):
-                    unpacker.feed(data)
-                    for obj in unpacker:
-                        if pending_body:  # the handshake's {"Version": 1}
-                            pending_body = False
-                            continue
-                        self.commands.append(obj["Command"])
-                        out = msgpack.packb({"Seq": obj["Seq"], "Error": self.error})
-                        if obj["Command"] == "handshake":
-                            pending_body = True
-                        elif not self.error:
-                            out += msgpack.packb({"Members": []})
-                        conn.sendall(out)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
