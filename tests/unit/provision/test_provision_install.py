@@ -1,6 +1,8 @@
 """install_release on the local connection with small made-up wheels: the fast path unpacks them
 into the release's venv and writes the console scripts; a wheel that does not fit the host sends
-the install to pip (here a stand-in pip wheel that records how it was called)."""
+the install to pip (here a stand-in pip wheel that records how it was called). Then the program
+that does it on the host, provision.hostside.install, its main run directly: where each part of
+a wheel goes, which wheels fit which host, and how it refuses what it cannot install."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 from provision import remote
 from provision.artifact import Artifact
 from provision.hosts import LocalHost, StepError
+from provision.hostside import install
 from provision.inventory import load_inventory
 
 _CLI = "import sys\ndef main() -> int:\n    print('demo senate', sys.prefix)\n    return 0\n"
@@ -228,3 +231,153 @@ def test_bytecode_for_another_python_is_ignored(host: LocalHost, tmp_path: Path)
     (site,) = rel.glob("lib/python*/site-packages")
     assert (site / "agent" / "sub.py").exists()
     assert not list(site.glob("agent/__pycache__/*.pyc"))
+
+
+# -- the host-side program itself (provision.hostside.install), its main run here ------------
+
+
+def _unpack(tmp_path: Path, tarball: Path) -> tuple[int, Path, Path]:
+    rel, art_dir = tmp_path / "rel", tmp_path / "art"
+    return install.main([str(rel), str(tarball), str(art_dir)]), rel, art_dir
+
+
+def _site(rel: Path) -> Path:
+    (site,) = rel.glob("lib/python*/site-packages")
+    return site
+
+
+def test_main_unpacks_each_wheel_where_pip_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    art = _artifact(tmp_path)
+    rel = tmp_path / "rel"
+    (rel / "stale").mkdir(parents=True)  # what a failed earlier install left goes
+    code, rel, art_dir = _unpack(tmp_path, art.tarball)
+    assert (code, capsys.readouterr().err) == (0, "")
+    site = _site(rel)
+    assert (site / "demo" / "cli.py").read_text() == _CLI
+    assert (site / "other_mod.py").read_text() == "VALUE = 42\n"
+    assert not (rel / "stale").exists() and not art_dir.exists()
+    assert not (site / "pip").exists()  # pip's own wheel is not installed
+    assert (site / "senate-0.1.dist-info" / "INSTALLER").read_text() == "senate-provision\n"
+    assert not (site / "other-2.0.dist-info").exists()  # no RECORD there, so no INSTALLER
+    # the console script, as pip writes it, and a data script with its #!python made the venv's
+    exe = rel / "bin" / "python"
+    assert (rel / "bin" / "senate").read_text() == (
+        f"#!{exe}\nimport sys\nfrom demo.cli import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n"
+    )
+    assert (rel / "bin" / "helper").read_text() == f"#!{exe}\nprint('helper ran')\n"
+    for script in ("senate", "helper"):
+        assert (rel / "bin" / script).stat().st_mode & 0o777 == 0o755
+
+
+def test_main_entry_points_with_extras_and_attributes(tmp_path: Path) -> None:
+    wh = tmp_path / "wh"
+    wh.mkdir()
+    _wheel(
+        wh,
+        "tool-1.0-py3-none-any.whl",
+        {
+            "tool/__init__.py": "",
+            "tool/run.sh": "#!/bin/sh\n",
+            "tool-1.0.dist-info/entry_points.txt": (
+                "[console_scripts]\nTool-CLI = tool.app : App.main [extra]\n"
+                "[gui_scripts]\nignored = tool:x\n"
+            ),
+        },
+    )
+    # an executable file keeps its x bits
+    with zipfile.ZipFile(wh / "tool-1.0-py3-none-any.whl", "a") as zf:
+        info = zipfile.ZipInfo("tool/bin/exe")
+        info.external_attr = 0o755 << 16
+        zf.writestr(info, "#!/bin/sh\n")
+    tarball = tmp_path / "wh.tar"
+    with tarfile.open(tarball, "w") as tf:
+        tf.add(wh / "tool-1.0-py3-none-any.whl", arcname="tool-1.0-py3-none-any.whl")
+    code, rel, _ = _unpack(tmp_path, tarball)
+    assert code == 0
+    venv_own = ("python", "activate", "Activate")
+    scripts = [p.name for p in (rel / "bin").iterdir() if not p.name.startswith(venv_own)]
+    assert scripts == ["Tool-CLI"]  # the name as written; gui scripts are not made
+    assert (rel / "bin" / "Tool-CLI").read_text().splitlines()[2:] == [
+        "from tool.app import App",
+        "if __name__ == '__main__':",
+        "    sys.exit(App.main())",
+    ]
+    assert (_site(rel) / "tool" / "bin" / "exe").stat().st_mode & 0o777 == 0o755
+
+
+def test_main_leaves_wheels_that_do_not_fit_to_pip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    art = _artifact(tmp_path, "cp27-cp27mu-linux_armv6l", pip_inside=True)
+    code, rel, art_dir = _unpack(tmp_path, art.tarball)
+    assert code == install.NOT_FOR_THIS_HOST == 3
+    assert capsys.readouterr().err == (
+        "wheels not for this host: senate-0.1-cp27-cp27mu-linux_armv6l.whl\n"
+    )
+    # every wheel (pip's too) extracted for pip, the venv made, nothing installed in it
+    assert sorted(p.name for p in art_dir.iterdir()) == sorted(art.wheels)
+    assert (rel / "bin" / "python").exists()
+    assert list(_site(rel).iterdir()) == []
+
+
+def test_main_refuses_paths_out_of_the_venv(tmp_path: Path) -> None:
+    wh = tmp_path / "wh"
+    wh.mkdir()
+    _wheel(wh, "evil-1.0-py3-none-any.whl", {"evil/__init__.py": "", "../../escaped.py": "x"})
+    tarball = tmp_path / "wh.tar"
+    with tarfile.open(tarball, "w") as tf:
+        tf.add(wh / "evil-1.0-py3-none-any.whl", arcname="evil-1.0-py3-none-any.whl")
+    with pytest.raises(SystemExit) as info:
+        _unpack(tmp_path, tarball)
+    assert info.value.code == "unsafe path ../../escaped.py"
+    assert not list(tmp_path.rglob("escaped.py"))
+
+
+def test_main_names_a_broken_wheel(tmp_path: Path) -> None:
+    tarball = tmp_path / "wh.tar"
+    with tarfile.open(tarball, "w") as tf:
+        m = tarfile.TarInfo("broken-1.0-py3-none-any.whl")
+        m.size = 10
+        tf.addfile(m, io.BytesIO(b"not a zip!"))
+    with pytest.raises(SystemExit) as info:
+        _unpack(tmp_path, tarball)
+    assert info.value.code == "broken-1.0-py3-none-any.whl: BadZipFile: File is not a zip file"
+
+
+GLIBC_X86 = install.Tags(3, 11, "x86_64", (2, 31))
+MUSL_X86 = install.Tags(3, 11, "x86_64", None)
+
+
+@pytest.mark.parametrize(
+    ("wheel", "on_glibc", "on_musl"),
+    [
+        ("a-1-py3-none-any.whl", True, True),
+        ("a-1-py2.py3-none-any.whl", True, True),
+        ("a-1-py311-none-any.whl", True, True),
+        ("a-1-cp311-none-any.whl", True, True),
+        ("a-1-py312-none-any.whl", False, False),
+        ("a-1-py2-none-any.whl", False, False),
+        ("a-1-1build-py3-none-any.whl", True, True),  # with a build tag
+        ("a-1-cp311-cp311-linux_x86_64.whl", True, True),
+        ("a-1-cp311-cp311-linux_aarch64.whl", False, False),
+        ("a-1-cp312-cp312-linux_x86_64.whl", False, False),
+        ("a-1-cp311-cp311m-linux_x86_64.whl", True, True),
+        ("a-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", True, False),
+        ("a-1-cp311-cp311-manylinux_2_34_x86_64.whl", False, False),  # newer glibc than 2.31
+        ("a-1-cp311-cp311-manylinux_2_31_x86_64.whl", True, False),
+        ("a-1-cp311-cp311-manylinux1_x86_64.whl", True, False),
+        ("a-1-cp311-cp311-manylinux2010_x86_64.whl", True, False),
+        ("a-1-cp311-cp311-manylinux2014_aarch64.whl", False, False),
+        ("a-1-cp311-cp311-musllinux_1_1_x86_64.whl", False, False),
+        ("a-1-cp37-abi3-manylinux_2_17_x86_64.whl", True, False),
+        ("a-1-cp312-abi3-manylinux_2_17_x86_64.whl", False, False),  # abi3 from a later 3.x
+        ("a-1-cp311-cp311-win_amd64.whl", False, False),
+        ("a-1-py3-none.whl", False, False),
+        ("a-1-extra-build-py3-none-any.whl", False, False),
+    ],
+)
+def test_which_wheels_fit_a_host(wheel: str, on_glibc: bool, on_musl: bool) -> None:
+    assert (GLIBC_X86.fits(wheel), MUSL_X86.fits(wheel)) == (on_glibc, on_musl)
