@@ -63,7 +63,9 @@ def state(server: Node) -> str:
 
 
 class FakeHost:
-    """Answers provision's commands as a healthy node would; `fail_start` makes start fail."""
+    """Answers provision's commands as a healthy node would; `fail_start` makes start fail.
+    A command is recognised by the step provision runs it as (what its progress lines and
+    errors name), not by what its shell says."""
 
     def __init__(
         self,
@@ -90,22 +92,23 @@ class FakeHost:
     ) -> Result:
         t0 = time.monotonic()
         out, code, err = "", 0, ""
-        if "senatectl start" in command or "senatectl' start" in command:
+        args = step.split()
+        if step == "start":
             what = "start"
             time.sleep(0.15 if self.node.is_server else 0.02)
             if self.fail_start:
                 code, err = 1, "provision: start failed (exit 1)\nboom"
-        elif "EnvBuilder" in command:
+        elif step == "install":
             what = "install"
             time.sleep(0.05 if self.node.is_server else 0.3)
-        elif "/v1/status/leader" in command:
+        elif step == "leader":
             what = "leader"
             out = next(f"{s.advertise}:8300\n" for s in self.inv.servers() if s.name == "s1")
             if self.leader_wait_fails:
                 out, code, err = "", 93, "the agent does not answer: connection refused"
-        elif " join " in command:
+        elif args == ["senate", "join"]:
             what = "join"
-        elif "list-peers" in command:
+        elif args == ["senate", "operator"]:  # raft list-peers: the only one up asks
             what = "peers"
             out = columns(
                 ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
@@ -114,7 +117,7 @@ class FakeHost:
                     for s in self.inv.servers()
                 ],
             )
-        elif " members " in command:
+        elif args == ["senate", "members"]:
             what = "members"
             out = columns(
                 ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC"],
@@ -124,7 +127,7 @@ class FakeHost:
                 ],
             )
         else:
-            what = "other: " + command[:40]
+            what = "other: " + step
         self.log.add(t0, self.node.name, what)
         return Result(label or command, code, out, err)
 
