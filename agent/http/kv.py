@@ -43,7 +43,10 @@ def dir_entry_json(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key(request: web.Request) -> str:
-    return request.match_info.get("key", "")
+    """The key of /v1/kv/<key>; a key of slashes alone is no key (Consul's mux cleans the
+    path "/v1/kv//" to "/v1/kv/")."""
+    key = request.match_info.get("key", "")
+    return key if key.strip("/") else ""
 
 
 def _bool_reply(result: Any) -> web.Response:
@@ -66,7 +69,9 @@ async def kv_get(request: web.Request) -> web.StreamResponse:
         args["Key"] = key
         reply = await rpc(request, "KVS.List", args)
     else:
-        args["Key"] = key  # "" is a key that never exists: 404, as Consul answers
+        if not key:
+            raise HTTPError(400, "Missing key name")
+        args["Key"] = key
         reply = await rpc(request, "KVS.Get", args)
     headers = meta_headers(reply)
     entries = (reply or {}).get("Entries") or []

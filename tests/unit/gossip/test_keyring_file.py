@@ -37,7 +37,7 @@ def test_encrypt_is_persisted_and_file_wins_on_restart(tmp_path: Path) -> None:
 def test_corrupt_keyring_file_refuses_to_start(tmp_path: Path) -> None:
     (tmp_path / "serf").mkdir()
     (tmp_path / "serf" / "local.keyring").write_text("{not json")
-    with pytest.raises(KeyringError, match="bad keyring file .*local.keyring"):
+    with pytest.raises(KeyringError, match=r"bad keyring file .*local\.keyring"):
         load_keyring_file(tmp_path / "serf" / "local.keyring")
     agent = Agent(load([f"-data-dir={tmp_path}", "-bind=127.0.0.1", "-node=n1"]))
     with pytest.raises(StartError, match="Error starting agent: bad keyring file"):

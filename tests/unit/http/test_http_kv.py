@@ -233,14 +233,8 @@ async def test_chunked_value_over_512k_is_refused_without_buffering(
     assert entry is not None and entry["Value"] == b"chunk-1 chunk-2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/http/kv.py checks for a missing key before KVS.Apply strips the leading '/': "
-    "PUT/DELETE /v1/kv// reaches the endpoint with key '' and answers 500 'Must provide key' "
-    "(Consul never 500s here: its mux cleans the path, then 400 'Missing key name')",
-)
 async def test_slash_only_key_is_a_missing_key(client: Client, agent: AgentDouble) -> None:
-    for method in ("PUT", "DELETE"):
-        resp = await client.request(method, "/v1/kv//", data=b"v")
-        assert (resp.status, await resp.text()) == (400, "Missing key name"), method
+    for method, path in (("PUT", "/v1/kv//"), ("DELETE", "/v1/kv//"), ("GET", "/v1/kv/")):
+        resp = await client.request(method, path, data=b"v")
+        assert (resp.status, await resp.text()) == (400, "Missing key name"), (method, path)
     assert stored_keys(agent) == []
