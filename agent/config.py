@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.durations import DurationError, parse_seconds
+from agent.durations import DurationError, json_seconds, parse_seconds
 from agent.logfmt import LEVEL_BY_NAME
 
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_DEFAULT = 2, 3, 2
@@ -190,11 +190,13 @@ def parse_duration(text: str) -> float:
 
 
 def _expect_duration(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError(f"expected a duration, got {json.dumps(v)}")
-    if isinstance(v, int | float):  # Consul accepts nanoseconds as numbers
-        return float(v) / 1e9
-    return parse_duration(_expect_str(v))
+    """A duration string (never negative) or a number of nanoseconds, as Consul accepts."""
+    try:
+        return json_seconds(v, parse_duration)
+    except TypeError:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a duration, got {json.dumps(v)}") from None
+        raise ValueError(f"expected a string, got {json.dumps(v)}") from None
 
 
 def _expect_log_level(v: Any) -> str:

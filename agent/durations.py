@@ -5,6 +5,7 @@ reads and prints them ("15s", "1m30s", "24h0m0s")."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 NANOSECOND = 1
 MICROSECOND = 1_000
@@ -61,6 +62,18 @@ def parse_duration(text: str) -> int:
 def parse_seconds(text: str) -> float:
     """Seconds of a Go duration string, surrounding whitespace ignored; DurationError if invalid."""
     return parse_duration(text.strip()) / SECOND
+
+
+def json_seconds(value: object, parse: Callable[[str], float] = parse_seconds) -> float:
+    """Seconds of a duration as JSON holds one: a string, read by `parse` (parse_seconds by
+    default), or a number of nanoseconds, time.Duration's JSON form, which Consul decodes.
+    TypeError for any other type, true and false included; for a bad string, `parse`'s error
+    (DurationError from parse_seconds)."""
+    if isinstance(value, str):
+        return parse(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / SECOND
+    raise TypeError(f"not a duration: {value!r}")
 
 
 def _fmt_frac(value: int, unit: int) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import parse_duration
+from agent.durations import json_seconds
 
 DNS_PORT = 53
 #: Consul 0.7.1+: "87600h", which lets any server answer however long it has been cut off.
@@ -97,21 +98,15 @@ def _port(text: str, addr: str) -> int:
 
 
 def _duration(key: str, v: Any) -> float:
-    if isinstance(v, bool):
+    """A config duration string (never negative) or a number of nanoseconds (not negative)."""
+    try:
+        secs = json_seconds(v, parse_duration)
+    except TypeError:
         raise DNSConfigError(
             f'dns_config.{key}: expected a duration such as "5s", got {json.dumps(v)}'
-        )
-    if isinstance(v, int | float):
-        secs = float(v) / 1e9  # Consul accepts nanoseconds as numbers
-    elif isinstance(v, str):
-        try:
-            secs = parse_duration(v)
-        except ValueError as exc:
-            raise DNSConfigError(f"dns_config.{key}: {exc}") from None
-    else:
-        raise DNSConfigError(
-            f'dns_config.{key}: expected a duration such as "5s", got {json.dumps(v)}'
-        )
+        ) from None
+    except ValueError as exc:
+        raise DNSConfigError(f"dns_config.{key}: {exc}") from None
     if secs < 0:
         raise DNSConfigError(f"dns_config.{key}: must not be negative")
     return secs

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from agent.durations import SECOND, DurationError, format_duration, parse_duration
+from agent.durations import SECOND, DurationError, format_duration, json_seconds
 from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
@@ -213,19 +213,15 @@ def normalise_key(key: str) -> str:
 
 
 def _duration(key: str, value: Any) -> float:
-    """A Go duration string, or a number of nanoseconds (time.Duration's JSON form)."""
-    if isinstance(value, bool):
-        raise CheckDecodeError(f'{key}: expected a duration such as "10s", got {value!r}')
-    if isinstance(value, int | float):
-        return float(value) / SECOND
-    if isinstance(value, str):
-        if not value.strip():
-            return 0.0
-        try:
-            return parse_duration(value.strip()) / SECOND
-        except DurationError as exc:
-            raise CheckDecodeError(str(exc)) from None
-    raise CheckDecodeError(f'{key}: expected a duration such as "10s", got {value!r}')
+    """A Go duration string (blank: 0), or a number of nanoseconds (time.Duration's JSON form)."""
+    if isinstance(value, str) and not value.strip():
+        return 0.0
+    try:
+        return json_seconds(value)
+    except TypeError:
+        raise CheckDecodeError(f'{key}: expected a duration such as "10s", got {value!r}') from None
+    except DurationError as exc:
+        raise CheckDecodeError(str(exc)) from None
 
 
 def _header(value: Any) -> dict[str, list[str]]:
