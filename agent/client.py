@@ -19,6 +19,8 @@ from typing import Any
 
 import msgpack
 
+from agent.netaddr import AddressError, InvalidPortError, join_host_port
+from agent.netaddr import split_host_port as _split
 from agent.rpc_cli import PROTOCOL_VERSION, decode_addr
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
@@ -53,7 +55,7 @@ def dial_error(host: str, port: int, exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return f"dial tcp: lookup {host}: no such host"
     reason = (exc.strerror or str(exc)).lower()
-    return f"dial tcp {host}:{port}: connect: {reason}"
+    return f"dial tcp {join_host_port(host, port)}: connect: {reason}"
 
 
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
@@ -66,22 +68,12 @@ def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
         text = parsed.netloc
     if not text:
         raise ClientError(f"Invalid address {addr!r}")
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        return host, default_port
     try:
-        port = int(port_text)
-    except ValueError:
+        return _split(text, default_port)
+    except InvalidPortError:
         raise ClientError(f"Invalid port in address {addr!r}") from None
-    if not 0 < port < 65536:
-        raise ClientError(f"Invalid port in address {addr!r}")
-    return host, port
+    except AddressError:
+        raise ClientError(f"Invalid address {addr!r}") from None
 
 
 @dataclass
@@ -141,7 +133,7 @@ class HTTPClient:
                 data = raw.read()
             except (ConnectionRefusedError, socket.gaierror) as exc:
                 self.close()
-                where = f"{method} http://{self.host}:{self.port}{url}"
+                where = f"{method} http://{join_host_port(self.host, self.port)}{url}"
                 raise ClientError(f"{where}: {dial_error(self.host, self.port, exc)}") from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()

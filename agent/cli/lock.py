@@ -22,6 +22,7 @@ from typing import Any
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient, Response
 from agent.durations import parse_duration
+from agent.netaddr import join_host_port
 
 #: api.LockFlagValue / api.SemaphoreFlagValue: mark keys as owned by a lock or a semaphore.
 LOCK_FLAG = 0x2DDCCBC058A50C18
@@ -278,7 +279,7 @@ def _lock(args: argparse.Namespace) -> int:
     name = args.name or f"Senate lock for '{script}' at '{prefix}'"
     client = http_client(args)
     client.timeout = 60.0
-    addr = f"{client.host}:{client.port}"
+    addr = join_host_port(client.host, client.port)
     try:
         client.get_json("/v1/agent/self")
     except ClientError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import re
 from typing import Any
 
@@ -19,6 +18,7 @@ from agent.cli.common import (
 )
 from agent.client import ClientError
 from agent.metadata import ROLE_CLIENT, ROLE_SERVER, TAG_BUILD, TAG_DC, TAG_ROLE, TAG_VSN
+from agent.netaddr import join_host_port
 
 
 def connect(args: argparse.Namespace) -> AgentOps | None:
@@ -30,14 +30,7 @@ def connect(args: argparse.Namespace) -> AgentOps | None:
 
 
 def member_addr(m: dict[str, Any]) -> str:
-    addr = str(m.get("Addr", ""))
-    port = int(m.get("Port", 0))
-    try:
-        if ipaddress.ip_address(addr).version == 6:
-            return f"[{addr}]:{port}"
-    except ValueError:
-        pass
-    return f"{addr}:{port}"
+    return join_host_port(str(m.get("Addr", "")), int(m.get("Port", 0)))
 
 
 def member_type(tags: dict[str, str]) -> str:

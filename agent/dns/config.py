@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.config import parse_duration
 from agent.durations import json_seconds
+from agent.netaddr import AddressError, InvalidPortError, split_host_port
 
 DNS_PORT = 53
 #: Consul 0.7.1+: "87600h", which lets any server answer however long it has been cut off.
@@ -68,20 +69,12 @@ def normalize_domain(domain: str) -> str:
 
 def parse_recursor(addr: str) -> tuple[str, int]:
     """A recursor address (8.8.8.8, 8.8.8.8:53, [::1]:53) as (host, port); host must be an IP."""
-    text = addr.strip()
-    host, port = text, DNS_PORT
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise DNSConfigError(f"recursors: invalid address {json.dumps(addr)}")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise DNSConfigError(f"recursors: invalid address {json.dumps(addr)}")
-            port = _port(rest[1:], addr)
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = _port(p, addr)
+    try:
+        host, port = split_host_port(addr.strip(), DNS_PORT)
+    except InvalidPortError:
+        raise DNSConfigError(f"recursors: invalid port in {json.dumps(addr)}") from None
+    except AddressError:
+        raise DNSConfigError(f"recursors: invalid address {json.dumps(addr)}") from None
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -89,12 +82,6 @@ def parse_recursor(addr: str) -> tuple[str, int]:
             f"recursors: expected an IP address with an optional port, got {json.dumps(addr)}"
         ) from None
     return host, port
-
-
-def _port(text: str, addr: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise DNSConfigError(f"recursors: invalid port in {json.dumps(addr)}")
-    return int(text)
 
 
 def _duration(key: str, v: Any) -> float:

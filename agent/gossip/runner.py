@@ -44,6 +44,7 @@ from agent.gossip.transport import (
     split_addr,
     stream_frame,
 )
+from agent.netaddr import join_host_port
 
 log = logging.getLogger("serf")
 mlog = logging.getLogger("memberlist")
@@ -495,7 +496,7 @@ class GossipPool:
             host, port = split_addr(addr, self.bind_port)
         except ValueError as exc:
             return f"Failed to join {addr}: {exc}"
-        dest = f"{host}:{port}"
+        dest = join_host_port(host, port)
         try:
             reply = await self._exchange(dest, self.serf.memberlist.join_request(), True)
         except TimeoutError:
@@ -571,7 +572,7 @@ class GossipPool:
         serf = self.serf
         state = snap.SnapshotState(
             alive={
-                m.name: f"{m.addr}:{m.port}"
+                m.name: join_host_port(m.addr, m.port)  # as serf writes it: [v6]:port
                 for m in serf.members()
                 if m.status == "alive" and m.name != self.node_name
             },

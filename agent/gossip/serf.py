@@ -54,6 +54,7 @@ from agent.gossip.messages import (
     unpack,
 )
 from agent.gossip.swim import Memberlist, NodeState, Outgoing, State
+from agent.netaddr import join_host_port
 
 log = logging.getLogger("serf")
 
@@ -959,7 +960,7 @@ class Serf:
         name = self.rng.choice(sorted(self.failed))
         m = self.member_states[name].member
         log.info("attempting reconnect to %s %s:%d", name, m.addr, m.port)
-        self._reconnects.append(f"{m.addr}:{m.port}")
+        self._reconnects.append(join_host_port(m.addr, m.port))
 
 
 def keyring_request(key: str | None) -> bytes:

@@ -16,6 +16,8 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
+from agent.netaddr import InvalidPortError, split_host_port
+
 #: Largest stream frame accepted (a push/pull of ~10k members fits).
 MAX_STREAM_FRAME = 16 * 1024 * 1024
 #: Largest datagram accepted.
@@ -38,22 +40,14 @@ class StreamError(Exception):
 
 
 def split_addr(addr: str, default_port: int) -> tuple[str, int]:
-    """ "ip", "ip:port" or "[v6]:port" -> (host, port); ValueError with the reason."""
+    """ "ip", "ip:port", "[v6]" or "[v6]:port" -> (host, port); ValueError with the reason."""
     addr = addr.strip()
     if not addr:
         raise ValueError("empty address")
-    if addr.startswith("["):
-        host, _, rest = addr[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif addr.count(":") == 1:
-        host, port_text = addr.split(":")
-    else:
-        host, port_text = addr, ""
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"invalid port in address {addr!r}")
-    return host, int(port_text)
+    try:
+        return split_host_port(addr, default_port)
+    except InvalidPortError:
+        raise ValueError(f"invalid port in address {addr!r}") from None
 
 
 async def read_stream_frame(reader: asyncio.StreamReader) -> bytes:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from agent.durations import SECOND, DurationError, format_duration, json_seconds
+from agent.netaddr import join_host_port, split_host_port
 from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
@@ -273,24 +274,6 @@ def parse_check_type(raw: Any) -> CheckType:
     return CheckType(**values)
 
 
-def split_host_port(addr: str) -> tuple[str, int]:
-    """ "host:port" or "[v6]:port" -> (host, port); ValueError as Go's net.SplitHostPort."""
-    if addr.startswith("["):
-        host, sep, rest = addr[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"address {addr}: missing port in address")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = addr.rpartition(":")
-        if not sep:
-            raise ValueError(f"address {addr}: missing port in address")
-        if ":" in host:
-            raise ValueError(f"address {addr}: too many colons in address")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"address {addr}: invalid port")
-    return host, int(port_text)
-
-
 # ---------------------------------------------------------------------------------------
 # probes: one run of a check -> (status, output); they never raise
 # ---------------------------------------------------------------------------------------
@@ -307,7 +290,7 @@ def _dial_error(host: str, port: int | str | None, exc: OSError) -> str:
     """Go's net.Dial error text: a failed name lookup, or a failed connect."""
     if isinstance(exc, socket.gaierror):
         return f"dial tcp: lookup {host}: no such host"
-    return f"dial tcp {host}:{port}: connect: {_os_reason(exc)}"
+    return f"dial tcp {join_host_port(host, str(port))}: connect: {_os_reason(exc)}"
 
 
 def _go_method(method: str) -> str:

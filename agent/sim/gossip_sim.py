@@ -18,6 +18,7 @@ from typing import Any, cast
 from agent.gossip.config import Profile
 from agent.gossip.serf import Event, MemberEvent, Serf, UserEvent
 from agent.gossip.swim import NodeState, State
+from agent.netaddr import split_host_port
 from agent.sim.clock import VirtualClock, _Event
 from agent.sim.gossip_shared import SharedMap, SharedNames
 from agent.sim.network import Faults, SimNetwork
@@ -91,11 +92,11 @@ class GossipCluster:
         self.count += 1
         addr = sim_addr(i + 1)
         name = name or f"node{i}"
-        host, port = addr.rsplit(":", 1)
+        host, port = split_host_port(addr)
         serf = Serf(
             node_name=name,
             addr=host,
-            port=int(port),
+            port=port,
             tags=self.tags(i),
             profile=self.profile,
             rng=random.Random(self.rng.getrandbits(64)),
@@ -157,11 +158,11 @@ class GossipCluster:
 
     def restart(self, node: SimNode) -> SimNode:
         """A fresh process at the same name and address (state lost, as after SIGKILL)."""
-        host, port = node.addr.rsplit(":", 1)
+        host, port = split_host_port(node.addr)
         node.serf = Serf(
             node_name=node.name,
             addr=host,
-            port=int(port),
+            port=port,
             tags=dict(node.serf.tags),
             profile=self.profile,
             rng=random.Random(self.rng.getrandbits(64)),
