@@ -1,3 +1,5 @@
 """senate: a Consul-compatible cluster agent."""
 
-__version__ = "0.7.2"
+from agent.version import VERSION
+
+__version__ = VERSION

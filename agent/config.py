@@ -21,8 +21,7 @@ from typing import Any
 
 from agent.durations import DurationError, json_seconds, parse_seconds
 from agent.logfmt import LEVEL_BY_NAME
-
-PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_DEFAULT = 2, 3, 2
+from agent.version import PROTOCOL_DEFAULT, PROTOCOL_MAX, PROTOCOL_MIN
 
 
 class ConfigError(Exception):

@@ -12,8 +12,7 @@ import importlib.util
 import os
 import sys
 
-VERSION = "0.7.2"
-PROTOCOL_DEFAULT, PROTOCOL_MIN, PROTOCOL_MAX = 2, 2, 3
+from agent.version import PROTOCOL_DEFAULT, PROTOCOL_MAX, PROTOCOL_MIN, VERSION
 
 #: command -> (module, synopsis). Only commands that are built are listed.
 COMMANDS: dict[str, tuple[str, str]] = {

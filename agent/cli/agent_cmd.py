@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.agent import VERSION, Agent, StartError
+from agent.agent import Agent, StartError
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
 from agent.dns.config import DNSConfigError, dns_config_from_agent_config
 from agent.fsutil import write_atomic
 from agent.local.logstream import LogHub, install
+from agent.version import VERSION
 
 SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated", signal.SIGHUP: "hangup"}
 
