@@ -17,11 +17,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.durations import DurationError, json_seconds, parse_seconds
 from agent.logfmt import LEVEL_BY_NAME
 from agent.version import PROTOCOL_DEFAULT, PROTOCOL_MAX, PROTOCOL_MIN
+
+if TYPE_CHECKING:
+    from agent.dns.config import DNSConfig
 
 
 class ConfigError(Exception):
@@ -44,6 +47,12 @@ class Addresses:
     http: str = ""
     dns: str = ""
     rpc: str = ""
+
+
+def _default_dns_config() -> DNSConfig:
+    from agent.dns.config import DNSConfig  # agent.dns.config imports this module
+
+    return DNSConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,11 @@ class AgentConfig:
     log_level: str = "INFO"
     domain: str = "consul."
     recursors: tuple[str, ...] = ()
+    #: answer other datacenters' DNS names with their nodes' WAN addresses
+    translate_wan_addrs: bool = False
+    #: everything DNS is configured with, validated at load: domain and recursors (as above,
+    #: parsed), translate_wan_addrs and the `dns_config` block (agent/dns/config.py)
+    dns_config: DNSConfig = field(default_factory=_default_dns_config)
     leave_on_terminate: bool | None = None  # None: Consul's default for the agent's role
     skip_leave_on_interrupt: bool | None = None
     rejoin_after_leave: bool = False
@@ -91,6 +105,8 @@ class AgentConfig:
     # Consul's check_update_interval: a check's output alone reaches the servers this often
     # (status changes at once); 0 syncs every output change at once.
     check_update_interval: float = 300.0
+    #: ignore `senate exec` requests (Consul 0.7's default: they run)
+    disable_remote_exec: bool = False
     enable_syslog: bool = False
     ui: bool = False
     ui_dir: str = ""
@@ -334,6 +350,7 @@ _SCALARS: dict[str, tuple[str, Conv]] = {
     "disable_update_check": ("disable_update_check", _expect_bool),
     "enable_script_checks": ("enable_script_checks", _expect_bool),
     "check_update_interval": ("check_update_interval", _expect_duration),
+    "disable_remote_exec": ("disable_remote_exec", _expect_bool),
     "enable_syslog": ("enable_syslog", _expect_bool),
     "ui": ("ui", _expect_bool),
     "ui_dir": ("ui_dir", _expect_str),
@@ -347,6 +364,8 @@ _LISTS: dict[str, tuple[str, Conv]] = {
 }
 _PORT_KEYS = {f.name for f in dataclasses.fields(Ports)}
 _ADDRESS_KEYS = {f.name for f in dataclasses.fields(Addresses)}
+#: Kept as given until finish() validates them with domain and recursors (agent/dns/config.py).
+_DNS_KEYS = ("dns_config", "translate_wan_addrs")
 #: Consul keys accepted for compatibility but not acted upon (yet).
 _PASSTHROUGH = {
     "acl_datacenter",
@@ -368,7 +387,6 @@ _PASSTHROUGH = {
     "verify_incoming",
     "verify_outgoing",
     "verify_server_hostname",
-    "dns_config",
     "http_api_response_headers",
     "telemetry",
     "statsd_addr",
@@ -376,13 +394,11 @@ _PASSTHROUGH = {
     "statsite_prefix",
     "dogstatsd_addr",
     "syslog_facility",
-    "disable_remote_exec",
     "disable_host_node_id",
     "enable_debug",
     "session_ttl_min",
     "unix_sockets",
     "watches",
-    "translate_wan_addrs",
     "disable_coordinates",
     "serf_lan_bind",
     "serf_wan_bind",
@@ -479,6 +495,8 @@ def _apply_json(obj: Any, source: str, acc: dict[str, Any]) -> None:
                             ValueError(f"expected a string, got {json.dumps(mv)}"),
                         )
                 acc["node_meta"] = tuple(sorted(meta.items()))
+            elif key in _DNS_KEYS:
+                acc[key] = value  # the last file's, as for a scalar
             elif key in _PASSTHROUGH:
                 acc.setdefault("passthrough", {})[key] = json.dumps(value)
             else:
@@ -795,8 +813,13 @@ def _range_err() -> int:
 
 
 def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig:
-    """Turn accumulated values into an AgentConfig and check cross-field rules."""
+    """Turn accumulated values into an AgentConfig and check cross-field rules, then the
+    DNS settings: a DNSConfigError (a ConfigError) names the DNS key at fault."""
+    from agent.dns.config import build_dns_config
+
     values = dict(acc)
+    dns_block = values.pop("dns_config", None)
+    translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
     values["addresses"] = Addresses(**values.get("addresses", {}))
     if "passthrough" in values:
@@ -807,7 +830,13 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
         values["node_name"] = default_node_name()
     cfg = AgentConfig(**values)
     validate(cfg, require_data_dir=require_data_dir)
-    return cfg
+    dns = build_dns_config(
+        domain=cfg.domain,
+        recursors=cfg.recursors,
+        dns_config=dns_block,
+        translate_wan_addrs=translate,
+    )
+    return dataclasses.replace(cfg, translate_wan_addrs=dns.translate_wan_addrs, dns_config=dns)
 
 
 def validate(cfg: AgentConfig, *, require_data_dir: bool = True) -> None:

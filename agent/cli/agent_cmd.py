@@ -21,7 +21,7 @@ from typing import Any
 from agent.agent import Agent, StartError
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
-from agent.dns.config import DNSConfigError, dns_config_from_agent_config
+from agent.dns.config import DNSConfigError
 from agent.fsutil import write_atomic
 from agent.local.logstream import LogHub, install
 from agent.version import VERSION
@@ -232,13 +232,11 @@ def run(argv: list[str]) -> int:
     except HelpRequested:
         _err(flags_help())
         return 1
+    except DNSConfigError as exc:  # a ConfigError worded as Consul's
+        _err(f"==> Error parsing configuration: {exc}")
+        return 1
     except ConfigError as exc:
         _err(f"==> {exc}")
-        return 1
-    try:
-        dns_config_from_agent_config(cfg)
-    except DNSConfigError as exc:
-        _err(f"==> Error parsing configuration: {exc}")
         return 1
     hub = LogHub(sys.stdout)
     install(hub, cfg.log_level)

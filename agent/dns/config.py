@@ -4,6 +4,8 @@ Defaults are Consul 0.7.2's (the version senate reports): TTLs 0 (no caching dow
 allow_stale true with max_stale 87600h (0.7.1 raised it from 5 s so that DNS keeps answering
 from any server through a long outage), only_passing false, enable_truncate false,
 udp_answer_limit 3, recursor timeout 2 s, translate_wan_addrs false (a top-level key).
+agent/config.py builds the agent's DNSConfig at load (AgentConfig.dns_config), so a bad value
+stops `senate agent` and `senate validate` with its key named.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import parse_duration
+from agent.config import ConfigError, parse_duration
 from agent.durations import json_seconds
 from agent.netaddr import AddressError, InvalidPortError, split_host_port
 
@@ -23,7 +25,7 @@ DNS_PORT = 53
 DEFAULT_MAX_STALE = 87600 * 3600.0
 
 
-class DNSConfigError(ValueError):
+class DNSConfigError(ConfigError, ValueError):
     """A dns_config value, domain or recursor is invalid; the message names the key."""
 
 
@@ -156,23 +158,3 @@ def build_dns_config(
         else:
             raise DNSConfigError(f"dns_config: unknown key {json.dumps(key)}")
     return DNSConfig(**out)
-
-
-def dns_config_from_agent_config(cfg: Any) -> DNSConfig:
-    """Read domain, recursors, translate_wan_addrs and the dns_config block (the last two
-    are kept as JSON in cfg.passthrough)."""
-    block: Any = None
-    translate: Any = False
-    for key, text in getattr(cfg, "passthrough", ()):
-        if key == "dns_config":
-            block = json.loads(text)
-        elif key == "translate_wan_addrs":
-            translate = json.loads(text)
-    if block is not None and not isinstance(block, dict):
-        raise DNSConfigError("dns_config: expected a JSON object")
-    return build_dns_config(
-        domain=getattr(cfg, "domain", "consul."),
-        recursors=tuple(getattr(cfg, "recursors", ())),
-        dns_config=block,
-        translate_wan_addrs=translate,
-    )

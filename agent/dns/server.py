@@ -47,7 +47,6 @@ from agent.dns.config import (
     DEFAULT_MAX_STALE,
     DNSConfig,
     DNSConfigError,
-    dns_config_from_agent_config,
     normalize_domain,
     parse_recursor,
 )
@@ -750,17 +749,11 @@ class _Exchange(asyncio.DatagramProtocol):
             self._answer.set_exception(exc)
 
 
-async def start_dns(agent: AgentAPI, cfg: Any) -> DNSServer | None:
-    """The agent's hook: start DNS on (addresses.dns or client_addr, ports.dns).
-
-    An invalid dns_config/domain/recursor is logged and DNS stays off (the agent keeps
-    running); an address in use raises OSError for the agent to report."""
-    try:
-        config = dns_config_from_agent_config(cfg)
-    except (DNSConfigError, ValueError) as exc:
-        log.error("DNS disabled, invalid configuration: %s", exc)
-        return None
-    server = DNSServer.from_config(agent, config, datacenter=cfg.datacenter)
+async def start_dns(agent: AgentAPI, cfg: Any) -> DNSServer:
+    """The agent's hook: start DNS on (addresses.dns or client_addr, ports.dns) with
+    cfg.dns_config, which the config load validated; an address in use raises OSError for
+    the agent to report."""
+    server = DNSServer.from_config(agent, cfg.dns_config, datacenter=cfg.datacenter)
     host = (cfg.addresses.dns or cfg.client_addr).split()[0]
     await server.start(host, cfg.ports.dns)
     return server

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.config import ConfigError, load, load_files
 from agent.dns.config import (
     DNSConfig,
     DNSConfigError,
     build_dns_config,
-    dns_config_from_agent_config,
     normalize_domain,
     parse_recursor,
 )
@@ -88,20 +88,53 @@ def test_normalize_and_recursor_helpers() -> None:
     assert parse_recursor(" 8.8.8.8 ") == ("8.8.8.8", 53)
 
 
-@dataclass
-class _Cfg:
-    domain: str = "consul."
-    recursors: tuple[str, ...] = ()
-    passthrough: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+def _write(tmp_path: Path, name: str, obj: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(obj))
+    return str(path)
 
 
-def test_from_agent_config_reads_passthrough_block() -> None:
-    cfg = _Cfg(
-        domain="senate",
-        recursors=("127.0.0.9",),
-        passthrough=(("dns_config", json.dumps({"node_ttl": "3s"})), ("telemetry", "{}")),
+def test_the_agent_config_holds_the_dns_config_typed(tmp_path: Path) -> None:
+    first = _write(tmp_path, "a.json", {"dns_config": {"node_ttl": "1s"}, "telemetry": {}})
+    second = _write(
+        tmp_path,
+        "b.json",
+        {"domain": "senate", "dns_config": {"node_ttl": "3s"}, "translate_wan_addrs": True},
     )
-    c = dns_config_from_agent_config(cfg)
-    assert (c.domain, c.recursors, c.node_ttl) == ("senate.", (("127.0.0.9", 53),), 3.0)
-    with pytest.raises(DNSConfigError):
-        dns_config_from_agent_config(_Cfg(passthrough=(("dns_config", "3"),)))
+    cfg = load_files([first, second])  # the last file's block wins, as before
+    assert cfg.dns_config == build_dns_config(
+        domain="senate", dns_config={"node_ttl": "3s"}, translate_wan_addrs=True
+    )
+    assert cfg.translate_wan_addrs is True and cfg.dns_config.node_ttl == 3.0
+    assert [k for k, _ in cfg.passthrough] == ["telemetry"]
+    flags = load(
+        ["-data-dir=/d", "-domain=example", "-recursor=127.0.0.9", f"-config-file={first}"]
+    )
+    assert flags.dns_config.domain == "example."
+    assert flags.dns_config.recursors == (("127.0.0.9", 53),)
+    assert load(["-data-dir=/d"]).dns_config == DNSConfig()
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"dns_config": 3}, "dns_config: expected a JSON object"),
+        ({"dns_config": {"node_ttl": "x"}}, "dns_config.node_ttl: expected a duration"),
+        ({"translate_wan_addrs": 1}, "translate_wan_addrs: expected true or false, got 1"),
+        ({"recursors": ["dns.google"]}, "recursors: expected an IP address"),
+    ],
+)
+def test_a_bad_dns_setting_fails_the_load_naming_the_key(
+    tmp_path: Path, doc: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DNSConfigError) as err:
+        load_files([_write(tmp_path, "c.json", doc)])
+    assert str(err.value).startswith(message)
+    assert isinstance(err.value, ConfigError)  # so a SIGHUP reload reports it, as others
+
+
+def test_a_bad_dns_setting_is_reported_after_other_config_errors(tmp_path: Path) -> None:
+    path = _write(tmp_path, "c.json", {"dns_config": {"node_ttl": "x"}})
+    with pytest.raises(ConfigError) as err:
+        load([f"-config-file={path}"])  # no -data-dir
+    assert str(err.value) == "Must specify data directory using -data-dir"
