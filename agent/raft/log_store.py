@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import lmdb
 import msgpack
 
-from agent.raft.core import Entry, EntryKind, HardState, ServerInfo
+from agent.raft.messages import Entry, EntryKind, HardState, ServerInfo
 
 _KEY = struct.Struct(">Q")
 _CRC = struct.Struct(">I")

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig
-from agent.raft.core import (
+from agent.raft.core import RaftCore
+from agent.raft.log_store import LMDBLogStore, LogStore, MemoryLogStore, RaftStoreError
+from agent.raft.messages import (
     NONVOTER,
     VOTER,
     ConfigChangeInProgress,
@@ -36,13 +38,11 @@ from agent.raft.core import (
     HardState,
     Message,
     NotLeader,
-    RaftCore,
     Ready,
     Role,
     ServerInfo,
     Snapshot,
 )
-from agent.raft.log_store import LMDBLogStore, LogStore, MemoryLogStore, RaftStoreError
 from agent.raft.snapshots import SnapshotStore
 from agent.raft.transport import RaftTransport
 

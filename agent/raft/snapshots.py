@@ -17,8 +17,8 @@ from pathlib import Path
 import msgpack
 
 from agent.fsutil import TMP_SUFFIX, write_atomic
-from agent.raft.core import ServerInfo, Snapshot, SnapshotMeta
 from agent.raft.log_store import RaftStoreError
+from agent.raft.messages import ServerInfo, Snapshot, SnapshotMeta
 
 log = logging.getLogger("raft")
 

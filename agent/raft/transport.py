@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from agent.codec import MAX_FRAME_SIZE, FrameError, RPCType, encode_frame, read_frame
 from agent.mux import PortMux
-from agent.raft.core import Message
+from agent.raft.messages import Message
 from agent.raft.wire import PROTOCOL_VERSION, WireError, decode, encode
 
 log = logging.getLogger("raft")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.raft.core import (
+from agent.raft.messages import (
     AppendEntries,
     AppendResponse,
     Entry,

@@ -26,7 +26,8 @@ from typing import Any
 import msgpack
 
 from agent.raft.config import RaftConfig
-from agent.raft.core import (
+from agent.raft.core import RaftCore
+from agent.raft.messages import (
     NONVOTER,
     VOTER,
     ConfigChangeInProgress,
@@ -35,7 +36,6 @@ from agent.raft.core import (
     HardState,
     Message,
     NotLeader,
-    RaftCore,
     Ready,
     Role,
     ServerInfo,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import msgpack
 import pytest
 
-from agent.raft.core import (
+from agent.raft.messages import (
     NONVOTER,
     VOTER,
     AppendEntries,

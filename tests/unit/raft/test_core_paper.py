@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 
 from agent.raft.config import RaftConfig
-from agent.raft.core import (
+from agent.raft.core import RaftCore
+from agent.raft.messages import (
     VOTER,
     AppendEntries,
     AppendResponse,
     Entry,
     EntryKind,
     HardState,
-    RaftCore,
     RequestVote,
     Role,
     ServerInfo,

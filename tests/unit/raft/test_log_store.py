@@ -8,8 +8,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from agent.raft.core import Entry, EntryKind, HardState, ServerInfo
 from agent.raft.log_store import LMDBLogStore, MemoryLogStore, RaftStoreError
+from agent.raft.messages import Entry, EntryKind, HardState, ServerInfo
 
 
 def _e(index: int, term: int, data: bytes = b"x") -> Entry:

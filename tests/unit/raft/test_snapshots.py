@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.raft.core import ServerInfo, Snapshot, SnapshotMeta
 from agent.raft.log_store import RaftStoreError
+from agent.raft.messages import ServerInfo, Snapshot, SnapshotMeta
 from agent.raft.snapshots import SnapshotStore
 
 SERVERS = (ServerInfo("10.0.0.1:8300", "10.0.0.1:8300", "Voter"),)

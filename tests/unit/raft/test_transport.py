@@ -10,7 +10,7 @@ import pytest
 from raft_harness import Cluster, put, wait_for
 
 from agent.codec import RPCType, encode_frame
-from agent.raft.core import (
+from agent.raft.messages import (
     AppendEntries,
     AppendResponse,
     Entry,
