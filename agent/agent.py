@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.api import STATUS_NAMES
-from agent.config import PROTOCOL_MAX, PROTOCOL_MIN, AgentConfig, resolve_advertise
+from agent.config import AgentConfig, resolve_advertise
 from agent.dns.server import DNSServer, start_dns
 from agent.errors import JoinError, RPCError, StartError
 from agent.fsutil import write_atomic
@@ -35,16 +35,18 @@ from agent.gossip.keyring import Keyring, KeyringError, load_keyring_file, save_
 from agent.gossip.runner import GossipPool
 from agent.gossip.serf import Member
 from agent.local import rexec
+from agent.local.config_watches import ConfigWatches
 from agent.local.events import UserEvents
 from agent.local.logstream import LogHub
 from agent.local.registry import LocalRegistry, RegistrationError
 from agent.local.state import AntiEntropy, LocalState
 from agent.metadata import agent_tags, server_parts
+from agent.netaddr import join_host_port
 from agent.router import ServerRouter
 from agent.server.rpc import ConnPool
 from agent.server.server import ERR_LEADER_UNREACHABLE, Server, rpc_timeout
 from agent.tasks import Background, listen, stop_step
-from agent.version import REVISION, VERSION
+from agent.version import BUILD_DATE, PROTOCOL_MAX, PROTOCOL_MIN, REVISION, VERSION
 
 log = logging.getLogger("agent")
 consul_log = logging.getLogger("consul")
@@ -137,6 +139,7 @@ class Agent:
             state=self.local,
             data_dir=self.data_dir,
             enable_script_checks=config.enable_script_checks,
+            enable_local_script_checks=config.enable_local_script_checks,
         )
         self.events = UserEvents(
             node_name=config.node_name,
@@ -151,6 +154,7 @@ class Agent:
         self.pool = ConnPool()  # a client's connections to its servers
         self._lan_keyring: Keyring | None = None
         self._http_runner: Any = None
+        self._watches = ConfigWatches()
         self._cli_rpc: Any = None
         self._dns: DNSServer | None = None
         self._background = Background()
@@ -289,6 +293,17 @@ class Agent:
             self.anti_entropy.start()
         self._background.spawn(self._coordinate_loop(), "coordinates")
         await self._start_frontends()
+        self._start_watches(cfg)
+
+    def _start_watches(self, cfg: AgentConfig) -> None:
+        if not cfg.watches:
+            return
+        if cfg.ports.http <= 0 or self._http_runner is None:
+            log.error("agent: watch plans need the HTTP API, which is disabled; not started")
+            return
+        host = cfg.http_addr.split()[0]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self._watches.start(join_host_port(host, cfg.ports.http), cfg.watches)
 
     def start_sync(self) -> None:
         """Begin anti-entropy (if start() was told to wait)."""
@@ -313,7 +328,11 @@ class Agent:
             log.warning("HTTP API not available in this build: %s", exc)
         else:
             if cfg.ports.http > 0:
-                runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+                runner = web.AppRunner(
+                    make_app(self, response_headers=cfg.http_response_headers),
+                    access_log=None,
+                    handle_signals=False,
+                )
                 await runner.setup()
                 self._http_runner = runner
                 for host in cfg.http_addr.split():
@@ -346,6 +365,7 @@ class Agent:
         if self.anti_entropy is not None:
             await stop_step("anti-entropy", self.anti_entropy.stop())
         await stop_step("checks", self.registry.stop())
+        self._watches.stop()
         await self._background.stop()
         if self._cli_rpc is not None:
             await stop_step("CLI RPC", self._cli_rpc.stop())
@@ -634,13 +654,24 @@ class Agent:
             "NodeMeta": dict(cfg.node_meta),
             "Performance": {"RaftMultiplier": cfg.effective_raft_multiplier},
             "EncryptKey": "",
+            # Consul 1.x's Config fields (it keeps only these; DebugConfig has the rest)
+            "PrimaryDatacenter": cfg.datacenter,
+            "BuildDate": BUILD_DATE,
         }
         coord = None
         member: dict[str, Any] = {}
         if self.lan is not None:
             coord = self.lan.coordinate().to_wire()
             member = self._member_dict(self.lan.local_member())
-        return {"Config": config, "Coord": coord, "Member": member}
+        debug = dict(config, ServerMode=cfg.server, NodeMeta=dict(cfg.node_meta))
+        return {
+            "Config": config,
+            "DebugConfig": debug,
+            "Coord": coord,
+            "Member": member,
+            "Stats": self.stats(),
+            "Meta": dict(cfg.node_meta),
+        }
 
     async def reload(self) -> None:
         log.info("Reloading configuration...")
@@ -648,10 +679,14 @@ class Agent:
             return
         new = self._reload_config()
         self.registry.enable_script_checks = new.enable_script_checks
+        self.registry.enable_local_script_checks = new.enable_local_script_checks
         try:
             self.registry.load_config(new.services, new.checks)
         except RegistrationError as exc:
             raise RPCError(f"Failed reloading services: {exc.message}") from None
+        if new.watches != self.config.watches:
+            self._watches.stop()
+            self._start_watches(new)
         self.config = new
 
     def local_services(self) -> dict[str, dict[str, Any]]:

@@ -108,14 +108,16 @@ class HTTPClient:
         self,
         method: str,
         path: str,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         body: bytes | None = None,
         ok: tuple[int, ...] = (200,),
     ) -> Response:
+        """`params` as a dict, or as pairs when a parameter repeats (`?tag=a&tag=b`)."""
         query = ""
         if params:
             items = []
-            for k, v in params.items():
+            pairs = params.items() if isinstance(params, dict) else params
+            for k, v in pairs:
                 if v is None or v is False:
                     continue
                 items.append(k if v is True else f"{k}={urllib.parse.quote(str(v), safe='')}")

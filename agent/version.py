@@ -4,6 +4,8 @@ gossip `build` tag say, and the protocol range `senate version` and `-protocol` 
 
 VERSION = "0.7.2"
 REVISION = "senate"
+#: RFC 3339, as Consul 1.x reports BuildDate in /v1/agent/self and `version -format=json`
+BUILD_DATE = "2026-12-03T00:00:00Z"
 
 #: Consul 0.7's agent protocol: spoken by default, and the range -protocol accepts
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_DEFAULT = 2, 3, 2

@@ -8,6 +8,8 @@ plain-text body, never a traceback.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -49,6 +51,20 @@ RESOURCES = (
 
 
 @web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request at DEBUG, in Consul's words: `http: Request GET /v1/kv/x (1.2ms) from=`."""
+    start = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        if log.isEnabledFor(logging.DEBUG):
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+            ms = (time.perf_counter() - start) * 1000
+            log.debug("Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin)
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -58,14 +74,27 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=500, text=str(exc))
     except web.HTTPException:
         raise
-    except Exception as exc:
-        log.error("Request %s %s, error: %s", request.method, request.path_qs, exc)
-        return web.Response(status=500, text=f"{type(exc).__name__}: {exc}")
+    except Exception:
+        # A bug, not the caller's fault: the log has the traceback, the caller a plain text.
+        log.exception("Request %s %s, error", request.method, request.path_qs)
+        return web.Response(status=500, text="Internal error: see the agent's log")
 
 
-def make_app(agent: AgentAPI) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=CLIENT_MAX_SIZE)
+def make_app(
+    agent: AgentAPI, *, response_headers: Sequence[tuple[str, str]] = ()
+) -> web.Application:
+    """The HTTP API over `agent`; `response_headers` go on every response
+    (http_config.response_headers)."""
+    app = web.Application(middlewares=[_log_requests, _errors], client_max_size=CLIENT_MAX_SIZE)
     app[AGENT_KEY] = agent
     for resource in RESOURCES:
         app.add_routes(resource.routes())
+    if response_headers:
+        headers = tuple(response_headers)
+
+        async def add_headers(_request: web.Request, response: web.StreamResponse) -> None:
+            for k, v in headers:
+                response.headers[k] = v
+
+        app.on_response_prepare.append(add_headers)
     return app

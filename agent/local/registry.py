@@ -272,6 +272,8 @@ class LocalRegistry:
     state: LocalState
     data_dir: Path | None = None
     enable_script_checks: bool = False
+    #: script checks allowed from config files only (Consul's enable_local_script_checks)
+    enable_local_script_checks: bool = False
     min_interval: float = 1.0
     reap_interval: float = REAP_INTERVAL
     min_deregister_after: float = MIN_DEREGISTER_AFTER
@@ -309,10 +311,13 @@ class LocalRegistry:
 
     # ---- services -----------------------------------------------------------------------
 
-    def add_service(self, definition: ServiceDefinition, *, persist: bool) -> None:
-        """Register (or replace) a service and its checks; all-or-nothing."""
+    def add_service(
+        self, definition: ServiceDefinition, *, persist: bool, from_config: bool = False
+    ) -> None:
+        """Register (or replace) a service and its checks; all-or-nothing. `from_config`:
+        the definition comes from a config file (enable_local_script_checks applies)."""
         for chk in definition.checks:
-            self._vet(chk)
+            self._vet(chk, from_config=from_config)
         service = definition.service
         sid = service["ID"]
         # Checks the previous definition had and this one has not go away (Consul >= 1.3).
@@ -399,8 +404,9 @@ class LocalRegistry:
                     500, f'failed persisting state for check "{check_id}": {exc}'
                 ) from None
 
-    def _vet(self, chk: CheckType) -> None:
-        if chk.is_script and not self.enable_script_checks:
+    def _vet(self, chk: CheckType, *, from_config: bool = False) -> None:
+        allowed = self.enable_script_checks or (from_config and self.enable_local_script_checks)
+        if chk.is_script and not allowed:
             raise RegistrationError(400, SCRIPTS_DISABLED)
 
     def _add_check(
@@ -593,10 +599,10 @@ class LocalRegistry:
         new_checks = {c.check_id: c for c in (parse_check(c, allow_untyped=True) for c in checks)}
         for d in new_services.values():
             for chk in d.checks:
-                self._vet(chk)
+                self._vet(chk, from_config=True)
         kept = {sid for sid in self.state.services if sid not in self.config_services}
         for chk in new_checks.values():
-            self._vet(chk)
+            self._vet(chk, from_config=True)
             if chk.service_id and chk.service_id not in kept | set(new_services):
                 raise RegistrationError(400, f'ServiceID "{chk.service_id}" does not exist')
         for sid in list(self.config_services):
@@ -607,7 +613,7 @@ class LocalRegistry:
                 self._remove_check(cid, persist=False)
         for sid, d in new_services.items():
             if self.config_services.get(sid) != d or sid not in self.state.services:
-                self.add_service(d, persist=False)
+                self.add_service(d, persist=False, from_config=True)
         for cid, chk in new_checks.items():
             if self.config_checks.get(cid) != chk or cid not in self.state.checks:
                 self._add_check(chk, persist=False)

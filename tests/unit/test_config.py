@@ -62,7 +62,7 @@ def test_flags_override_files_and_lists_accumulate(tmp_path: Path) -> None:
         ({"bootstrap_expect": "three"}, "key 'bootstrap_expect': expected an integer"),
         ({"server": "yes"}, "key 'server': expected a boolean"),
         ({"ports": {"http": 70000}}, "key 'ports.http': expected a port number"),
-        ({"ports": {"htp": 1}}, "key 'ports.htp': unknown key"),
+        ({"ports": {"htp": 1}}, "invalid config key ports.htp (did you mean 'ports.http'?)"),
         ({"bind_addr": "not-an-ip"}, "key 'bind_addr': expected an IP address"),
         ({"retry_interval": "soon"}, "key 'retry_interval': expected a duration"),
         (

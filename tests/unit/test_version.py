@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import agent
 from agent import config, version
 from agent.cli import version_text
@@ -22,8 +24,9 @@ def test_version_output_and_config_use_the_one_protocol_range() -> None:
         f"{version.PROTOCOL_MIN} to {version.PROTOCOL_MAX} (agent will automatically use "
         f"protocol >{version.PROTOCOL_DEFAULT} when speaking to compatible agents)\n"
     )
-    assert (config.PROTOCOL_MIN, config.PROTOCOL_MAX) == (
-        version.PROTOCOL_MIN,
-        version.PROTOCOL_MAX,
-    )
+    for ok in (version.PROTOCOL_MIN, version.PROTOCOL_MAX):
+        assert config.load(["-data-dir=/x", f"-protocol={ok}"]).protocol == ok
+    for bad in (version.PROTOCOL_MIN - 1, version.PROTOCOL_MAX + 1):
+        with pytest.raises(config.ConfigError, match="expected a protocol version between"):
+            config.load(["-data-dir=/x", f"-protocol={bad}"])
     assert config.AgentConfig().protocol == version.PROTOCOL_DEFAULT

@@ -11,8 +11,9 @@ import pytest
 from agent_double import Served
 
 from agent.cli import dispatch
-from agent.cli.watch import run_handler, watch_loop, watch_parser
+from agent.cli.watch import spec_from_args, watch_parser
 from agent.client import HTTPClient
+from agent.watches import WatchSpec, run_handler, watch_loop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,7 +58,7 @@ def test_event_watch_runs_on_start_and_on_each_new_event(served: Served) -> None
         return len(seen) < 2
 
     client = HTTPClient(served.http_addr, timeout=10)
-    watch_loop(args, client, handler)
+    watch_loop(spec_from_args(args), client, handler)
     assert seen[0] == (1, [])
     index, events = seen[1]
     assert [e["Name"] for e in events] == ["sayhi"]
@@ -80,11 +81,11 @@ def test_watch_errors(served: Served, capsys: pytest.CaptureFixture[str]) -> Non
 def test_handler_gets_json_on_stdin_and_the_index(tmp_path: Path) -> None:
     target = tmp_path / "got"
     script = f'cat > {target}; echo "$CONSUL_INDEX" >> {target}'
-    assert run_handler(script, 42, [{"Name": "sayhi"}]) is None
+    assert run_handler(WatchSpec(type="event", script=script), 42, [{"Name": "sayhi"}]) is None
     lines = target.read_text().splitlines()
     assert json.loads(lines[0]) == [{"Name": "sayhi"}]
     assert lines[1] == "42"
-    assert run_handler("exit 3", 1, None) == "exit status 3"
+    assert run_handler(WatchSpec(type="event", script="exit 3"), 1, None) == "exit status 3"
 
 
 def test_failing_handler_stops_the_watch_with_exit_1(

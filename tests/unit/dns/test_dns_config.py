@@ -95,18 +95,25 @@ def _write(tmp_path: Path, name: str, obj: dict[str, Any]) -> str:
 
 
 def test_the_agent_config_holds_the_dns_config_typed(tmp_path: Path) -> None:
-    first = _write(tmp_path, "a.json", {"dns_config": {"node_ttl": "1s"}, "telemetry": {}})
+    first = _write(
+        tmp_path,
+        "a.json",
+        {"dns_config": {"node_ttl": "1s"}, "telemetry": {"disable_hostname": True}},
+    )
     second = _write(
         tmp_path,
         "b.json",
         {"domain": "senate", "dns_config": {"node_ttl": "3s"}, "translate_wan_addrs": True},
     )
-    cfg = load_files([first, second])  # the last file's block wins, as before
+    cfg = load_files([first, second])  # blocks merge key by key; the later file's key wins
     assert cfg.dns_config == build_dns_config(
         domain="senate", dns_config={"node_ttl": "3s"}, translate_wan_addrs=True
     )
     assert cfg.translate_wan_addrs is True and cfg.dns_config.node_ttl == 3.0
-    assert [k for k, _ in cfg.passthrough] == ["telemetry"]
+    assert cfg.warnings == (
+        f"WARNING: config key 'telemetry.disable_hostname' (from {first}) is not implemented "
+        "by senate and has no effect",
+    )
     flags = load(
         ["-data-dir=/d", "-domain=example", "-recursor=127.0.0.9", f"-config-file={first}"]
     )
@@ -118,7 +125,6 @@ def test_the_agent_config_holds_the_dns_config_typed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"dns_config": 3}, "dns_config: expected a JSON object"),
         ({"dns_config": {"node_ttl": "x"}}, "dns_config.node_ttl: expected a duration"),
         ({"translate_wan_addrs": 1}, "translate_wan_addrs: expected true or false, got 1"),
         ({"recursors": ["dns.google"]}, "recursors: expected an IP address"),
@@ -131,6 +137,13 @@ def test_a_bad_dns_setting_fails_the_load_naming_the_key(
         load_files([_write(tmp_path, "c.json", doc)])
     assert str(err.value).startswith(message)
     assert isinstance(err.value, ConfigError)  # so a SIGHUP reload reports it, as others
+
+
+def test_a_dns_config_that_is_no_block_names_file_and_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "c.json", {"dns_config": 3})
+    with pytest.raises(ConfigError) as err:
+        load_files([path])
+    assert str(err.value) == f"Error decoding '{path}': key 'dns_config': expected an object, got 3"
 
 
 def test_a_bad_dns_setting_is_reported_after_other_config_errors(tmp_path: Path) -> None:

@@ -1,0 +1,221 @@
+"""One parsed config document (a JSON or HCL file, or an `-hcl` fragment) merged into the
+accumulator that becomes an AgentConfig.
+
+Every key is first found in Consul's key tree (schema.py); a key Consul does not know is a
+ConfigError naming the source, the key and the nearest valid key. A key senate acts on goes
+to its handler below; any other known key is recorded in `acc["ignored"]` (key -> source) and
+becomes one warning saying it has no effect. Merging is Consul's: a scalar is overridden by a
+later source, lists (joins, recursors, services, checks, watches) accumulate, blocks merge
+key by key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from agent.config import convert as c
+from agent.config.model import ConfigError
+from agent.config.schema import FREE, LEAF, SCHEMA, Tree, lookup, nearest
+from agent.watches import WatchError, parse_watch
+
+Acc = dict[str, Any]
+Handler = Callable[[Any, Acc], None]
+
+
+def _field(name: str, conv: c.Conv) -> Handler:
+    def handle(value: Any, acc: Acc) -> None:
+        acc[name] = conv(value)
+
+    return handle
+
+
+def _append(name: str, conv: c.Conv) -> Handler:
+    def handle(value: Any, acc: Acc) -> None:
+        acc[name] = tuple(acc.get(name, ())) + tuple(conv(value))
+
+    return handle
+
+
+def _in_block(block: str, name: str, conv: c.Conv) -> Handler:
+    def handle(value: Any, acc: Acc) -> None:
+        acc.setdefault(block, {})[name] = conv(value)
+
+    return handle
+
+
+def _definitions(name: str, conv: c.Conv) -> Handler:
+    """`service`/`services`, `check`/`checks`: one object or a list (HCL's repeated blocks)."""
+
+    def handle(value: Any, acc: Acc) -> None:
+        items = value if isinstance(value, list) else [value]
+        acc[name] = tuple(acc.get(name, ())) + tuple(conv(v) for v in items)
+
+    return handle
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    items = value if isinstance(value, list) else [value]
+    out: dict[str, str] = {}
+    for m in items:
+        for k, v in c.expect_obj(m).items():
+            if not isinstance(v, str):
+                raise ValueError(f"{k}: expected a string, got {json.dumps(v)}")
+            out[str(k)] = v
+    return out
+
+
+def _node_meta(value: Any, acc: Acc) -> None:
+    meta = dict(acc.get("node_meta", ()))
+    meta.update(_string_map(value))
+    acc["node_meta"] = tuple(sorted(meta.items()))
+
+
+def _response_headers(value: Any, acc: Acc) -> None:
+    headers = dict(acc.get("http_response_headers", ()))
+    headers.update(_string_map(value))
+    acc["http_response_headers"] = tuple(headers.items())
+
+
+def _watches(value: Any, acc: Acc) -> None:
+    items = value if isinstance(value, list) else [value]
+    for w in items:
+        try:
+            parse_watch(w)
+        except WatchError as exc:
+            raise ValueError(f"Failed to parse watch ({json.dumps(w)}): {exc}") from None
+    acc["watches"] = tuple(acc.get("watches", ())) + tuple(items)
+
+
+def _raft_multiplier(value: Any) -> int:
+    n = c.expect_int(value)
+    if not 1 <= n <= 10:
+        raise ValueError(f"expected an integer between 1 and 10, got {n}")
+    return n
+
+
+def _dns(name: str) -> Handler:
+    def handle(value: Any, acc: Acc) -> None:
+        acc.setdefault("dns_config", {})[name] = value  # agent/dns/config.py validates
+
+    return handle
+
+
+#: dotted key -> what senate does with it; every other key of the schema has no effect here
+HANDLERS: dict[str, Handler] = {
+    "datacenter": _field("datacenter", c.expect_datacenter),
+    "data_dir": _field("data_dir", c.expect_str),
+    "node_name": _field("node_name", c.expect_str),
+    "node_id": _field("node_id", c.expect_node_id),
+    "server": _field("server", c.expect_bool),
+    "bootstrap": _field("bootstrap", c.expect_bool),
+    "bootstrap_expect": _field("bootstrap_expect", c.expect_nonneg),
+    "bind_addr": _field("bind_addr", c.expect_ip),
+    "advertise_addr": _field("advertise_addr", c.expect_ip),
+    "advertise_addr_wan": _field("advertise_addr_wan", c.expect_ip),
+    "client_addr": _field("client_addr", c.expect_client_addr),
+    "retry_interval": _field("retry_interval", c.expect_duration),
+    "retry_interval_wan": _field("retry_interval_wan", c.expect_duration),
+    "retry_max": _field("retry_max", c.expect_nonneg),
+    "retry_max_wan": _field("retry_max_wan", c.expect_nonneg),
+    "encrypt": _field("encrypt", c.expect_encrypt),
+    "log_level": _field("log_level", c.expect_log_level),
+    "domain": _field("domain", c.expect_str),
+    "leave_on_terminate": _field("leave_on_terminate", c.expect_bool),
+    "skip_leave_on_interrupt": _field("skip_leave_on_interrupt", c.expect_bool),
+    "rejoin_after_leave": _field("rejoin_after_leave", c.expect_bool),
+    "reconnect_timeout": _field("reconnect_timeout", c.expect_duration),
+    "reconnect_timeout_wan": _field("reconnect_timeout_wan", c.expect_duration),
+    "pid_file": _field("pid_file", c.expect_str),
+    "protocol": _field("protocol", c.expect_protocol),
+    # senate never calls home: the setting holds whatever its value
+    "disable_update_check": _field("disable_update_check", c.expect_bool),
+    "enable_script_checks": _field("enable_script_checks", c.expect_bool),
+    "enable_local_script_checks": _field("enable_local_script_checks", c.expect_bool),
+    "check_update_interval": _field("check_update_interval", c.expect_duration),
+    "disable_remote_exec": _field("disable_remote_exec", c.expect_bool),
+    "enable_syslog": _field("enable_syslog", c.expect_bool),
+    "ui": _field("ui", c.expect_bool),
+    "ui_dir": _field("ui_dir", c.expect_str),
+    "ui_config.enabled": _field("ui", c.expect_bool),
+    "ui_config.dir": _field("ui_dir", c.expect_str),
+    "start_join": _append("start_join", c.expect_str_list),
+    "start_join_wan": _append("start_join_wan", c.expect_str_list),
+    "retry_join": _append("retry_join", c.expect_str_list),
+    "retry_join_wan": _append("retry_join_wan", c.expect_str_list),
+    "recursors": _append("recursors", c.expect_str_list),
+    "recursor": _append("recursors", c.expect_str_list),
+    "translate_wan_addrs": _field("translate_wan_addrs", lambda v: v),
+    "service": _definitions("services", c.expect_service),
+    "services": _definitions("services", c.expect_service),
+    "check": _definitions("checks", c.expect_check),
+    "checks": _definitions("checks", c.expect_check),
+    "node_meta": _node_meta,
+    "watches": _watches,
+    "http_config.response_headers": _response_headers,
+    "http_api_response_headers": _response_headers,
+    "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
+    **{
+        f"ports.{p}": _in_block("ports", p, c.expect_port)
+        for p in ("dns", "http", "rpc", "serf_lan", "serf_wan", "server")
+    },
+    **{
+        f"addresses.{a}": _in_block("addresses", a, c.expect_client_addr)
+        for a in ("dns", "http", "rpc")
+    },
+    **{
+        f"dns_config.{k}": _dns(k)
+        for k in (
+            "node_ttl",
+            "service_ttl",
+            "allow_stale",
+            "max_stale",
+            "only_passing",
+            "enable_truncate",
+            "udp_answer_limit",
+            "recursor_timeout",
+        )
+    },
+}
+
+
+def _walk(value: Any, tree: Tree, prefix: str, source: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every leaf or free-form value of a block, keys canonical."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, dict):
+            where = f"key '{prefix[:-1]}'" if prefix else "the top level"
+            raise ConfigError(
+                f"Error decoding '{source}': {where}: expected an object, got {json.dumps(item)}"
+            )
+        for key, sub in item.items():
+            found = lookup(tree, str(key))
+            if found is None:
+                hint = nearest(tree, str(key))
+                tail = f" (did you mean '{prefix}{hint}'?)" if hint else ""
+                raise ConfigError(
+                    f"Error decoding '{source}': invalid config key {prefix}{key}{tail}"
+                )
+            name, node = found
+            path = prefix + name
+            if isinstance(node, dict) and path not in HANDLERS:
+                yield from _walk(sub, node, path + ".", source)
+            else:
+                assert node in (LEAF, FREE) or path in HANDLERS
+                yield path, sub
+
+
+def apply_document(doc: Any, source: str, acc: Acc) -> None:
+    """Merge one parsed document into `acc`; ConfigError names source, key and problem."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"Error decoding '{source}': expected an object at the top level")
+    for path, value in _walk(doc, SCHEMA, "", source):
+        handler = HANDLERS.get(path)
+        if handler is None:
+            acc.setdefault("ignored", {}).setdefault(path, source)
+            continue
+        try:
+            handler(value, acc)
+        except ValueError as exc:
+            raise ConfigError(f"Error decoding '{source}': key '{path}': {exc}") from None

@@ -1,0 +1,144 @@
+"""The agent's configuration as one frozen `AgentConfig`, and the error a user's config causes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.version import PROTOCOL_DEFAULT
+
+if TYPE_CHECKING:
+    from agent.dns.config import DNSConfig
+
+
+class ConfigError(Exception):
+    """A configuration a user wrote is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    dns: int = 8600
+    http: int = 8500
+    #: no HTTPS listener here: always -1 (disabled), as the banner and agent/self show
+    https: int = -1
+    rpc: int = 8400
+    serf_lan: int = 8301
+    serf_wan: int = 8302
+    server: int = 8300
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    http: str = ""
+    dns: str = ""
+    rpc: str = ""
+
+
+def _default_dns_config() -> DNSConfig:
+    from agent.dns.config import DNSConfig  # agent.dns.config imports this package
+
+    return DNSConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    datacenter: str = "dc1"
+    data_dir: str = ""
+    node_name: str = ""
+    node_id: str = ""
+    server: bool = False
+    bootstrap: bool = False
+    bootstrap_expect: int = 0
+    bind_addr: str = "0.0.0.0"
+    advertise_addr: str = ""
+    advertise_addr_wan: str = ""
+    client_addr: str = "127.0.0.1"
+    ports: Ports = field(default_factory=Ports)
+    addresses: Addresses = field(default_factory=Addresses)
+    start_join: tuple[str, ...] = ()
+    start_join_wan: tuple[str, ...] = ()
+    retry_join: tuple[str, ...] = ()
+    retry_join_wan: tuple[str, ...] = ()
+    retry_interval: float = 30.0
+    retry_interval_wan: float = 30.0
+    retry_max: int = 0
+    retry_max_wan: int = 0
+    encrypt: str = ""
+    log_level: str = "INFO"
+    domain: str = "consul."
+    recursors: tuple[str, ...] = ()
+    #: answer other datacenters' DNS names with their nodes' WAN addresses
+    translate_wan_addrs: bool = False
+    #: everything DNS is configured with, validated at load: domain and recursors (as above,
+    #: parsed), translate_wan_addrs and the `dns_config` block (agent/dns/config.py)
+    dns_config: DNSConfig = field(default_factory=_default_dns_config)
+    leave_on_terminate: bool | None = None  # None: Consul's default for the agent's role
+    skip_leave_on_interrupt: bool | None = None
+    rejoin_after_leave: bool = False
+    services: tuple[dict[str, Any], ...] = ()
+    checks: tuple[dict[str, Any], ...] = ()
+    #: `watches` of the config files: each runs in the agent as `senate watch` would
+    watches: tuple[dict[str, Any], ...] = ()
+    raft_multiplier: int = 0  # 0: unset, which Consul 0.7 treats as 1 (5 for production)
+    reconnect_timeout: float = 72 * 3600.0
+    reconnect_timeout_wan: float = 72 * 3600.0
+    dev: bool = False
+    pid_file: str = ""
+    protocol: int = PROTOCOL_DEFAULT
+    node_meta: tuple[tuple[str, str], ...] = ()
+    disable_update_check: bool = False
+    #: run script checks (`args` / `script`); off by default as in Consul >= 0.9.4
+    enable_script_checks: bool = False
+    #: run script checks only when they come from config files (Consul >= 1.3.0)
+    enable_local_script_checks: bool = False
+    # Consul's check_update_interval: a check's output alone reaches the servers this often
+    # (status changes at once); 0 syncs every output change at once.
+    check_update_interval: float = 300.0
+    #: ignore `senate exec` requests (Consul 0.7's default: they run)
+    disable_remote_exec: bool = False
+    enable_syslog: bool = False
+    ui: bool = False
+    ui_dir: str = ""
+    #: headers added to every HTTP API response (http_config.response_headers)
+    http_response_headers: tuple[tuple[str, str], ...] = ()
+    #: the files that were read, for `reload`
+    config_files: tuple[str, ...] = ()
+    #: warnings to print under the banner (deprecated flags, keys without effect, skipped files)
+    warnings: tuple[str, ...] = ()
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def advertise(self) -> str:
+        return self.advertise_addr or self.bind_addr
+
+    @property
+    def advertise_wan(self) -> str:
+        return self.advertise_addr_wan or self.advertise
+
+    @property
+    def http_addr(self) -> str:
+        return self.addresses.http or self.client_addr
+
+    @property
+    def dns_addr(self) -> str:
+        return self.addresses.dns or self.client_addr
+
+    @property
+    def rpc_addr(self) -> str:
+        return self.addresses.rpc or self.client_addr
+
+    @property
+    def leave_on_term(self) -> bool:
+        if self.leave_on_terminate is not None:
+            return self.leave_on_terminate
+        return not self.server
+
+    @property
+    def skip_leave_on_int(self) -> bool:
+        if self.skip_leave_on_interrupt is not None:
+            return self.skip_leave_on_interrupt
+        return self.server
+
+    @property
+    def effective_raft_multiplier(self) -> int:
+        return self.raft_multiplier or 1
