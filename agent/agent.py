@@ -33,7 +33,7 @@ from agent.gossip.config import Profile
 from agent.gossip.consul import lan_merge_check
 from agent.gossip.keyring import Keyring, KeyringError, load_keyring_file, save_keyring_file
 from agent.gossip.runner import GossipPool
-from agent.gossip.serf import Member
+from agent.gossip.serf_types import Member
 from agent.local import rexec
 from agent.local.config_watches import ConfigWatches
 from agent.local.events import UserEvents

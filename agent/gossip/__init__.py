@@ -7,7 +7,7 @@ from agent.gossip.config import Profile
 from agent.gossip.coordinate import Coordinate
 from agent.gossip.keyring import Keyring, KeyringError, KeyringResponse, generate_key
 from agent.gossip.runner import GossipPool, JoinError
-from agent.gossip.serf import Member, MemberEvent, Query, UserEvent, UserEventError
+from agent.gossip.serf_types import Member, MemberEvent, Query, UserEvent, UserEventError
 
 __all__ = [
     "Coordinate",

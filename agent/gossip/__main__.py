@@ -34,7 +34,7 @@ from agent.gossip.config import Profile
 from agent.gossip.consul import lan_merge_check
 from agent.gossip.keyring import Keyring, KeyringError
 from agent.gossip.runner import GossipPool, JoinError
-from agent.gossip.serf import Member, MemberEvent, Query, UserEvent, UserEventError
+from agent.gossip.serf_types import Member, MemberEvent, Query, UserEvent, UserEventError
 from agent.logfmt import LEVEL_BY_NAME, ConsulFormatter
 
 log = logging.getLogger("agent")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.gossip.serf import Member
+from agent.gossip.serf_types import Member
 from agent.metadata import ROLE_CLIENT, ROLE_SERVER, TAG_DC, TAG_ROLE
 
 MergeCheck = Callable[[list[Member]], str | None]

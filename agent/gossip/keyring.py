@@ -1,4 +1,6 @@
-"""The gossip keyring and AES-GCM packet encryption (memberlist keyring.go + security.go).
+"""The gossip keyring and AES-GCM packet encryption (memberlist keyring.go + security.go),
+and the keyring queries that list or change it across the pool (serf keymanager.go and
+internal_query.go: `keyring_request` asks, `answer_keyring_query` answers).
 
 Every gossip packet and stream is sealed with the primary key as
 `version(1) | nonce(12) | ciphertext+tag`; decryption tries every installed key, so a key
@@ -15,10 +17,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgpack
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.fsutil import write_atomic
+from agent.gossip.messages import BadMessage, unpack
 
 log = logging.getLogger("agent")
 
@@ -28,6 +33,8 @@ TAG_SIZE = 16
 #: Bytes added to every sealed message.
 OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 KEY_SIZES = (16, 24, 32)
+#: The internal serf queries (`_serf_<op>`) that list or change every member's keyring.
+KEYRING_QUERIES = ("install-key", "use-key", "remove-key", "list-keys")
 
 
 class KeyringError(Exception):
@@ -131,6 +138,52 @@ class KeyringResponse:
     num_nodes: int = 0
     num_resp: int = 0
     num_err: int = 0
+
+
+def keyring_request(key: str | None) -> bytes:
+    return msgpack.packb({"Key": key or ""}, use_bin_type=True)
+
+
+def parse_keyring_response(data: bytes) -> tuple[bool, str, list[str]]:
+    try:
+        resp = unpack(data)
+        keys = resp.get("Keys", [])
+        return bool(resp["Result"]), str(resp.get("Message", "")), [str(k) for k in keys]
+    except (BadMessage, KeyError, TypeError, ValueError, AttributeError):
+        return False, "malformed keyring response", []
+
+
+def answer_keyring_query(keyring: Keyring | None, op: str, payload: bytes) -> dict[str, Any]:
+    """Carry out keyring query `op` (one of KEYRING_QUERIES) on this member's keyring; the
+    answer is the map `parse_keyring_response` reads: Result, Message and Keys (base64)."""
+    result: dict[str, Any] = {"Result": False, "Message": "", "Keys": []}
+    if keyring is None:
+        result["Message"] = "Keyring is empty (encryption not enabled)"
+        return result
+    try:
+        if op == "list-keys":
+            pass
+        else:
+            req = unpack(payload)
+            key = decode_key(req["Key"])
+            if op == "install-key":
+                keyring.install(key)
+            elif op == "use-key":
+                keyring.use(key)
+            else:
+                keyring.remove(key)
+        result["Result"] = True
+        result["Keys"] = [encode_key(k) for k in keyring.list_keys()]
+    except (
+        KeyringError,
+        BadMessage,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as exc:
+        result["Message"] = str(exc)
+    return result
 
 
 def load_keyring_file(path: Path | None, encrypt: str = "") -> Keyring | None:

@@ -23,19 +23,18 @@ from agent.fsutil import write_atomic
 from agent.gossip import snapshot as snap
 from agent.gossip.config import Profile
 from agent.gossip.coordinate import Coordinate
-from agent.gossip.keyring import DecryptError, Keyring, KeyringError, KeyringResponse, decode_key
-from agent.gossip.serf import (
-    Event,
-    Member,
-    MemberEvent,
-    Query,
-    Serf,
-    UserEvent,
-    UserEventError,
+from agent.gossip.keyring import (
+    DecryptError,
+    Keyring,
+    KeyringError,
+    KeyringResponse,
+    decode_key,
     keyring_request,
     parse_keyring_response,
 )
-from agent.gossip.swim import Outgoing
+from agent.gossip.nodes import Outgoing
+from agent.gossip.serf import Serf
+from agent.gossip.serf_types import Event, Member, MemberEvent, Query, UserEvent, UserEventError
 from agent.gossip.transport import (
     MAX_PACKET,
     StreamError,

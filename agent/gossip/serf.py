@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -41,7 +40,7 @@ from agent.gossip.coordinate import (
     CoordinateConfig,
     CoordinateError,
 )
-from agent.gossip.keyring import Keyring, KeyringError, decode_key, encode_key
+from agent.gossip.keyring import KEYRING_QUERIES, Keyring, answer_keyring_query
 from agent.gossip.messages import (
     BadMessage,
     MessageType,
@@ -49,135 +48,49 @@ from agent.gossip.messages import (
     get_bytes,
     get_int,
     get_ip_port,
-    get_list,
     get_str,
     unpack,
 )
-from agent.gossip.swim import Memberlist, NodeState, Outgoing, State
+from agent.gossip.nodes import NodeState, Outgoing, State
+from agent.gossip.serf_messages import (
+    MSG_JOIN,
+    MSG_LEAVE,
+    MSG_QUERY,
+    MSG_QUERY_RESPONSE,
+    MSG_USER_EVENT,
+    PushPull,
+    conflict_response_is,
+    decode_message,
+    encode_conflict_response,
+    pack,
+    query_filters,
+    query_matches,
+)
+from agent.gossip.serf_types import (
+    SERF_PROTOCOL_CUR,
+    SERF_PROTOCOL_MAX,
+    SERF_PROTOCOL_MIN,
+    Coalesce,
+    Event,
+    Intent,
+    LamportClock,
+    Member,
+    MemberEvent,
+    MemberState,
+    PendingQuery,
+    Query,
+    UserEvent,
+    UserEventError,
+    decode_tags,
+    encode_tags,
+)
+from agent.gossip.swim import Memberlist
 from agent.netaddr import join_host_port
 
 log = logging.getLogger("serf")
 
-SERF_PROTOCOL_MIN, SERF_PROTOCOL_MAX, SERF_PROTOCOL_CUR = 2, 5, 4
-TAG_MAGIC = 0xFF
-META_MAX_SIZE = 512
 INTERNAL_QUERY_PREFIX = "_serf_"
 CONFLICT_QUERY = INTERNAL_QUERY_PREFIX + "conflict"
-
-# Serf message types (first element of a user message).
-MSG_LEAVE, MSG_JOIN, MSG_USER_EVENT, MSG_QUERY, MSG_QUERY_RESPONSE = 0, 1, 3, 4, 5
-
-
-class LamportClock:
-    def __init__(self, start: int = 0) -> None:
-        self.counter = start
-
-    def time(self) -> int:
-        return self.counter
-
-    def increment(self) -> int:
-        self.counter += 1
-        return self.counter
-
-    def witness(self, v: int) -> None:
-        if v >= self.counter:
-            self.counter = v + 1
-
-
-@dataclass(slots=True)
-class Member:
-    name: str
-    addr: str
-    port: int
-    tags: dict[str, str]
-    status: str  # "alive" | "leaving" | "left" | "failed"
-    protocol_min: int = 1
-    protocol_max: int = 5
-    protocol_cur: int = 2
-    delegate_min: int = SERF_PROTOCOL_MIN
-    delegate_max: int = SERF_PROTOCOL_MAX
-    delegate_cur: int = SERF_PROTOCOL_CUR
-
-
-@dataclass(frozen=True)
-class MemberEvent:
-    type: str  # "member-join"|"member-leave"|"member-failed"|"member-update"|"member-reap"
-    members: tuple[Member, ...]
-
-
-@dataclass(frozen=True)
-class UserEvent:
-    ltime: int
-    name: str
-    payload: bytes
-    coalesce: bool
-
-
-@dataclass(frozen=True)
-class Query:
-    ltime: int
-    name: str
-    payload: bytes
-    respond: Callable[[bytes], None]
-
-
-Event = MemberEvent | UserEvent | Query
-
-
-class UserEventError(ValueError):
-    """A user event or query that cannot be sent (too large, bad name)."""
-
-
-def encode_tags(tags: dict[str, str]) -> bytes:
-    meta = bytes([TAG_MAGIC]) + msgpack.packb(tags, use_bin_type=True)
-    if len(meta) > META_MAX_SIZE:
-        raise ValueError(f"Encoded length of tags exceeds limit of {META_MAX_SIZE} bytes")
-    return meta
-
-
-def decode_tags(meta: bytes) -> dict[str, str]:
-    if not meta:
-        return {}
-    if meta[0] != TAG_MAGIC:
-        return {"role": meta.decode("utf-8", "replace")}
-    tags = unpack(meta[1:])
-    if not isinstance(tags, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-    ):
-        raise BadMessage("tags must map strings to strings")
-    return tags
-
-
-def _pack(kind: int, body: dict[str, Any]) -> bytes:
-    return msgpack.packb([kind, body], use_bin_type=True)
-
-
-@dataclass(slots=True)
-class _MemberState:
-    member: Member
-    status_ltime: int = 0
-    leave_time: float = 0.0
-
-
-@dataclass
-class _Intent:
-    kind: int
-    ltime: int
-    wall: float
-
-
-@dataclass
-class _PendingQuery:
-    ltime: int
-    deadline: float
-    responses: dict[str, bytes] = field(default_factory=dict)
-
-
-@dataclass
-class _Coalesce:
-    events: dict[str, UserEvent] = field(default_factory=dict)
-    first: float = 0.0
-    last: float = 0.0
 
 
 class Serf:
@@ -215,7 +128,7 @@ class Serf:
             vsn=(1, 5, 2, SERF_PROTOCOL_MIN, SERF_PROTOCOL_MAX, SERF_PROTOCOL_CUR),
             metrics=self.metrics,
         )
-        self.member_states: dict[str, _MemberState] = {}
+        self.member_states: dict[str, MemberState] = {}
         self.failed: set[str] = set()
         self.left: set[str] = set()
         # Serf starts every clock at 1, so time 0 never names an event.
@@ -232,11 +145,11 @@ class Serf:
         self.intent_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
         self.event_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
         self.query_queue = TransmitLimitedQueue(limit, profile.max_queue_depth, soon)
-        self.recent_intents: dict[str, _Intent] = {}
+        self.recent_intents: dict[str, Intent] = {}
         self.coord_client = CoordinateClient(coordinate_config or CoordinateConfig(), rng)
         self.coord_cache: dict[str, Coordinate] = {}
-        self.pending_queries: dict[int, _PendingQuery] = {}
-        self.coalesce = _Coalesce()
+        self.pending_queries: dict[int, PendingQuery] = {}
+        self.coalesce = Coalesce()
         self.state = "alive"  # alive | leaving | left | shutdown
         self.leave_intent_sent = False
         self._events: list[Event] = []
@@ -296,7 +209,7 @@ class Serf:
         if self.failed:
             times.append(self.next_reconnect_at)
         if self.coalesce.events:
-            times.append(self._coalesce_due())
+            times.append(self.coalesce.due(self.profile))
         times.extend(p.deadline for p in self.pending_queries.values())
         return min(times)
 
@@ -328,14 +241,14 @@ class Serf:
         """After a successful memberlist join: announce it (serf broadcastJoin)."""
         ltime = self.clock.time()
         self._handle_join_intent(ltime, self.node_name)
-        self.intent_queue.queue(_pack(MSG_JOIN, {"LTime": ltime, "Node": self.node_name}))
+        self.intent_queue.queue(pack(MSG_JOIN, {"LTime": ltime, "Node": self.node_name}))
 
     def begin_leave(self, now: float) -> None:
         self.now = now
         self.state = "leaving"
         ltime = self.clock.increment()
         self._handle_leave_intent(ltime, self.node_name)
-        msg = _pack(MSG_LEAVE, {"LTime": ltime, "Node": self.node_name})
+        msg = pack(MSG_LEAVE, {"LTime": ltime, "Node": self.node_name})
         self.intent_queue.queue(msg, on_done=self._leave_intent_done)
         if not self._others_alive():
             self.leave_intent_sent = True
@@ -352,7 +265,7 @@ class Serf:
     def force_leave(self, node: str) -> None:
         ltime = self.clock.increment()
         self._handle_leave_intent(ltime, node)
-        self.intent_queue.queue(_pack(MSG_LEAVE, {"LTime": ltime, "Node": node}))
+        self.intent_queue.queue(pack(MSG_LEAVE, {"LTime": ltime, "Node": node}))
 
     def user_event(self, name: str, payload: bytes, coalesce: bool) -> UserEvent:
         size = len(name) + len(payload)
@@ -365,7 +278,7 @@ class Serf:
         self.event_clock.increment()
         body = {"LTime": ltime, "Name": name, "Payload": payload, "CC": coalesce}
         self._handle_user_event(body)
-        self.event_queue.queue(_pack(MSG_USER_EVENT, body))
+        self.event_queue.queue(pack(MSG_USER_EVENT, body))
         return UserEvent(ltime, name, payload, coalesce)
 
     def query(
@@ -385,23 +298,18 @@ class Serf:
         self.query_clock.increment()
         qid = self.rng.getrandbits(32)
         me = self.memberlist.local()
-        filters: dict[str, Any] = {}
-        if filter_nodes:
-            filters["Nodes"] = filter_nodes
-        if filter_tags:
-            filters["Tags"] = filter_tags
         body = {
             "LTime": ltime,
             "ID": qid,
             "Addr": me.address,
-            "Filters": filters,
+            "Filters": query_filters(filter_nodes, filter_tags),
             "Timeout": timeout,
             "Name": name,
             "Payload": payload,
         }
-        self.pending_queries[qid] = _PendingQuery(ltime, self.now + timeout)
+        self.pending_queries[qid] = PendingQuery(ltime, self.now + timeout)
         self._handle_query(body)
-        self.query_queue.queue(_pack(MSG_QUERY, body))
+        self.query_queue.queue(pack(MSG_QUERY, body))
         return qid, self.now + timeout
 
     def coordinate(self) -> Coordinate:
@@ -440,10 +348,7 @@ class Serf:
 
     def notify_msg(self, data: bytes) -> None:
         try:
-            item = unpack(data)
-            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], dict):
-                raise BadMessage("serf message is not a [type, body] pair")
-            kind, body = item
+            kind, body = decode_message(data)
             rebroadcast = False
             if kind == MSG_LEAVE:
                 rebroadcast = self._handle_leave_intent(
@@ -476,42 +381,29 @@ class Serf:
 
     def local_state(self, join: bool) -> bytes:
         events = [[ltime, [[n, p] for n, p in evs]] for ltime, evs in self.event_buffer.values()]
-        return msgpack.packb(
-            {
-                "LTime": self.clock.time(),
-                "StatusLTimes": {n: m.status_ltime for n, m in self.member_states.items()},
-                "LeftMembers": sorted(self.left),
-                "EventLTime": self.event_clock.time(),
-                "Events": events,
-                "QueryLTime": self.query_clock.time(),
-            },
-            use_bin_type=True,
-        )
+        return PushPull(
+            ltime=self.clock.time(),
+            status_ltimes={n: m.status_ltime for n, m in self.member_states.items()},
+            left_members=sorted(self.left),
+            event_ltime=self.event_clock.time(),
+            events=events,
+            query_ltime=self.query_clock.time(),
+        ).encode()
 
     def merge_remote_state(self, data: bytes, join: bool) -> None:
         try:
-            pp = unpack(data)
-            if not isinstance(pp, dict):
-                raise BadMessage("serf push/pull state is not a map")
-            ltime = get_int(pp, "LTime")
-            event_ltime = get_int(pp, "EventLTime")
-            query_ltime = get_int(pp, "QueryLTime")
-            status = pp.get("StatusLTimes", {})
-            if not isinstance(status, dict):
-                raise BadMessage("StatusLTimes must be a map")
-            left = get_list(pp, "LeftMembers")
-            events = get_list(pp, "Events")
+            pp = PushPull.decode(data)
         except (BadMessage, ValueError):
             self.metrics["drop.malformed"] += 1
             return
-        if ltime > 0:
-            self.clock.witness(ltime - 1)
-        if event_ltime > 0:
-            self.event_clock.witness(event_ltime - 1)
-        if query_ltime > 0:
-            self.query_clock.witness(query_ltime - 1)
-        left_set = {n for n in left if isinstance(n, str)}
-        for name, st in status.items():
+        if pp.ltime > 0:
+            self.clock.witness(pp.ltime - 1)
+        if pp.event_ltime > 0:
+            self.event_clock.witness(pp.event_ltime - 1)
+        if pp.query_ltime > 0:
+            self.query_clock.witness(pp.query_ltime - 1)
+        left_set = {n for n in pp.left_members if isinstance(n, str)}
+        for name, st in pp.status_ltimes.items():
             if not isinstance(name, str) or not isinstance(st, int):
                 continue
             if name in left_set:
@@ -520,9 +412,9 @@ class Serf:
                 self._handle_join_intent(st, name)
         if join and self.ignore_old_events:
             # Events up to the remote's clock are history; its next event uses that time.
-            self.event_min_time = max(self.event_min_time, event_ltime)
-            self.query_min_time = max(self.query_min_time, query_ltime)
-        for entry in events:
+            self.event_min_time = max(self.event_min_time, pp.event_ltime)
+            self.query_min_time = max(self.query_min_time, pp.query_ltime)
+        for entry in pp.events:
             try:
                 ev_ltime, pairs = entry
                 for name, payload in pairs:
@@ -565,16 +457,12 @@ class Serf:
         answers = matching = 0
         for data in responses.values():
             try:
-                member = unpack(data)
+                ours = conflict_response_is(data, me.addr, me.port)
             except BadMessage:
                 self.metrics["drop.malformed"] += 1
                 continue
             answers += 1
-            if (
-                isinstance(member, dict)
-                and member.get("Addr") == me.addr
-                and member.get("Port") == me.port
-            ):
+            if ours:
                 matching += 1
         majority = answers // 2 + 1
         if matching >= majority:
@@ -605,7 +493,7 @@ class Serf:
             tags = {}
         ms = self._owned(node.name)
         if ms is None:
-            ms = _MemberState(Member(node.name, node.addr, node.port, tags, "alive"))
+            ms = MemberState(Member(node.name, node.addr, node.port, tags, "alive"))
             intent = self.recent_intents.pop(node.name, None)
             if intent is not None:
                 ms.status_ltime = intent.ltime
@@ -685,32 +573,19 @@ class Serf:
 
     # ------------------------------------------------------------------ handlers
 
-    def _owned(self, name: str) -> _MemberState | None:
+    def _owned(self, name: str) -> MemberState | None:
         """The member state of `name` for changing it; a simulation's shared map copies
         on write (see Memberlist._owned)."""
         own = getattr(self.member_states, "own", None)
         return own(name) if own is not None else self.member_states.get(name)
 
     def _emit_member(self, kind: str, m: Member) -> None:
-        snapshot = Member(
-            m.name,
-            m.addr,
-            m.port,
-            dict(m.tags),
-            m.status,
-            m.protocol_min,
-            m.protocol_max,
-            m.protocol_cur,
-            m.delegate_min,
-            m.delegate_max,
-            m.delegate_cur,
-        )
-        self._events.append(MemberEvent(kind, (snapshot,)))
+        self._events.append(MemberEvent(kind, (replace(m, tags=dict(m.tags)),)))
 
     def _upsert_intent(self, node: str, kind: int, ltime: int) -> bool:
         old = self.recent_intents.get(node)
         if old is None or ltime > old.ltime:
-            self.recent_intents[node] = _Intent(kind, ltime, self.now)
+            self.recent_intents[node] = Intent(kind, ltime, self.now)
             return True
         return False
 
@@ -725,9 +600,7 @@ class Serf:
         m = ms.member
         if node == self.node_name and self.state == "alive":
             # Someone says we leave; we don't. Refute with a join intent.
-            self.intent_queue.queue(
-                _pack(MSG_JOIN, {"LTime": self.clock.increment(), "Node": node})
-            )
+            self.intent_queue.queue(pack(MSG_JOIN, {"LTime": self.clock.increment(), "Node": node}))
             return False
         if m.status == "alive":
             m.status = "leaving"
@@ -780,33 +653,15 @@ class Serf:
         self.metrics["events"] += 1
         event = UserEvent(ltime, name, payload, cc)
         if cc and self.profile.user_coalesce_period > 0:
-            self._coalesce_user(event)
+            self.coalesce.add(event, self.now)
         else:
             self._events.append(event)
         return True
 
-    # Coalescing: the latest event of each name is delivered once the stream quiets
-    # down (quiescent period) or the coalesce period has passed since the first.
-    def _coalesce_user(self, event: UserEvent) -> None:
-        c = self.coalesce
-        if not c.events:
-            c.first = self.now
-        c.last = self.now
-        old = c.events.get(event.name)
-        if old is None or old.ltime <= event.ltime:
-            c.events[event.name] = event
-
-    def _coalesce_due(self) -> float:
-        c = self.coalesce
-        return min(
-            c.first + self.profile.user_coalesce_period,
-            c.last + self.profile.user_quiescent_period,
-        )
-
     def _flush_coalesced(self, now: float) -> None:
-        if self.coalesce.events and now >= self._coalesce_due():
+        if self.coalesce.events and now >= self.coalesce.due(self.profile):
             self._events.extend(self.coalesce.events.values())
-            self.coalesce = _Coalesce()
+            self.coalesce = Coalesce()
 
     def _handle_query(self, body: dict[str, Any]) -> bool:
         ltime = get_int(body, "LTime")
@@ -832,7 +687,7 @@ class Serf:
             seen[1].add(qid)
         else:
             self.query_buffer[idx] = (ltime, {qid})
-        if not self._query_matches(filters):
+        if not query_matches(filters, self.node_name, self.tags):
             return True
 
         def respond(data: bytes, _ltime: int = ltime, _qid: int = qid, _addr: str = addr) -> None:
@@ -844,28 +699,12 @@ class Serf:
             if _addr == self.memberlist.local().address:
                 self._handle_query_response(resp)
             else:
-                self.memberlist.send_user(_addr, _pack(MSG_QUERY_RESPONSE, resp))
+                self.memberlist.send_user(_addr, pack(MSG_QUERY_RESPONSE, resp))
 
         if name.startswith(INTERNAL_QUERY_PREFIX):
             self._internal_query(name, payload, respond)
         else:
             self._events.append(Query(ltime, name, payload, respond))
-        return True
-
-    def _query_matches(self, filters: dict[str, Any]) -> bool:
-        nodes = filters.get("Nodes")
-        if isinstance(nodes, list) and nodes and self.node_name not in nodes:
-            return False
-        tags = filters.get("Tags")
-        if isinstance(tags, dict):
-            for tag, expr in tags.items():
-                if not isinstance(tag, str) or not isinstance(expr, str):
-                    return False
-                try:
-                    if not re.fullmatch(expr, self.tags.get(tag, "")):
-                        return False
-                except re.error:
-                    return False
         return True
 
     def _handle_query_response(self, body: dict[str, Any]) -> None:
@@ -889,38 +728,11 @@ class Serf:
             if claimed == self.node_name:
                 return
             ms = self.member_states.get(claimed)
-            known = None if ms is None else {"Addr": ms.member.addr, "Port": ms.member.port}
-            respond(msgpack.packb(known, use_bin_type=True))
+            respond(encode_conflict_response(None if ms is None else ms.member))
             return
-        if op not in ("install-key", "use-key", "remove-key", "list-keys"):
+        if op not in KEYRING_QUERIES:
             return
-        result: dict[str, Any] = {"Result": False, "Message": "", "Keys": []}
-        if self.keyring is None:
-            result["Message"] = "Keyring is empty (encryption not enabled)"
-        else:
-            try:
-                if op == "list-keys":
-                    pass
-                else:
-                    req = unpack(payload)
-                    key = decode_key(req["Key"])
-                    if op == "install-key":
-                        self.keyring.install(key)
-                    elif op == "use-key":
-                        self.keyring.use(key)
-                    else:
-                        self.keyring.remove(key)
-                result["Result"] = True
-                result["Keys"] = [encode_key(k) for k in self.keyring.list_keys()]
-            except (
-                KeyringError,
-                BadMessage,
-                KeyError,
-                TypeError,
-                ValueError,
-                AttributeError,
-            ) as exc:
-                result["Message"] = str(exc)
+        result = answer_keyring_query(self.keyring, op, payload)
         try:
             respond(msgpack.packb(result, use_bin_type=True))
         except UserEventError as exc:  # too many keys to fit
@@ -963,26 +775,4 @@ class Serf:
         self._reconnects.append(join_host_port(m.addr, m.port))
 
 
-def keyring_request(key: str | None) -> bytes:
-    return msgpack.packb({"Key": key or ""}, use_bin_type=True)
-
-
-def parse_keyring_response(data: bytes) -> tuple[bool, str, list[str]]:
-    try:
-        resp = unpack(data)
-        keys = resp.get("Keys", [])
-        return bool(resp["Result"]), str(resp.get("Message", "")), [str(k) for k in keys]
-    except (BadMessage, KeyError, TypeError, ValueError, AttributeError):
-        return False, "malformed keyring response", []
-
-
-__all__ = [
-    "Event",
-    "LamportClock",
-    "Member",
-    "MemberEvent",
-    "Query",
-    "Serf",
-    "UserEvent",
-    "UserEventError",
-]
+__all__ = ["Serf"]

@@ -32,12 +32,12 @@ tells it that it is "dead", and it refutes with a higher incarnation, which wins
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agent.gossip.awareness import Awareness
 from agent.gossip.broadcast import TransmitLimitedQueue
@@ -60,97 +60,28 @@ from agent.gossip.messages import (
     get_ip_port,
     get_list,
     get_str,
-    is_ip,
 )
-from agent.gossip.suspicion import Suspicion
+from agent.gossip.nodes import (
+    PROTOCOL_CUR,
+    PROTOCOL_MAX,
+    PROTOCOL_MIN,
+    Delegate,
+    NodeState,
+    Outgoing,
+    Probe,
+    Relay,
+    State,
+    Suspect,
+    decode_push_pull_nodes,
+    encode_push_pull_nodes,
+    k_random_nodes,
+)
 
 log = logging.getLogger("memberlist")
 
-PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
 #: Push/pulls with random members a node makes soon after it joined, at doubling
 #: intervals from profile.join_push_pull_delay, before the periodic schedule resumes.
 JOIN_PUSH_PULLS = 4
-
-
-class State(enum.IntEnum):
-    ALIVE = 0
-    SUSPECT = 1
-    DEAD = 2
-    LEFT = 3
-
-
-@dataclass(slots=True)
-class NodeState:
-    name: str
-    addr: str
-    port: int
-    meta: bytes
-    incarnation: int
-    state: State
-    state_change: float
-    vsn: tuple[int, ...] = (PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR, 0, 0, 0)
-
-    @property
-    def address(self) -> str:
-        return f"{self.addr}:{self.port}"
-
-    def dead_or_left(self) -> bool:
-        return self.state in (State.DEAD, State.LEFT)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """Something for the runner to send: a UDP packet, or a TCP stream frame."""
-
-    dest: str  # "ip:port"
-    data: bytes
-    stream: bool = False
-    expect_reply: bool = False
-
-
-class Delegate(Protocol):
-    """What Serf plugs into memberlist (Delegate, EventDelegate, MergeDelegate, PingDelegate)."""
-
-    def notify_msg(self, data: bytes) -> None: ...
-    def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]: ...
-    def has_broadcasts(self) -> bool: ...
-    def local_state(self, join: bool) -> bytes: ...
-    def merge_remote_state(self, data: bytes, join: bool) -> None: ...
-    def notify_join(self, node: NodeState) -> None: ...
-    def notify_leave(self, node: NodeState) -> None: ...
-    def notify_update(self, node: NodeState) -> None: ...
-    def notify_merge(self, nodes: list[NodeState]) -> str | None: ...
-    def notify_conflict(self, existing: NodeState, addr: str, port: int) -> None: ...
-    def ack_payload(self) -> bytes: ...
-    def notify_ping_complete(self, node: NodeState, rtt: float, payload: bytes) -> None: ...
-
-
-@dataclass(slots=True)
-class _Probe:
-    seq: int
-    target: str
-    sent: float
-    timeout_at: float
-    deadline: float
-    indirect: bool = False
-    expected_nacks: int = 0
-    nacks: int = 0
-
-
-@dataclass(slots=True)
-class _Relay:
-    """A ping we send on behalf of another member's ping-req."""
-
-    orig_seq: int
-    requester: str
-    nack: bool
-    deadline: float
-
-
-@dataclass(slots=True)
-class _Suspect:
-    timer: Suspicion
-    incarnation: int
 
 
 @dataclass
@@ -176,9 +107,9 @@ class Memberlist:
         self.broadcasts = TransmitLimitedQueue(
             lambda: self.profile.retransmit_limit(len(self.nodes)), on_queue=self.gossip_soon
         )
-        self.suspicions: dict[str, _Suspect] = {}
-        self.probe: _Probe | None = None
-        self.relays: dict[int, _Relay] = {}
+        self.suspicions: dict[str, Suspect] = {}
+        self.probe: Probe | None = None
+        self.relays: dict[int, Relay] = {}
         self.probe_index = 0
         self.leaving = False
         #: Early push/pulls still due after our join (JOIN_PUSH_PULLS).
@@ -532,7 +463,7 @@ class Memberlist:
         self.seq += 1
         ping = encode(MessageType.PING, {"Seq": self.seq, "Node": node.name})
         interval = self.awareness.scale_timeout(self.profile.probe_interval)
-        self.probe = _Probe(
+        self.probe = Probe(
             seq=self.seq,
             target=node.name,
             sent=self.now,
@@ -550,7 +481,7 @@ class Memberlist:
             )
         self._send(node.address, msgs)
 
-    def _start_indirect(self, probe: _Probe) -> None:
+    def _start_indirect(self, probe: Probe) -> None:
         probe.indirect = True
         node = self.node_map.get(probe.target)
         if node is None:
@@ -567,7 +498,7 @@ class Memberlist:
             ping = encode(MessageType.PING, {"Seq": probe.seq, "Node": node.name})
             self._out.append(Outgoing(node.address, ping, stream=True, expect_reply=True))
 
-    def _probe_failed(self, probe: _Probe) -> None:
+    def _probe_failed(self, probe: Probe) -> None:
         self.probe = None
         delta = max(0, probe.expected_nacks - probe.nacks) if probe.expected_nacks > 0 else 1
         self.awareness.apply_delta(delta)
@@ -597,27 +528,13 @@ class Memberlist:
         target = get_str(body, "Target")
         addr = get_ip_port(body, "Addr")
         self.seq += 1
-        self.relays[self.seq] = _Relay(
+        self.relays[self.seq] = Relay(
             orig_seq, src, get_bool(body, "Nack"), self.now + self.profile.probe_timeout
         )
         self._send(addr, [encode(MessageType.PING, {"Seq": self.seq, "Node": target})])
 
-    def _k_random(self, k: int, accept: Any) -> list[NodeState]:
-        """Up to k distinct random members passing `accept` (memberlist kRandomNodes)."""
-        n = len(self.nodes)
-        picked: list[NodeState] = []
-        seen: set[int] = set()
-        for _ in range(3 * n):
-            if len(picked) >= k or len(seen) >= n:
-                break
-            i = self.rng.randrange(n)
-            if i in seen:
-                continue
-            seen.add(i)
-            node = self.node_map[self.nodes[i]]
-            if accept(node):
-                picked.append(node)
-        return picked
+    def _k_random(self, k: int, accept: Callable[[NodeState], bool]) -> list[NodeState]:
+        return k_random_nodes(self.rng, self.nodes, self.node_map, k, accept)
 
     # ------------------------------------------------------------------ gossip, push/pull
 
@@ -661,43 +578,16 @@ class Memberlist:
             self._out.append(Outgoing(peers[0].address, data, stream=True, expect_reply=True))
 
     def _push_pull_message(self, join: bool, reply: bool) -> bytes:
-        nodes = [
-            [n.name, n.addr, n.port, n.meta, n.incarnation, int(n.state), list(n.vsn)]
-            for n in self.node_map.values()
-        ]
         body = {
             "Join": join,
             "Reply": reply,
-            "Nodes": nodes,
+            "Nodes": encode_push_pull_nodes(self.node_map.values()),
             "User": self.delegate.local_state(join),
         }
         return encode(MessageType.PUSH_PULL, body)
 
     def _merge_remote(self, body: dict[str, Any], join: bool) -> str | None:
-        states: list[NodeState] = []
-        for raw in get_list(body, "Nodes"):
-            if not isinstance(raw, list) or len(raw) != 7:
-                raise BadMessage("push/pull: bad node entry")
-            name, addr, port, meta, inc, state, vsn = raw
-            if not (
-                isinstance(name, str)
-                and isinstance(addr, str)
-                and isinstance(port, int)
-                and 0 <= port <= 65535
-                and isinstance(meta, bytes)
-                and isinstance(inc, int)
-                and inc >= 0
-                and state in (0, 1, 2, 3)
-                and isinstance(vsn, list)
-                and len(vsn) == 6
-                and all(isinstance(v, int) for v in vsn)
-            ):
-                raise BadMessage("push/pull: bad node entry")
-            if not is_ip(addr):
-                raise BadMessage("push/pull: node address is not an IP")
-            states.append(
-                NodeState(name, addr, port, meta, inc, State(state), self.now, tuple(vsn))
-            )
+        states = decode_push_pull_nodes(get_list(body, "Nodes"), self.now)
         user = get_bytes(body, "User")
         error = self.delegate.notify_merge(states)
         if error is not None:
@@ -842,16 +732,7 @@ class Memberlist:
         state.incarnation = inc
         state.state = State.SUSPECT
         state.state_change = self.now
-        n = len(self.nodes)
-        k = self.profile.suspicion_mult - 2
-        if n - 2 < k:
-            k = 0
-        min_t = self.profile.suspicion_timeout(n)
-        max_t = self.profile.suspicion_max_timeout_mult * min_t
-        self.suspicions[name] = _Suspect(
-            Suspicion(accuser=accuser, k=k, min_timeout=min_t, max_timeout=max_t, start=self.now),
-            inc,
-        )
+        self.suspicions[name] = Suspect.begin(self.profile, len(self.nodes), accuser, inc, self.now)
 
     def _suspicion_expired(self, name: str) -> None:
         suspect = self.suspicions.pop(name)

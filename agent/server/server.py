@@ -25,7 +25,7 @@ from agent.gossip.config import Profile
 from agent.gossip.consul import wan_merge_check
 from agent.gossip.keyring import Keyring
 from agent.gossip.runner import GossipPool
-from agent.gossip.serf import Member
+from agent.gossip.serf_types import Member
 from agent.metadata import TAG_WAN_JOIN_PORT, MemberLike, server_parts
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from agent.gossip.config import Profile
-from agent.gossip.serf import Event, MemberEvent, Serf, UserEvent
-from agent.gossip.swim import NodeState, State
+from agent.gossip.nodes import NodeState, State
+from agent.gossip.serf import Serf
+from agent.gossip.serf_types import Event, MemberEvent, UserEvent
 from agent.netaddr import split_host_port
 from agent.sim.clock import VirtualClock, _Event
 from agent.sim.gossip_shared import SharedMap, SharedNames

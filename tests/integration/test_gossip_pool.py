@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.gossip import GossipPool, JoinError, Keyring, Member, Profile, generate_key
-from agent.gossip.serf import MemberEvent, Query, UserEvent
+from agent.gossip.serf_types import MemberEvent, Query, UserEvent
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.gossip.config import Profile
-from agent.gossip.serf import UserEvent
+from agent.gossip.serf_types import UserEvent
 from agent.sim.gossip_sim import GossipCluster, SimNode
 from agent.sim.network import Faults
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from agent.gossip.config import Profile
 from agent.gossip.keyring import Keyring, decode_key, encode_key, generate_key
 from agent.gossip.messages import MessageType, compound, encode
-from agent.gossip.serf import Serf, UserEvent, UserEventError
+from agent.gossip.serf import Serf
+from agent.gossip.serf_types import UserEvent, UserEventError
 from agent.sim.gossip_sim import GossipCluster
 
 

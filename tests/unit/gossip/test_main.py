@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.gossip.__main__ import GossipAgent, dc_merge_check, main, parse_args
-from agent.gossip.serf import Member
+from agent.gossip.serf_types import Member
 
 
 def test_bad_flags_are_rejected(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ from agent.gossip.keyring import (
     decode_key,
     generate_key,
 )
-from agent.gossip.serf import LamportClock, decode_tags, encode_tags
+from agent.gossip.serf_types import LamportClock, decode_tags, encode_tags
 from agent.gossip.suspicion import Suspicion, remaining_suspicion_time
 
 
