@@ -565,12 +565,12 @@ class Agent:
         await self.graceful_leave()
         self.shutdown_requested.set()
 
-    async def force_leave(self, node: str) -> None:
-        log.info("Force leaving node: %s", node)
-        self._lan().force_leave(node)
+    async def force_leave(self, node: str, prune: bool = False) -> None:
+        log.info("Force leaving node: %s%s", node, " (prune)" if prune else "")
+        self._lan().force_leave(node, prune)
         wan = self._pool(True)
         if wan is not None:
-            wan.force_leave(f"{node}.{self.datacenter}" if "." not in node else node)
+            wan.force_leave(f"{node}.{self.datacenter}" if "." not in node else node, prune)
 
     def stats(self) -> dict[str, dict[str, str]]:
         checks = list(self.local.checks.values())

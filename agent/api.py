@@ -47,7 +47,9 @@ class AgentAPI(Protocol):
 
     async def leave(self) -> None: ...
 
-    async def force_leave(self, node: str) -> None: ...
+    async def force_leave(self, node: str, prune: bool = False) -> None:
+        """Mark a failed member left; `prune` removes it from the member list at once."""
+        ...
 
     def stats(self) -> dict[str, dict[str, str]]:
         """The sections of `senate info`: agent, build, consul, raft, serf_lan, serf_wan, runtime."""

@@ -397,8 +397,8 @@ class AgentDouble:
     async def leave(self) -> None:
         self.gossip.left = True
 
-    async def force_leave(self, node: str) -> None:
-        self.gossip.force_left.append(node)
+    async def force_leave(self, node: str, prune: bool = False) -> None:
+        self.gossip.force_left.append(node + (" (prune)" if prune else ""))
 
     async def keyring(self, op: str, key: str | None = None) -> list[dict[str, Any]]:
         return self.gossip.keyring(op, key)

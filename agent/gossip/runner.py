@@ -235,8 +235,8 @@ class GossipPool:
 
     # ------------------------------------------------------------------ queries of state
 
-    def force_leave(self, node: str) -> None:
-        self.serf.force_leave(node)
+    def force_leave(self, node: str, prune: bool = False) -> None:
+        self.serf.force_leave(node, prune)
         self._pump()
 
     def members(self) -> list[Member]:

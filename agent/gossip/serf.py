@@ -262,10 +262,14 @@ class Serf:
             for n, m in self.member_states.items()
         )
 
-    def force_leave(self, node: str) -> None:
+    def force_leave(self, node: str, prune: bool = False) -> None:
+        """Mark a failed member left; with `prune` (serf >= 0.9) forget it at once."""
         ltime = self.clock.increment()
-        self._handle_leave_intent(ltime, node)
-        self.intent_queue.queue(pack(MSG_LEAVE, {"LTime": ltime, "Node": node}))
+        self._handle_leave_intent(ltime, node, prune)
+        body: dict[str, object] = {"LTime": ltime, "Node": node}
+        if prune:
+            body["Prune"] = True
+        self.intent_queue.queue(pack(MSG_LEAVE, body))
 
     def user_event(self, name: str, payload: bytes, coalesce: bool) -> UserEvent:
         size = len(name) + len(payload)
@@ -352,7 +356,7 @@ class Serf:
             rebroadcast = False
             if kind == MSG_LEAVE:
                 rebroadcast = self._handle_leave_intent(
-                    get_int(body, "LTime"), get_str(body, "Node")
+                    get_int(body, "LTime"), get_str(body, "Node"), body.get("Prune") is True
                 )
                 queue = self.intent_queue
             elif kind == MSG_JOIN:
@@ -589,11 +593,14 @@ class Serf:
             return True
         return False
 
-    def _handle_leave_intent(self, ltime: int, node: str) -> bool:
+    def _handle_leave_intent(self, ltime: int, node: str, prune: bool = False) -> bool:
         self.clock.witness(ltime)
         ms = self.member_states.get(node)
         if ms is None:
             return self._upsert_intent(node, MSG_LEAVE, ltime)
+        if prune and node != self.node_name and ms.member.status in ("failed", "left"):
+            self._forget(node, ms)  # serf's handlePrune: reaped now, not after the timeout
+            return True
         if ltime <= ms.status_ltime:
             return False
         ms = self._owned(node) or ms
@@ -752,15 +759,19 @@ class Serf:
                     continue
                 if self.now - ms.leave_time <= timeout:
                     continue
-                names.discard(name)
-                del self.member_states[name]
-                self.coord_cache.pop(name, None)
-                self.coord_client.forget(name)
-                log.info("EventMemberReap: %s", name)
-                self._emit_member("member-reap", ms.member)
+                self._forget(name, ms)
         cutoff = self.now - self.profile.recent_intent_timeout
         for name in [n for n, i in self.recent_intents.items() if i.wall < cutoff]:
             del self.recent_intents[name]
+
+    def _forget(self, name: str, ms: MemberState) -> None:
+        self.failed.discard(name)
+        self.left.discard(name)
+        del self.member_states[name]
+        self.coord_cache.pop(name, None)
+        self.coord_client.forget(name)
+        log.info("EventMemberReap: %s", name)
+        self._emit_member("member-reap", ms.member)
 
     def _reconnect(self) -> None:
         if not self.failed:

@@ -60,7 +60,7 @@ async def agent_force_leave(request: web.Request) -> web.Response:
     node = request.match_info.get("node", "")
     if not node:
         raise HTTPError(400, "Missing node name")
-    await agent_of(request).force_leave(node)
+    await agent_of(request).force_leave(node, prune=flag(request, "prune"))
     return web.Response(body=b"", content_type="application/json")
 
 
@@ -87,14 +87,6 @@ async def agent_monitor(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(Exception):
                 await aclose()
     return resp
-
-
-async def agent_services(request: web.Request) -> web.Response:
-    return json_response(request, agent_of(request).local_services())
-
-
-async def agent_checks(request: web.Request) -> web.Response:
-    return json_response(request, agent_of(request).local_checks())
 
 
 # ---- registration of this agent's services and checks ------------------------------------
@@ -130,7 +122,8 @@ def _apply(action: Any, *args: Any) -> Any:
 async def service_register(request: web.Request) -> web.Response:
     registry = registry_of(request)
     definition = _apply(parse_service, await _body(request))
-    _apply(lambda: registry.add_service(definition, persist=True))
+    replace = flag(request, "replace-existing-checks")
+    _apply(lambda: registry.add_service(definition, persist=True, replace_existing_checks=replace))
     return _empty()
 
 
@@ -240,8 +233,6 @@ def routes() -> list[web.RouteDef]:
         web.put("/v1/agent/maintenance", node_maintenance),
         web.get("/v1/agent/self", agent_self, allow_head=False),
         web.get("/v1/agent/members", agent_members, allow_head=False),
-        web.get("/v1/agent/services", agent_services, allow_head=False),
-        web.get("/v1/agent/checks", agent_checks, allow_head=False),
         web.put("/v1/agent/join/{addr}", agent_join),
         web.get("/v1/agent/join/{addr}", agent_join, allow_head=False),
         web.put("/v1/agent/leave", agent_leave),

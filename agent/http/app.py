@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 from agent.api import AgentAPI, RPCError
 from agent.http import (
     agent_endpoint,
+    agent_services,
     catalog,
     coordinate,
     event,
@@ -38,6 +39,7 @@ CLIENT_MAX_SIZE = 1 << 30
 RESOURCES = (
     kv,
     agent_endpoint,
+    agent_services,
     event,
     status,
     operator,

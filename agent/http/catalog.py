@@ -13,20 +13,66 @@ from agent.http.common import (
     read_json,
     rpc,
 )
+from agent.http.decode import Spec, fields
 from agent.http.query import query
 
 
 def service_tag(request: web.Request, args: dict[str, Any]) -> None:
-    if "tag" in request.query:
-        args["ServiceTag"] = request.query["tag"]
+    """`?tag=` (repeatable since Consul 1.2: an instance must carry every tag)."""
+    tags = request.query.getall("tag", [])
+    if tags:
+        args["ServiceTags"] = list(tags)
+        args["ServiceTag"] = tags[0]  # what a 0.7 server reads
         args["TagFilter"] = True
 
 
+_CHECK: Spec = {
+    "Node": None,
+    "CheckID": None,
+    "Name": None,
+    "Status": None,
+    "Notes": None,
+    "Output": None,
+    "ServiceID": None,
+    "ServiceName": None,
+    "ServiceTags": None,
+    "Type": None,
+    "Definition": None,
+    "Namespace": None,
+}
+#: structs.RegisterRequest as Consul's decodeBody reads it (any case, snake_case too)
+_REGISTER: Spec = {
+    "Datacenter": None,
+    "ID": None,
+    "Node": None,
+    "Address": None,
+    "TaggedAddresses": None,
+    "NodeMeta": None,
+    "Service": {
+        "ID": None,
+        "Service": None,
+        "Tags": None,
+        "Address": None,
+        "TaggedAddresses": None,
+        "Meta": None,
+        "Port": None,
+        "Weights": {"Passing": None, "Warning": None},
+        "EnableTagOverride": None,
+        "Kind": None,
+        "Proxy": None,
+        "Connect": None,
+        "Namespace": None,
+    },
+    "Check": _CHECK,
+    "Checks": _CHECK,
+    "SkipNodeUpdate": None,
+}
+_DEREGISTER: Spec = {"Datacenter": None, "Node": None, "ServiceID": None, "CheckID": None}
+
+
 async def catalog_register(request: web.Request) -> web.Response:
-    body = await read_json(request, 512 * 1024)
-    if not isinstance(body, dict):
-        raise HTTPError(400, "Request decode failed: body must be a JSON object")
-    body.setdefault("Datacenter", datacenter(request))
+    body = fields(await read_json(request, 512 * 1024), _REGISTER)
+    body["Datacenter"] = body.get("Datacenter") or datacenter(request)
     if not body.get("Node") or not body.get("Address"):
         raise HTTPError(400, "Must provide node and address")
     await rpc(request, "Catalog.Register", body)
@@ -34,10 +80,8 @@ async def catalog_register(request: web.Request) -> web.Response:
 
 
 async def catalog_deregister(request: web.Request) -> web.Response:
-    body = await read_json(request, 512 * 1024)
-    if not isinstance(body, dict):
-        raise HTTPError(400, "Request decode failed: body must be a JSON object")
-    body.setdefault("Datacenter", datacenter(request))
+    body = fields(await read_json(request, 512 * 1024), _DEREGISTER)
+    body["Datacenter"] = body.get("Datacenter") or datacenter(request)
     if not body.get("Node"):
         raise HTTPError(400, "Must provide node")
     await rpc(request, "Catalog.Deregister", body)
@@ -61,7 +105,7 @@ def routes() -> list[web.RouteDef]:
         ),
         web.get(
             "/v1/catalog/services",
-            query("Catalog.ListServices", "Services", empty={}),
+            query("Catalog.ListServices", "Services", empty={}, server_filter=True),
             allow_head=False,
         ),
         web.get(

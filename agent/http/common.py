@@ -96,7 +96,20 @@ def query_options(request: web.Request) -> dict[str, Any]:
         opts["MinQueryIndex"] = index
         if index > 0 and not opts["MaxQueryTime"]:
             opts["MaxQueryTime"] = DEFAULT_QUERY_TIME
+    metas = q.getall("node-meta", [])
+    if metas:
+        opts["NodeMetaFilters"] = node_meta_filters(metas)
     return opts
+
+
+def node_meta_filters(values: list[str]) -> dict[str, str]:
+    """`?node-meta=key:value` (repeatable; a node must carry every pair), as Consul's
+    parseMetaFilter: no colon means the key with an empty value."""
+    out: dict[str, str] = {}
+    for raw in values:
+        key, _sep, value = raw.partition(":")
+        out[key] = value
+    return out
 
 
 def meta_headers(reply: Any) -> dict[str, str]:
@@ -145,12 +158,16 @@ def b64(value: bytes | str | None) -> str | None:
 
 
 async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
-    """Call a server RPC; an RPCError becomes Consul's 500 with the error text."""
+    """Call a server RPC; an RPCError becomes Consul's 500 with the error text (403 for a
+    permission error, 400 for a filter expression the server refused)."""
     try:
         return await agent_of(request).rpc(method, args)
     except RPCError as exc:
-        status = 403 if "Permission denied" in str(exc) else 500
-        raise HTTPError(status, str(exc)) from None
+        text = str(exc)
+        status = 403 if "Permission denied" in text else 500
+        if text.startswith("Failed to create boolean expression evaluator"):
+            status = 400
+        raise HTTPError(status, text) from None
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:

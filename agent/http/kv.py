@@ -33,7 +33,7 @@ def dir_entry_json(entry: dict[str, Any]) -> dict[str, Any]:
         "LockIndex": entry.get("LockIndex", 0),
         "Key": entry.get("Key", ""),
         "Flags": entry.get("Flags", 0),
-        "Value": b64(entry.get("Value")),
+        "Value": b64(entry.get("Value")) or None,  # an empty value is null, as in Consul 1.x
     }
     if entry.get("Session"):
         out["Session"] = entry["Session"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.filter import Filter, FilterError, filter_dict, filter_list, parse_filter
 from agent.http.common import (
     HTTPError,
     json_response,
@@ -26,11 +27,16 @@ def query(
     extra: Callable[[web.Request, dict[str, Any]], None] | None = None,
     empty: Any = None,
     shape: Callable[[web.Request, Any], Any] | None = None,
+    server_filter: bool = False,
 ) -> Handler:
-    """A GET handler: QueryOptions + path args -> RPC -> reply[field] with X-Consul-* headers."""
+    """A GET handler: QueryOptions + path args -> RPC -> reply[field] with X-Consul-* headers,
+    `?filter=` applied to the result's entries."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        flt = request_filter(request)
         args = query_options(request)
+        if server_filter and flt is not None:
+            args["Filter"], flt = flt.expression, None  # the server filters (Catalog.ListServices)
         for var, name in (path_args or {}).items():
             value = request.match_info.get(var, "")
             if not value:
@@ -44,6 +50,41 @@ def query(
             out = empty
         if shape is not None:
             out = shape(request, out)
-        return json_response(request, out, meta_headers(reply))
+        out = apply_filter(flt, out)
+        return json_response(request, out, meta_headers(reply) | cache_headers(request))
 
     return handler
+
+
+def request_filter(request: web.Request) -> Filter | None:
+    """`?filter=` parsed up front, so a bad expression is a 400 before any work is done."""
+    text = request.query.get("filter")
+    if not text:
+        return None
+    try:
+        return parse_filter(text)
+    except FilterError as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+def apply_filter(flt: Filter | None, out: Any) -> Any:
+    """The entries of a list, or the values of a map of objects, that match `flt`; a node's
+    services (`{Node, Services}`) filter their Services."""
+    if flt is None or out is None:
+        return out
+    try:
+        if isinstance(out, list):
+            return filter_list(flt, out)
+        if isinstance(out, dict) and isinstance(out.get("Services"), dict) and "Node" in out:
+            return dict(out, Services=filter_dict(flt, out["Services"]))
+        if isinstance(out, dict) and all(isinstance(v, dict) for v in out.values()):
+            return filter_dict(flt, out)
+    except FilterError as exc:
+        raise HTTPError(400, str(exc)) from None
+    raise HTTPError(400, "filter is not supported on this endpoint")
+
+
+def cache_headers(request: web.Request) -> dict[str, str]:
+    """`?cached`: this agent keeps no result cache, so every answer is fetched fresh and
+    says so the way Consul's agent cache does for a miss."""
+    return {"X-Cache": "MISS", "Age": "0"} if "cached" in request.query else {}

@@ -6,48 +6,84 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.http import decode
 from agent.http.common import (
     HTTPError,
     agent_of,
     datacenter,
     json_response,
-    parse_duration,
     read_json,
     rpc,
 )
+from agent.http.decode import Spec, fields
 from agent.http.query import query
 
 
 def session_json(sess: dict[str, Any]) -> dict[str, Any]:
     out = dict(sess)
     out["LockDelay"] = int(out.get("LockDelay") or 0)  # nanoseconds, as Consul's JSON
+    if "NodeChecks" not in out:  # a session stored before node and service checks split
+        out["NodeChecks"] = list(out.get("Checks") or []) or None
+        out["ServiceChecks"] = None
     return out
+
+
+#: SessionRequest.Session as Consul's decodeBody reads it (any case, snake_case too)
+_SESSION: Spec = {
+    "Name": None,
+    "Node": None,
+    "Checks": None,
+    "NodeChecks": None,
+    "ServiceChecks": {"ID": None, "Namespace": None},
+    "LockDelay": None,
+    "Behavior": None,
+    "TTL": None,
+    "Namespace": None,
+}
 
 
 async def session_create(request: web.Request) -> web.Response:
     body = await read_json(request, 64 * 1024)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise HTTPError(400, "Request decode failed: body must be a JSON object")
-    sess: dict[str, Any] = {"ID": "", "Name": str(body.get("Name", "") or "")}
-    sess["Node"] = body.get("Node") or agent_of(request).node_name
-    for name in ("Checks", "LockDelay", "Behavior", "TTL"):
-        if body.get(name) is not None:
-            sess[name] = body[name]
-    if "Checks" in sess and not (
-        isinstance(sess["Checks"], list) and all(isinstance(c, str) for c in sess["Checks"])
-    ):
-        raise HTTPError(400, "Request decode failed: Checks must be a list of check IDs")
-    if isinstance(sess.get("LockDelay"), str):
-        try:
-            sess["LockDelay"] = int(parse_duration(sess["LockDelay"]) * 1e9)
-        except ValueError:
-            raise HTTPError(
-                400, f"Request decode failed: invalid LockDelay {sess['LockDelay']!r}"
-            ) from None
-    if "Behavior" in sess and sess["Behavior"] not in ("release", "delete"):
-        raise HTTPError(400, f"Invalid Behavior setting '{sess['Behavior']}'")
+    got = fields({} if body is None else body, _SESSION)
+    sess: dict[str, Any] = {"ID": "", "Name": decode.string(got.get("Name"), "Name")}
+    sess["Node"] = decode.string(got.get("Node"), "Node") or agent_of(request).node_name
+    if got.get("Behavior") is not None:
+        behavior = decode.string(got["Behavior"], "Behavior")
+        if behavior not in ("release", "delete"):
+            raise HTTPError(400, f"Invalid Behavior setting '{behavior}'")
+        sess["Behavior"] = behavior
+    if got.get("TTL") is not None:
+        ttl = got["TTL"]
+        sess["TTL"] = ttl if isinstance(ttl, str) else f"{decode.duration_ns(ttl, 'TTL')}ns"
+    if got.get("LockDelay") is not None:
+        delay = got["LockDelay"]
+        # a string is a Go duration; a number goes to the server's FixupLockDelay as given
+        sess["LockDelay"] = (
+            decode.duration_ns(delay, "LockDelay") if isinstance(delay, str) else delay
+        )
+        if isinstance(sess["LockDelay"], bool):
+            raise HTTPError(400, "Request decode failed: LockDelay: expected a duration")
+    # Consul's defaults and fixupEmptySessionChecks: no checks named -> the node's serfHealth;
+    # Checks (older clients) and NodeChecks/ServiceChecks (>= 1.7) are two views of one set.
+    checks = got.get("Checks")
+    node_checks = got.get("NodeChecks")
+    service_checks = got.get("ServiceChecks")
+    if checks is None and node_checks is None and service_checks is None:
+        node_checks = ["serfHealth"]
+    node_ids = decode.string_list(node_checks if node_checks is not None else checks, "NodeChecks")
+    svc = [
+        {
+            "ID": decode.string(c.get("ID"), "ServiceChecks.ID"),
+            "Namespace": decode.string(c.get("Namespace"), "ServiceChecks.Namespace"),
+        }
+        for c in (service_checks or [])
+    ]
+    if checks is not None and node_checks is None and service_checks is None:
+        sess["Checks"] = decode.string_list(checks, "Checks")
+    else:
+        sess["Checks"] = list(dict.fromkeys([*node_ids, *(c["ID"] for c in svc)]))
+    sess["NodeChecks"] = node_ids
+    sess["ServiceChecks"] = svc
     args = {"Datacenter": datacenter(request), "Op": "create", "Session": sess}
     reply = await rpc(request, "Session.Apply", args)
     return json_response(request, {"ID": reply})

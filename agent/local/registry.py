@@ -150,7 +150,16 @@ def parse_service(raw: Any) -> ServiceDefinition:
         "Port": port,
         "Meta": {str(k): v for k, v in meta.items()},
         "EnableTagOverride": eto,
+        "Weights": _weights(fields.get("weights")),
     }
+    tagged = _tagged_addresses(fields.get("taggedaddresses"))
+    if tagged:
+        service["TaggedAddresses"] = tagged
+    kind = text("kind", "Kind")
+    if kind:
+        if kind not in SERVICE_KINDS:
+            raise RegistrationError(400, f"Invalid service kind: {kind!r}")
+        service["Kind"] = kind
     raw_checks: list[Any] = []
     if fields.get("check") is not None:
         raw_checks.append(fields["check"])
@@ -178,6 +187,52 @@ def parse_service(raw: Any) -> ServiceDefinition:
             raise RegistrationError(400, f"Invalid check: {exc}") from None
         checks.append(chk)
     return ServiceDefinition(service, tuple(checks))
+
+
+#: Consul 1.x's service kinds ("" is a typical service)
+SERVICE_KINDS = (
+    "connect-proxy",
+    "mesh-gateway",
+    "terminating-gateway",
+    "ingress-gateway",
+    "api-gateway",
+)
+
+
+def _weights(raw: Any) -> dict[str, int]:
+    """Consul's service Weights: {Passing, Warning}, 1 and 1 by default; Passing >= 1."""
+    if raw is None:
+        return {"Passing": 1, "Warning": 1}
+    if not isinstance(raw, dict):
+        raise _decode_error("Weights: expected an object")
+    w = {normalise_key(str(k)): v for k, v in raw.items()}
+    out = {}
+    for key, label in (("passing", "Passing"), ("warning", "Warning")):
+        v = w.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise _decode_error(f"Weights.{label}: expected a non-negative integer")
+        out[label] = v
+    if out["Passing"] < 1:
+        raise RegistrationError(400, "Passing must be greater than 0")
+    return out
+
+
+def _tagged_addresses(raw: Any) -> dict[str, dict[str, Any]]:
+    """A service's TaggedAddresses: name -> {Address, Port} (Consul >= 1.5)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _decode_error("TaggedAddresses: expected an object")
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            raise _decode_error(f"TaggedAddresses.{name}: expected an object")
+        v = {normalise_key(str(k)): x for k, x in value.items()}
+        addr, port = v.get("address", ""), v.get("port", 0)
+        if not isinstance(addr, str) or isinstance(port, bool) or not isinstance(port, int):
+            raise _decode_error(f"TaggedAddresses.{name}: expected Address and Port")
+        out[str(name)] = {"Address": addr, "Port": port}
+    return out
 
 
 _META_KEY = re.compile(r"[a-zA-Z0-9_-]+")
@@ -312,15 +367,21 @@ class LocalRegistry:
     # ---- services -----------------------------------------------------------------------
 
     def add_service(
-        self, definition: ServiceDefinition, *, persist: bool, from_config: bool = False
+        self,
+        definition: ServiceDefinition,
+        *,
+        persist: bool,
+        from_config: bool = False,
+        replace_existing_checks: bool = False,
     ) -> None:
         """Register (or replace) a service and its checks; all-or-nothing. `from_config`:
-        the definition comes from a config file (enable_local_script_checks applies)."""
+        the definition comes from a config file (enable_local_script_checks applies).
+        The service's checks the new definition does not name stay, as in Consul 1.x,
+        unless `replace_existing_checks` (?replace-existing-checks) says to drop them."""
         for chk in definition.checks:
             self._vet(chk, from_config=from_config)
         service = definition.service
         sid = service["ID"]
-        # Checks the previous definition had and this one has not go away (Consul >= 1.3).
         keep = {c.check_id for c in definition.checks}
         # Re-registering keeps the checks' current results (Consul's snapshotCheckState), so a
         # client that registers again at start does not flap its service to critical.
@@ -331,7 +392,8 @@ class LocalRegistry:
         }
         for cid, health in list(self.state.checks.items()):
             if (
-                health.get("ServiceID") == sid
+                replace_existing_checks
+                and health.get("ServiceID") == sid
                 and cid not in keep
                 and not cid.startswith(SERVICE_MAINT_PREFIX)
             ):
@@ -613,7 +675,7 @@ class LocalRegistry:
                 self._remove_check(cid, persist=False)
         for sid, d in new_services.items():
             if self.config_services.get(sid) != d or sid not in self.state.services:
-                self.add_service(d, persist=False, from_config=True)
+                self.add_service(d, persist=False, from_config=True, replace_existing_checks=True)
         for cid, chk in new_checks.items():
             if self.config_checks.get(cid) != chk or cid not in self.state.checks:
                 self._add_check(chk, persist=False)

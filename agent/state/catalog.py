@@ -3,7 +3,7 @@ state/catalog.go. A check going critical or deregistered invalidates the session
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from agent.state.sessions import SessionTables
@@ -79,6 +79,10 @@ class CatalogTables(SessionTables):
             "Port": _uint(svc.get("Port"), "Port"),
             "Meta": dict(svc.get("Meta") or {}),
             "EnableTagOverride": bool(svc.get("EnableTagOverride")),
+            # Consul 1.x's fields (a record from an older snapshot lacks them: read with .get)
+            "Kind": str(svc.get("Kind") or ""),
+            "TaggedAddresses": dict(svc.get("TaggedAddresses") or {}),
+            "Weights": dict(svc.get("Weights") or {"Passing": 1, "Warning": 1}),
             "CreateIndex": existing["CreateIndex"] if existing else idx,
             "ModifyIndex": idx,
         }
@@ -189,9 +193,27 @@ class CatalogTables(SessionTables):
         ]
         return self.table_index("nodes"), out
 
-    def services(self) -> tuple[int, dict[str, list[str]]]:
+    @staticmethod
+    def _meta_ok(node: dict[str, Any] | None, meta: dict[str, str] | None) -> bool:
+        """A node carries every `meta` pair (Consul's NodeMetaFilters; none: any node)."""
+        if not meta:
+            return True
+        return node is not None and all(node["Meta"].get(k) == v for k, v in meta.items())
+
+    def services(
+        self,
+        meta: dict[str, str] | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[int, dict[str, list[str]]]:
+        """Service name -> tags, over the instances on nodes carrying every `meta` pair and,
+        with `keep`, the instances (as ServiceNode dicts) it keeps (Consul's ?filter)."""
         tags: dict[str, set[str]] = {}
-        for svc in self._services.values():
+        for (node, _sid), svc in self._services.items():
+            rec = self._nodes.get(node)
+            if meta and not self._meta_ok(rec, meta):
+                continue
+            if keep is not None and (rec is None or not keep(self._service_node(rec, svc))):
+                continue
             tags.setdefault(svc["Service"], set()).update(svc["Tags"])
         return self.table_index("services"), {name: sorted(t) for name, t in sorted(tags.items())}
 
@@ -209,25 +231,43 @@ class CatalogTables(SessionTables):
             "ServicePort": svc["Port"],
             "ServiceMeta": dict(svc["Meta"]),
             "ServiceEnableTagOverride": svc["EnableTagOverride"],
+            "ServiceKind": svc.get("Kind", ""),
+            "ServiceTaggedAddresses": dict(svc.get("TaggedAddresses") or {}) or None,
+            "ServiceWeights": dict(svc.get("Weights") or {"Passing": 1, "Warning": 1}),
             "CreateIndex": svc["CreateIndex"],
             "ModifyIndex": svc["ModifyIndex"],
         }
 
     def _matching_services(
-        self, service: str, tag: str | None
+        self,
+        service: str,
+        tags: Sequence[str] | str | None,
+        meta: dict[str, str] | None = None,
     ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Instances of `service` carrying every tag (case-insensitive, as Consul) on nodes
+        carrying every `meta` pair."""
+        wanted = [tags] if isinstance(tags, str) else list(tags or ())
+        wanted = [w.lower() for w in wanted]
         for _name, node, sid in self._service_names.irange(
             (service, "", ""), (service, _KEY_MAX, _KEY_MAX)
         ):
             svc = self._services[(node, sid)]
-            if tag is not None and tag.lower() not in (t.lower() for t in svc["Tags"]):
+            if wanted:
+                have = {t.lower() for t in svc["Tags"]}
+                if not all(w in have for w in wanted):
+                    continue
+            rec = self._nodes[node]
+            if meta and not self._meta_ok(rec, meta):
                 continue
-            yield self._nodes[node], svc
+            yield rec, svc
 
     def service_nodes(
-        self, service: str, tag: str | None = None
+        self,
+        service: str,
+        tags: Sequence[str] | str | None = None,
+        meta: dict[str, str] | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
-        out = [self._service_node(n, s) for n, s in self._matching_services(service, tag)]
+        out = [self._service_node(n, s) for n, s in self._matching_services(service, tags, meta)]
         return self.table_index("nodes", "services"), out
 
     def node_services(self, node: str) -> tuple[int, dict[str, Any] | None]:
@@ -240,24 +280,40 @@ class CatalogTables(SessionTables):
             "Services": {s["ID"]: _copy(s) for s in self._node_services(node)},
         }
 
-    def checks_in_state(self, state: str) -> tuple[int, list[dict[str, Any]]]:
+    def checks_in_state(
+        self, state: str, meta: dict[str, str] | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
         out = [
-            _copy(c) for c in self._checks.values() if state == HEALTH_ANY or c["Status"] == state
+            _copy(c)
+            for c in self._checks.values()
+            if (state == HEALTH_ANY or c["Status"] == state)
+            and (not meta or self._meta_ok(self._nodes.get(c["Node"]), meta))
         ]
         return self.table_index("checks"), out
 
     def node_checks(self, node: str) -> tuple[int, list[dict[str, Any]]]:
         return self.table_index("checks"), [_copy(c) for _k, c in self._node_checks(node)]
 
-    def service_checks(self, service: str) -> tuple[int, list[dict[str, Any]]]:
-        out = [_copy(c) for c in self._checks.values() if c["ServiceName"] == service]
+    def service_checks(
+        self, service: str, meta: dict[str, str] | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        out = [
+            _copy(c)
+            for c in self._checks.values()
+            if c["ServiceName"] == service
+            and (not meta or self._meta_ok(self._nodes.get(c["Node"]), meta))
+        ]
         return self.table_index("checks"), out
 
     def check_service_nodes(
-        self, service: str, tag: str | None = None, passing_only: bool = False
+        self,
+        service: str,
+        tags: Sequence[str] | str | None = None,
+        passing_only: bool = False,
+        meta: dict[str, str] | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         out = []
-        for node, svc in self._matching_services(service, tag):
+        for node, svc in self._matching_services(service, tags, meta):
             checks = [
                 _copy(c)
                 for _k, c in self._node_checks(node["Node"])

@@ -46,6 +46,14 @@ class SessionTables(KVTables):
                 "Name": str(sess.get("Name") or ""),
                 "Node": node,
                 "Checks": checks,
+                # Consul >= 1.7 tells node and service checks apart; Checks is their union
+                "NodeChecks": [str(c) for c in sess.get("NodeChecks") or []] or None,
+                "ServiceChecks": [
+                    {"ID": str(c.get("ID") or ""), "Namespace": str(c.get("Namespace") or "")}
+                    for c in sess.get("ServiceChecks") or []
+                    if isinstance(c, dict)
+                ]
+                or None,
                 "LockDelay": _uint(sess.get("LockDelay"), "LockDelay"),
                 "Behavior": behavior,
                 "TTL": str(sess.get("TTL") or ""),

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import RPCError
+from agent.filter import FilterError, parse_filter
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
 from agent.state.commands import MessageType
 from agent.state.store import HEALTH_STATES
@@ -86,31 +87,64 @@ async def list_datacenters(ctx: Context, args: dict[str, Any]) -> list[str]:
     return [ctx.datacenter, *others]
 
 
-async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+def meta_filters(args: dict[str, Any]) -> dict[str, str] | None:
+    """NodeMetaFilters of a request (`?node-meta=key:value`, repeatable): a node must carry
+    every pair."""
     meta = args.get("NodeMetaFilters") or None
-    if meta is not None and not isinstance(meta, dict):
-        raise RPCError("NodeMetaFilters must be a map")
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise RPCError("NodeMetaFilters must be a map of strings")
+    return {str(k): v for k, v in meta.items()}
+
+
+async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    meta = meta_filters(args)
 
     return await ctx.query(args, ["nodes"], "Nodes", lambda: ctx.state.nodes(meta))
 
 
 async def list_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.query(args, ["services"], "Services", lambda: ctx.state.services())
+    meta = meta_filters(args)
+    keep = None
+    if args.get("Filter"):
+        try:
+            keep = parse_filter(get_str(args, "Filter")).match
+        except FilterError as exc:
+            raise RPCError(str(exc)) from None
+
+    def run() -> tuple[int, dict[str, list[str]]]:
+        try:
+            return ctx.state.services(meta, keep)
+        except FilterError as exc:
+            raise RPCError(str(exc)) from None
+
+    return await ctx.query(args, ["services"], "Services", run)
 
 
-def service_args(args: dict[str, Any]) -> tuple[str, str | None]:
+def service_args(args: dict[str, Any]) -> tuple[str, list[str] | None]:
+    """The service name and the tags every instance must carry: ServiceTags (Consul >= 1.2,
+    `?tag` repeated) or the single ServiceTag of older clients, when TagFilter is set."""
     name = get_str(args, "ServiceName")
     if not name:
         raise RPCError("Must provide service name")
-    tag = get_str(args, "ServiceTag") if as_bool(args.get("TagFilter")) else None
-    return name, tag
+    if not as_bool(args.get("TagFilter")):
+        return name, None
+    tags = args.get("ServiceTags")
+    if isinstance(tags, list) and tags:
+        return name, [str(t) for t in tags]
+    return name, [get_str(args, "ServiceTag")]
 
 
 async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    name, tag = service_args(args)
+    name, tags = service_args(args)
+    meta = meta_filters(args)
 
     return await ctx.query(
-        args, ["nodes", "services"], "ServiceNodes", lambda: ctx.state.service_nodes(name, tag)
+        args,
+        ["nodes", "services"],
+        "ServiceNodes",
+        lambda: ctx.state.service_nodes(name, tags, meta),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.errors import RPCError
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
-from agent.server.endpoints.catalog import service_args
+from agent.server.endpoints.catalog import meta_filters, service_args
 from agent.state.store import HEALTH_ANY, HEALTH_STATES
 
 
@@ -24,8 +24,10 @@ async def checks_in_state(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if state not in (HEALTH_ANY, "unknown", *HEALTH_STATES):
         raise RPCError(f"Invalid check state '{state}'")
 
+    meta = meta_filters(args)
+
     return await ctx.query(
-        args, ["checks"], "HealthChecks", lambda: ctx.state.checks_in_state(state)
+        args, ["checks"], "HealthChecks", lambda: ctx.state.checks_in_state(state, meta)
     )
 
 
@@ -42,18 +44,23 @@ async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not name:
         raise RPCError("Must provide service name")
 
-    return await ctx.query(args, ["checks"], "HealthChecks", lambda: ctx.state.service_checks(name))
+    meta = meta_filters(args)
+
+    return await ctx.query(
+        args, ["checks"], "HealthChecks", lambda: ctx.state.service_checks(name, meta)
+    )
 
 
 async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    name, tag = service_args(args)
+    name, tags = service_args(args)
     passing = as_bool(args.get("Passing"))
+    meta = meta_filters(args)
 
     return await ctx.query(
         args,
         ["nodes", "services", "checks"],
         "Nodes",
-        lambda: ctx.state.check_service_nodes(name, tag, passing),
+        lambda: ctx.state.check_service_nodes(name, tags, passing, meta),
     )
 
 

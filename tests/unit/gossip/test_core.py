@@ -178,6 +178,22 @@ def test_force_leave_turns_failed_into_left() -> None:
     assert c.run_until(deadline, lambda: c.all_see("node4", "left"))
 
 
+def test_force_leave_prune_forgets_the_member_everywhere() -> None:
+    c = GossipCluster(3)
+    nodes = c.converged(4)
+    c.crash(nodes[3])
+    assert c.run_until(60, lambda: c.all_see("node3", "failed"))
+    nodes[0].serf.force_leave("node3", prune=True)
+    c._after(nodes[0])
+    live = nodes[:3]
+
+    def forgotten() -> bool:
+        return all("node3" not in {m.name for m in n.serf.members()} for n in live)
+
+    deadline = c.clock.now + Profile.local().push_pull_interval + 5
+    assert c.run_until(deadline, forgotten)
+
+
 def test_replayed_old_alive_does_not_resurrect_a_dead_member() -> None:
     s = make()
     alive = encode(

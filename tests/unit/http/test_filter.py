@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.http.filter import (
+from agent.filter import (
     MAX_FILTER_DEPTH,
     MAX_FILTER_LENGTH,
     Filter,

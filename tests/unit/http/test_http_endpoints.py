@@ -258,7 +258,9 @@ CONSUL_SERVICE = {
     "Address": "",
     "Port": 8300,
     "Meta": {},
+    "Weights": {"Passing": 1, "Warning": 1},
     "EnableTagOverride": False,
+    "Datacenter": "mydc",  # the agent double's datacenter
 }
 
 

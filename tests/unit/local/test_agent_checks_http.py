@@ -86,7 +86,9 @@ async def test_service_register_shows_in_agent_services_and_checks(
             "Address": "10.0.0.7",
             "Port": 8080,
             "Meta": {"version": "1"},
+            "Weights": {"Passing": 1, "Warning": 1},
             "EnableTagOverride": True,
+            "Datacenter": "dc1",
         }
     }
     checks = await get(client, "/v1/agent/checks")

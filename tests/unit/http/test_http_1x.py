@@ -1,0 +1,179 @@
+"""Consul 1.x's HTTP API over the real server side: bodies decoded case-insensitively,
+1.x's fields and values, ?node-meta, repeated ?tag, ?filter, ?cached, and the endpoints 1.x
+clients call (agent/service/:id, agent/health/service/*, agent/host, agent/version,
+coordinate/node and update, force-leave?prune, replace-existing-checks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from agent_double import AgentDouble
+
+pytestmark = pytest.mark.timeout(60)
+
+Client = Any
+
+
+async def put(client: Client, path: str, body: Any) -> tuple[int, str]:
+    resp = await client.put(path, data=json.dumps(body))
+    return resp.status, await resp.text()
+
+
+async def get(client: Client, path: str) -> Any:
+    resp = await client.get(path)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def _register(client: Client, node: str, addr: str, meta: dict[str, str], **svc: Any) -> None:
+    body: dict[str, Any] = {"node": node, "address": addr, "node_meta": meta}
+    if svc:
+        body["service"] = svc
+    status, text = await put(client, "/v1/catalog/register", body)
+    assert status == 200, text
+
+
+async def test_session_create_reads_lowercase_keys_as_python_consul_sends(client: Client) -> None:
+    # python-consul / Patroni: name, ttl, behavior, lockdelay, checks=[]
+    body = {"name": "patroni", "ttl": "15s", "behavior": "delete", "lockdelay": "1s", "checks": []}
+    status, text = await put(client, "/v1/session/create", body)
+    assert status == 200, text
+    sid = json.loads(text)["ID"]
+    (sess,) = await get(client, f"/v1/session/info/{sid}")
+    assert (sess["Name"], sess["TTL"], sess["Behavior"]) == ("patroni", "15s", "delete")
+    assert sess["LockDelay"] == 1_000_000_000
+    assert sess["Checks"] == [] and not sess["NodeChecks"] and sess["ServiceChecks"] is None
+
+
+async def test_session_defaults_and_node_checks(client: Client) -> None:
+    status, text = await put(client, "/v1/session/create", {})
+    assert status == 200, text
+    (sess,) = await get(client, f"/v1/session/info/{json.loads(text)['ID']}")
+    assert sess["Checks"] == ["serfHealth"] and sess["NodeChecks"] == ["serfHealth"]
+    assert sess["LockDelay"] == 15_000_000_000 and sess["Behavior"] == "release"
+    status, text = await put(client, "/v1/session/create", {"TTL": 5})
+    assert status == 500 and "Invalid Session TTL" in text  # 5 ns: out of Consul's range
+    status, text = await put(client, "/v1/session/create", {"LockDelay": "soon"})
+    assert (
+        status == 400 and text == "Request decode failed: LockDelay: time: invalid duration 'soon'"
+    )
+
+
+async def test_empty_kv_value_is_null(client: Client) -> None:
+    assert (await put(client, "/v1/kv/empty", ""))[0] == 200
+    resp = await client.put("/v1/kv/empty", data=b"")
+    assert resp.status == 200
+    (entry,) = await get(client, "/v1/kv/empty")
+    assert entry["Value"] is None
+
+
+async def test_node_meta_and_repeated_tags_and_filter(client: Client) -> None:
+    await _register(
+        client, "n1", "10.0.0.1", {"rack": "r1"}, service="web", tags=["a", "b"], port=80
+    )
+    await _register(client, "n2", "10.0.0.2", {"rack": "r2"}, service="web", tags=["a"], port=81)
+    nodes = await get(client, "/v1/catalog/nodes?node-meta=rack:r1")
+    assert [n["Node"] for n in nodes] == ["n1"]
+    # a map, as Consul's parseMetaFilter: a repeated key keeps its last value
+    nodes = await get(client, "/v1/catalog/nodes?node-meta=rack:r1&node-meta=rack:r2")
+    assert [n["Node"] for n in nodes] == ["n2"]
+    assert await get(client, "/v1/catalog/nodes?node-meta=rack:r1&node-meta=zone:z9") == []
+    services = await get(client, "/v1/catalog/services?node-meta=rack:r2")
+    assert services == {"web": ["a"]}
+    both = await get(client, "/v1/catalog/service/web?tag=a&tag=b")
+    assert [s["Node"] for s in both] == ["n1"]
+    assert both[0]["ServiceWeights"] == {"Passing": 1, "Warning": 1}
+    health = await get(client, "/v1/health/service/web?tag=a&node-meta=rack:r2")
+    assert [h["Node"]["Node"] for h in health] == ["n2"]
+    flt = await get(client, "/v1/catalog/service/web?filter=ServicePort%20%3D%3D%2081")
+    assert [s["Node"] for s in flt] == ["n2"]
+    flt = await get(client, "/v1/health/service/web?filter=Service.Tags%20contains%20%22b%22")
+    assert [h["Node"]["Node"] for h in flt] == ["n1"]
+    flt = await get(client, "/v1/catalog/services?filter=ServiceTags%20contains%20%22b%22")
+    assert flt == {"web": ["a", "b"]}
+    flt = await get(client, "/v1/catalog/nodes?filter=Meta.rack%20%3D%3D%20r2")
+    assert [n["Node"] for n in flt] == ["n2"]
+    resp = await client.get("/v1/catalog/nodes?filter=Meta.rack%20%3D%3D")
+    assert resp.status == 400
+    assert (await resp.text()).startswith("Failed to create boolean expression evaluator: 1:13")
+    resp = await client.get("/v1/catalog/services?filter=(")
+    assert resp.status == 400
+
+
+async def test_cached_says_miss(client: Client) -> None:
+    resp = await client.get("/v1/catalog/nodes?cached")
+    assert resp.status == 200 and resp.headers["X-Cache"] == "MISS"
+    assert "X-Cache" not in (await client.get("/v1/catalog/nodes")).headers
+
+
+async def test_agent_service_views_and_local_health(client: Client, agent: AgentDouble) -> None:
+    web = {
+        "name": "web",
+        "id": "web1",
+        "port": 80,
+        "weights": {"passing": 3, "warning": 1},
+        "check": {"ttl": "30s"},
+    }
+    assert (await put(client, "/v1/agent/service/register", web))[0] == 200
+    svc = await get(client, "/v1/agent/service/web1")
+    assert svc["Weights"] == {"Passing": 3, "Warning": 1} and svc["Datacenter"] == "mydc"
+    assert svc["ContentHash"]
+    resp = await client.get("/v1/agent/service/nope")
+    assert resp.status == 404 and await resp.text() == "unknown service ID: nope"
+    resp = await client.get("/v1/agent/health/service/id/web1")
+    assert resp.status == 503
+    assert (await resp.json())["AggregatedStatus"] == "critical"
+    assert (await client.put("/v1/agent/check/pass/service:web1")).status == 200
+    resp = await client.get("/v1/agent/health/service/name/web?format=text")
+    assert resp.status == 200 and await resp.text() == "passing"
+    resp = await client.get("/v1/agent/health/service/name/none")
+    assert resp.status == 404
+    flt = await get(client, "/v1/agent/services?filter=Service%20%3D%3D%20web")
+    assert list(flt) == ["web1"]
+    host = await get(client, "/v1/agent/host")
+    assert host["Memory"]["total"] > 0 and host["Host"]["hostname"]
+    version = await get(client, "/v1/agent/version")
+    assert set(version) == {"SHA", "BuildDate", "HumanVersion", "FIPS"}
+
+
+async def test_reregistering_keeps_checks_unless_replace_existing_checks(client: Client) -> None:
+    two = {"name": "web", "checks": [{"id": "a", "ttl": "30s"}, {"id": "b", "ttl": "30s"}]}
+    assert (await put(client, "/v1/agent/service/register", two))[0] == 200
+    one = {"name": "web", "checks": [{"id": "a", "ttl": "30s"}]}
+    assert (await put(client, "/v1/agent/service/register", one))[0] == 200
+    assert sorted(await get(client, "/v1/agent/checks")) == ["a", "b"]
+    path = "/v1/agent/service/register?replace-existing-checks"
+    assert (await put(client, path, one))[0] == 200
+    assert sorted(await get(client, "/v1/agent/checks")) == ["a"]
+
+
+async def test_coordinates_1x(client: Client) -> None:
+    dcs = await get(client, "/v1/coordinate/datacenters")
+    assert all(d["AreaID"] == "wan" for d in dcs)
+    resp = await client.get("/v1/coordinate/node/nobody")
+    assert resp.status == 404 and "X-Consul-Index" in resp.headers
+    status, text = await put(client, "/v1/coordinate/update", {"Node": "server1", "Coord": {}})
+    assert status == 400 and text.startswith("rejected bad coordinate")
+    status, text = await put(client, "/v1/coordinate/update", {"Coord": {}})
+    assert status == 400 and text == "Missing node name"
+
+
+async def test_force_leave_prune(client: Client, agent: AgentDouble) -> None:
+    assert (await client.put("/v1/agent/force-leave/ceph-debug?prune")).status == 200
+    assert agent.gossip.force_left == ["ceph-debug (prune)"]
+
+
+async def test_catalog_register_reads_lowercase_keys(client: Client) -> None:
+    body = {
+        "node": "ext",
+        "address": "10.1.1.1",
+        "service": {"service": "db", "port": 5432},
+        "check": {"name": "db alive", "status": "passing", "service_id": "db"},
+    }
+    status, text = await put(client, "/v1/catalog/register", body)
+    assert status == 200, text
+    (entry,) = await get(client, "/v1/health/service/db")
+    assert entry["Service"]["Port"] == 5432
+    assert [c["Name"] for c in entry["Checks"]] == ["db alive"]
