@@ -238,6 +238,7 @@ class Agent:
                 wan_tags=self._tags(),
                 lan_members=self._lan_members,
                 on_new_leader=self._sync_soon,
+                user_event=lambda name, body: self._lan().user_event(name, body, False),
             )
             await self.server.start()
         self.lan = GossipPool(
@@ -732,8 +733,17 @@ class Agent:
         node_filter: str = "",
         service_filter: str = "",
         tag_filter: str = "",
+        datacenter: str = "",
     ) -> dict[str, Any]:
-        return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
+        if not datacenter or datacenter == self.datacenter:
+            return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
+        # Another datacenter: a server there broadcasts the event into its LAN pool.
+        event, serf_name, body = self.events.build(
+            name, payload, node_filter, service_filter, tag_filter
+        )
+        args = {"Datacenter": datacenter, "Name": serf_name, "Payload": body}
+        await self.rpc("Internal.EventFire", args)
+        return event
 
     def user_events(self) -> list[dict[str, Any]]:
         return self.events.recent()

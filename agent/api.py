@@ -76,8 +76,10 @@ class AgentAPI(Protocol):
         node_filter: str = "",
         service_filter: str = "",
         tag_filter: str = "",
+        datacenter: str = "",
     ) -> dict[str, Any]:
-        """Fire a user event; returns the event as /v1/event/fire does (ID, Name, LTime...)."""
+        """Fire a user event (in `datacenter`, default ours); returns the event as
+        /v1/event/fire does (ID, Name, LTime...)."""
         ...
 
     def local_services(self) -> dict[str, dict[str, Any]]:

@@ -417,8 +417,17 @@ class AgentDouble:
         node_filter: str = "",
         service_filter: str = "",
         tag_filter: str = "",
+        datacenter: str = "",
     ) -> dict[str, Any]:
-        return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
+        if not datacenter or datacenter == self.datacenter:
+            return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
+        event, serf_name, body = self.events.build(
+            name, payload, node_filter, service_filter, tag_filter
+        )
+        await self.rpc(
+            "Internal.EventFire", {"Datacenter": datacenter, "Name": serf_name, "Payload": body}
+        )
+        return event
 
     def user_events(self) -> list[dict[str, Any]]:
         return self.events.recent()

@@ -10,6 +10,8 @@ from agent.http.common import (
     HTTPError,
     datacenter,
     json_response,
+    meta_headers,
+    query_options,
     read_json,
     rpc,
 )
@@ -95,6 +97,20 @@ async def catalog_datacenters(request: web.Request) -> web.Response:
     return json_response(request, list(reply or []))
 
 
+def _node_services_list(_request: web.Request, out: Any) -> Any:
+    """/v1/catalog/node-services/:node (Consul >= 1.7): the node and a list of services."""
+    if not isinstance(out, dict):
+        return out
+    return {"Node": out.get("Node"), "Services": list((out.get("Services") or {}).values())}
+
+
+async def no_mesh(request: web.Request) -> web.Response:
+    """A datacenter without Connect has no mesh-capable instances and no ingress gateways:
+    Consul 1.x answers these with an empty list and the catalog's index."""
+    reply = await rpc(request, "Catalog.ListServices", query_options(request))
+    return json_response(request, [], meta_headers(reply))
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.put("/v1/catalog/register", catalog_register),
@@ -124,4 +140,18 @@ def routes() -> list[web.RouteDef]:
             query("Catalog.NodeServices", "NodeServices", {"node": "Node"}),
             allow_head=False,
         ),
+        web.get(
+            "/v1/catalog/node-services/{node}",
+            query(
+                "Catalog.NodeServices",
+                "NodeServices",
+                {"node": "Node"},
+                shape=_node_services_list,
+            ),
+            allow_head=False,
+        ),
+        web.get("/v1/catalog/connect/{service}", no_mesh, allow_head=False),
+        web.get("/v1/catalog/gateway-services/{service}", no_mesh, allow_head=False),
+        web.get("/v1/health/connect/{service}", no_mesh, allow_head=False),
+        web.get("/v1/health/ingress/{service}", no_mesh, allow_head=False),
     ]

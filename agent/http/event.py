@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.api import RPCError
 from agent.http.common import (
     DEFAULT_QUERY_TIME,
     HTTPError,
@@ -35,8 +36,6 @@ async def event_fire(request: web.Request) -> web.Response:
     if not name:
         raise HTTPError(400, "Missing name")
     q = request.query
-    if q.get("dc") and q["dc"] != agent_of(request).datacenter:
-        raise HTTPError(500, f"No path to datacenter: {q['dc']}")
     payload = await read_body(request, 64 * 1024)
     if len(payload) > MAX_EVENT_PAYLOAD:
         raise HTTPError(
@@ -50,7 +49,10 @@ async def event_fire(request: web.Request) -> web.Response:
             node_filter=q.get("node", ""),
             service_filter=q.get("service", ""),
             tag_filter=q.get("tag", ""),
+            datacenter=q.get("dc", ""),
         )
+    except RPCError as exc:
+        raise HTTPError(500, str(exc)) from None
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
     return json_response(request, event_json(event))

@@ -14,6 +14,7 @@ from agent.http.common import (
     read_json,
     rpc,
 )
+from agent.http.query import query
 
 
 async def operator_raft_configuration(request: web.Request) -> web.Response:
@@ -71,6 +72,7 @@ def routes() -> list[web.RouteDef]:
         web.delete("/v1/operator/raft/peer", operator_raft_peer),
         web.post("/v1/operator/raft/transfer-leader", operator_raft_transfer_leader),
         web.get("/v1/operator/keyring", operator_keyring, allow_head=False),
+        web.get("/v1/operator/usage", query("Operator.Usage", None), allow_head=False),
         web.post("/v1/operator/keyring", operator_keyring),
         web.put("/v1/operator/keyring", operator_keyring),
         web.delete("/v1/operator/keyring", operator_keyring),

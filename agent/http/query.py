@@ -75,8 +75,11 @@ def apply_filter(flt: Filter | None, out: Any) -> Any:
     try:
         if isinstance(out, list):
             return filter_list(flt, out)
-        if isinstance(out, dict) and isinstance(out.get("Services"), dict) and "Node" in out:
-            return dict(out, Services=filter_dict(flt, out["Services"]))
+        if isinstance(out, dict) and "Node" in out and "Services" in out:
+            services = out["Services"] or {}
+            if isinstance(services, list):
+                return dict(out, Services=filter_list(flt, services))
+            return dict(out, Services=filter_dict(flt, services))
         if isinstance(out, dict) and all(isinstance(v, dict) for v in out.values()):
             return filter_dict(flt, out)
     except FilterError as exc:

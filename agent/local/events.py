@@ -52,6 +52,21 @@ class UserEvents:
         service_filter: str = "",
         tag_filter: str = "",
     ) -> dict[str, Any]:
+        """Fire an event into this datacenter's LAN pool; returns it as /v1/event/fire."""
+        event, serf_name, body = self.build(name, payload, node_filter, service_filter, tag_filter)
+        self._send(serf_name, body)
+        return event
+
+    @staticmethod
+    def build(
+        name: str,
+        payload: bytes,
+        node_filter: str = "",
+        service_filter: str = "",
+        tag_filter: str = "",
+    ) -> tuple[dict[str, Any], str, bytes]:
+        """The event, its serf user-event name and encoded body: what a server of another
+        datacenter broadcasts for us (Internal.EventFire). RPCError on a bad event."""
         if not name:
             raise RPCError("User event missing name")
         for what, pattern in (
@@ -77,8 +92,7 @@ class UserEvents:
         body = codec.packb(event)
         if len(body) + len(USER_EVENT_PREFIX) + len(name) > USER_EVENT_SIZE_LIMIT:
             raise RPCError(f"user event exceeds limit of {USER_EVENT_SIZE_LIMIT} bytes")
-        self._send(USER_EVENT_PREFIX + name, body)
-        return event
+        return event, USER_EVENT_PREFIX + name, body
 
     def receive(self, name: str, payload: bytes, ltime: int) -> None:
         """A serf user event from gossip; kept (once) when it is a Consul event for us."""

@@ -80,6 +80,7 @@ class Server:
         wan_tags: dict[str, str],
         lan_members: Callable[[], list[Member]],
         on_new_leader: Callable[[], None] | None = None,
+        user_event: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -114,6 +115,7 @@ class Server:
             known_datacenters=self.known_datacenters,
             wan_coordinates=self.wan_coordinates,
             server_name=self.server_name,
+            user_event=user_event,
         )
         self.rpc_server = RPCServer(self.mux, self.endpoints.handle)
         self.leader_duties = LeaderDuties(

@@ -280,6 +280,18 @@ class CatalogTables(SessionTables):
             "Services": {s["ID"]: _copy(s) for s in self._node_services(node)},
         }
 
+    def usage(self) -> tuple[int, dict[str, int]]:
+        """Consul's /v1/operator/usage counts for this datacenter."""
+        instances = len(self._services)
+        names = {svc["Service"] for svc in self._services.values()}
+        counts = {
+            "Services": len(names),
+            "ServiceInstances": instances,
+            "BillableServiceInstances": instances,
+            "Nodes": len(self._nodes),
+        }
+        return self.table_index("nodes", "services"), counts
+
     def checks_in_state(
         self, state: str, meta: dict[str, str] | None = None
     ) -> tuple[int, list[dict[str, Any]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import json
 import signal
 import sys
 import time
@@ -150,6 +151,16 @@ def test_second_datacenter_over_wan(dc1: Cluster, tmp_path: Path) -> None:
         assert dc1.nodes["s2"].get_json("/v1/kv/cross?dc=dc2")[0]["Key"] == "cross"
         dcs = dc1.nodes["c2"].get_json("/v1/catalog/datacenters")
         assert dcs[0] == "dc1" and "dc2" in dcs
+        # A user event fired from dc1 into dc2 reaches dc2's agents, not dc1's.
+        status, body, _ = dc1.nodes["c1"].request("PUT", "/v1/event/fire/cross-dc?dc=dc2", b"p")
+        assert status == 200, body
+        event_id = json.loads(body)["ID"]
+        wait_for(
+            lambda: any(e["ID"] == event_id for e in d2.get_json("/v1/event/list")),
+            20,
+            "dc2's agent to see the event fired from dc1",
+        )
+        assert all(e["ID"] != event_id for e in dc1.nodes["c1"].get_json("/v1/event/list"))
 
 
 async def _write_all(

@@ -11,7 +11,8 @@ Routing (Consul's `Server.forward`), in this order, for every method:
 
 1. ``args["Datacenter"]`` set and not ours -> ``forward_dc(dc, method, args)``;
    a datacenter not in ``known_datacenters()`` -> RPCError("No path to datacenter").
-2. LOCAL methods (Status.*, Catalog.ListDatacenters, Coordinate.ListDatacenters) are answered
+2. LOCAL methods (Status.*, Catalog.ListDatacenters, Coordinate.ListDatacenters,
+   Internal.EventFire) are answered
    by any server from its own view.
 3. A READ with ``AllowStale`` -> answered locally on any server.
 4. Not the leader -> ``forward_leader(method, args)``; no known leader ->
@@ -34,6 +35,7 @@ from agent.server.endpoints import (
     catalog,
     coordinate,
     health,
+    internal,
     kvs,
     operator,
     session,
@@ -47,7 +49,18 @@ from agent.state.store import StateStore
 ERR_NO_LEADER = "No cluster leader"
 ERR_NO_DC_PATH = "No path to datacenter"
 
-RESOURCES = (kvs, txn, session, catalog, health, status, coordinate, operator, snapshot)
+RESOURCES = (
+    kvs,
+    txn,
+    session,
+    catalog,
+    health,
+    status,
+    coordinate,
+    operator,
+    snapshot,
+    internal,
+)
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]
 ForwardDC = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
@@ -67,6 +80,7 @@ class Endpoints(Context):
         known_datacenters: Callable[[], list[str]],
         wan_coordinates: Callable[[], list[dict[str, Any]]] | None = None,
         server_name: Callable[[str], str | None] | None = None,
+        user_event: Callable[[str, bytes], None] | None = None,
         apply_timeout: float = 10.0,
     ) -> None:
         super().__init__(
@@ -76,6 +90,7 @@ class Endpoints(Context):
             known_datacenters=known_datacenters,
             wan_coordinates=wan_coordinates,
             server_name=server_name,
+            user_event=user_event,
             apply_timeout=apply_timeout,
         )
         self._forward_leader = forward_leader

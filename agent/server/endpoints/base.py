@@ -116,9 +116,12 @@ class Context:
         known_datacenters: Callable[[], list[str]],
         wan_coordinates: Callable[[], list[dict[str, Any]]] | None = None,
         server_name: Callable[[str], str | None] | None = None,
+        user_event: Callable[[str, bytes], None] | None = None,
         apply_timeout: float = 10.0,
     ) -> None:
         self.datacenter = datacenter
+        #: broadcast a serf user event into this datacenter's LAN pool (Internal.EventFire)
+        self.user_event = user_event
         self.state = state
         self.raft = raft
         self.known_datacenters = known_datacenters

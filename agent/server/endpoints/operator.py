@@ -5,6 +5,7 @@ Operator.RaftGetConfiguration DCSpecificRequest {+QO} -> RaftConfigurationRespon
                        {Servers: [{ID, Node, Address, Leader: bool, Voter: bool}], Index}
 Operator.RaftRemovePeerByAddress RaftPeerByAddressRequest {Datacenter, Address} -> None
                        (unknown address -> 'address "x" was not found in the Raft configuration')
+Operator.Usage         DCSpecificRequest {+QO} -> {Usage: {dc: counts}, +QueryMeta}
 Operator.RaftTransferLeader {Datacenter, ID: optional server ID} -> {Success: bool}
                        (the leader hands leadership to ID, or to the most caught-up voter,
                        with TimeoutNow; as Consul 1.15's /v1/operator/raft/transfer-leader)
@@ -70,8 +71,20 @@ async def raft_transfer_leader(ctx: Context, args: dict[str, Any]) -> dict[str, 
     return {"Success": True}
 
 
+async def usage(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Operator.Usage {+QO} -> {Usage: {dc: {Services, ServiceInstances, Nodes, ...}}, +QM}."""
+
+    def run() -> tuple[int, dict[str, dict[str, Any]]]:
+        idx, counts = ctx.state.usage()
+        # no Connect here: no Connect instances of any kind
+        return idx, {ctx.datacenter: dict(counts, ConnectServiceInstances={})}
+
+    return await ctx.query(args, ["nodes", "services"], "Usage", run)
+
+
 METHODS: Methods = {
     "Operator.RaftGetConfiguration": (raft_get_configuration, Kind.READ),
     "Operator.RaftRemovePeerByAddress": (raft_remove_peer_by_address, Kind.WRITE),
     "Operator.RaftTransferLeader": (raft_transfer_leader, Kind.WRITE),
+    "Operator.Usage": (usage, Kind.READ),
 }

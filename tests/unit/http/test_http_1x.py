@@ -177,3 +177,29 @@ async def test_catalog_register_reads_lowercase_keys(client: Client) -> None:
     (entry,) = await get(client, "/v1/health/service/db")
     assert entry["Service"]["Port"] == 5432
     assert [c["Name"] for c in entry["Checks"]] == ["db alive"]
+
+
+async def test_usage_node_services_and_no_mesh(client: Client) -> None:
+    await _register(client, "n1", "10.0.0.1", {}, service="web", port=80)
+    await _register(client, "n2", "10.0.0.2", {}, service="web", port=81)
+    resp = await client.get("/v1/operator/usage")
+    assert resp.status == 200 and "X-Consul-Index" in resp.headers
+    usage = (await resp.json())["Usage"]["mydc"]
+    assert (usage["Services"], usage["ServiceInstances"]) == (2, 3)  # web x2 and consul
+    assert usage["Nodes"] >= 2
+    ns = await get(client, "/v1/catalog/node-services/n1")
+    assert ns["Node"]["Node"] == "n1" and [s["Service"] for s in ns["Services"]] == ["web"]
+    ns = await get(client, "/v1/catalog/node-services/n1?filter=Port%20%3D%3D%2099")
+    assert ns["Services"] == []
+    for path in ("/v1/health/connect/web", "/v1/catalog/connect/web", "/v1/health/ingress/web"):
+        resp = await client.get(path)
+        assert resp.status == 200 and await resp.json() == [] and "X-Consul-Index" in resp.headers
+
+
+async def test_event_fire_in_another_datacenter_goes_through_its_servers(
+    client: Client, agent: AgentDouble
+) -> None:
+    resp = await client.put("/v1/event/fire/deploy?dc=nowhere", data=b"x")
+    assert resp.status == 500 and await resp.text() == "No path to datacenter"
+    resp = await client.put("/v1/event/fire/deploy?dc=mydc", data=b"x")
+    assert resp.status == 200
