@@ -19,6 +19,7 @@ from agent.http import (
     agent_endpoint,
     agent_services,
     catalog,
+    config_entry,
     coordinate,
     event,
     health,
@@ -49,6 +50,7 @@ RESOURCES = (
     coordinate,
     session,
     txn,
+    config_entry,
 )
 
 

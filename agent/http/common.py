@@ -157,6 +157,13 @@ def b64(value: bytes | str | None) -> str | None:
     return base64.b64encode(value).decode("ascii")
 
 
+#: server errors that are the request's fault: answered 400, never 500
+BAD_REQUEST_ERRORS = (
+    "Failed to create boolean expression evaluator",
+    "invalid config entry kind",
+)
+
+
 async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
     """Call a server RPC; an RPCError becomes Consul's 500 with the error text (403 for a
     permission error, 400 for a filter expression the server refused)."""
@@ -165,7 +172,7 @@ async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
     except RPCError as exc:
         text = str(exc)
         status = 403 if "Permission denied" in text else 500
-        if text.startswith("Failed to create boolean expression evaluator"):
+        if text.startswith(BAD_REQUEST_ERRORS):
             status = 400
         raise HTTPError(status, text) from None
 

@@ -23,6 +23,7 @@ class MessageType(enum.IntEnum):
     PREPARED_QUERY = 7
     TXN = 8
     AUTOPILOT = 9
+    CONFIG_ENTRY = 20  # Consul's ConfigEntryRequestType
     #: senate's own: replace the whole state with a snapshot's tables (Snapshot.Restore goes
     #: through the log, so every server restores at the same index). Outside Consul's range.
     SNAPSHOT_RESTORE = 127

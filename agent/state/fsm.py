@@ -105,6 +105,13 @@ class StateFSM:
                 return FSMError("invalid Autopilot request: missing Config")
             cas = int(config.get("ModifyIndex") or 0) if req.get("CAS") else None
             return st.autopilot_set_config(index, config, cas)
+        if msg_type == MessageType.CONFIG_ENTRY:
+            entry = req.get("Entry")
+            if not isinstance(entry, dict):
+                return FSMError("invalid ConfigEntry request: missing Entry")
+            return st.config_entry_apply(
+                index, str(req.get("Op") or ""), entry, int(req.get("Cas") or 0)
+            )
         if msg_type == MessageType.SNAPSHOT_RESTORE:
             data = req.get("Data")
             if not isinstance(data, bytes):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.state.catalog import CatalogTables
+from agent.state.config_entries import ConfigEntryTables
 from agent.state.tables import (
     DEFAULT_LOCK_DELAY_NS,
     HEALTH_ANY,
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-class StateStore(CatalogTables):
+class StateStore(ConfigEntryTables):
     """The replicated state's tables. Writes are called by StateFSM only."""
 
     # ----------------------------------------------------------------------- coordinates
@@ -109,6 +109,7 @@ class StateStore(CatalogTables):
             "Checks": list(self._checks.values()),
             "Coordinates": [[n, c] for n, c in self._coords.items()],
             "Autopilot": self._autopilot,
+            "ConfigEntries": list(self._config_entries.values()),
         }
 
     def restore_tables(self, snap: dict[str, Any], at_index: int = 0) -> None:
@@ -144,6 +145,8 @@ class StateStore(CatalogTables):
             for node, coord in snap["Coordinates"]:
                 fresh._coords[node] = coord
             fresh._autopilot = snap.get("Autopilot")
+            for entry in snap.get("ConfigEntries") or ():  # none in older snapshots
+                fresh._config_entries[(entry["Kind"], entry["Name"])] = entry
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed snapshot: {exc!r}") from exc
         for table in TABLES:
@@ -162,6 +165,7 @@ class StateStore(CatalogTables):
             "_checks",
             "_coords",
             "_autopilot",
+            "_config_entries",
         ):
             setattr(self, name, getattr(fresh, name))
         self._lock_delay.clear()

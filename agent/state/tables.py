@@ -60,6 +60,7 @@ TABLES = (
     "checks",
     "coordinates",
     "autopilot",
+    "config-entries",
 )
 
 _MISSING = object()
@@ -144,6 +145,7 @@ class Tables:
         self._checks: SortedDict = SortedDict()  # (node, check id) -> HealthCheck
         self._coords: SortedDict = SortedDict()  # node -> Coordinate
         self._autopilot: dict[str, Any] | None = None
+        self._config_entries: SortedDict = SortedDict()  # (kind, name) -> ConfigEntry
 
     # ---------------------------------------------------------------- transactions, watches
 

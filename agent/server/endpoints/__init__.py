@@ -33,6 +33,7 @@ from typing import Any
 from agent.errors import RPCError
 from agent.server.endpoints import (
     catalog,
+    config_entry,
     coordinate,
     health,
     internal,
@@ -60,6 +61,7 @@ RESOURCES = (
     operator,
     snapshot,
     internal,
+    config_entry,
 )
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]

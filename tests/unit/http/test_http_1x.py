@@ -203,3 +203,40 @@ async def test_event_fire_in_another_datacenter_goes_through_its_servers(
     assert resp.status == 500 and await resp.text() == "No path to datacenter"
     resp = await client.put("/v1/event/fire/deploy?dc=mydc", data=b"x")
     assert resp.status == 200
+
+
+async def test_config_entries_are_stored_listed_cas_and_deleted(client: Client) -> None:
+    status, text = await put(
+        client, "/v1/config", {"kind": "service-defaults", "name": "web", "protocol": "http"}
+    )
+    assert (status, text.strip()) == (200, "true")
+    entry = await get(client, "/v1/config/service-defaults/web")
+    assert (entry["Kind"], entry["Name"], entry["Protocol"]) == ("service-defaults", "web", "http")
+    modify = entry["ModifyIndex"]
+    status, text = await put(client, f"/v1/config?cas={modify + 100}", dict(entry, Protocol="tcp"))
+    assert text.strip() == "false"
+    status, text = await put(client, f"/v1/config?cas={modify}", dict(entry, Protocol="grpc"))
+    assert text.strip() == "true"
+    listed = await get(client, "/v1/config/service-defaults")
+    assert [(e["Name"], e["Protocol"]) for e in listed] == [("web", "grpc")]
+    status, text = await put(client, "/v1/config", {"Kind": "proxy-defaults", "Name": "web"})
+    assert status == 400 and 'only "global" is supported' in text
+    status, text = await put(client, "/v1/config", {"Kind": "nonsense", "Name": "x"})
+    assert status == 400 and text == "invalid config entry kind: nonsense"
+    resp = await client.get("/v1/config/nonsense")
+    assert resp.status == 400
+    assert (await client.delete("/v1/config/service-defaults/web")).status == 200
+    resp = await client.get("/v1/config/service-defaults/web")
+    assert resp.status == 404
+    assert await resp.text() == 'Config entry not found for "service-defaults" / "web"'
+    assert await get(client, "/v1/config/service-defaults") == []
+
+
+async def test_config_entries_survive_a_snapshot(agent: AgentDouble, client: Client) -> None:
+    await put(client, "/v1/config", {"Kind": "service-defaults", "Name": "db", "Protocol": "tcp"})
+    snap = agent.state.snapshot_tables()
+    from agent.state.store import StateStore
+
+    fresh = StateStore()
+    fresh.restore_tables(snap)
+    assert fresh.config_entry("service-defaults", "db")[1]["Protocol"] == "tcp"  # type: ignore[index]
