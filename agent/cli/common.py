@@ -1,9 +1,12 @@
-"""What every `senate` command shares: Consul-style flag parsing, the agent connection
-(-http-addr / -rpc-addr and their environment variables), columnized output and errors."""
+"""What every `senate` command shares: Consul-style flag parsing (Go's flag package: `-flag
+value`, `-flag=value`, bool flags as `-flag` or `-flag=<bool>`), the agent connection (the
+HTTP flags of Consul's command/flags/http.go and their CONSUL_* environment variables, or
+-rpc-addr), columnized output and errors."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,14 +19,129 @@ from agent.client import (
     RPC_ENV,
     APIError,
     ClientError,
+    ConfigError,
     HTTPClient,
     RPCClient,
+    TLSOptions,
     env_addr,
 )
+
+#: Go's strconv.ParseBool, which the flag package uses for `-flag=<value>`.
+GO_BOOLS: dict[str, bool] = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+
+
+def parse_go_bool(text: str) -> bool | None:
+    """strconv.ParseBool: True, False, or None when `text` is not a Go boolean."""
+    return GO_BOOLS.get(text)
 
 
 class UsageError(Exception):
     """Bad flags or arguments: the message and the command's usage are printed, exit 1."""
+
+
+class GoBoolAction(argparse.Action):
+    """A Go bool flag: `-name` sets it; `-name=<value>` sets or clears it by strconv.ParseBool
+    (`-recurse=false`, `-detailed=1`, `-stale=t`); the last one given wins. It never takes the
+    next word as its value (`-recurse false` is -recurse and the argument "false")."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: Any = False,
+        required: bool = False,
+        help: str | None = None,
+    ) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs="?",
+            const=True,
+            default=default,
+            required=required,
+            help=help,
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if values is True or values is None:
+            setattr(namespace, self.dest, True)
+            return
+        value = parse_go_bool(str(values))
+        if value is None:
+            name = (option_string or self.option_strings[0]).lstrip("-")
+            raise UsageError(f'invalid boolean value "{values}" for -{name}: parse error')
+        setattr(namespace, self.dest, value)
+
+
+class GoMapAction(argparse.Action):
+    """flags.FlagMapValue: `-name key=value`, repeatable, into a dict (a key given again takes
+    the later value)."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: Any = None,
+        required: bool = False,
+        help: str | None = None,
+        metavar: str | None = None,
+    ) -> None:
+        super().__init__(
+            option_strings, dest, default=default, required=required, help=help, metavar=metavar
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        text = str(values)
+        key, eq, value = text.partition("=")
+        if not eq:
+            name = (option_string or self.option_strings[0]).lstrip("-")
+            raise UsageError(
+                f'invalid value "{text}" for flag -{name}: Missing "=" value in argument: {text}'
+            )
+        current = dict(getattr(namespace, self.dest, None) or {})
+        current[key] = value
+        setattr(namespace, self.dest, current)
+
+
+def load_data_source(data: str) -> str:
+    """helpers.LoadDataSource: `@file` is the file's text, `-` is stdin, else the text itself."""
+    if data.startswith("@"):
+        try:
+            with open(data[1:], encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            raise ValueError(f"Failed to read file: {exc}") from None
+    if data == "-":
+        return sys.stdin.read()
+    return data
+
+
+def go_quote(text: str) -> str:
+    """Go's %q for the printable strings a name or ID holds: quotes and backslashes escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    for raw, esc in (("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r")):
+        escaped = escaped.replace(raw, esc)
+    return f'"{escaped}"'
+
+
+def map_to_kv(m: dict[str, Any] | None, joiner: str = ", ") -> str:
+    """Consul's mapToKV: `k=v` pairs sorted by key."""
+    return joiner.join(f"{k}={v}" for k, v in sorted((m or {}).items()))
 
 
 class _GoHelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -33,7 +151,7 @@ class _GoHelpFormatter(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings:
             return super()._format_action_invocation(action)
         name = action.option_strings[0]
-        if action.nargs == 0:
+        if action.nargs == 0 or isinstance(action, GoBoolAction):
             return name
         default = action.default
         shown = f"<{action.metavar or action.dest}>" if default in (None, "") else str(default)
@@ -55,8 +173,10 @@ class Parser(argparse.ArgumentParser):
         self.add_argument("-h", "-help", "--help", action="help", help=argparse.SUPPRESS)
 
     def flag(self, name: str, **kwargs: Any) -> None:
-        """A Consul flag: `-name` (and `--name`)."""
+        """A Consul flag: `-name` (and `--name`); `action="store_true"` is a Go bool flag."""
         dest = name.replace("-", "_")
+        if kwargs.get("action") == "store_true":
+            kwargs["action"] = GoBoolAction
         self.add_argument(f"-{name}", f"--{name}", dest=dest, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -74,7 +194,9 @@ class Parser(argparse.ArgumentParser):
 
     def go_args(self, argv: list[str]) -> list[str]:
         """Reorder argv as Go's flag package reads it: flags stop at the first non-flag, so
-        later words (even `-` or `-x`) are positional. Returns argv with `--` inserted there."""
+        later words (even `-` or `-x`) are positional. Returns argv with `--` inserted there.
+        A value flag takes the next word whatever it is (`-service -enable`: the service is
+        "-enable"), so that pair becomes one `-service=-enable`."""
         flags: list[str] = []
         i = 0
         while i < len(argv):
@@ -84,31 +206,92 @@ class Parser(argparse.ArgumentParser):
                 break
             if not arg.startswith("-") or arg == "-":
                 break
-            flags.append(arg)
             name = arg.split("=", 1)[0]
             action = self._option_string_actions.get(name)
-            if action is not None and action.nargs != 0 and "=" not in arg and i + 1 < len(argv):
-                flags.append(argv[i + 1])
+            takes_value = (
+                action is not None
+                and action.nargs != 0
+                and not isinstance(action, GoBoolAction)
+                and "=" not in arg
+            )
+            if takes_value and i + 1 < len(argv):
+                flags.append(f"{arg}={argv[i + 1]}")
                 i += 1
+            else:
+                flags.append(arg)
             i += 1
         rest = argv[i:]
         return [*flags, "--", *rest] if rest else flags
 
 
-def add_http_addr_flag(p: Parser) -> None:
+def add_http_client_flags(p: Parser) -> None:
+    """Consul's HTTPFlags.ClientFlags: where the agent is and how to talk to it."""
     p.flag(
         "http-addr",
         default=None,
-        metavar="ADDR",
-        help="HTTP address of the Senate agent (default 127.0.0.1:8500, or $CONSUL_HTTP_ADDR)",
+        metavar="address",
+        help="The address and port of the Senate HTTP agent: host:port, http://host:port, "
+        "https://host:port or unix:///path/to/socket (default http://127.0.0.1:8500, or "
+        "$CONSUL_HTTP_ADDR; https with CONSUL_HTTP_SSL=true)",
+    )
+    p.flag(
+        "token",
+        default=None,
+        metavar="value",
+        help="ACL token to use in the request (or $CONSUL_HTTP_TOKEN)",
+    )
+    p.flag(
+        "token-file",
+        default=None,
+        metavar="value",
+        help="File containing the ACL token to use instead of -token (or $CONSUL_HTTP_TOKEN_FILE)",
+    )
+    p.flag(
+        "ca-file",
+        default=None,
+        metavar="value",
+        help="Path to a CA file to use for TLS (or $CONSUL_CACERT)",
+    )
+    p.flag(
+        "ca-path",
+        default=None,
+        metavar="value",
+        help="Path to a directory of CA certificates to use for TLS (or $CONSUL_CAPATH)",
+    )
+    p.flag(
+        "client-cert",
+        default=None,
+        metavar="value",
+        help="Path to a client cert file to use for TLS (or $CONSUL_CLIENT_CERT)",
+    )
+    p.flag(
+        "client-key",
+        default=None,
+        metavar="value",
+        help="Path to a client key file to use for TLS (or $CONSUL_CLIENT_KEY)",
+    )
+    p.flag(
+        "tls-server-name",
+        default=None,
+        metavar="value",
+        help="The server name to use as the SNI host and to verify when connecting via TLS "
+        "(or $CONSUL_TLS_SERVER_NAME)",
     )
 
 
-def add_http_flags(p: Parser) -> None:
-    add_http_addr_flag(p)
+#: the name the maint command and older callers know it by
+add_http_addr_flag = add_http_client_flags
+
+
+def add_http_server_flags(p: Parser) -> None:
+    """Consul's HTTPFlags.ServerFlags."""
     p.flag("datacenter", default=None, metavar="DC", help="Datacenter to query")
     p.flag("stale", action="store_true", help="Allow any server to answer (stale reads)")
-    p.flag("token", default=None, help=argparse.SUPPRESS)
+
+
+def add_http_flags(p: Parser) -> None:
+    add_http_client_flags(p)
+    add_http_server_flags(p)
 
 
 def add_rpc_flags(p: Parser) -> None:
@@ -118,18 +301,47 @@ def add_rpc_flags(p: Parser) -> None:
         metavar="ADDR",
         help="RPC address of the Senate agent (default 127.0.0.1:8400, or $CONSUL_RPC_ADDR)",
     )
-    p.flag(
-        "http-addr",
-        default=None,
-        metavar="ADDR",
-        help="Use the HTTP API at this address instead of the RPC",
-    )
-    p.flag("token", default=None, help=argparse.SUPPRESS)
+    add_http_client_flags(p)
+
+
+def _setting(args: argparse.Namespace, flag: str, env: str) -> str:
+    return str(getattr(args, flag, None) or os.environ.get(env) or "")
+
+
+def _env_bool(name: str) -> bool | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    value = parse_go_bool(raw)
+    if value is None:
+        err(f'[WARN] could not parse {name}: invalid boolean value "{raw}"')
+    return value
 
 
 def http_client(args: argparse.Namespace) -> HTTPClient:
+    """The client Consul's HTTPFlags.APIClient makes: the flags over the environment
+    (CONSUL_HTTP_ADDR, _TOKEN, _TOKEN_FILE, _SSL, _SSL_VERIFY, CONSUL_CACERT, _CAPATH,
+    _CLIENT_CERT, _CLIENT_KEY, _TLS_SERVER_NAME). A token file, when set, wins over any token.
+    Raises ConfigError for what cannot be set up (address, TLS files, token file)."""
     addr = getattr(args, "http_addr", None) or env_addr(HTTP_ENV) or DEFAULT_HTTP_ADDR
-    return HTTPClient(addr)
+    token = _setting(args, "token", "CONSUL_HTTP_TOKEN")
+    token_file = _setting(args, "token_file", "CONSUL_HTTP_TOKEN_FILE")
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip() or token
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ConfigError(f"Error loading token file: open {token_file}: {reason}") from None
+    tls = TLSOptions(
+        ca_file=_setting(args, "ca_file", "CONSUL_CACERT"),
+        ca_path=_setting(args, "ca_path", "CONSUL_CAPATH"),
+        cert_file=_setting(args, "client_cert", "CONSUL_CLIENT_CERT"),
+        key_file=_setting(args, "client_key", "CONSUL_CLIENT_KEY"),
+        server_name=_setting(args, "tls_server_name", "CONSUL_TLS_SERVER_NAME"),
+        insecure_skip_verify=_env_bool("CONSUL_HTTP_SSL_VERIFY") is False,
+    )
+    return HTTPClient(addr, token=token, tls=tls, use_ssl=_env_bool("CONSUL_HTTP_SSL") is True)
 
 
 def dc_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,7 +359,7 @@ class AgentOps(Protocol):
     def members(self, wan: bool) -> list[dict[str, Any]]: ...
     def join(self, addrs: list[str], wan: bool) -> int: ...
     def leave(self) -> None: ...
-    def force_leave(self, node: str) -> None: ...
+    def force_leave(self, node: str, prune: bool = False) -> None: ...
     def stats(self) -> dict[str, dict[str, str]]: ...
     def reload(self) -> None: ...
     def keyring(self, op: str, key: str | None) -> dict[str, Any]: ...
@@ -186,8 +398,9 @@ class HTTPAgentOps:
     def leave(self) -> None:
         self.client.request("PUT", "/v1/agent/leave")
 
-    def force_leave(self, node: str) -> None:
-        self.client.request("PUT", f"/v1/agent/force-leave/{node}")
+    def force_leave(self, node: str, prune: bool = False) -> None:
+        params = {"prune": "1"} if prune else None  # api.Agent.ForceLeavePrune
+        self.client.request("PUT", f"/v1/agent/force-leave/{node}", params)
 
     def stats(self) -> dict[str, dict[str, str]]:
         return dict(self.client.get_json("/v1/agent/self").get("Stats") or {})
@@ -206,18 +419,7 @@ class HTTPAgentOps:
         return keyring_to_rpc(resp.json() or []) if op == "list" else {}
 
     def monitor(self, level: str) -> Iterator[str]:
-        import http.client
-
-        conn = http.client.HTTPConnection(self.client.host, self.client.port, timeout=None)
-        conn.request("GET", f"/v1/agent/monitor?loglevel={level}")
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise APIError(resp.status, resp.read().decode(errors="replace"))
-        while True:
-            line = resp.readline()
-            if not line:
-                return
-            yield line.decode(errors="replace").rstrip("\n")
+        return self.client.stream("GET", "/v1/agent/monitor", {"loglevel": level})
 
     def close(self) -> None:
         self.client.close()
@@ -226,7 +428,7 @@ class HTTPAgentOps:
 def agent_ops(args: argparse.Namespace) -> AgentOps:
     """-http-addr picks HTTP; else -rpc-addr / $CONSUL_RPC_ADDR / $CONSUL_HTTP_ADDR / 8400."""
     if getattr(args, "http_addr", None):
-        return HTTPAgentOps(HTTPClient(args.http_addr))
+        return HTTPAgentOps(http_client(args))
     if getattr(args, "rpc_addr", None):
         return RPCClient(args.rpc_addr)
     rpc_env = env_addr(RPC_ENV)
@@ -234,7 +436,7 @@ def agent_ops(args: argparse.Namespace) -> AgentOps:
         return RPCClient(rpc_env)
     http_env = env_addr(HTTP_ENV)
     if http_env:
-        return HTTPAgentOps(HTTPClient(http_env))
+        return HTTPAgentOps(http_client(args))
     return RPCClient(DEFAULT_RPC_ADDR)
 
 
@@ -283,6 +485,12 @@ def run_guarded(parser: Parser, argv: list[str], body: Any) -> int:
     except UsageError as exc:
         err(str(exc))
         err(parser.format_usage().rstrip())
+        return 1
+    except ConfigError as exc:  # the client could not be set up (address, TLS, token file)
+        err(f"Error connecting to Senate agent: {exc}")
+        return 1
+    except ClientError as exc:  # a call no handler words: still one line, never a traceback
+        err(f"Error: {exc}")
         return 1
     except BrokenPipeError:
         return 1

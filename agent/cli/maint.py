@@ -13,9 +13,9 @@ from typing import Any
 
 from agent.cli.common import (
     Parser,
-    UsageError,
-    add_http_addr_flag,
+    add_http_client_flags,
     err,
+    go_quote,
     http_client,
     out,
     run_guarded,
@@ -48,14 +48,6 @@ DESCRIPTION = """\
   If no arguments are given, the agent's maintenance status will be shown.
   This will return blank if nothing is currently under maintenance."""
 
-#: Go's strconv.ParseBool, which the flag package uses for `-enable=<value>`.
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
-_BOOL_FLAGS = ("enable", "disable")
-_VALUE_FLAGS = ("reason", "service", "token", "http-addr")
-
 
 def maint_parser() -> Parser:
     p = Parser("maint", "senate maint [options]", DESCRIPTION)
@@ -73,35 +65,8 @@ def maint_parser() -> Parser:
         metavar="serviceID",
         help="Control maintenance mode for a specific service ID",
     )
-    p.flag("token", default="", help="ACL token to use. Defaults to that of agent.")
-    add_http_addr_flag(p)
+    add_http_client_flags(p)
     return p
-
-
-def go_bool_flags(argv: list[str]) -> list[str]:
-    """Rewrite Go's `-enable=true|false` forms (which argparse's store_true refuses) to what
-    the parser takes: the flag once if its last setting is true, not at all if false."""
-    last: dict[str, bool] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--" or not arg.startswith("-") or arg == "-":
-            rest.extend(argv[i:])  # Go's flag package stops at the first non-flag
-            break
-        i += 1
-        name, has_value, value = arg.lstrip("-").partition("=")
-        if name not in _BOOL_FLAGS:
-            rest.append(arg)
-            if name in _VALUE_FLAGS and not has_value and i < len(argv):
-                rest.append(argv[i])  # `-service web`: the next word is the value
-                i += 1
-            continue
-        if has_value and value not in _GO_BOOLS:
-            raise UsageError(f'invalid boolean value "{value}" for -{name}: parse error')
-        last[name] = _GO_BOOLS[value] if has_value else True
-    flags = [f"-{name}" for name in _BOOL_FLAGS if last.get(name)]
-    return [*flags, *rest]
 
 
 def check_args(enable: bool, disable: bool, reason: str, service_id: str) -> str | None:
@@ -144,10 +109,9 @@ def _maint(args: argparse.Namespace) -> int:
     except ClientError as exc:
         err(f"Error connecting to Senate agent: {exc}")
         return 1
-    token = {"token": args.token} if args.token else {}
     try:
         try:
-            self_info = client.get_json("/v1/agent/self", token)
+            self_info = client.get_json("/v1/agent/self")
         except ClientError as exc:
             err(f"Error querying Senate agent: {exc}")
             return 1
@@ -156,7 +120,7 @@ def _maint(args: argparse.Namespace) -> int:
 
         if not args.enable and not args.disable:
             try:
-                checks = client.get_json("/v1/agent/checks", token) or {}
+                checks = client.get_json("/v1/agent/checks") or {}
             except ClientError as exc:
                 err(f"Error getting checks: {exc}")
                 return 1
@@ -170,7 +134,6 @@ def _maint(args: argparse.Namespace) -> int:
         params: dict[str, Any] = {"enable": "true" if args.enable else "false"}
         if args.enable:
             params["reason"] = args.reason
-        params.update(token)
         if not service_id:
             try:
                 client.request("PUT", "/v1/agent/maintenance", params)
@@ -190,20 +153,5 @@ def _maint(args: argparse.Namespace) -> int:
         client.close()
 
 
-def go_quote(text: str) -> str:
-    """Go's %q for the printable strings a service ID holds: quotes and backslashes escaped."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    for raw, esc in (("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r")):
-        escaped = escaped.replace(raw, esc)
-    return f'"{escaped}"'
-
-
 def run(argv: list[str]) -> int:
-    parser = maint_parser()
-    try:
-        argv = go_bool_flags(argv)
-    except UsageError as exc:
-        err(str(exc))
-        err(parser.format_usage().rstrip())
-        return 1
-    return run_guarded(parser, argv, _maint)
+    return run_guarded(maint_parser(), argv, _maint)

@@ -176,9 +176,15 @@ def force_leave_parser() -> Parser:
         "force-leave",
         "senate force-leave [options] name",
         'Forces a member of a Senate cluster to enter the "left" state. Note that if the\n'
-        "member is still actually alive, it will eventually rejoin the cluster.",
+        "member is still actually alive, it will eventually rejoin the cluster.\n"
+        "With -prune the member is also removed from the list of members at once.",
     )
     add_rpc_flags(p)
+    p.flag(
+        "prune",
+        action="store_true",
+        help="Remove agent forcibly from list of members",
+    )
     p.add_argument("node", nargs="*", help=argparse.SUPPRESS)
     return p
 
@@ -192,7 +198,7 @@ def _force_leave(args: argparse.Namespace) -> int:
     if ops is None:
         return 1
     try:
-        ops.force_leave(args.node[0])
+        ops.force_leave(args.node[0], prune=args.prune)
     except ClientError as exc:
         err(f"Error force leaving: {exc}")
         return 1

@@ -64,7 +64,7 @@ def _list_peers(args: argparse.Namespace) -> int:
     try:
         reply = client.get_json("/v1/operator/raft/configuration", dc_params(args))
     except ClientError as exc:
-        err(f"Failed to retrieve raft configuration: {exc}")
+        err(f"Error getting peers: Failed to retrieve raft configuration: {exc}")
         return 1
     finally:
         client.close()
@@ -96,7 +96,7 @@ def _remove_peer(args: argparse.Namespace) -> int:
     try:
         client.request("DELETE", "/v1/operator/raft/peer", params)
     except ClientError as exc:
-        err(f"Failed to remove raft peer: {exc}")
+        err(f"Error removing peer: {exc}")
         return 1
     finally:
         client.close()

@@ -58,8 +58,7 @@ def test_go_flag_parsing_stops_at_first_positional() -> None:
     p.flag("flags", default="0")
     p.flag("cas", action="store_true")
     assert p.go_args(["-flags", "3", "-cas", "key", "-value"]) == [
-        "-flags",
-        "3",
+        "-flags=3",
         "-cas",
         "--",
         "key",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from agent.cli import dispatch
 from agent.cli.common import UsageError
-from agent.cli.maint import check_args, format_maintenance, go_bool_flags, go_quote
+from agent.cli.maint import check_args, format_maintenance, go_quote, maint_parser
 from agent.client import HTTPClient
 from agent.local.registry import (
     DEFAULT_NODE_MAINT_REASON,
@@ -38,6 +38,7 @@ class MaintAgent:
         self.local = LocalState(node_name=self.node_name)
         self.registry = LocalRegistry(state=self.local, data_dir=data_dir)
         self.queries: list[dict[str, str]] = []
+        self.tokens: list[str | None] = []
 
     def self_info(self) -> dict[str, Any]:
         return {"Config": {"NodeName": self.node_name, "Datacenter": self.datacenter}}
@@ -74,6 +75,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MaintSer
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         agent.queries.append(dict(request.query))
+        agent.tokens.append(request.headers.get("X-Consul-Token"))
         return await handler(request)  # type: ignore[no-any-return]
 
     with serve_in_thread(agent, middlewares=[record], on_stop=agent.registry.stop) as s:
@@ -208,13 +210,14 @@ def test_address_from_environment_and_go_bool_forms(
     )
     monkeypatch.delenv("CONSUL_HTTP_ADDR")
     monkeypatch.setenv("SENATE_HTTP_ADDR", served.http_addr)
-    # -enable=false leaves only -disable; the token travels as Consul 0.7's api sends it
+    # -enable=false leaves only -disable; the token travels as Consul 1.x's api sends it
     assert run(capsys, "-enable=false", "-disable=1", "-service=web", "-token=secret") == (
         0,
         'Service maintenance is now disabled for "web"\n',
         "",
     )
-    assert served.agent.queries[-1].get("token") == "secret"
+    assert "token" not in served.agent.queries[-1]
+    assert served.agent.tokens[-2:] == ["secret", "secret"]  # agent/self, then the PUT
     assert "_service_maintenance:web" not in served.agent.local.checks
 
 
@@ -241,14 +244,13 @@ def test_pure_helpers() -> None:
     assert check_args(False, False, "", "") is None
     assert check_args(True, False, "r", "web") is None
     assert check_args(False, True, "", "web") is None
-    assert go_bool_flags(["-disable=t", "-enable", "-enable=0", "-service", "-enable"]) == [
-        "-disable",
-        "-service",
-        "-enable",
-    ]
-    assert go_bool_flags(["-enable", "--", "-disable=x"]) == ["-enable", "--", "-disable=x"]
-    with pytest.raises(UsageError):
-        go_bool_flags(["--disable="])
+    p = maint_parser()
+    args = p.parse_args(p.go_args(["-disable=t", "-enable", "-enable=0", "-service", "-enable"]))
+    assert (args.disable, args.enable, args.service) == (True, False, "-enable")
+    with pytest.raises(UsageError, match="Too many arguments"):
+        p.parse_args(p.go_args(["-enable", "--", "-disable=x"]))  # after "--": an argument
+    with pytest.raises(UsageError, match='invalid boolean value "" for -disable: parse error'):
+        p.parse_args(p.go_args(["--disable="]))
     assert go_quote('a"b\\c\n') == '"a\\"b\\\\c\\n"'
     checks = {
         "_service_maintenance:b": {"ServiceID": "b", "Notes": "nb"},
