@@ -5,6 +5,8 @@ in the background) acquires `<prefix>/.lock` — or, with -n > 1, a contender ke
 `<prefix>/<session>` plus a place in the holders of `<prefix>/.lock`, updated with
 check-and-set. The child runs under `/bin/sh -c` while the lock is held; if the lock is lost
 the child gets SIGTERM, then SIGKILL after a grace period. The exit code is the child's.
+Once released, the `.lock` key is deleted as api.Lock.Destroy does: only when nobody else
+holds it, with check-and-set.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError, HTTPClient, Response
 from agent.durations import parse_duration
-from agent.netaddr import join_host_port
 
 #: api.LockFlagValue / api.SemaphoreFlagValue: mark keys as owned by a lock or a semaphore.
 LOCK_FLAG = 0x2DDCCBC058A50C18
@@ -36,6 +37,10 @@ KILL_GRACE = 5.0
 
 class LockError(Exception):
     """The lock could not be taken or kept; the message is what the command prints."""
+
+
+class LockInUse(LockError):
+    """api.ErrLockInUse / api.ErrSemaphoreInUse: cleanup left the key to its other users."""
 
 
 class Holder:
@@ -68,9 +73,11 @@ class Holder:
                 pass  # its TTL ends it anyway
             self.session = ""
 
-    def renew_forever(self, addr: str) -> None:
-        """Runs in a thread: renews the session until stopped; a lost session is a lost lock."""
-        client = HTTPClient(addr, timeout=10)
+    def renew_forever(self, base: HTTPClient) -> None:
+        """Runs in a thread: renews the session until stopped; a lost session is a lost lock.
+        `base` is the client whose agent and settings (TLS, token) it uses, on its own
+        connection."""
+        client = base.clone(timeout=10)
         try:
             while not self.stop.wait(RENEW_INTERVAL):
                 try:
@@ -190,9 +197,9 @@ class Holder:
                 return True
         return False
 
-    def monitor(self, addr: str, on_lost: Any) -> None:
+    def monitor(self, base: HTTPClient, on_lost: Any) -> None:
         """Runs in a thread: watches the lock with blocking queries; calls on_lost once."""
-        client = HTTPClient(addr, timeout=60)
+        client = base.clone(timeout=60)
         watcher = Holder(client, self.prefix, self.limit, self.name, self.params["dc"])
         watcher.session = self.session
         index = 0
@@ -228,6 +235,39 @@ class Holder:
                 self.client.request("PUT", f"/v1/kv/{self.lock_key}", params, body=b"")
         except (ClientError, LockError) as exc:
             err(f"Lock release failed: {exc}")
+
+    def destroy(self) -> None:
+        """api.Lock.Destroy / api.Semaphore.Destroy, once released: delete `<prefix>/.lock`
+        with check-and-set on its ModifyIndex, only while nobody holds it (a lock: no session
+        on it; a semaphore: no live holder). Raises LockInUse when someone does or the
+        delete lost a race, LockError when the key is not this kind of lock."""
+        semaphore = self.limit > 1
+        what = "semaphore" if semaphore else "lock"
+        try:
+            if semaphore:
+                entry, live, _ = self._semaphore_state(0)
+            else:
+                resp = self._get(self.lock_key, 0)
+                entry = (resp.json() or [None])[0] if resp.status == 200 else None
+        except ClientError as exc:
+            raise LockError(f"failed to read {'prefix' if semaphore else 'lock'}: {exc}") from None
+        if entry is None:
+            return
+        if entry.get("Flags") != (SEMAPHORE_FLAG if semaphore else LOCK_FLAG):
+            raise LockError(f"Existing key does not match {what} use")
+        if semaphore:
+            holders, _ = self._holders(entry)
+            if any(h in live for h in holders):
+                raise LockInUse("Semaphore in use")
+        elif entry.get("Session"):
+            raise LockInUse("Lock in use")
+        params = {**self.params, "cas": int(entry.get("ModifyIndex", 0))}
+        try:
+            removed = self.client.request("DELETE", f"/v1/kv/{self.lock_key}", params).json()
+        except ClientError as exc:
+            raise LockError(f"failed to remove {what}: {exc}") from None
+        if removed is not True:
+            raise LockInUse("Semaphore in use" if semaphore else "Lock in use")
 
 
 def lock_parser() -> Parser:
@@ -279,7 +319,6 @@ def _lock(args: argparse.Namespace) -> int:
     name = args.name or f"Senate lock for '{script}' at '{prefix}'"
     client = http_client(args)
     client.timeout = 60.0
-    addr = join_host_port(client.host, client.port)
     try:
         client.get_json("/v1/agent/self")
     except ClientError as exc:
@@ -291,7 +330,9 @@ def _lock(args: argparse.Namespace) -> int:
     try:
         try:
             holder.create_session()
-            threads.append(threading.Thread(target=holder.renew_forever, args=(addr,), daemon=True))
+            threads.append(
+                threading.Thread(target=holder.renew_forever, args=(client,), daemon=True)
+            )
             threads[-1].start()
             if args.verbose:
                 out("Attempting lock acquisition")
@@ -320,7 +361,7 @@ def _lock(args: argparse.Namespace) -> int:
                     child.kill()
 
         threads.append(
-            threading.Thread(target=holder.monitor, args=(addr, kill_child), daemon=True)
+            threading.Thread(target=holder.monitor, args=(client, kill_child), daemon=True)
         )
         threads[-1].start()
         try:
@@ -333,8 +374,18 @@ def _lock(args: argparse.Namespace) -> int:
             return 1
         holder.stop.set()
         holder.release()
-        if args.verbose:
-            out("Cleanup succeeded")
+        holder.destroy_session()
+        try:
+            holder.destroy()  # Consul's cleanupFn: the .lock key goes if nobody else holds it
+        except LockInUse:
+            if args.verbose:
+                out("Cleanup aborted, lock in use")
+        except LockError as exc:
+            err(f"Lock cleanup failed: {exc}")
+            return 1
+        else:
+            if args.verbose:
+                out("Cleanup succeeded")
         return code if code >= 0 else 128 - code
     finally:
         holder.stop.set()

@@ -10,7 +10,7 @@ import pytest
 from agent_double import Served
 
 from agent.cli import dispatch
-from agent.cli.lock import LOCK_FLAG, Holder
+from agent.cli.lock import Holder, LockError, LockInUse
 from agent.client import HTTPClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,10 +37,55 @@ def test_lock_runs_the_child_and_releases(
     assert (rc, err) == (0, "")
     assert out == "Attempting lock acquisition\nStarting handler\nCleanup succeeded\n"
     assert marker.read_text() == "held\n"
-    entry = served.agent.state.kvs_get("jobs/backup/.lock")[1]
-    assert entry is not None
-    assert entry["Flags"] == LOCK_FLAG and entry["Session"] == ""
+    # cleaned up as api.Lock.Destroy does: nobody else held it, so the key is gone
+    assert served.agent.state.kvs_get("jobs/backup/.lock")[1] is None
     assert served.agent.state.session_list()[1] == []  # destroyed on the way out
+
+
+def test_destroy_leaves_a_lock_someone_holds(served: Served) -> None:
+    holder = Holder(HTTPClient(served.http_addr), "held", 1, "holder", None)
+    holder.create_session()
+    assert holder.acquire(None)
+    other = Holder(HTTPClient(served.http_addr), "held", 1, "other", None)
+    with pytest.raises(LockInUse, match=r"^Lock in use$"):
+        other.destroy()
+    entry = served.agent.state.kvs_get("held/.lock")[1]
+    assert entry is not None and entry["Session"] == holder.session
+    holder.release()
+    other.destroy()  # released: now it goes
+    assert served.agent.state.kvs_get("held/.lock")[1] is None
+    other.destroy()  # nothing left to delete: not an error
+
+
+def test_destroy_refuses_a_key_that_is_not_a_lock(served: Served) -> None:
+    client = HTTPClient(served.http_addr)
+    client.request("PUT", "/v1/kv/plain/.lock", body=b"mine")
+    with pytest.raises(LockError, match=r"^Existing key does not match lock use$"):
+        Holder(client, "plain", 1, "x", None).destroy()
+    with pytest.raises(LockError, match=r"^Existing key does not match semaphore use$"):
+        Holder(client, "plain", 2, "x", None).destroy()
+    assert served.agent.state.kvs_get("plain/.lock")[1] is not None
+
+
+def test_semaphore_cleanup_aborts_while_another_holder_remains(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = Holder(HTTPClient(served.http_addr, timeout=10), "pool", 2, "other", None)
+    other.create_session()
+    assert other.acquire(None)
+    rc, out, err = run(
+        capsys, "lock", f"-http-addr={served.http_addr}", "-n=2", "-verbose=true", "pool", "true"
+    )
+    assert (rc, err) == (0, "")
+    assert out == "Attempting lock acquisition\nStarting handler\nCleanup aborted, lock in use\n"
+    assert served.agent.state.kvs_get("pool/.lock")[1] is not None
+    other.release()
+    other.destroy_session()
+    rc, out, _ = run(
+        capsys, "lock", f"-http-addr={served.http_addr}", "-n=2", "-verbose", "pool", "true"
+    )
+    assert rc == 0 and out.endswith("Cleanup succeeded\n")
+    assert served.agent.state.kvs_get("pool/.lock")[1] is None
 
 
 def test_lock_passes_the_childs_exit_code(
@@ -83,7 +128,9 @@ def test_losing_the_lock_is_noticed(served: Served) -> None:
     h.create_session()
     assert h.acquire(None)
     noticed = threading.Event()
-    watcher = threading.Thread(target=h.monitor, args=(served.http_addr, noticed.set), daemon=True)
+    watcher = threading.Thread(
+        target=h.monitor, args=(HTTPClient(served.http_addr), noticed.set), daemon=True
+    )
     watcher.start()
     args = {"Datacenter": "mydc", "Op": "destroy", "Session": {"ID": h.session}}
     served.call(served.agent.rpc("Session.Apply", args))
