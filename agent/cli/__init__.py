@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _optional_commands() -> dict[str, tuple[str, str]]:
     """Commands whose modules exist in this checkout (built incrementally)."""
     extra = {
+        "catalog": ("agent.cli.catalog", "Interact with the catalog"),
         "event": ("agent.cli.event", "Fire a new event"),
         "exec": ("agent.cli.exec_cmd", "Executes a command on Senate nodes"),
         "force-leave": (
@@ -46,6 +47,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
         "operator": ("agent.cli.operator", "Provides cluster-level tools for Senate operators"),
         "reload": ("agent.cli.info", "Triggers the agent to reload configuration files"),
         "rtt": ("agent.cli.rtt", "Estimates network round trip time between nodes"),
+        "services": ("agent.cli.services", "Interact with services"),
         "watch": ("agent.cli.watch", "Watch for changes in Senate"),
         "snapshot": (
             "agent.cli.snapshot",
