@@ -189,7 +189,11 @@ class Parser(argparse.ArgumentParser):
             words = rest.split()[1:]
             raise UsageError(f"Too many arguments (expected 0, got {len(words)})")
         if message.startswith(prefix) and message[len(prefix) :].startswith("-"):
-            message = "flag provided but not defined: " + message[len(prefix) :].split()[0]
+            name = message[len(prefix) :].split()[0].split("=", 1)[0]
+            message = "flag provided but not defined: " + name
+        typed = re.fullmatch(r"argument -[\w-]+/--[\w-]+: (invalid value .*)", message)
+        if typed:  # a type= converter's own message, worded as Go's flag package words it
+            message = typed.group(1)
         raise UsageError(message)
 
     def go_args(self, argv: list[str]) -> list[str]:

@@ -286,7 +286,9 @@ def _port(text: str) -> int:
     try:
         return int(text, 10)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'invalid value "{text}" for flag -port') from None
+        raise argparse.ArgumentTypeError(
+            f'invalid value "{text}" for flag -port: parse error'
+        ) from None
 
 
 def flag_service(args: argparse.Namespace) -> dict[str, Any]:

@@ -69,6 +69,15 @@ def test_go_bool_forms() -> None:
     assert "\n  -recurse\n" in p.format_help()  # shown as Go shows a bool flag, no value
 
 
+def test_flag_errors_are_worded_as_go(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "services", "register", "-port=abc", "-name=x")
+    assert (rc, err.splitlines()[0]) == (1, 'invalid value "abc" for flag -port: parse error')
+    rc, _, err = run(capsys, "catalog", "nodes", "-bogus=1")
+    assert (rc, err.splitlines()[0]) == (1, "flag provided but not defined: -bogus")
+    rc, _, err = run(capsys, "catalog", "nodes", "-filter")
+    assert (rc, err.splitlines()[0]) == (1, "flag needs an argument: -filter")
+
+
 def _all_parsers() -> Iterator[tuple[str, Parser]]:
     for info in pkgutil.iter_modules(agent.cli.__path__):
         module = importlib.import_module(f"agent.cli.{info.name}")
