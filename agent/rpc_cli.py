@@ -235,7 +235,8 @@ class _Conn:
                 return
             self.send(seq, "", {"Num": num}, True)
         elif command == "force-leave":
-            await agent.force_leave(str(body.get("Node", "")))
+            # "Prune" is senate's: `senate force-leave -prune` over the 0.7 RPC
+            await agent.force_leave(str(body.get("Node", "")), prune=body.get("Prune") is True)
             self.send(seq, "")
         elif command == "leave":
             await agent.leave()

@@ -105,7 +105,7 @@ def test_nodes_query_parameters(
     h = f"-http-addr={served.http_addr}"
     expr = tmp_path / "filter.txt"
     expr.write_text('Meta.env == "prod"')
-    rc, _, _ = run(
+    rc, _, err = run(
         capsys,
         "catalog",
         "nodes",
@@ -118,7 +118,7 @@ def test_nodes_query_parameters(
         "-datacenter=mydc",
         "-stale=t",
     )
-    assert rc == 0
+    assert (rc, err) == (0, "No nodes match the given query - try expanding your search.\n")
     assert seen[-1] == (
         "/v1/catalog/nodes",
         [
@@ -130,6 +130,16 @@ def test_nodes_query_parameters(
             ("node-meta", "rack:r1"),
         ],
     )
+    # the server filters: no node has that metadata; the expression picks one node
+    assert run(capsys, "catalog", "nodes", h, "-node-meta=rack=r1") == (
+        0,
+        "",
+        "No nodes match the given query - try expanding your search.\n",
+    )
+    rc, out, _ = run(capsys, "catalog", "nodes", h, '-filter=Node == "ceph-debug"')
+    assert (rc, out) == (0, "Node        ID  Address      DC\nceph-debug      10.12.10.61  \n")
+    rc, _, err = run(capsys, "catalog", "nodes", h, "-filter=Node ==")
+    assert rc == 1 and err.startswith("Error listing nodes: Unexpected response code: 400")
     rc, _, err = run(capsys, "catalog", "nodes", h, "-node-meta=rack")
     assert rc == 1
     assert err.splitlines()[0] == (

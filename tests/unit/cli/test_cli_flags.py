@@ -196,6 +196,13 @@ def test_force_leave_prune(
     assert seen[-1] == ("PUT", "/v1/agent/force-leave/ceph-debug", {"prune": "1"})
     assert run(capsys, "force-leave", h, "-prune=false", "ceph-debug") == (0, "", "")
     assert seen[-1] == ("PUT", "/v1/agent/force-leave/ceph-debug", {})
-    assert served.agent.gossip.force_left == ["ceph-debug", "ceph-debug"]
+    assert (
+        run(capsys, "force-leave", f"-rpc-addr={served.rpc_addr}", "-prune", "ceph-debug")[0] == 0
+    )
+    assert served.agent.gossip.force_left == [
+        "ceph-debug (prune)",
+        "ceph-debug",
+        "ceph-debug (prune)",
+    ]
     rc, _, err = run(capsys, "force-leave", h, "-prune")
     assert (rc, err.splitlines()[0]) == (1, "A node name must be specified to force leave.")
