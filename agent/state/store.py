@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.state.config_entries import ConfigEntryTables
 from agent.state.tables import (
     DEFAULT_LOCK_DELAY_NS,
     HEALTH_ANY,
@@ -29,6 +28,7 @@ from agent.state.tables import (
     Watch,
     go_quote,
 )
+from agent.state.txn_catalog import CatalogTxnTables
 
 __all__ = [
     "DEFAULT_LOCK_DELAY_NS",
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-class StateStore(ConfigEntryTables):
+class StateStore(CatalogTxnTables):
     """The replicated state's tables. Writes are called by StateFSM only."""
 
     # ----------------------------------------------------------------------- coordinates

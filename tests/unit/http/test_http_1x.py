@@ -240,3 +240,65 @@ async def test_config_entries_survive_a_snapshot(agent: AgentDouble, client: Cli
     fresh = StateStore()
     fresh.restore_tables(snap)
     assert fresh.config_entry("service-defaults", "db")[1]["Protocol"] == "tcp"  # type: ignore[index]
+
+
+async def test_txn_with_node_service_and_check_operations(client: Client) -> None:
+    ops = [
+        {
+            "Node": {
+                "Verb": "set",
+                "Node": {"Node": "tx1", "Address": "10.9.0.1", "Meta": {"a": "b"}},
+            }
+        },
+        {
+            "Service": {
+                "Verb": "set",
+                "Node": "tx1",
+                "Service": {"ID": "s1", "Service": "db", "Port": 5},
+            }
+        },
+        {
+            "Check": {
+                "Verb": "set",
+                "Check": {
+                    "Node": "tx1",
+                    "CheckID": "c1",
+                    "Name": "c",
+                    "Status": "passing",
+                    "ServiceID": "s1",
+                },
+            }
+        },
+        {"kv": {"verb": "set", "key": "tx/k", "value": "dg=="}},
+    ]
+    resp = await client.put("/v1/txn", data=json.dumps(ops))
+    assert resp.status == 200, await resp.text()
+    results = (await resp.json())["Results"]
+    assert results[0]["Node"]["Node"] == "tx1" and results[0]["Node"]["Meta"] == {"a": "b"}
+    assert results[1]["Service"]["Port"] == 5 and results[2]["Check"]["Status"] == "passing"
+    (entry,) = await get(client, "/v1/health/service/db?passing")
+    assert entry["Node"]["Node"] == "tx1"
+    node_index = results[0]["Node"]["ModifyIndex"]
+    stale = [
+        {
+            "Node": {
+                "Verb": "cas",
+                "Node": {"Node": "tx1", "Address": "10.9.0.2", "ModifyIndex": node_index + 50},
+            }
+        },
+        {"KV": {"Verb": "set", "Key": "tx/never", "Value": "dg=="}},
+    ]
+    resp = await client.put("/v1/txn", data=json.dumps(stale))
+    assert resp.status == 409
+    errors = (await resp.json())["Errors"]
+    assert errors == [{"OpIndex": 0, "What": 'failed to set node "tx1", index is stale'}]
+    assert (await client.get("/v1/kv/tx/never")).status == 404  # all or nothing
+    gets = [{"Service": {"Verb": "get", "Node": "tx1", "Service": {"ID": "nope"}}}]
+    resp = await client.put("/v1/txn", data=json.dumps(gets))
+    assert resp.status == 409
+    assert (await resp.json())["Errors"][0]["What"] == 'service "nope" on node "tx1" doesn\'t exist'
+    dels = [{"Node": {"Verb": "delete", "Node": {"Node": "tx1"}}}]
+    assert (await client.put("/v1/txn", data=json.dumps(dels))).status == 200
+    assert await get(client, "/v1/health/service/db") == []
+    resp = await client.put("/v1/txn", data=json.dumps([{"Node": {"Verb": "zap", "Node": {}}}]))
+    assert resp.status == 400 and "unknown Node verb" in await resp.text()
