@@ -97,6 +97,14 @@ async def catalog_datacenters(request: web.Request) -> web.Response:
     return json_response(request, list(reply or []))
 
 
+def with_datacenter(request: web.Request, out: Any) -> Any:
+    """Consul 1.x's Node and ServiceNode entries name their datacenter."""
+    dc = datacenter(request)
+    if isinstance(out, list):
+        return [dict(e, Datacenter=dc) if isinstance(e, dict) else e for e in out]
+    return out
+
+
 def _node_services_list(_request: web.Request, out: Any) -> Any:
     """/v1/catalog/node-services/:node (Consul >= 1.7): the node and a list of services."""
     if not isinstance(out, dict):
@@ -117,7 +125,9 @@ def routes() -> list[web.RouteDef]:
         web.put("/v1/catalog/deregister", catalog_deregister),
         web.get("/v1/catalog/datacenters", catalog_datacenters, allow_head=False),
         web.get(
-            "/v1/catalog/nodes", query("Catalog.ListNodes", "Nodes", empty=[]), allow_head=False
+            "/v1/catalog/nodes",
+            query("Catalog.ListNodes", "Nodes", empty=[], shape=with_datacenter),
+            allow_head=False,
         ),
         web.get(
             "/v1/catalog/services",
@@ -132,6 +142,7 @@ def routes() -> list[web.RouteDef]:
                 {"service": "ServiceName"},
                 service_tag,
                 empty=[],
+                shape=with_datacenter,
             ),
             allow_head=False,
         ),

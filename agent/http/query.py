@@ -3,14 +3,17 @@ the reply, with the X-Consul-* headers of its QueryMeta."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from agent.filter import Filter, FilterError, filter_dict, filter_list, parse_filter
+from agent.gossip.coordinate import Coordinate, CoordinateError
 from agent.http.common import (
     HTTPError,
+    agent_of,
     json_response,
     meta_headers,
     query_options,
@@ -44,16 +47,58 @@ def query(
             args[name] = value
         if extra is not None:
             extra(request, args)
+        peer = request.query.get("peer", "")
         reply = await rpc(request, method, args)
         out = reply.get(field) if field is not None and isinstance(reply, dict) else reply
         if out is None:
             out = empty
+        if peer and isinstance(out, list):
+            out = []  # nothing is imported from a cluster peer here: none exists
         if shape is not None:
             out = shape(request, out)
         out = apply_filter(flt, out)
+        if request.query.get("near") and isinstance(out, list):
+            out = await sort_near(request, args, out)
         return json_response(request, out, meta_headers(reply) | cache_headers(request))
 
     return handler
+
+
+def _node_name(item: Any) -> str:
+    node = item.get("Node") if isinstance(item, dict) else None
+    if isinstance(node, dict):
+        return str(node.get("Node") or "")
+    return str(node or "")
+
+
+async def sort_near(request: web.Request, args: dict[str, Any], items: list[Any]) -> list[Any]:
+    """`?near=<node>` (or `_agent`, this agent): entries sorted by estimated round-trip time
+    from that node's network coordinate; nodes without a coordinate go last, in their
+    order (Consul's sortByDistanceFrom)."""
+    near = request.query["near"]
+    if near == "_agent":
+        near = agent_of(request).node_name
+    reply = await rpc(request, "Coordinate.ListNodes", {"Datacenter": args.get("Datacenter")})
+    coords: dict[str, Coordinate] = {}
+    for entry in (reply or {}).get("Coordinates") or []:
+        try:
+            coords[str(entry.get("Node"))] = Coordinate.from_wire(entry.get("Coord"))
+        except (CoordinateError, TypeError, ValueError):
+            continue
+    origin = coords.get(near)
+    if origin is None:
+        return items
+
+    def rtt(item: Any) -> float:
+        other = coords.get(_node_name(item))
+        if other is None:
+            return math.inf
+        try:
+            return origin.distance_to(other)
+        except CoordinateError:
+            return math.inf
+
+    return sorted(items, key=rtt)
 
 
 def request_filter(request: web.Request) -> Filter | None:

@@ -5,6 +5,7 @@ coordinate/node and update, force-leave?prune, replace-existing-checks)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -302,3 +303,30 @@ async def test_txn_with_node_service_and_check_operations(client: Client) -> Non
     assert await get(client, "/v1/health/service/db") == []
     resp = await client.put("/v1/txn", data=json.dumps([{"Node": {"Verb": "zap", "Node": {}}}]))
     assert resp.status == 400 and "unknown Node verb" in await resp.text()
+
+
+async def test_near_sorts_by_round_trip_time_and_peer_is_empty(
+    client: Client, agent: AgentDouble
+) -> None:
+    for name, x in (("far", 0.9), ("mid", 0.05), ("close", 0.001)):
+        await _register(client, name, f"10.0.1.{len(name)}", {}, service="api", port=1)
+    agent.endpoints.coordinates.period = 0.05  # the leader's batcher writes them soon
+    for name, x in (("server1", 0.0), ("far", 0.9), ("mid", 0.05), ("close", 0.001)):
+        coord = {"Vec": [x] + [0.0] * 7, "Error": 0.1, "Adjustment": 0.0, "Height": 1e-5}
+        status, text = await put(client, "/v1/coordinate/update", {"Node": name, "Coord": coord})
+        assert status == 200, text
+
+    async def coords_written() -> bool:
+        return len(await get(client, "/v1/coordinate/nodes")) == 4
+
+    for _ in range(200):
+        if await coords_written():
+            break
+        await asyncio.sleep(0.05)
+    assert await coords_written()
+    nodes = await get(client, "/v1/catalog/service/api?near=_agent")
+    assert [n["Node"] for n in nodes] == ["close", "mid", "far"]
+    assert all(n["Datacenter"] == "mydc" for n in nodes)
+    nodes = await get(client, "/v1/catalog/nodes?near=far")
+    assert [n["Node"] for n in nodes][:2] == ["far", "mid"]
+    assert await get(client, "/v1/catalog/service/api?peer=elsewhere") == []
