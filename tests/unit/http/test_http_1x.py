@@ -308,7 +308,7 @@ async def test_txn_with_node_service_and_check_operations(client: Client) -> Non
 async def test_near_sorts_by_round_trip_time_and_peer_is_empty(
     client: Client, agent: AgentDouble
 ) -> None:
-    for name, x in (("far", 0.9), ("mid", 0.05), ("close", 0.001)):
+    for name in ("far", "mid", "close"):
         await _register(client, name, f"10.0.1.{len(name)}", {}, service="api", port=1)
     agent.endpoints.coordinates.period = 0.05  # the leader's batcher writes them soon
     for name, x in (("server1", 0.0), ("far", 0.9), ("mid", 0.05), ("close", 0.001)):
