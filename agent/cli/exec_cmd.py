@@ -57,11 +57,31 @@ class Job:
         self.dc_params: dict[str, Any] = {"dc": args.datacenter}
 
     def create_session(self) -> None:
-        body = json.dumps(
-            {"Name": "Remote Exec", "Behavior": "delete", "TTL": rexec.SESSION_TTL}
-        ).encode()
+        session: dict[str, Any] = {
+            "Name": "Remote Exec",
+            "Behavior": "delete",
+            "TTL": rexec.SESSION_TTL,
+        }
+        if self._foreign():
+            # Consul's createSessionForeign: this agent's node is not in that datacenter's
+            # catalog, so the session binds to one of its servers, with no checks.
+            servers = self.client.request(
+                "GET", "/v1/health/service/consul", {**self.dc_params, "passing": True}
+            ).json()
+            if not servers:
+                raise ClientError("Failed to find Consul server in remote datacenter")
+            node = str(servers[0]["Node"]["Node"])
+            session.update(Name=f"Remote Exec via {node}@{self.args.datacenter}", Node=node)
+            session["Checks"] = []
+        body = json.dumps(session).encode()
         reply = self.client.request("PUT", "/v1/session/create", self.dc_params, body=body).json()
         self.session = str(reply["ID"])
+
+    def _foreign(self) -> bool:
+        if not self.args.datacenter:
+            return False
+        me = self.client.request("GET", "/v1/agent/self").json()
+        return bool(me["Config"]["Datacenter"] != self.args.datacenter)
 
     def renew(self) -> None:
         self.client.request(

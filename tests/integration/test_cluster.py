@@ -161,6 +161,12 @@ def test_second_datacenter_over_wan(dc1: Cluster, tmp_path: Path) -> None:
             "dc2's agent to see the event fired from dc1",
         )
         assert all(e["ID"] != event_id for e in dc1.nodes["c1"].get_json("/v1/event/list"))
+        # Remote exec into dc2 from dc1's client (Consul's createSessionForeign).
+        r = run_cli(["exec", f"-http-addr={dc1.nodes['c1'].http}", "-datacenter=dc2", "echo far"])
+        assert "Traceback" not in r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "    d2s1: far" in r.stdout
+        assert "1 / 1 node(s) completed / acknowledged" in r.stdout
 
 
 async def _write_all(
