@@ -68,26 +68,25 @@ def test_nodes_columns(
     h = f"-http-addr={served.http_addr}"
     node_id = served.agent.node_id
     short = node_id.split("-")[0]
-    # the double's catalog has no Datacenter on its nodes (see the server-side note): DC is ""
     assert run(capsys, "catalog", "nodes", h) == (
         0,
         "Node        ID        Address      DC\n"
-        "ceph-debug            10.12.10.61  \n"
-        f"server1     {short}  10.12.10.37  \n",
+        "ceph-debug            10.12.10.61  mydc\n"
+        f"server1     {short}  10.12.10.37  mydc\n",
         "",
     )
     pad = " " * len(node_id)
     assert run(capsys, "catalog", "nodes", h, "-detailed") == (
         0,
-        f"Node        ID{' ' * (len(node_id) - 2)}  Address      DC  TaggedAddresses"
+        f"Node        ID{' ' * (len(node_id) - 2)}  Address      DC    TaggedAddresses"
         "                   Meta\n"
-        f"ceph-debug  {pad}  10.12.10.61                                        \n"
-        f"server1     {node_id}  10.12.10.37      lan=10.12.10.37, wan=10.12.10.37  \n",
+        f"ceph-debug  {pad}  10.12.10.61  mydc                                    \n"
+        f"server1     {node_id}  10.12.10.37  mydc  lan=10.12.10.37, wan=10.12.10.37  \n",
         "",
     )
     assert run(capsys, "catalog", "nodes", h, "-service=consul") == (
         0,
-        f"Node     ID        Address      DC\nserver1  {short}  10.12.10.37  \n",
+        f"Node     ID        Address      DC\nserver1  {short}  10.12.10.37  mydc\n",
         "",
     )
     assert seen[-1] == ("/v1/catalog/service/consul", [])
@@ -137,7 +136,7 @@ def test_nodes_query_parameters(
         "No nodes match the given query - try expanding your search.\n",
     )
     rc, out, _ = run(capsys, "catalog", "nodes", h, '-filter=Node == "ceph-debug"')
-    assert (rc, out) == (0, "Node        ID  Address      DC\nceph-debug      10.12.10.61  \n")
+    assert (rc, out) == (0, "Node        ID  Address      DC\nceph-debug      10.12.10.61  mydc\n")
     rc, _, err = run(capsys, "catalog", "nodes", h, "-filter=Node ==")
     assert rc == 1 and err.startswith("Error listing nodes: Unexpected response code: 400")
     rc, _, err = run(capsys, "catalog", "nodes", h, "-node-meta=rack")
