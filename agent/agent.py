@@ -35,7 +35,6 @@ from agent.gossip.keyring import Keyring, KeyringError, load_keyring_file, save_
 from agent.gossip.runner import GossipPool
 from agent.gossip.serf_types import Member
 from agent.local import rexec
-from agent.local.config_watches import ConfigWatches
 from agent.local.events import UserEvents
 from agent.local.logstream import LogHub
 from agent.local.registry import LocalRegistry, RegistrationError
@@ -47,6 +46,7 @@ from agent.server.rpc import ConnPool
 from agent.server.server import ERR_LEADER_UNREACHABLE, Server, rpc_timeout
 from agent.tasks import Background, listen, stop_step
 from agent.version import BUILD_DATE, PROTOCOL_MAX, PROTOCOL_MIN, REVISION, VERSION
+from agent.watches import ConfigWatches
 
 log = logging.getLogger("agent")
 consul_log = logging.getLogger("consul")

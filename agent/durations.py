@@ -4,6 +4,7 @@ reads and prints them ("15s", "1m30s", "24h0m0s")."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -104,3 +105,15 @@ def format_duration(ns: int) -> str:
     if minutes:
         return f"{sign}{minutes}m{seconds}s"
     return f"{sign}{seconds}s"
+
+
+def config_seconds(text: str) -> float:
+    """A config or flag duration ("30s", "1m30s", "500ms") -> seconds; never negative.
+    ValueError saying what was expected (the message config errors carry)."""
+    try:
+        seconds = parse_seconds(text)
+    except DurationError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ValueError(f'expected a duration such as "30s" or "1m", got {json.dumps(text)}')
+    return seconds

@@ -13,3 +13,7 @@ class JoinError(Exception):
 
 class StartError(Exception):
     """The agent cannot start; the message says why (e.g. the data dir is in use)."""
+
+
+class ConfigError(Exception):
+    """A configuration a user wrote is invalid; the message says where and why."""

@@ -4,31 +4,35 @@ handler — a shell command or program with the result as JSON on stdin and CONS
 environment, or an HTTP endpoint the result is POSTed to.
 
 `senate watch` runs one plan in the foreground; the agent runs the `watches` of its config
-files, each in its own thread, against its own HTTP API (agent/local/config_watches.py).
+files, each in its own thread, against its own HTTP API (`ConfigWatches`, at the end).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.client import ClientError, HTTPClient
 from agent.durations import DurationError, parse_seconds
-from agent.http.event_ids import event_id_index
+from agent.event_ids import event_id_index
 
 WATCH_TYPES = ("key", "keyprefix", "services", "nodes", "service", "checks", "event")
 #: Consul's watch plan: retry after 5 s x failures^2, at most 180 s; block 5 min per query.
 RETRY_INTERVAL = 5.0
 MAX_BACKOFF = 180.0
 BLOCK_WAIT = "5m"
+
+log = logging.getLogger("agent")
 
 
 class WatchError(ValueError):
@@ -321,3 +325,57 @@ def watch_loop(
         last_result = result
         if not handler(index, result):
             return
+
+
+class ConfigWatches:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, http_addr: str, watches: Sequence[dict[str, Any]]) -> None:
+        """Run each watch against the HTTP API at `http_addr` ("host:port")."""
+        self._stop = threading.Event()
+        stop = self._stop
+        for n, params in enumerate(watches):
+            spec = parse_watch(params)  # validated at load; cannot fail here
+            t = threading.Thread(
+                target=self._run,
+                args=(spec, http_addr, stop),
+                name=f"watch-{n}-{spec.type}",
+                daemon=True,
+            )
+            self._threads.append(t)
+            t.start()
+        if watches:
+            log.info("agent: started %d watch plan(s) from the config", len(watches))
+
+    @staticmethod
+    def _run(spec: WatchSpec, http_addr: str, stop: threading.Event) -> None:
+        client = HTTPClient(http_addr)
+        client.timeout = 360.0  # a blocking query holds for BLOCK_WAIT plus jitter
+
+        def handle(index: int, data: Any) -> bool:
+            if stop.is_set():
+                return False
+            problem = run_handler(spec, index, data)
+            if problem is not None:
+                log.error("agent: Failed to run watch handler (type: %s): %s", spec.type, problem)
+            return not stop.is_set()
+
+        try:
+            watch_loop(
+                spec,
+                client,
+                handle,
+                should_stop=stop.is_set,
+                sleep=stop.wait,
+                on_error=lambda m: log.error("agent: %s", m),
+            )
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Ask every watch to stop; each ends when its current query returns (the HTTP
+        server closing ends them at shutdown). Threads are daemons: exit never waits."""
+        self._stop.set()
+        self._threads = []

@@ -183,8 +183,8 @@ def services_from_files(paths: list[str]) -> list[dict[str, Any]]:
     """ServicesFromFiles: every service defined in the files (and directories) given, in
     order; files that are neither .json nor .hcl are skipped with a warning, as Consul's
     config builder skips them."""
-    from agent.config.model import ConfigError
     from agent.config.sources import parse_text
+    from agent.errors import ConfigError
 
     found: list[dict[str, Any]] = []
     for path in paths:

@@ -9,9 +9,9 @@ in Consul's order; sockaddr.py renders go-sockaddr templates in addresses.
 """
 
 from agent.config.builder import finish, load, load_files, resolve_advertise
-from agent.config.convert import parse_duration
 from agent.config.flags import FlagError, HelpRequested, flags_help
-from agent.config.model import Addresses, AgentConfig, ConfigError, Ports
+from agent.config.model import Addresses, AgentConfig, Ports
+from agent.errors import ConfigError
 
 __all__ = [
     "Addresses",
@@ -24,6 +24,5 @@ __all__ = [
     "flags_help",
     "load",
     "load_files",
-    "parse_duration",
     "resolve_advertise",
 ]

@@ -15,8 +15,11 @@ from typing import Any
 from agent.config import convert as c
 from agent.config.document import apply_document
 from agent.config.flags import FLAGS_BY_NAME, FlagError, parse_flags
-from agent.config.model import Addresses, AgentConfig, ConfigError, Ports
+from agent.config.model import Addresses, AgentConfig, Ports
 from agent.config.sources import FORMATS, read_config_path, read_fragment
+from agent.dns.config import build_dns_config
+from agent.durations import config_seconds
+from agent.errors import ConfigError
 
 FLAG_SOURCE = "command-line flags"
 
@@ -161,7 +164,7 @@ def load(argv: list[str]) -> AgentConfig:
                 ),
             )
         elif name in ("retry-interval", "retry-interval-wan"):
-            flag_acc[name.replace("-", "_")] = _flag_value(name, value, c.parse_duration)
+            flag_acc[name.replace("-", "_")] = _flag_value(name, value, config_seconds)
         elif name in ("retry-max", "retry-max-wan"):
             flag_acc[name.replace("-", "_")] = _flag_value(
                 name, value, lambda v: c.expect_nonneg(_int_from_text(v))
@@ -221,8 +224,6 @@ def _ignored_warnings(acc: dict[str, Any]) -> list[str]:
 def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig:
     """Turn accumulated values into an AgentConfig and check cross-field rules, then the
     DNS settings: a DNSConfigError (a ConfigError) names the DNS key at fault."""
-    from agent.dns.config import build_dns_config
-
     values = dict(acc)
     dns_block = values.pop("dns_config", None)
     translate = values.pop("translate_wan_addrs", False)

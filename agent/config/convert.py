@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.config import sockaddr
-from agent.durations import DurationError, json_seconds, parse_seconds
+from agent.durations import config_seconds, json_seconds
 from agent.logfmt import LEVEL_BY_NAME
 from agent.version import PROTOCOL_MAX, PROTOCOL_MIN
 
@@ -53,21 +53,10 @@ def expect_str_list(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
-def parse_duration(text: str) -> float:
-    """A config or flag duration ("30s", "1m30s", "500ms") -> seconds; never negative."""
-    try:
-        seconds = parse_seconds(text)
-    except DurationError:
-        seconds = -1.0
-    if seconds < 0:
-        raise ValueError(f'expected a duration such as "30s" or "1m", got {json.dumps(text)}')
-    return seconds
-
-
 def expect_duration(v: Any) -> float:
     """A duration string (never negative) or a number of nanoseconds, as Consul accepts."""
     try:
-        return json_seconds(v, parse_duration)
+        return json_seconds(v, config_seconds)
     except TypeError:
         if isinstance(v, bool):
             raise ValueError(f"expected a duration, got {json.dumps(v)}") from None

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.config import convert as c
-from agent.config.model import ConfigError
 from agent.config.schema import FREE, LEAF, SCHEMA, Tree, lookup, nearest
+from agent.errors import ConfigError
 from agent.watches import WatchError, parse_watch
 
 Acc = dict[str, Any]

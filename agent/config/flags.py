@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.config.model import ConfigError
+from agent.errors import ConfigError
 
 
 class FlagError(ConfigError):

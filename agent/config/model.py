@@ -1,18 +1,13 @@
-"""The agent's configuration as one frozen `AgentConfig`, and the error a user's config causes."""
+"""The agent's configuration as one frozen `AgentConfig` (ConfigError, the error a user's config
+causes, lives in agent/errors.py so that the parts config validates with can raise it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agent.dns.config import DNSConfig
 from agent.version import PROTOCOL_DEFAULT
-
-if TYPE_CHECKING:
-    from agent.dns.config import DNSConfig
-
-
-class ConfigError(Exception):
-    """A configuration a user wrote is invalid; the message says where and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +27,6 @@ class Addresses:
     http: str = ""
     dns: str = ""
     rpc: str = ""
-
-
-def _default_dns_config() -> DNSConfig:
-    from agent.dns.config import DNSConfig  # agent.dns.config imports this package
-
-    return DNSConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +60,7 @@ class AgentConfig:
     translate_wan_addrs: bool = False
     #: everything DNS is configured with, validated at load: domain and recursors (as above,
     #: parsed), translate_wan_addrs and the `dns_config` block (agent/dns/config.py)
-    dns_config: DNSConfig = field(default_factory=_default_dns_config)
+    dns_config: DNSConfig = field(default_factory=DNSConfig)
     leave_on_terminate: bool | None = None  # None: Consul's default for the agent's role
     skip_leave_on_interrupt: bool | None = None
     rejoin_after_leave: bool = False

@@ -17,7 +17,7 @@ from typing import Any
 from hcl.parser import HclParser  # type: ignore[import-untyped]
 
 from agent.config.document import Acc, apply_document
-from agent.config.model import ConfigError
+from agent.errors import ConfigError
 
 FORMATS = ("json", "hcl")
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import ConfigError, parse_duration
-from agent.durations import json_seconds
+from agent.durations import config_seconds, json_seconds
+from agent.errors import ConfigError
 from agent.netaddr import AddressError, InvalidPortError, split_host_port
 
 DNS_PORT = 53
@@ -89,7 +89,7 @@ def parse_recursor(addr: str) -> tuple[str, int]:
 def _duration(key: str, v: Any) -> float:
     """A config duration string (never negative) or a number of nanoseconds (not negative)."""
     try:
-        secs = json_seconds(v, parse_duration)
+        secs = json_seconds(v, config_seconds)
     except TypeError:
         raise DNSConfigError(
             f'dns_config.{key}: expected a duration such as "5s", got {json.dumps(v)}'

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.api import RPCError
+from agent.event_ids import event_id_index
 from agent.http.common import (
     DEFAULT_QUERY_TIME,
     HTTPError,
@@ -17,7 +18,6 @@ from agent.http.common import (
     query_options,
     read_body,
 )
-from agent.http.event_ids import event_id_index
 
 #: Consul's limit on a user event's payload (serf.UserEventSizeLimit).
 MAX_EVENT_PAYLOAD = 512

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import validate
-from agent.config import ConfigError, FlagError, HelpRequested, load, load_files, parse_duration
+from agent.config import ConfigError, FlagError, HelpRequested, load, load_files
+from agent.durations import config_seconds as parse_duration
 
 
 def test_seed_flags_both_spellings() -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import parse_duration as config_seconds
-from agent.durations import SECOND, DurationError, json_seconds, parse_duration, parse_seconds
+from agent.durations import (
+    SECOND,
+    DurationError,
+    config_seconds,
+    json_seconds,
+    parse_duration,
+    parse_seconds,
+)
 
 
 def test_parse_duration_is_go_nanoseconds() -> None:
