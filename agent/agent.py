@@ -142,6 +142,7 @@ class Agent:
             enable_local_script_checks=config.enable_local_script_checks,
         )
         self.events = UserEvents(
+            datacenter=config.datacenter,
             node_name=config.node_name,
             services=lambda: self.local.services.values(),
             send=lambda name, body: self._lan().user_event(name, body, False),
@@ -735,15 +736,9 @@ class Agent:
         tag_filter: str = "",
         datacenter: str = "",
     ) -> dict[str, Any]:
-        if not datacenter or datacenter == self.datacenter:
-            return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
-        # Another datacenter: a server there broadcasts the event into its LAN pool.
-        event, serf_name, body = self.events.build(
-            name, payload, node_filter, service_filter, tag_filter
+        return await self.events.fire_in(
+            datacenter, self.rpc, name, payload, node_filter, service_filter, tag_filter
         )
-        args = {"Datacenter": datacenter, "Name": serf_name, "Payload": body}
-        await self.rpc("Internal.EventFire", args)
-        return event
 
     def user_events(self) -> list[dict[str, Any]]:
         return self.events.recent()

@@ -209,6 +209,7 @@ class AgentDouble:
         self.local = LocalState(node_name=node_name)
         self.registry = LocalRegistry(state=self.local)
         self.events = UserEvents(
+            datacenter=datacenter,
             node_name=node_name,
             services=lambda: self.local.services.values(),
             send=self.gossip.user_event,
@@ -419,15 +420,9 @@ class AgentDouble:
         tag_filter: str = "",
         datacenter: str = "",
     ) -> dict[str, Any]:
-        if not datacenter or datacenter == self.datacenter:
-            return self.events.fire(name, payload, node_filter, service_filter, tag_filter)
-        event, serf_name, body = self.events.build(
-            name, payload, node_filter, service_filter, tag_filter
+        return await self.events.fire_in(
+            datacenter, self.rpc, name, payload, node_filter, service_filter, tag_filter
         )
-        await self.rpc(
-            "Internal.EventFire", {"Datacenter": datacenter, "Name": serf_name, "Payload": body}
-        )
-        return event
 
     def user_events(self) -> list[dict[str, Any]]:
         return self.events.recent()

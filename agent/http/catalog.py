@@ -28,7 +28,8 @@ def service_tag(request: web.Request, args: dict[str, Any]) -> None:
         args["TagFilter"] = True
 
 
-_CHECK: Spec = {
+#: structs.HealthCheck (also a Txn Check op's body)
+CHECK_SPEC: Spec = {
     "Node": None,
     "CheckID": None,
     "Name": None,
@@ -65,8 +66,8 @@ _REGISTER: Spec = {
         "Connect": None,
         "Namespace": None,
     },
-    "Check": _CHECK,
-    "Checks": _CHECK,
+    "Check": CHECK_SPEC,
+    "Checks": CHECK_SPEC,
     "SkipNodeUpdate": None,
 }
 _DEREGISTER: Spec = {"Datacenter": None, "Node": None, "ServiceID": None, "CheckID": None}

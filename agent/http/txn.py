@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.http.catalog import CHECK_SPEC
 from agent.http.common import (
     HTTPError,
     datacenter,
@@ -78,25 +79,12 @@ _SERVICE: Spec = {
     "TaggedAddresses": None,
     "ModifyIndex": None,
 }
-_CHECK: Spec = {
-    "Node": None,
-    "CheckID": None,
-    "Name": None,
-    "Status": None,
-    "Notes": None,
-    "Output": None,
-    "ServiceID": None,
-    "ServiceName": None,
-    "ServiceTags": None,
-    "Definition": None,
-    "ModifyIndex": None,
-}
 #: api.TxnOp: exactly one of KV, Node, Service, Check (Consul >= 1.4 for the catalog ones)
 _OP: Spec = {
     "KV": {"Verb": None, "Key": None, "Value": None, "Flags": None, "Index": None, "Session": None},
     "Node": {"Verb": None, "Node": _NODE},
     "Service": {"Verb": None, "Node": None, "Service": _SERVICE},
-    "Check": {"Verb": None, "Check": _CHECK},
+    "Check": {"Verb": None, "Check": {**CHECK_SPEC, "ModifyIndex": None}},
 }
 _CATALOG_VERBS = ("set", "cas", "get", "delete", "delete-cas")
 

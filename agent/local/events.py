@@ -9,7 +9,7 @@ import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from agent import codec
@@ -30,11 +30,13 @@ class UserEvents:
         self,
         *,
         node_name: str,
+        datacenter: str = "",
         services: Callable[[], Iterable[dict[str, Any]]],
         send: Callable[[str, bytes], None],
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.node_name = node_name
+        self.datacenter = datacenter
         self._services = services  # this agent's services (for the service/tag filters)
         self._send = send  # into LAN gossip: (serf event name, payload)
         self._on_event = on_event  # every event kept (remote exec listens here)
@@ -55,6 +57,26 @@ class UserEvents:
         """Fire an event into this datacenter's LAN pool; returns it as /v1/event/fire."""
         event, serf_name, body = self.build(name, payload, node_filter, service_filter, tag_filter)
         self._send(serf_name, body)
+        return event
+
+    async def fire_in(
+        self,
+        datacenter: str,
+        rpc: Callable[[str, dict[str, Any]], Awaitable[Any]],
+        name: str,
+        payload: bytes,
+        node_filter: str = "",
+        service_filter: str = "",
+        tag_filter: str = "",
+    ) -> dict[str, Any]:
+        """Fire an event in `datacenter`: ours through LAN gossip; another through a server
+        there (Internal.EventFire over `rpc`), which broadcasts it into its LAN pool."""
+        if not datacenter or datacenter == self.datacenter:
+            return self.fire(name, payload, node_filter, service_filter, tag_filter)
+        event, serf_name, body = self.build(name, payload, node_filter, service_filter, tag_filter)
+        await rpc(
+            "Internal.EventFire", {"Datacenter": datacenter, "Name": serf_name, "Payload": body}
+        )
         return event
 
     @staticmethod

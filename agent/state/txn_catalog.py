@@ -39,26 +39,51 @@ class CatalogTxnTables(ConfigEntryTables):
                     return handler(idx, verb, body)
         return super()._txn_op(idx, op)
 
+    def _txn_record(
+        self,
+        idx: int,
+        verb: str,
+        *,
+        what: str,
+        result: str,
+        record: dict[str, Any],
+        stored: Any,
+        write: Any,
+        delete: Any,
+    ) -> list[dict[str, Any]]:
+        """One catalog op: `stored()` is the current record (None if absent), `write()` sets
+        it, `delete()` removes it; `what` names it in errors as Consul does."""
+        existing = stored()
+        if verb == "get":
+            if existing is None:
+                raise StateError(f"{what} doesn't exist")
+            return [{result: _copy(existing)}]
+        if verb in ("cas", "delete-cas"):
+            current = existing["ModifyIndex"] if existing else 0
+            if current != _index(record):
+                action = "set" if verb == "cas" else "delete"
+                raise StateError(f"failed to {action} {what}, index is stale")
+        if verb.startswith("delete"):
+            delete()
+            return []
+        write()
+        return [{result: _copy(stored())}]
+
     def _txn_node(self, idx: int, verb: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         node = body.get("Node")
         if not isinstance(node, dict) or not node.get("Node"):
             raise StateError("Must provide node")
         name = str(node["Node"])
-        existing = self._nodes.get(name)
-        if verb == "get":
-            if existing is None:
-                raise StateError(f"node {_q(name)} doesn't exist")
-            return [{"Node": _copy(existing)}]
-        if verb in ("cas", "delete-cas"):
-            current = existing["ModifyIndex"] if existing else 0
-            if current != _index(node):
-                what = "set" if verb == "cas" else "delete"
-                raise StateError(f"failed to {what} node {_q(name)}, index is stale")
-        if verb.startswith("delete"):
-            self._delete_node(idx, name)
-            return []
-        self._ensure_node(idx, node)
-        return [{"Node": _copy(self._nodes[name])}]
+        return self._txn_record(
+            idx,
+            verb,
+            what=f"node {_q(name)}",
+            result="Node",
+            record=node,
+            stored=lambda: self._nodes.get(name),
+            write=lambda: self._ensure_node(idx, node),
+            delete=lambda: self._delete_node(idx, name),
+        )
 
     def _txn_service(self, idx: int, verb: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         node = str(body.get("Node") or "")
@@ -66,22 +91,16 @@ class CatalogTxnTables(ConfigEntryTables):
         if not node or not isinstance(svc, dict):
             raise StateError("Must provide node and service")
         sid = str(svc.get("ID") or svc.get("Service") or "")
-        existing = self._services.get((node, sid))
-        where = f"service {_q(sid)} on node {_q(node)}"
-        if verb == "get":
-            if existing is None:
-                raise StateError(f"{where} doesn't exist")
-            return [{"Service": _copy(existing)}]
-        if verb in ("cas", "delete-cas"):
-            current = existing["ModifyIndex"] if existing else 0
-            if current != _index(svc):
-                what = "set" if verb == "cas" else "delete"
-                raise StateError(f"failed to {what} {where}, index is stale")
-        if verb.startswith("delete"):
-            self._delete_service(idx, node, sid)
-            return []
-        self._ensure_service(idx, node, svc)
-        return [{"Service": _copy(self._services[(node, sid)])}]
+        return self._txn_record(
+            idx,
+            verb,
+            what=f"service {_q(sid)} on node {_q(node)}",
+            result="Service",
+            record=svc,
+            stored=lambda: self._services.get((node, sid)),
+            write=lambda: self._ensure_service(idx, node, svc),
+            delete=lambda: self._delete_service(idx, node, sid),
+        )
 
     def _txn_check(self, idx: int, verb: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         chk = body.get("Check")
@@ -89,19 +108,13 @@ class CatalogTxnTables(ConfigEntryTables):
             raise StateError("Must provide check with a node")
         node = str(chk["Node"])
         cid = str(chk.get("CheckID") or chk.get("Name") or "")
-        existing = self._checks.get((node, cid))
-        where = f"check {_q(cid)} on node {_q(node)}"
-        if verb == "get":
-            if existing is None:
-                raise StateError(f"{where} doesn't exist")
-            return [{"Check": _copy(existing)}]
-        if verb in ("cas", "delete-cas"):
-            current = existing["ModifyIndex"] if existing else 0
-            if current != _index(chk):
-                what = "set" if verb == "cas" else "delete"
-                raise StateError(f"failed to {what} {where}, index is stale")
-        if verb.startswith("delete"):
-            self._delete_check(idx, node, cid)
-            return []
-        self._ensure_check(idx, chk)
-        return [{"Check": _copy(self._checks[(node, cid)])}]
+        return self._txn_record(
+            idx,
+            verb,
+            what=f"check {_q(cid)} on node {_q(node)}",
+            result="Check",
+            record=chk,
+            stored=lambda: self._checks.get((node, cid)),
+            write=lambda: self._ensure_check(idx, chk),
+            delete=lambda: self._delete_check(idx, node, cid),
+        )
