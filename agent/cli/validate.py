@@ -26,9 +26,11 @@ def run(argv: list[str]) -> int:
             sys.stderr.write("\nMust specify at least one config file or directory\n")
         return 1
     try:
-        load_files(paths)  # dns_config too: its DNSConfigError is a ConfigError
+        cfg = load_files(paths)  # dns_config too: its DNSConfigError is a ConfigError
     except ConfigError as exc:
         sys.stderr.write(f"Config validation failed: {exc}\n")
         return 1
+    for warning in cfg.warnings:  # keys without effect, files not read
+        sys.stderr.write(f"==> {warning}\n")
     sys.stdout.write("Configuration is valid!\n")
     return 0
