@@ -149,12 +149,12 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert 'dns_config.node_ttl: expected a duration such as "30s" or "1m", got "banana"' in err
     # Consul 1.x keys: HCL read, a key without effect here named; a misspelt one refused.
     hcl = tmp_path / "server.hcl"
-    hcl.write_text('server = true\nports { grpc = 8502 }\n')
+    hcl.write_text("server = true\nports { grpc = 8502 }\n")
     assert validate.run([str(hcl)]) == 0
     captured = capsys.readouterr()
     assert captured.out == "Configuration is valid!\n"
     assert f"WARNING: config key 'ports.grpc' (from {hcl})" in captured.err
-    hcl.write_text('sever = true\n')
+    hcl.write_text("sever = true\n")
     assert validate.run([str(hcl)]) == 1
     assert "invalid config key sever (did you mean 'server'?)" in capsys.readouterr().err
 
