@@ -650,6 +650,7 @@ class Agent:
             "Protocol": cfg.protocol,
             "DevMode": cfg.dev,
             "EnableDebug": False,
+            "DisableRemoteExec": cfg.disable_remote_exec,
             "Version": VERSION,
             "Revision": REVISION,
             "VersionPrerelease": "",

@@ -67,6 +67,12 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag("syslog", "bool", "Enables logging to syslog."),
     _Flag("ui", "bool", "Enables the built-in static web UI server."),
     _Flag("ui-dir", "str", "Path to directory containing the web UI resources."),
+    _Flag(
+        "disable-remote-exec",
+        "bool",
+        "Disables support for remote execution (on unless -disable-remote-exec=false).",
+        "disable_remote_exec",
+    ),
     _Flag("hcl", "list", "HCL configuration fragment, read after the config files."),
     _Flag("config-format", "str", "Config files' format (json or hcl), whatever their extension."),
     _Flag("alt-domain", "str", "Alternate domain to use for DNS interface.", "alt_domain"),

@@ -83,8 +83,8 @@ class AgentConfig:
     # Consul's check_update_interval: a check's output alone reaches the servers this often
     # (status changes at once); 0 syncs every output change at once.
     check_update_interval: float = 300.0
-    #: ignore `senate exec` requests (Consul 0.7's default: they run)
-    disable_remote_exec: bool = False
+    #: ignore `senate exec` requests: off unless enabled, as in Consul >= 0.8 (0.7 ran them)
+    disable_remote_exec: bool = True
     enable_syslog: bool = False
     ui: bool = False
     ui_dir: str = ""

@@ -121,7 +121,14 @@ def test_client_of_another_datacenter_is_refused(dc1: Cluster, tmp_path: Path) -
 
 def test_second_datacenter_over_wan(dc1: Cluster, tmp_path: Path) -> None:
     with Cluster(tmp_path) as c:
-        d2 = c.add("d2s1", "127.5.1.1", server=True, bootstrap=True, datacenter="dc2")
+        d2 = c.add(
+            "d2s1",
+            "127.5.1.1",
+            server=True,
+            bootstrap=True,
+            datacenter="dc2",
+            extra=["-disable-remote-exec=false"],  # the exec across datacenters below
+        )
         d2.start()
         c.wait_http([d2])
         c.wait_leader([d2])

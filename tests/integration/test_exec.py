@@ -20,7 +20,14 @@ CLIENT_IP = "127.5.8.2"
 
 def test_exec_on_one_node_and_on_all(cluster: Cluster, tmp_path: Path) -> None:
     server = cluster.add("server1", SERVER_IP)
-    server.args = ["-dev", "-node=server1", f"-bind={SERVER_IP}", f"-client={SERVER_IP}"]
+    # Remote exec is off unless enabled (Consul >= 0.8): the seed's agents enable it.
+    server.args = [
+        "-dev",
+        "-node=server1",
+        f"-bind={SERVER_IP}",
+        f"-client={SERVER_IP}",
+        "-hcl=disable_remote_exec = false",
+    ]
     server.start()
     cluster.wait_http([server], timeout=30)
     cluster.wait_leader([server], timeout=20)
@@ -31,6 +38,7 @@ def test_exec_on_one_node_and_on_all(cluster: Cluster, tmp_path: Path) -> None:
         f"-client={CLIENT_IP}",
         f"-join={SERVER_IP}",
         f"-data-dir={tmp_path / 'client-data'}",
+        "-disable-remote-exec=false",
     ]
     client.start()
     cluster.wait_http([client], timeout=30)
@@ -60,3 +68,21 @@ def test_exec_on_one_node_and_on_all(cluster: Cluster, tmp_path: Path) -> None:
     assert "==> server1: finished with exit code 3" in r.stdout
     assert "==> ceph-debug: finished with exit code 3" in r.stdout
     assert "2 / 2 node(s) completed / acknowledged" in r.stdout
+
+
+def test_exec_is_off_unless_enabled(cluster: Cluster) -> None:
+    ip = "127.5.8.9"
+    node = cluster.add("plain", ip)
+    node.args = ["-dev", "-node=plain", f"-bind={ip}", f"-client={ip}"]
+    node.start()
+    cluster.wait_http([node], timeout=30)
+    cluster.wait_leader([node], timeout=20)
+    r = run_cli(["exec", f"-http-addr={ip}:8500", "-wait=1s", "id -un"])
+    assert "Traceback" not in r.stderr
+    assert "0 / 0 node(s) completed / acknowledged" in r.stdout, r.stdout + r.stderr
+    wait_for(
+        lambda: "ignoring remote exec event" in node.log_text(),
+        10,
+        "the agent to log that it ignored the exec",
+    )
+    assert node.get_json("/v1/agent/self")["DebugConfig"]["DisableRemoteExec"] is True
