@@ -23,7 +23,14 @@ class MessageType(enum.IntEnum):
     PREPARED_QUERY = 7
     TXN = 8
     AUTOPILOT = 9
+    ACL_BOOTSTRAP = 11
+    ACL_TOKEN_SET = 12
+    ACL_TOKEN_DELETE = 13
+    ACL_POLICY_SET = 19
+    ACL_POLICY_DELETE = 21
     CONFIG_ENTRY = 20  # Consul's ConfigEntryRequestType
+    ACL_ROLE_SET = 26
+    ACL_ROLE_DELETE = 27
     #: senate's own: replace the whole state with a snapshot's tables (Snapshot.Restore goes
     #: through the log, so every server restores at the same index). Outside Consul's range.
     SNAPSHOT_RESTORE = 127

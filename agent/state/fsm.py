@@ -35,6 +35,9 @@ class FSMError(Exception):
         return hash(str(self))
 
 
+_NOT_ACL = object()
+
+
 class StateFSM:
     """Implements agent.raft's FSM Protocol over a StateStore."""
 
@@ -58,6 +61,28 @@ class StateFSM:
             # A command with fields of the wrong type: refuse it, keep the log moving.
             log.error("fsm: bad %s command at index %d: %r", _type_name(msg_type), index, exc)
             return FSMError(f"invalid {_type_name(msg_type)} request: {exc}")
+
+    def _acl(self, index: int, msg_type: int, req: dict[str, Any]) -> Any:
+        """The ACL writes (Consul 1.x's token, policy, role and bootstrap requests)."""
+        st = self.state
+        if msg_type == MessageType.ACL_BOOTSTRAP:
+            return st.acl_bootstrap(index, dict(req["Token"]), int(req.get("ResetIndex") or 0))
+        if msg_type == MessageType.ACL_TOKEN_SET:
+            return st.acl_token_set(index, dict(req["Token"]))
+        if msg_type == MessageType.ACL_TOKEN_DELETE:
+            st.acl_token_delete(index, str(req["AccessorID"]))
+            return None
+        if msg_type == MessageType.ACL_POLICY_SET:
+            return st.acl_policy_set(index, dict(req["Policy"]))
+        if msg_type == MessageType.ACL_POLICY_DELETE:
+            st.acl_policy_delete(index, str(req["ID"]))
+            return None
+        if msg_type == MessageType.ACL_ROLE_SET:
+            return st.acl_role_set(index, dict(req["Role"]))
+        if msg_type == MessageType.ACL_ROLE_DELETE:
+            st.acl_role_delete(index, str(req["ID"]))
+            return None
+        return _NOT_ACL
 
     def _dispatch(self, index: int, msg_type: int, req: dict[str, Any], ignore: bool) -> Any:
         st = self.state
@@ -112,6 +137,9 @@ class StateFSM:
             return st.config_entry_apply(
                 index, str(req.get("Op") or ""), entry, int(req.get("Cas") or 0)
             )
+        acl = self._acl(index, msg_type, req)
+        if acl is not _NOT_ACL:
+            return acl
         if msg_type == MessageType.SNAPSHOT_RESTORE:
             data = req.get("Data")
             if not isinstance(data, bytes):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.state.acl import ACLTables
 from agent.state.tables import (
     DEFAULT_LOCK_DELAY_NS,
     HEALTH_ANY,
@@ -28,7 +29,6 @@ from agent.state.tables import (
     Watch,
     go_quote,
 )
-from agent.state.txn_catalog import CatalogTxnTables
 
 __all__ = [
     "DEFAULT_LOCK_DELAY_NS",
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-class StateStore(CatalogTxnTables):
+class StateStore(ACLTables):
     """The replicated state's tables. Writes are called by StateFSM only."""
 
     # ----------------------------------------------------------------------- coordinates
@@ -110,6 +110,10 @@ class StateStore(CatalogTxnTables):
             "Coordinates": [[n, c] for n, c in self._coords.items()],
             "Autopilot": self._autopilot,
             "ConfigEntries": list(self._config_entries.values()),
+            "ACLTokens": list(self._acl_tokens.values()),
+            "ACLPolicies": list(self._acl_policies.values()),
+            "ACLRoles": list(self._acl_roles.values()),
+            "ACLBootstrap": self._acl_bootstrap,
         }
 
     def restore_tables(self, snap: dict[str, Any], at_index: int = 0) -> None:
@@ -147,6 +151,13 @@ class StateStore(CatalogTxnTables):
             fresh._autopilot = snap.get("Autopilot")
             for entry in snap.get("ConfigEntries") or ():  # none in older snapshots
                 fresh._config_entries[(entry["Kind"], entry["Name"])] = entry
+            for tok in snap.get("ACLTokens") or ():
+                fresh._acl_tokens[tok["AccessorID"]] = tok
+            for pol in snap.get("ACLPolicies") or ():
+                fresh._acl_policies[pol["ID"]] = pol
+            for role in snap.get("ACLRoles") or ():
+                fresh._acl_roles[role["ID"]] = role
+            fresh._acl_bootstrap = snap.get("ACLBootstrap")
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed snapshot: {exc!r}") from exc
         for table in TABLES:
@@ -166,6 +177,10 @@ class StateStore(CatalogTxnTables):
             "_coords",
             "_autopilot",
             "_config_entries",
+            "_acl_tokens",
+            "_acl_policies",
+            "_acl_roles",
+            "_acl_bootstrap",
         ):
             setattr(self, name, getattr(fresh, name))
         self._lock_delay.clear()

@@ -61,6 +61,9 @@ TABLES = (
     "coordinates",
     "autopilot",
     "config-entries",
+    "acl-tokens",
+    "acl-policies",
+    "acl-roles",
 )
 
 _MISSING = object()
@@ -146,6 +149,10 @@ class Tables:
         self._coords: SortedDict = SortedDict()  # node -> Coordinate
         self._autopilot: dict[str, Any] | None = None
         self._config_entries: SortedDict = SortedDict()  # (kind, name) -> ConfigEntry
+        self._acl_tokens: SortedDict = SortedDict()  # AccessorID -> ACLToken
+        self._acl_policies: SortedDict = SortedDict()  # ID -> ACLPolicy
+        self._acl_roles: SortedDict = SortedDict()  # ID -> ACLRole
+        self._acl_bootstrap: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- transactions, watches
 
