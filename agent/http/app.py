@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from agent.api import AgentAPI, RPCError
 from agent.http import (
+    acl,
     agent_endpoint,
     agent_services,
     catalog,
@@ -51,6 +52,7 @@ RESOURCES = (
     session,
     txn,
     config_entry,
+    acl,
 )
 
 

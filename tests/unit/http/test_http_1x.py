@@ -330,3 +330,14 @@ async def test_near_sorts_by_round_trip_time_and_peer_is_empty(
     nodes = await get(client, "/v1/catalog/nodes?near=far")
     assert [n["Node"] for n in nodes][:2] == ["far", "mid"]
     assert await get(client, "/v1/catalog/service/api?peer=elsewhere") == []
+
+
+async def test_acl_endpoints_say_acl_support_is_disabled(client: Client) -> None:
+    for method, path in (
+        ("PUT", "/v1/acl/bootstrap"),
+        ("GET", "/v1/acl/tokens"),
+        ("GET", "/v1/acl/token/self"),
+        ("PUT", "/v1/acl/policy"),
+    ):
+        resp = await client.request(method, path)
+        assert (resp.status, await resp.text()) == (401, "ACL support disabled")
