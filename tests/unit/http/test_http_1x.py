@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from typing import Any
 
 import pytest
@@ -341,3 +343,17 @@ async def test_acl_endpoints_say_acl_support_is_disabled(client: Client) -> None
     ):
         resp = await client.request(method, path)
         assert (resp.status, await resp.text()) == (401, "ACL support disabled")
+
+
+async def test_every_request_is_logged_at_debug(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="http"):
+        assert (await client.get("/v1/status/leader?stale")).status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "http"]
+    assert any(
+        re.fullmatch(
+            r"Request GET /v1/status/leader\?stale \(\d+\.\d{3}ms\) from=127\.0\.0\.1:\d+", m
+        )
+        for m in lines
+    ), lines
