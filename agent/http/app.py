@@ -57,21 +57,10 @@ RESOURCES = (
 
 
 @web.middleware
-async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request at DEBUG, in Consul's words: `http: Request GET /v1/kv/x (1.2ms) from=`."""
+async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors answered as Consul answers them, and every request logged at DEBUG in
+    Consul's words: `http: Request GET /v1/kv/x (1.2ms) from=127.0.0.1:52880`."""
     start = time.perf_counter()
-    try:
-        return await handler(request)
-    finally:
-        if log.isEnabledFor(logging.DEBUG):
-            peer = request.transport.get_extra_info("peername") if request.transport else None
-            origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
-            ms = (time.perf_counter() - start) * 1000
-            log.debug("Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HTTPError as exc:
@@ -84,6 +73,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A bug, not the caller's fault: the log has the traceback, the caller a plain text.
         log.exception("Request %s %s, error", request.method, request.path_qs)
         return web.Response(status=500, text="Internal error: see the agent's log")
+    finally:
+        if log.isEnabledFor(logging.DEBUG):
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+            ms = (time.perf_counter() - start) * 1000
+            log.debug(
+                "Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin
+            )
 
 
 def make_app(
@@ -91,7 +88,7 @@ def make_app(
 ) -> web.Application:
     """The HTTP API over `agent`; `response_headers` go on every response
     (http_config.response_headers)."""
-    app = web.Application(middlewares=[_log_requests, _errors], client_max_size=CLIENT_MAX_SIZE)
+    app = web.Application(middlewares=[_serve], client_max_size=CLIENT_MAX_SIZE)
     app[AGENT_KEY] = agent
     for resource in RESOURCES:
         app.add_routes(resource.routes())
