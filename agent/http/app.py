@@ -78,9 +78,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             peer = request.transport.get_extra_info("peername") if request.transport else None
             origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
             ms = (time.perf_counter() - start) * 1000
-            log.debug(
-                "Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin
-            )
+            log.debug("Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin)
 
 
 def make_app(
