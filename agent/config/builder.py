@@ -15,7 +15,7 @@ from typing import Any
 from agent.config import convert as c
 from agent.config.document import apply_document
 from agent.config.flags import FLAGS_BY_NAME, FlagError, parse_flags
-from agent.config.model import Addresses, AgentConfig, Ports
+from agent.config.model import Addresses, AgentConfig, HTTPSConfig, Ports
 from agent.config.sources import FORMATS, read_config_path, read_fragment
 from agent.dns.config import build_dns_config
 from agent.durations import config_seconds
@@ -208,6 +208,18 @@ def load(argv: list[str]) -> AgentConfig:
 
 def _ignored_warnings(acc: dict[str, Any]) -> list[str]:
     out = []
+    tls = acc.get("https_tls") or {}
+    if tls and int((acc.get("ports") or {}).get("https", -1)) <= 0:
+        keys = ", ".join(sorted(tls))
+        out.append(
+            f"WARNING: TLS settings ({keys}) have no effect: no HTTPS listener (ports.https), "
+            "and server RPC TLS (tls.internal_rpc) is not implemented by senate"
+        )
+    elif tls.get("verify_incoming"):
+        out.append(
+            "WARNING: verify_incoming applies to the HTTPS listener only: server RPC TLS "
+            "(tls.internal_rpc) is not implemented by senate"
+        )
     for key, source in sorted(acc.pop("ignored", {}).items()):
         out.append(
             f"WARNING: config key '{key}' (from {source}) is not implemented by senate "
@@ -228,6 +240,7 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     dns_block = values.pop("dns_config", None)
     translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
+    values["https_tls"] = HTTPSConfig(**values.get("https_tls", {}))
     values["addresses"] = Addresses(**values.get("addresses", {}))
     if "config_files" in values:
         values["config_files"] = tuple(values["config_files"])
@@ -244,12 +257,28 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     return dataclasses.replace(cfg, translate_wan_addrs=dns.translate_wan_addrs, dns_config=dns)
 
 
+def _validate_https(cfg: AgentConfig) -> None:
+    """HTTPS on is HTTPS that works: its certificate and key must load, and asking for
+    client certificates needs a CA to check them against (Consul refuses the same)."""
+    tls = cfg.https_tls
+    if cfg.ports.https <= 0:
+        return
+    if not tls.cert_file or not tls.key_file:
+        raise ConfigError("HTTPS (ports.https) requires cert_file and key_file")
+    if tls.verify_incoming and not (tls.ca_file or tls.ca_path):
+        raise ConfigError("VerifyIncoming set, and no CA certificate provided!")
+    from agent.tlsutil import https_context  # ssl is only needed with HTTPS on
+
+    https_context(tls)
+
+
 def validate(cfg: AgentConfig, *, require_data_dir: bool = True) -> None:
     if require_data_dir and not cfg.dev and not cfg.data_dir:
         raise ConfigError("Must specify data directory using -data-dir")
     for name in ("reconnect_timeout", "reconnect_timeout_wan"):
         if getattr(cfg, name) < 8 * 3600:
             raise ConfigError(f"{name} must be >= 8h, got {getattr(cfg, name):g}s")
+    _validate_https(cfg)
     if cfg.bootstrap and cfg.bootstrap_expect:
         raise ConfigError(
             "Bootstrap mode and bootstrap_expect / -bootstrap-expect are mutually exclusive"

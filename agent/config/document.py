@@ -95,6 +95,36 @@ def _raft_multiplier(value: Any) -> int:
     return n
 
 
+TLS_VERSIONS = ("tls10", "tls11", "tls12", "tls13")
+
+
+def _tls_version(value: Any) -> str:
+    s = c.expect_str(value).lower().replace("tlsv1_", "tls1").replace(".", "")
+    if s not in TLS_VERSIONS:
+        raise ValueError(f"expected one of {', '.join(TLS_VERSIONS)}, got {json.dumps(value)}")
+    return s
+
+
+def _https(name: str, conv: c.Conv) -> Handler:
+    """A TLS setting of the HTTPS listener; the later source wins, tls.https over tls.defaults
+    over the top-level key being applied in the order the documents give them."""
+
+    def handle(value: Any, acc: Acc) -> None:
+        acc.setdefault("https_tls", {})[name] = conv(value)
+
+    return handle
+
+
+_HTTPS_KEYS: dict[str, tuple[str, c.Conv]] = {
+    "cert_file": ("cert_file", c.expect_str),
+    "key_file": ("key_file", c.expect_str),
+    "ca_file": ("ca_file", c.expect_str),
+    "ca_path": ("ca_path", c.expect_str),
+    "verify_incoming": ("verify_incoming", c.expect_bool),
+    "tls_min_version": ("min_version", _tls_version),
+}
+
+
 def _dns(name: str) -> Handler:
     def handle(value: Any, acc: Acc) -> None:
         acc.setdefault("dns_config", {})[name] = value  # agent/dns/config.py validates
@@ -158,11 +188,18 @@ HANDLERS: dict[str, Handler] = {
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
     **{
         f"ports.{p}": _in_block("ports", p, c.expect_port)
-        for p in ("dns", "http", "rpc", "serf_lan", "serf_wan", "server")
+        for p in ("dns", "http", "https", "rpc", "serf_lan", "serf_wan", "server")
     },
     **{
         f"addresses.{a}": _in_block("addresses", a, c.expect_client_addr)
-        for a in ("dns", "http", "rpc")
+        for a in ("dns", "http", "https", "rpc")
+    },
+    **{key: _https(name, conv) for key, (name, conv) in _HTTPS_KEYS.items()},
+    "verify_incoming_https": _https("verify_incoming", c.expect_bool),
+    **{
+        f"tls.{block}.{key}": _https(name, conv)
+        for block in ("defaults", "https")
+        for key, (name, conv) in _HTTPS_KEYS.items()
     },
     **{
         f"dns_config.{k}": _dns(k)

@@ -14,7 +14,7 @@ from agent.version import PROTOCOL_DEFAULT
 class Ports:
     dns: int = 8600
     http: int = 8500
-    #: no HTTPS listener here: always -1 (disabled), as the banner and agent/self show
+    #: the HTTP API over TLS (off: -1); needs cert_file and key_file
     https: int = -1
     rpc: int = 8400
     serf_lan: int = 8301
@@ -25,8 +25,22 @@ class Ports:
 @dataclass(frozen=True, slots=True)
 class Addresses:
     http: str = ""
+    https: str = ""
     dns: str = ""
     rpc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPSConfig:
+    """TLS of the HTTPS listener: `cert_file`/`key_file`/`ca_file`/`ca_path`,
+    `verify_incoming`, `tls_min_version` (top-level, or tls.defaults / tls.https in 1.x)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    ca_path: str = ""
+    verify_incoming: bool = False
+    min_version: str = "tls12"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,7 @@ class AgentConfig:
     enable_syslog: bool = False
     ui: bool = False
     ui_dir: str = ""
+    https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()
     #: the files that were read, for `reload`
@@ -107,6 +122,10 @@ class AgentConfig:
     @property
     def http_addr(self) -> str:
         return self.addresses.http or self.client_addr
+
+    @property
+    def https_addr(self) -> str:
+        return self.addresses.https or self.client_addr
 
     @property
     def dns_addr(self) -> str:

@@ -29,10 +29,6 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
             "addresses.grpc",
             "connect.enabled",
             "ports.grpc",
-            "tls.defaults.ca_file",
-            "tls.defaults.cert_file",
-            "tls.defaults.key_file",
-            "tls.defaults.verify_incoming",
             "tls.defaults.verify_outgoing",
             "tls.internal_rpc.verify_server_hostname",
         ),
@@ -120,6 +116,10 @@ def test_fixture_starts_the_agent_and_warns_once_per_ignored_key(
             assert "is not implemented by senate and has no effect" in line
     if name == "deployment-guide-server":
         assert "skipping file" in text and "consul.env" in text
+        # its certificates are for an HTTPS listener it does not open, and for server RPC
+        assert (
+            "WARNING: TLS settings (ca_file, cert_file, key_file, verify_incoming) have no" in text
+        )
 
 
 def test_hcl_client_config_acts(cluster: Cluster) -> None:

@@ -107,7 +107,7 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_pki(directory: Path, ca_name: str = "Senate Test CA") -> Pki:
+def make_pki(directory: Path, ca_name: str = "Senate Test CA", server_ip: str = "127.0.0.1") -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _issue(ca_name, _name(ca_name), ca_key, ca_key, ca=True)
@@ -117,7 +117,7 @@ def make_pki(directory: Path, ca_name: str = "Senate Test CA") -> Pki:
         ca_cert.subject,
         ca_key,
         server_key,
-        sans=[x509.DNSName(SERVER_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        sans=[x509.DNSName(SERVER_NAME), x509.IPAddress(ipaddress.ip_address(server_ip))],
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
     client_key = ec.generate_private_key(ec.SECP256R1())

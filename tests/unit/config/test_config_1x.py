@@ -156,12 +156,14 @@ def test_keys_match_case_insensitively_as_consuls_decoder(tmp_path: Path) -> Non
 
 
 def test_flags_that_set_one_key_act_or_warn() -> None:
-    cfg = load(["-data-dir=/x", "-serf-lan-port=9301", "-server-port=9300", "-https-port=8501"])
-    assert (cfg.ports.serf_lan, cfg.ports.server, cfg.ports.https) == (9301, 9300, -1)
+    cfg = load(["-data-dir=/x", "-serf-lan-port=9301", "-server-port=9300", "-grpc-port=8502"])
+    assert (cfg.ports.serf_lan, cfg.ports.server) == (9301, 9300)
     assert cfg.warnings == (
-        "WARNING: config key 'ports.https' (from command-line flags) is not implemented by "
+        "WARNING: config key 'ports.grpc' (from command-line flags) is not implemented by "
         "senate and has no effect",
     )
+    with pytest.raises(ConfigError, match=r"HTTPS \(ports.https\) requires cert_file and key_file"):
+        load(["-data-dir=/x", "-https-port=8501"])
     assert load(["-data-dir=/x", "-enable-local-script-checks"]).enable_local_script_checks
 
 
