@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
 from agent.dns.config import DNSConfigError
 from agent.fsutil import write_atomic
-from agent.local.logstream import LogHub, install
+from agent.local.logstream import LogHub, install, syslog_handler
 from agent.version import VERSION
 
 SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated", signal.SIGHUP: "hangup"}
@@ -240,6 +241,12 @@ def run(argv: list[str]) -> int:
         return 1
     hub = LogHub(sys.stdout)
     install(hub, cfg.log_level)
+    if cfg.enable_syslog:
+        try:
+            logging.getLogger().addHandler(syslog_handler(cfg.syslog_facility, cfg.log_level))
+        except OSError as exc:
+            _err(f"==> Syslog setup failed: {exc}")
+            return 1
     # SIGUSR1 dumps every thread's Python stack to stderr: how to see what a stuck agent does.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     loop_factory = None

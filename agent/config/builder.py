@@ -119,8 +119,6 @@ def load(argv: list[str]) -> AgentConfig:
             flag_acc["rejoin_after_leave"] = value == "true"
         elif name == "syslog":
             flag_acc["enable_syslog"] = value == "true"
-        elif name == "ui":
-            flag_acc["ui"] = value == "true"
         elif name == "enable-script-checks":
             flag_acc["enable_script_checks"] = value == "true"
         elif name == "bootstrap-expect":

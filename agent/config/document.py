@@ -95,6 +95,36 @@ def _raft_multiplier(value: Any) -> int:
     return n
 
 
+SYSLOG_FACILITIES = (
+    "KERN",
+    "USER",
+    "MAIL",
+    "DAEMON",
+    "AUTH",
+    "SYSLOG",
+    "LPR",
+    "NEWS",
+    "UUCP",
+    "CRON",
+    "AUTHPRIV",
+    "FTP",
+    "LOCAL0",
+    "LOCAL1",
+    "LOCAL2",
+    "LOCAL3",
+    "LOCAL4",
+    "LOCAL5",
+    "LOCAL6",
+    "LOCAL7",
+)
+
+
+def _facility(value: str) -> str:
+    if value.upper() not in SYSLOG_FACILITIES:
+        raise ValueError(f"expected a syslog facility such as LOCAL0, got {json.dumps(value)}")
+    return value.upper()
+
+
 TLS_VERSIONS = ("tls10", "tls11", "tls12", "tls13")
 
 
@@ -166,10 +196,7 @@ HANDLERS: dict[str, Handler] = {
     "check_update_interval": _field("check_update_interval", c.expect_duration),
     "disable_remote_exec": _field("disable_remote_exec", c.expect_bool),
     "enable_syslog": _field("enable_syslog", c.expect_bool),
-    "ui": _field("ui", c.expect_bool),
-    "ui_dir": _field("ui_dir", c.expect_str),
-    "ui_config.enabled": _field("ui", c.expect_bool),
-    "ui_config.dir": _field("ui_dir", c.expect_str),
+    "syslog_facility": _field("syslog_facility", lambda v: _facility(c.expect_str(v))),
     "start_join": _append("start_join", c.expect_str_list),
     "start_join_wan": _append("start_join_wan", c.expect_str_list),
     "retry_join": _append("retry_join", c.expect_str_list),

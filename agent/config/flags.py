@@ -65,8 +65,8 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag("retry-max-wan", "str", "Maximum number of join -wan attempts (0: forever)."),
     _Flag("server", "bool", "Switches agent to server mode."),
     _Flag("syslog", "bool", "Enables logging to syslog."),
-    _Flag("ui", "bool", "Enables the built-in static web UI server."),
-    _Flag("ui-dir", "str", "Path to directory containing the web UI resources."),
+    _Flag("ui", "bool", "Enables the built-in static web UI server.", "ui"),
+    _Flag("ui-dir", "str", "Path to directory containing the web UI resources.", "ui_dir"),
     _Flag(
         "disable-remote-exec",
         "bool",

@@ -100,8 +100,8 @@ class AgentConfig:
     #: ignore `senate exec` requests: off unless enabled, as in Consul >= 0.8 (0.7 ran them)
     disable_remote_exec: bool = True
     enable_syslog: bool = False
-    ui: bool = False
-    ui_dir: str = ""
+    #: syslog facility of -syslog (Consul's default LOCAL0)
+    syslog_facility: str = "LOCAL0"
     https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()

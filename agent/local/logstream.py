@@ -73,6 +73,19 @@ class LogHub(logging.Handler):
             self._subscribers.discard(sub)
 
 
+def syslog_handler(facility: str, level_name: str, address: str = "/dev/log") -> logging.Handler:
+    """-syslog: every line also to the local syslog (/dev/log), as Consul's
+    `Syslog setup failed` says when there is none. OSError if it cannot connect."""
+    from logging.handlers import SysLogHandler
+
+    handler = SysLogHandler(address=address, facility=facility.lower())
+    handler.setLevel(LEVEL_BY_NAME.get(level_name.lower(), logging.INFO))
+    handler.setFormatter(
+        logging.Formatter("consul[%(process)d]: [%(levelname)s] %(name)s: %(message)s")
+    )
+    return handler
+
+
 def install(hub: LogHub, level_name: str) -> None:
     """Route every logger of the agent through the hub, at the configured level."""
     level = LEVEL_BY_NAME.get(level_name.lower(), logging.INFO)

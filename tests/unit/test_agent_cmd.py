@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+from pathlib import Path
+
 import pytest
 
 from agent.agent import Agent
@@ -49,3 +53,23 @@ def test_run_reports_config_errors_without_traceback(capsys: pytest.CaptureFixtu
     assert err == "==> Bootstrap mode requires server mode (-server)\n"
     assert agent_cmd.run(["-help"]) == 1
     assert "Usage: senate agent [options]" in capsys.readouterr().err
+
+
+def test_syslog_handler_sends_consul_lines(tmp_path: Path) -> None:
+    from agent.local.logstream import syslog_handler
+
+    path = tmp_path / "log.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    try:
+        handler = syslog_handler("LOCAL3", "info", address=str(path))
+        record = logging.LogRecord("raft", logging.INFO, __file__, 1, "Election won", (), None)
+        handler.emit(record)
+        data = sock.recv(4096)
+        handler.close()
+    finally:
+        sock.close()
+    # <PRI> = facility LOCAL3 (19) * 8 + INFO (6)
+    assert data.startswith(b"<158>consul[")
+    assert b"[INFO] raft: Election won" in data
