@@ -13,8 +13,11 @@ command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v strip >/dev/null 2>&1 || need+=(binutils)  # the artifact build strips debug info
 command -v gcc >/dev/null 2>&1 || need+=(gcc)  # the strip test builds a shared object
 command -v sudo >/dev/null 2>&1 || need+=(sudo)  # e2e: provision as a non-root SSH user
-# e2e: Patroni (PostgreSQL HA) with senate as its DCS
-command -v patroni >/dev/null 2>&1 || need+=(patroni python3-consul)
+# e2e: Patroni (PostgreSQL HA) with senate as its DCS (tests/e2e/test_patroni.py). Patroni's
+# Depends are "python3-etcd | python3-consul | ...", so python3-consul is checked on its own (in
+# /usr/bin/python3, the interpreter of /usr/bin/patroni, not whichever python3 is on PATH).
+[ -x /usr/bin/patroni ] || need+=(patroni)
+/usr/bin/python3 -c 'import consul' >/dev/null 2>&1 || need+=(python3-consul)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"

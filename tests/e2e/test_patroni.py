@@ -28,6 +28,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ TTL, LOOP_WAIT, RETRY_TIMEOUT = 20, 5, 10
 FAILOVER_BOUND = TTL + LOOP_WAIT
 FAILOVER_SLACK = 5.0
 SAMPLE_EVERY = 0.5
-PG_PORT, API_PORT = 5432, 8008
+PG_PORT, API_PORT = 15432, 18008  # not the defaults: the distro cluster may hold 5432
 SUPERUSER_PASSWORD = "senate-super"
 REPLICATION_PASSWORD = "senate-repl"
 SERVER_IPS = ["127.33.0.1", "127.33.0.2", "127.33.0.3"]
@@ -338,6 +339,16 @@ def psql(node: PgNode, sql: str) -> str:
     return proc.stdout.strip()
 
 
+def wait_row(node: PgNode, row: int, note: str) -> None:
+    """Wait until `node` has replicated row `row` of the test table with `note`."""
+    wait_for(
+        lambda: psql(node, f"SELECT note FROM ha WHERE id = {row}") == note,
+        20,
+        f"row {row} ({note!r}) on {node.name}",
+        interval=0.25,
+    )
+
+
 # ---- observation -------------------------------------------------------------------------
 
 
@@ -476,11 +487,27 @@ class Lab:
     root: Path
 
 
+def _addresses_in_use() -> list[str]:
+    """Our addresses that something already listens on (another run of this test, say)."""
+    ports = [(ip, p) for ip in SERVER_IPS for p in (8300, 8500)]
+    ports += [(ip, p) for ip in HOSTS.values() for p in (8500, PG_PORT, API_PORT)]
+    busy = []
+    for ip, port in ports:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((ip, port)) == 0:
+                busy.append(f"{ip}:{port}")
+    return busy
+
+
 @pytest.fixture
 def lab(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Lab]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
+    busy = _addresses_in_use()
+    if busy:
+        pytest.fail(f"already in use before the test started (another run?): {busy}")
     # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, and postgres must reach its dirs.
     root = Path(tempfile.mkdtemp(prefix="senate-patroni-"))
     _chown(root)
@@ -598,12 +625,7 @@ def test_patroni_on_senate(lab: Lab) -> None:
     psql(primary, "CREATE TABLE ha (id int PRIMARY KEY, note text)")
     psql(primary, "INSERT INTO ha VALUES (1, 'before failover')")
     for replica in replicas:
-        wait_for(
-            lambda r=replica: psql(r, "SELECT note FROM ha WHERE id = 1") == "before failover",  # type: ignore[misc]
-            20,
-            f"the row on replica {replica.name}",
-            interval=0.25,
-        )
+        wait_row(replica, 1, "before failover")
 
     # ---- failover -----------------------------------------------------------------------
     old = primary
@@ -640,12 +662,12 @@ def test_patroni_on_senate(lab: Lab) -> None:
         assert failover_s <= FAILOVER_BOUND + FAILOVER_SLACK, failover_s
         new = next(n for n in nodes if n.name == new_name)
         other = next(n for n in replicas if n is not new)
-        entry = wait_for(
-            lambda: (e := kv_get(servers[0], leader_key)) and kv_value(e) == new.name and e,
-            10,
-            "the leader key naming the new primary",
-            interval=0.2,
-        )
+
+        def leader_entry() -> dict[str, Any] | None:
+            e = kv_get(servers[0], leader_key)
+            return e if kv_value(e) == new.name else None
+
+        entry = wait_for(leader_entry, 10, "the leader key naming the new primary", interval=0.2)
         assert entry["Session"] != old_session
         info = session_info(servers[0], str(entry["Session"]))
         assert info is not None and info["Node"] == new.agent.name, info
@@ -654,12 +676,7 @@ def test_patroni_on_senate(lab: Lab) -> None:
 
         wait_cluster_healthy([new, other], 60, f"{other.name} streaming from {new.name}")
         psql(new, "INSERT INTO ha VALUES (2, 'after failover')")
-        wait_for(
-            lambda: psql(other, "SELECT note FROM ha WHERE id = 2") == "after failover",
-            20,
-            f"the new row on {other.name}",
-            interval=0.25,
-        )
+        wait_row(other, 2, "after failover")
 
         # ---- rejoin ---------------------------------------------------------------------
         # The killed postmaster's children notice its death and exit; a leftover one would
