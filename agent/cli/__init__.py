@@ -48,6 +48,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
         "reload": ("agent.cli.info", "Triggers the agent to reload configuration files"),
         "rtt": ("agent.cli.rtt", "Estimates network round trip time between nodes"),
         "services": ("agent.cli.services", "Interact with services"),
+        "tls": ("agent.cli.tls", "Builtin helpers for creating CAs and certificates"),
         "watch": ("agent.cli.watch", "Watch for changes in Senate"),
         "snapshot": (
             "agent.cli.snapshot",

@@ -348,7 +348,7 @@ def _command_lines(tmp_path: Path) -> dict[str, list[tuple[list[str], list[str]]
 
 
 #: commands that never talk to an agent
-OFFLINE = {"agent", "validate", "configtest", "version", "keygen"}
+OFFLINE = {"agent", "validate", "configtest", "version", "keygen", "tls"}
 
 
 @pytest.mark.parametrize(
