@@ -3,6 +3,7 @@ kills them (by PID) afterwards; a failing test gets the tail of every node's log
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="number of simulator seeds to run (default 500, or $SENATE_SEEDS)",
     )
+    parser.addoption(
+        "--run-long",
+        action="store_true",
+        default=False,
+        help="run the tests marked long (also with SENATE_LONG=1); skipped otherwise",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `long` (e.g. client libraries' own suites, minutes each) run only when
+    asked for: --run-long or SENATE_LONG=1."""
+    if config.getoption("--run-long") or os.environ.get("SENATE_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="long test: run with --run-long or SENATE_LONG=1")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -191,6 +191,11 @@ def kv_cas(ctx: Ctx) -> None:
     eq(c.kv.get("kvc/k")[1], None, "key gone after cas delete")
 
 
+def _put_later(ctx: Ctx, key: str, value: str, delay: float = 0.3) -> None:
+    time.sleep(delay)
+    ctx.client().kv.put(key, value)
+
+
 def kv_blocking(ctx: Ctx) -> None:
     c = ctx.client()
     c.kv.put("kvblk/k", "v0")
@@ -220,7 +225,7 @@ def kv_blocking(ctx: Ctx) -> None:
     # Blocking on a key that does not exist yet wakes when it is created.
     index, missing = c.kv.get("kvblk/new")
     eq(missing, None, "not there yet")
-    t = threading.Thread(target=lambda: (time.sleep(0.3), ctx.client().kv.put("kvblk/new", "n")))
+    t = threading.Thread(target=_put_later, args=(ctx, "kvblk/new", "n"))
     t.start()
     t0 = time.monotonic()
     deadline = t0 + 8.0
@@ -231,7 +236,7 @@ def kv_blocking(ctx: Ctx) -> None:
     assert got is not None and got["Value"] == b"n", f"blocking wait on a new key: {got!r}"
     # A recurse blocking query on a prefix wakes for a write under it.
     index, _ = c.kv.get("kvblk/", recurse=True)
-    t = threading.Thread(target=lambda: (time.sleep(0.3), ctx.client().kv.put("kvblk/z", "z")))
+    t = threading.Thread(target=_put_later, args=(ctx, "kvblk/z", "z"))
     t.start()
     index4, items = c.kv.get("kvblk/", recurse=True, index=index, wait="10s")
     t.join(10)
@@ -480,6 +485,21 @@ def agent_info(ctx: Ctx) -> None:
     eq(wan[0]["Port"], 8302, "WAN port")
     eq(c.agent.services().get("nope"), None, "agent/services is a dict")
     assert isinstance(c.agent.checks(), dict), "agent/checks is a dict"
+
+
+def agent_local_state(ctx: Ctx) -> None:
+    """What the agent itself holds in 1.x: only what was registered with it. The consul service
+    and serfHealth are the leader's catalog entries, not the agent's; agent/services fills in
+    Tags [], Meta {} and the default Weights."""
+    c = ctx.client()
+    eq(sorted(c.agent.services()), [], "agent/services of a fresh -dev agent (no 'consul')")
+    eq(sorted(c.agent.checks()), [], "agent/checks of a fresh -dev agent (no serfHealth)")
+    c.agent.service.register("plain", service_id="plain1", port=1234)
+    svc = c.agent.services()["plain1"]
+    eq(svc["Tags"], [], "Tags of a service registered without tags")
+    eq(svc["Meta"], {}, "Meta of a service registered without meta")
+    eq(svc["Weights"], {"Passing": 1, "Warning": 1}, "default Weights")
+    eq(svc["EnableTagOverride"], False, "EnableTagOverride")
 
 
 def agent_service_ttl(ctx: Ctx) -> None:
@@ -813,9 +833,15 @@ def status(ctx: Ctx) -> None:
 def coordinates(ctx: Ctx) -> None:
     c = ctx.client()
     dcs = c.coordinate.datacenters()
-    eq([d["Datacenter"] for d in dcs], ["dc1"], "coordinate/datacenters")
-    coords = dcs[0]["Coordinates"]
+    eq({d["Datacenter"] for d in dcs}, {"dc1"}, "coordinate/datacenters")
+    # One entry per network area: the WAN (servers as node.dc); Consul >= 1.8 also lists the
+    # LAN area (short node names).
+    wan = [d for d in dcs if d["AreaID"] == "wan"]
+    eq(len(wan), 1, f"one WAN area entry: {dcs!r}")
+    coords = wan[0]["Coordinates"]
     eq([x["Node"] for x in coords], [f"{ctx.node}.dc1"], "WAN coordinates of the server")
+    for lan in (d for d in dcs if d["AreaID"] == "lan"):
+        eq([x["Node"] for x in lan["Coordinates"]], [ctx.node], "LAN area coordinates")
     vec = coords[0]["Coord"]
     assert {"Vec", "Error", "Adjustment", "Height"} <= set(vec), f"Coord fields: {vec!r}"
     eq(len(vec["Vec"]), 8, "Vivaldi coordinate dimensionality")
@@ -832,7 +858,7 @@ def operator(ctx: Ctx) -> None:
     s = servers[0]
     eq((s["Node"], s["Address"]), (ctx.node, ctx.server_addr), "raft server Node/Address")
     eq((s["Leader"], s["Voter"]), (True, True), "raft server Leader/Voter")
-    assert int(cfg["Index"]) > 0, "raft configuration Index"
+    assert isinstance(cfg["Index"], int), f"raft configuration Index: {cfg!r}"
 
 
 COMMON: dict[str, Group] = {
@@ -849,6 +875,7 @@ COMMON: dict[str, Group] = {
     "patroni": patroni,
     "session_ttl_expiry": session_ttl_expiry,
     "agent_info": agent_info,
+    "agent_local_state": agent_local_state,
     "agent_service_ttl": agent_service_ttl,
     "agent_maintenance": agent_maintenance,
     "health": health,
