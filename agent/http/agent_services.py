@@ -83,9 +83,12 @@ def _hash(obj: Any) -> str:
     return hashlib.blake2b(json.dumps(obj, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def _health(request: web.Request, sid: str, svc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    checks = [c for c in agent_of(request).local_checks().values() if c.get("ServiceID") == sid]
-    node_checks = [c for c in agent_of(request).local_checks().values() if not c.get("ServiceID")]
+def _health(
+    local: list[dict[str, Any]], sid: str, svc: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The worst status of a service's checks and of the node's own (`local`: the agent's)."""
+    checks = [c for c in local if c.get("ServiceID") == sid]
+    node_checks = [c for c in local if not c.get("ServiceID")]
     status = "passing"
     for c in (*checks, *node_checks):
         s = c.get("Status", "critical")
@@ -108,7 +111,7 @@ async def health_by_id(request: web.Request) -> web.Response:
         if request.query.get("format") == "text":
             return web.Response(status=404, text=f"ServiceId {sid} not found")
         raise HTTPError(404, f"ServiceId {sid} not found")
-    status, body = _health(request, sid, svc)
+    status, body = _health(list(agent_of(request).local_checks().values()), sid, svc)
     return _answer(request, status, body)
 
 
@@ -119,7 +122,8 @@ async def health_by_name(request: web.Request) -> web.Response:
         if request.query.get("format") == "text":
             return web.Response(status=404, text=f"ServiceName {name} Not Found")
         return json_response(request, [], status=404)
-    results = [_health(request, sid, svc) for sid, svc in found]
+    local = list(agent_of(request).local_checks().values())
+    results = [_health(local, sid, svc) for sid, svc in found]
     worst = max((s for s, _ in results), key=lambda s: _SEVERITY[s])
     return _answer(request, worst, [body for _, body in results])
 

@@ -161,6 +161,9 @@ def b64(value: bytes | str | None) -> str | None:
 BAD_REQUEST_ERRORS = (
     "Failed to create boolean expression evaluator",
     "invalid config entry kind",
+    'invalid name ("',
+    "Name is required",
+    "rejected bad coordinate",
 )
 
 

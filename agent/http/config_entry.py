@@ -55,7 +55,7 @@ async def config_apply(request: web.Request) -> web.Response:
     if cas is not None:
         op, entry["ModifyIndex"] = "upsert-cas", cas
     args = {"Datacenter": datacenter(request), "Op": op, "Entry": entry}
-    return json_response(request, bool(await _apply(request, args)))
+    return json_response(request, bool(await rpc(request, "ConfigEntry.Apply", args)))
 
 
 async def config_delete(request: web.Request) -> web.Response:
@@ -66,17 +66,8 @@ async def config_delete(request: web.Request) -> web.Response:
     if cas is not None:
         op, entry["ModifyIndex"] = "delete-cas", cas
     args = {"Datacenter": datacenter(request), "Op": op, "Entry": entry}
-    ok = bool(await _apply(request, args))
+    ok = bool(await rpc(request, "ConfigEntry.Apply", args))
     return json_response(request, ok if cas is not None else {})
-
-
-async def _apply(request: web.Request, args: dict[str, Any]) -> Any:
-    try:
-        return await rpc(request, "ConfigEntry.Apply", args)
-    except HTTPError as exc:
-        if exc.status == 500 and exc.message.startswith(("invalid", "Name is required")):
-            raise HTTPError(400, exc.message) from None  # the request's fault
-        raise
 
 
 def _found(request: web.Request, entry: Any) -> Any:

@@ -55,12 +55,7 @@ async def coordinate_update(request: web.Request) -> web.Response:
     if not body.get("Node"):
         raise HTTPError(400, "Missing node name")
     args = {"Datacenter": datacenter(request), "Node": body["Node"], "Coord": body.get("Coord")}
-    try:
-        await rpc(request, "Coordinate.Update", args)
-    except HTTPError as exc:
-        if exc.status == 500 and exc.message.startswith("rejected bad coordinate"):
-            raise HTTPError(400, exc.message) from None  # the caller's input, not our fault
-        raise
+    await rpc(request, "Coordinate.Update", args)
     return web.Response(body=b"", content_type="application/json")
 
 

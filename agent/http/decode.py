@@ -16,14 +16,10 @@ from typing import Any, Union
 
 from agent.durations import DurationError, parse_seconds
 from agent.http.common import HTTPError
+from agent.local.checks import normalise_key
 
 #: canonical field name -> None (any value) or the spec of a nested object / list of objects
 Spec = Mapping[str, Union["Spec", None]]
-
-
-def fold(key: str) -> str:
-    """The form two spellings of one field share: `Lock_Delay` -> `lockdelay`."""
-    return key.replace("_", "").replace("-", "").lower()
 
 
 def _bad(what: str) -> HTTPError:
@@ -34,10 +30,10 @@ def fields(body: Any, spec: Spec, where: str = "body") -> dict[str, Any]:
     """`body`'s fields under their canonical names (see the module docstring)."""
     if not isinstance(body, dict):
         raise _bad(f"{where}: expected a JSON object")
-    canon = {fold(name): name for name in spec}
+    canon = {normalise_key(name): name for name in spec}
     out: dict[str, Any] = {}
     for key, value in body.items():
-        name = canon.get(fold(str(key)))
+        name = canon.get(normalise_key(str(key)))
         if name is None:
             continue
         sub = spec[name]
