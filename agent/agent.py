@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from agent.acl.resolver import Access
+from agent.acl.tokens import TokenStore
 from agent.api import STATUS_NAMES
 from agent.config import AgentConfig, resolve_advertise
 from agent.dns.server import DNSServer, start_dns
@@ -35,6 +37,7 @@ from agent.gossip.keyring import Keyring, KeyringError, load_keyring_file, save_
 from agent.gossip.runner import GossipPool
 from agent.gossip.serf_types import Member
 from agent.local import rexec
+from agent.local.acl import LocalACL
 from agent.local.events import UserEvents
 from agent.local.logstream import LogHub
 from agent.local.registry import LocalRegistry, RegistrationError
@@ -151,6 +154,22 @@ class Agent:
         self.anti_entropy: AntiEntropy | None = None
         self.lan: GossipPool | None = None
         self.server: Server | None = None
+        persist = config.acl.enable_token_persistence and self.data_dir is not None
+        self.tokens = TokenStore(
+            default=config.acl.token_default,
+            agent=config.acl.token_agent,
+            agent_recovery=config.acl.token_agent_recovery,
+            persist_dir=self.data_dir if persist else None,
+        )
+        self.acl = LocalACL(
+            config.acl,
+            node_name=config.node_name,
+            tokens=self.tokens,
+            rpc=self.rpc,
+            server_resolve=lambda: (
+                self.server.endpoints.resolve_access if self.server is not None else None
+            ),
+        )
         self.router = ServerRouter()
         self.pool = ConnPool()  # a client's connections to its servers
         self._lan_keyring: Keyring | None = None
@@ -491,7 +510,17 @@ class Agent:
     # server RPC routing
     # ------------------------------------------------------------------------------------
 
+    async def resolve_token(self, secret: str) -> Access:
+        """The ACL access of a request carrying `secret` ("" is the anonymous token)."""
+        return await self.acl.resolve(secret)
+
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Server RPC; a request of the agent's own (one without a Token) carries the agent
+        token, as Consul's agent sends its internal requests."""
+        if "Token" not in args:
+            token = self.tokens.agent_token()
+            if token:
+                args = {**args, "Token": token}
         deadline = time.monotonic() + RPC_HOLD_TIMEOUT
         while True:
             try:
@@ -746,9 +775,13 @@ class Agent:
         service_filter: str = "",
         tag_filter: str = "",
         datacenter: str = "",
+        token: str = "",
     ) -> dict[str, Any]:
+        async def rpc(method: str, args: dict[str, Any]) -> Any:
+            return await self.rpc(method, {**args, "Token": token} if token else args)
+
         return await self.events.fire_in(
-            datacenter, self.rpc, name, payload, node_filter, service_filter, tag_filter
+            datacenter, rpc, name, payload, node_filter, service_filter, tag_filter
         )
 
     def user_events(self) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent.errors import JoinError, RPCError
 
 if TYPE_CHECKING:
+    from agent.acl.resolver import Access
+    from agent.acl.tokens import TokenStore
     from agent.local.registry import LocalRegistry
 
 
@@ -32,6 +34,13 @@ class AgentAPI(Protocol):
     is_server: bool
     #: this agent's own services and checks (registration, TTL updates, maintenance)
     registry: LocalRegistry
+    #: the agent's own ACL tokens (default, agent, agent_recovery)
+    tokens: TokenStore
+
+    async def resolve_token(self, secret: str) -> Access:
+        """The ACL access of a request carrying `secret` (Access.disabled without ACLs);
+        RPCError("ACL not found") for a secret no token has."""
+        ...
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Server RPC. Routed to a server (and on to the leader or to args["Datacenter"]).
@@ -77,9 +86,10 @@ class AgentAPI(Protocol):
         service_filter: str = "",
         tag_filter: str = "",
         datacenter: str = "",
+        token: str = "",
     ) -> dict[str, Any]:
-        """Fire a user event (in `datacenter`, default ours); returns the event as
-        /v1/event/fire does (ID, Name, LTime...)."""
+        """Fire a user event (in `datacenter`, default ours; a server there checks `token`);
+        returns the event as /v1/event/fire does (ID, Name, LTime...)."""
         ...
 
     def local_services(self) -> dict[str, dict[str, Any]]:

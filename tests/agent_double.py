@@ -32,6 +32,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from agent.acl.resolver import DISABLED, Access
+from agent.acl.tokens import TokenStore
 from agent.api import STATUS_NAMES, JoinError
 from agent.http.app import make_app
 from agent.local import rexec
@@ -174,6 +176,15 @@ class ScriptedGossip:
         return [{"Datacenter": self.datacenter, "Coordinates": coords}]
 
 
+class WithoutACLs:
+    """The ACL half of an AgentAPI for fakes of an agent whose ACLs are off."""
+
+    tokens = TokenStore()
+
+    async def resolve_token(self, secret: str) -> Access:
+        return DISABLED
+
+
 class AgentDouble:
     """An `AgentAPI` server agent: real server side and local registry, scripted gossip."""
 
@@ -208,6 +219,7 @@ class AgentDouble:
         self._tasks: set[asyncio.Task[None]] = set()
         self.local = LocalState(node_name=node_name)
         self.registry = LocalRegistry(state=self.local)
+        self.tokens = TokenStore()
         self.events = UserEvents(
             datacenter=datacenter,
             node_name=node_name,
@@ -327,6 +339,9 @@ class AgentDouble:
 
     # ---- the server side: the real endpoints ----------------------------------------------
 
+    async def resolve_token(self, secret: str) -> Access:
+        return DISABLED
+
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         return await self.endpoints.handle(method, args)
 
@@ -419,6 +434,7 @@ class AgentDouble:
         service_filter: str = "",
         tag_filter: str = "",
         datacenter: str = "",
+        token: str = "",
     ) -> dict[str, Any]:
         return await self.events.fire_in(
             datacenter, self.rpc, name, payload, node_filter, service_filter, tag_filter

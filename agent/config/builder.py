@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import convert as c
+from agent.config.acl_keys import acl_values
 from agent.config.document import apply_document
 from agent.config.flags import FLAGS_BY_NAME, FlagError, parse_flags
-from agent.config.model import Addresses, AgentConfig, HTTPSConfig, Ports
+from agent.config.model import ACLConfig, Addresses, AgentConfig, HTTPSConfig, Ports
 from agent.config.sources import FORMATS, read_config_path, read_fragment
 from agent.dns.config import build_dns_config
 from agent.durations import config_seconds
@@ -239,6 +240,7 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
     values["https_tls"] = HTTPSConfig(**values.get("https_tls", {}))
+    values["acl"] = ACLConfig(**acl_values(values))
     values["addresses"] = Addresses(**values.get("addresses", {}))
     if "config_files" in values:
         values["config_files"] = tuple(values["config_files"])

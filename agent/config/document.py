@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.config import convert as c
+from agent.config.acl_keys import ACL_HANDLERS
 from agent.config.schema import FREE, LEAF, SCHEMA, Tree, lookup, nearest
 from agent.errors import ConfigError
 from agent.watches import WatchError, parse_watch
@@ -213,6 +214,7 @@ HANDLERS: dict[str, Handler] = {
     "http_config.response_headers": _response_headers,
     "http_api_response_headers": _response_headers,
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
+    **ACL_HANDLERS,
     **{
         f"ports.{p}": _in_block("ports", p, c.expect_port)
         for p in ("dns", "http", "https", "rpc", "serf_lan", "serf_wan", "server")

@@ -44,6 +44,28 @@ class HTTPSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ACLConfig:
+    """Consul 1.x's `acl` block (and the legacy keys it replaced): off unless enabled."""
+
+    enabled: bool = False
+    #: the datacenter whose servers hold the tokens, policies and roles (`primary_datacenter`,
+    #: legacy `acl_datacenter`); "" means this agent's own datacenter
+    primary_datacenter: str = ""
+    default_policy: str = "allow"
+    down_policy: str = "extend-cache"
+    enable_key_list_policy: bool = False
+    #: tokens set through /v1/agent/token/<kind> survive a restart (<data_dir>/acl-tokens.json)
+    enable_token_persistence: bool = False
+    token_ttl: float = 30.0
+    policy_ttl: float = 30.0
+    role_ttl: float = 30.0
+    token_initial_management: str = ""
+    token_agent_recovery: str = ""
+    token_agent: str = ""
+    token_default: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     datacenter: str = "dc1"
     data_dir: str = ""
@@ -103,6 +125,7 @@ class AgentConfig:
     #: syslog facility of -syslog (Consul's default LOCAL0)
     syslog_facility: str = "LOCAL0"
     https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
+    acl: ACLConfig = field(default_factory=ACLConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()
     #: the files that were read, for `reload`
@@ -134,6 +157,10 @@ class AgentConfig:
     @property
     def rpc_addr(self) -> str:
         return self.addresses.rpc or self.client_addr
+
+    @property
+    def primary_datacenter(self) -> str:
+        return self.acl.primary_datacenter or self.datacenter
 
     @property
     def leave_on_term(self) -> bool:

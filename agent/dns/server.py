@@ -443,6 +443,8 @@ class DNSServer:
         """A catalog read with AllowStale as configured; too stale -> asked again of the leader."""
         stale = self.config.allow_stale
         args["AllowStale"] = stale
+        # DNS answers as the agent's default token may see (Consul's DNS token)
+        args["Token"] = self.agent.tokens.user_token()
         reply = await self.agent.rpc(method, args)
         if stale and float((reply or {}).get("LastContact") or 0.0) > self.config.max_stale:
             log.warning("Query results too stale, re-requesting")

@@ -1,17 +1,379 @@
-"""/v1/acl/*: this agent's datacenter runs without ACLs (the acl block is not implemented
-yet, and warned about at start), so every ACL endpoint answers as Consul 1.x does for a
-datacenter whose ACLs are disabled: 401 `ACL support disabled`."""
+"""/v1/acl/*: Consul 1.x's token, policy and role API (acl_endpoint.go of agent/), over the
+servers' ACL.* methods, and /v1/agent/token/<kind>.
+
+Without `acl.enabled` every one of them answers as Consul does for a datacenter whose ACLs
+are off: 401 `ACL support disabled`. A token, policy or role that does not exist is Consul's
+403 `ACL not found`; a deletion answers `true`.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from aiohttp import web
 
-ACL_DISABLED = "ACL support disabled"
+from agent.acl.errors import ERR_DISABLED, ERR_NOT_FOUND
+from agent.acl.tokens import KINDS
+from agent.http.common import (
+    HTTPError,
+    agent_of,
+    json_response,
+    need,
+    query_options,
+    read_json,
+    request_token,
+    rpc,
+)
+
+log = logging.getLogger("agent")
+
+#: what a token, policy or role body may be (Consul's request bodies are small)
+MAX_BODY = 512 * 1024
+#: the fields of token, policy and role bodies; Consul decodes them case-insensitively
+_FIELDS = {
+    f.lower(): f
+    for f in (
+        "AccessorID",
+        "SecretID",
+        "Description",
+        "Policies",
+        "Roles",
+        "ServiceIdentities",
+        "NodeIdentities",
+        "Local",
+        "ExpirationTime",
+        "ExpirationTTL",
+        "ID",
+        "Name",
+        "Rules",
+        "Datacenters",
+        "Datacenter",
+        "ServiceName",
+        "NodeName",
+        "Token",
+        "BootstrapSecret",
+    )
+}
 
 
-async def acl_disabled(_request: web.Request) -> web.Response:
-    return web.Response(status=401, text=ACL_DISABLED)
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_FIELDS.get(str(k).lower(), k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _require_enabled(request: web.Request) -> None:
+    agent: Any = agent_of(request)
+    acl = getattr(agent, "acl", None)
+    if acl is None or not acl.enabled:
+        raise HTTPError(401, ERR_DISABLED)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request, MAX_BODY)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise HTTPError(400, "Request decode failed: expected a JSON object")
+    out: dict[str, Any] = _canonical(body)
+    return out
+
+
+def _found(obj: Any) -> Any:
+    if obj is None:
+        raise HTTPError(403, ERR_NOT_FOUND)
+    return obj
+
+
+async def _read(request: web.Request, method: str, args: dict[str, Any], field: str) -> Any:
+    opts = query_options(request)
+    reply = await rpc(request, method, {**opts, **args})
+    return _found((reply or {}).get(field))
+
+
+# ------------------------------------------------------------------------------ bootstrap
+
+
+async def bootstrap(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await read_json(request, MAX_BODY)
+    args: dict[str, Any] = {}
+    if isinstance(body, dict) and body.get("BootstrapSecret"):
+        args["BootstrapSecret"] = str(body["BootstrapSecret"])
+    token = await rpc(request, "ACL.BootstrapTokens", args)
+    return json_response(request, token)
+
+
+# --------------------------------------------------------------------------------- tokens
+
+
+async def token_create(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await _body(request)
+    token = await rpc(request, "ACL.TokenSet", {"ACLToken": body, "Create": True})
+    return json_response(request, token)
+
+
+async def token_self(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    token = await _read(
+        request,
+        "ACL.TokenRead",
+        {"TokenID": request_token(request), "TokenIDType": "secret"},
+        "Token",
+    )
+    return json_response(request, token)
+
+
+async def token_read(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    accessor = request.match_info["id"]
+    if accessor == "self":
+        return await token_self(request)
+    token = await _read(request, "ACL.TokenRead", {"TokenID": accessor}, "Token")
+    return json_response(request, token)
+
+
+async def token_update(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    accessor = request.match_info["id"]
+    body = await _body(request)
+    if body.get("AccessorID") and body["AccessorID"] != accessor:
+        raise HTTPError(400, "Token Accessor ID in URL and payload do not match")
+    body["AccessorID"] = accessor
+    token = await rpc(request, "ACL.TokenSet", {"ACLToken": body})
+    return json_response(request, token)
+
+
+async def token_clone(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await _body(request)
+    args = {"AccessorID": request.match_info["id"], "Description": body.get("Description")}
+    token = await rpc(request, "ACL.TokenClone", {"ACLToken": args})
+    return json_response(request, token)
+
+
+async def token_delete(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    await rpc(request, "ACL.TokenDelete", {"TokenID": request.match_info["id"]})
+    return json_response(request, True)
+
+
+async def token_list(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    args = {**query_options(request)}
+    for name, field in (("policy", "Policy"), ("role", "Role")):
+        if request.query.get(name):
+            args[field] = request.query[name]
+    reply = await rpc(request, "ACL.TokenList", args)
+    return json_response(request, (reply or {}).get("Tokens") or [])
+
+
+# ------------------------------------------------------------------------ policies, roles
+
+
+async def policy_create(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await _body(request)
+    body.pop("ID", None)
+    return json_response(request, await rpc(request, "ACL.PolicySet", {"Policy": body}))
+
+
+async def policy_read(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    pol = await _read(request, "ACL.PolicyRead", {"PolicyID": request.match_info["id"]}, "Policy")
+    return json_response(request, pol)
+
+
+async def policy_read_by_name(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    args = {"PolicyName": request.match_info["name"]}
+    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy"))
+
+
+async def policy_update(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    pid = request.match_info["id"]
+    body = await _body(request)
+    if body.get("ID") and body["ID"] != pid:
+        raise HTTPError(400, "Policy ID in URL and payload do not match")
+    body["ID"] = pid
+    return json_response(request, await rpc(request, "ACL.PolicySet", {"Policy": body}))
+
+
+async def policy_delete(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    await rpc(request, "ACL.PolicyDelete", {"PolicyID": request.match_info["id"]})
+    return json_response(request, True)
+
+
+async def policy_list(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    reply = await rpc(request, "ACL.PolicyList", query_options(request))
+    return json_response(request, (reply or {}).get("Policies") or [])
+
+
+async def role_create(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await _body(request)
+    body.pop("ID", None)
+    return json_response(request, await rpc(request, "ACL.RoleSet", {"Role": body}))
+
+
+async def role_read(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    role = await _read(request, "ACL.RoleRead", {"RoleID": request.match_info["id"]}, "Role")
+    return json_response(request, role)
+
+
+async def role_read_by_name(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    args = {"RoleName": request.match_info["name"]}
+    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role"))
+
+
+async def role_update(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    rid = request.match_info["id"]
+    body = await _body(request)
+    if body.get("ID") and body["ID"] != rid:
+        raise HTTPError(400, "Role ID in URL and payload do not match")
+    body["ID"] = rid
+    return json_response(request, await rpc(request, "ACL.RoleSet", {"Role": body}))
+
+
+async def role_delete(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    await rpc(request, "ACL.RoleDelete", {"RoleID": request.match_info["id"]})
+    return json_response(request, True)
+
+
+async def role_list(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    args = {**query_options(request)}
+    if request.query.get("policy"):
+        args["Policy"] = request.query["policy"]
+    reply = await rpc(request, "ACL.RoleList", args)
+    return json_response(request, (reply or {}).get("Roles") or [])
+
+
+# ---------------------------------------------------------------- templated, replication
+
+_TEMPLATED = {
+    "builtin/service": {
+        "TemplateName": "builtin/service",
+        "Schema": '{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}',
+        "Template": "service identity: write on the service and its sidecar, read on all",
+        "Description": "Gives the token or role permissions to register a service and "
+        "discover services in the Consul catalog.",
+    },
+    "builtin/node": {
+        "TemplateName": "builtin/node",
+        "Schema": '{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}',
+        "Template": "node identity: write on the node, read on every service",
+        "Description": "Gives the token or role permissions for a register an agent/node "
+        "into the catalog.",
+    },
+}
+
+
+async def templated_policies(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    await need(request, "acl", "read")
+    return json_response(request, _TEMPLATED)
+
+
+async def templated_policy(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    await need(request, "acl", "read")
+    found = _TEMPLATED.get(request.match_info["name"])
+    if found is None:
+        raise HTTPError(404, f"Invalid templated policy Name: {request.match_info['name']}")
+    return json_response(request, found)
+
+
+async def replication(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    agent: Any = agent_of(request)
+    primary = agent.config.primary_datacenter if hasattr(agent, "config") else agent.datacenter
+    return json_response(
+        request,
+        {
+            "Enabled": False,
+            "Running": False,
+            "SourceDatacenter": primary,
+            "ReplicationType": "",
+            "ReplicatedIndex": 0,
+            "ReplicatedRoleIndex": 0,
+            "ReplicatedTokenIndex": 0,
+            "LastSuccess": "0001-01-01T00:00:00Z",
+            "LastError": "0001-01-01T00:00:00Z",
+            "LastErrorMessage": "",
+        },
+    )
+
+
+async def empty_list(request: web.Request) -> web.Response:
+    """Auth methods and binding rules: senate has none (no login via external identities)."""
+    _require_enabled(request)
+    await need(request, "acl", "read")
+    return json_response(request, [])
+
+
+# ------------------------------------------------------------------------- agent tokens
+
+
+async def agent_token(request: web.Request) -> web.Response:
+    """PUT /v1/agent/token/<kind> {"Token": "..."}: replace one of the agent's tokens."""
+    _require_enabled(request)
+    await need(request, "acl", "write")
+    kind = request.match_info["kind"]
+    if kind not in KINDS:
+        raise HTTPError(404, f"Token {kind!r} is unknown")
+    body = await _body(request)
+    token = body.get("Token")
+    if not isinstance(token, str):
+        raise HTTPError(400, "Request decode failed: Token must be a string")
+    agent_of(request).tokens.set(kind, token)
+    log.info("Updated agent's ACL token %r", KINDS[kind])
+    return web.Response(status=200)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    raise HTTPError(404, f"Invalid URL path: not a recognized HTTP API endpoint: {request.path}")
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.route("*", "/v1/acl/{tail:.*}", acl_disabled)]
+    return [
+        web.put("/v1/acl/bootstrap", bootstrap),
+        web.put("/v1/acl/token", token_create),
+        web.get("/v1/acl/token/self", token_self),
+        web.get("/v1/acl/token/{id}", token_read),
+        web.put("/v1/acl/token/{id}/clone", token_clone),
+        web.put("/v1/acl/token/{id}", token_update),
+        web.delete("/v1/acl/token/{id}", token_delete),
+        web.get("/v1/acl/tokens", token_list),
+        web.put("/v1/acl/policy", policy_create),
+        web.get("/v1/acl/policy/name/{name}", policy_read_by_name),
+        web.get("/v1/acl/policy/{id}", policy_read),
+        web.put("/v1/acl/policy/{id}", policy_update),
+        web.delete("/v1/acl/policy/{id}", policy_delete),
+        web.get("/v1/acl/policies", policy_list),
+        web.put("/v1/acl/role", role_create),
+        web.get("/v1/acl/role/name/{name}", role_read_by_name),
+        web.get("/v1/acl/role/{id}", role_read),
+        web.put("/v1/acl/role/{id}", role_update),
+        web.delete("/v1/acl/role/{id}", role_delete),
+        web.get("/v1/acl/roles", role_list),
+        web.get("/v1/acl/templated-policies", templated_policies),
+        web.get("/v1/acl/templated-policy/name/{name:.+}", templated_policy),
+        web.get("/v1/acl/replication", replication),
+        web.get("/v1/acl/auth-methods", empty_list),
+        web.get("/v1/acl/binding-rules", empty_list),
+        web.put("/v1/agent/token/{kind}", agent_token),
+        web.route("*", "/v1/acl/{tail:.*}", not_found),
+    ]

@@ -12,10 +12,13 @@ from aiohttp import web
 from agent.api import JoinError
 from agent.http.common import (
     HTTPError,
+    access_of,
     agent_of,
     flag,
     json_response,
+    need,
     read_json,
+    request_token,
 )
 from agent.local.checks import CRITICAL, PASSING, STATUSES, WARNING, normalise_key
 from agent.local.registry import (
@@ -30,6 +33,7 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
 
 async def agent_self(request: web.Request) -> web.Response:
     agent = agent_of(request)
+    await need(request, "agent", "read", agent.node_name)
     body = dict(agent.self_info())
     if "Stats" not in body:
         body["Stats"] = agent.stats()
@@ -37,13 +41,21 @@ async def agent_self(request: web.Request) -> web.Response:
 
 
 async def agent_members(request: web.Request) -> web.Response:
-    return json_response(request, agent_of(request).members(wan=flag(request, "wan")))
+    acc = await access_of(request)
+    members = agent_of(request).members(wan=flag(request, "wan"))
+    # node:read of each member (a WAN member's name is "node.dc")
+    wan = flag(request, "wan")
+    visible, _dropped = acc.filter(
+        members, "node", lambda m: str(m["Name"]).rsplit(".", 1)[0] if wan else str(m["Name"])
+    )
+    return json_response(request, visible)
 
 
 async def agent_join(request: web.Request) -> web.Response:
     addr = request.match_info.get("addr", "")
     if not addr:
         raise HTTPError(400, "Missing address to join")
+    await need(request, "agent", "write", agent_of(request).node_name)
     try:
         await agent_of(request).join([addr], wan=flag(request, "wan"))
     except JoinError as exc:
@@ -52,6 +64,7 @@ async def agent_join(request: web.Request) -> web.Response:
 
 
 async def agent_leave(request: web.Request) -> web.Response:
+    await need(request, "agent", "write", agent_of(request).node_name)
     await agent_of(request).leave()
     return web.Response(body=b"", content_type="application/json")
 
@@ -60,11 +73,13 @@ async def agent_force_leave(request: web.Request) -> web.Response:
     node = request.match_info.get("node", "")
     if not node:
         raise HTTPError(400, "Missing node name")
+    await need(request, "operator", "write")
     await agent_of(request).force_leave(node, prune=flag(request, "prune"))
     return web.Response(body=b"", content_type="application/json")
 
 
 async def agent_reload(request: web.Request) -> web.Response:
+    await need(request, "agent", "write", agent_of(request).node_name)
     await agent_of(request).reload()
     return web.Response(body=b"", content_type="application/json")
 
@@ -73,6 +88,7 @@ async def agent_monitor(request: web.Request) -> web.StreamResponse:
     level = (request.query.get("loglevel") or "INFO").upper()
     if level not in LOG_LEVELS:
         raise HTTPError(400, f"Unknown log level: {request.query.get('loglevel')}")
+    await need(request, "agent", "read", agent_of(request).node_name)
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
     await resp.prepare(request)
     stream = agent_of(request).log_stream(level)
@@ -112,6 +128,29 @@ async def _body(request: web.Request) -> Any:
     return body
 
 
+async def need_check_write(request: web.Request, check_id: str, service_id: str = "") -> None:
+    """A check is written with its service's `service:write`, a node-level one with the
+    node's `node:write` (Consul's vetCheckUpdate); an unknown check is left to the registry."""
+    agent = agent_of(request)
+    if not service_id:
+        chk = agent.registry.state.checks.get(check_id)
+        if chk is None and check_id:
+            return
+        service_id = str((chk or {}).get("ServiceID") or "")
+    if service_id:
+        svc = agent.registry.state.services.get(service_id)
+        if svc is not None:
+            await need(request, "service", "write", str(svc["Service"]))
+        return
+    await need(request, "node", "write", agent.node_name)
+
+
+async def need_service_write(request: web.Request, service_id: str) -> None:
+    svc = agent_of(request).registry.state.services.get(service_id)
+    if svc is not None:
+        await need(request, "service", "write", str(svc["Service"]))
+
+
 def _apply(action: Any, *args: Any) -> Any:
     try:
         return action(*args)
@@ -122,8 +161,15 @@ def _apply(action: Any, *args: Any) -> Any:
 async def service_register(request: web.Request) -> web.Response:
     registry = registry_of(request)
     definition = _apply(parse_service, await _body(request))
+    await need(request, "service", "write", str(definition.service["Service"]))
+    await need_service_write(request, str(definition.service["ID"]))  # the one it replaces
     replace = flag(request, "replace-existing-checks")
-    _apply(lambda: registry.add_service(definition, persist=True, replace_existing_checks=replace))
+    token = request_token(request)
+    _apply(
+        lambda: registry.add_service(
+            definition, persist=True, replace_existing_checks=replace, token=token
+        )
+    )
     return _empty()
 
 
@@ -132,6 +178,7 @@ async def service_deregister(request: web.Request) -> web.Response:
     service_id = request.match_info["id"]
     if not service_id:
         raise HTTPError(400, "Missing service ID")
+    await need_service_write(request, service_id)
     _apply(lambda: registry.remove_service(service_id, persist=True))
     return _empty()
 
@@ -139,7 +186,9 @@ async def service_deregister(request: web.Request) -> web.Response:
 async def check_register(request: web.Request) -> web.Response:
     registry = registry_of(request)
     chk = _apply(parse_check, await _body(request))
-    _apply(lambda: registry.add_check(chk, persist=True))
+    await need_check_write(request, chk.check_id, chk.service_id or "")
+    token = request_token(request)
+    _apply(lambda: registry.add_check(chk, persist=True, token=token))
     return _empty()
 
 
@@ -148,6 +197,7 @@ async def check_deregister(request: web.Request) -> web.Response:
     check_id = request.match_info["id"]
     if not check_id:
         raise HTTPError(400, "Missing check ID")
+    await need_check_write(request, check_id)
     _apply(lambda: registry.remove_check(check_id, persist=True))
     return _empty()
 
@@ -157,6 +207,7 @@ def _ttl_update(status: str) -> Any:
         registry = registry_of(request)
         check_id = request.match_info["id"]
         note = request.query.get("note", "")
+        await need_check_write(request, check_id)
         _apply(lambda: registry.update_ttl(check_id, status, note))
         return _empty()
 
@@ -166,6 +217,7 @@ def _ttl_update(status: str) -> Any:
 async def check_update(request: web.Request) -> web.Response:
     registry = registry_of(request)
     check_id = request.match_info["id"]
+    await need_check_write(request, check_id)
     body = await _body(request)
     if not isinstance(body, dict):
         raise HTTPError(400, "Request decode failed: expected a JSON object")
@@ -195,6 +247,7 @@ async def service_maintenance(request: web.Request) -> web.Response:
     service_id = request.match_info["id"]
     if not service_id:
         raise HTTPError(400, "Missing service ID")
+    await need_service_write(request, service_id)
     if _enable(request):
         reason = request.query.get("reason", "")
         _apply(lambda: registry.enable_service_maintenance(service_id, reason))
@@ -205,6 +258,7 @@ async def service_maintenance(request: web.Request) -> web.Response:
 
 async def node_maintenance(request: web.Request) -> web.Response:
     registry = registry_of(request)
+    await need(request, "node", "write", agent_of(request).node_name)
     if _enable(request):
         registry.enable_node_maintenance(request.query.get("reason", ""))
     else:

@@ -17,7 +17,7 @@ import psutil
 from aiohttp import web
 
 from agent.filter import FilterError, filter_dict
-from agent.http.common import HTTPError, agent_of, json_response
+from agent.http.common import HTTPError, access_of, agent_of, json_response, need
 from agent.http.query import request_filter
 from agent.version import BUILD_DATE, REVISION, VERSION
 
@@ -54,18 +54,42 @@ def _services(request: web.Request) -> dict[str, dict[str, Any]]:
     }
 
 
+async def _visible_services(request: web.Request) -> dict[str, dict[str, Any]]:
+    """The agent's services the request's token may read (service:read of each)."""
+    acc = await access_of(request)
+    return {
+        sid: s for sid, s in _services(request).items() if acc.can("service", "read", s["Service"])
+    }
+
+
+async def _visible_checks(request: web.Request) -> dict[str, dict[str, Any]]:
+    acc = await access_of(request)
+    agent = agent_of(request)
+    out = {}
+    for cid, chk in agent.local_checks().items():
+        if chk.get("ServiceName"):
+            ok = acc.can("service", "read", str(chk["ServiceName"]))
+        else:
+            ok = acc.can("node", "read", agent.node_name)
+        if ok:
+            out[cid] = chk
+    return out
+
+
 async def agent_services(request: web.Request) -> web.Response:
     flt = request_filter(request)
+    services = await _visible_services(request)
     try:
-        return json_response(request, filter_dict(flt, _services(request)))
+        return json_response(request, filter_dict(flt, services))
     except FilterError as exc:
         raise HTTPError(400, str(exc)) from None
 
 
 async def agent_checks(request: web.Request) -> web.Response:
     flt = request_filter(request)
+    checks = await _visible_checks(request)
     try:
-        return json_response(request, filter_dict(flt, agent_of(request).local_checks()))
+        return json_response(request, filter_dict(flt, checks))
     except FilterError as exc:
         raise HTTPError(400, str(exc)) from None
 
@@ -75,6 +99,7 @@ async def agent_service(request: web.Request) -> web.Response:
     svc = _services(request).get(sid)
     if svc is None:
         raise HTTPError(404, f"unknown service ID: {sid}")
+    await need(request, "service", "read", svc["Service"])
     body = dict(svc, ContentHash=_hash(svc))
     return json_response(request, body, {"X-Consul-ContentHash": body["ContentHash"]})
 
@@ -111,12 +136,14 @@ async def health_by_id(request: web.Request) -> web.Response:
         if request.query.get("format") == "text":
             return web.Response(status=404, text=f"ServiceId {sid} not found")
         raise HTTPError(404, f"ServiceId {sid} not found")
+    await need(request, "service", "read", svc["Service"])
     status, body = _health(list(agent_of(request).local_checks().values()), sid, svc)
     return _answer(request, status, body)
 
 
 async def health_by_name(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    await need(request, "service", "read", name)
     found = [(sid, s) for sid, s in _services(request).items() if s["Service"] == name]
     if not found:
         if request.query.get("format") == "text":

@@ -31,7 +31,7 @@ from agent.http import (
     status,
     txn,
 )
-from agent.http.common import AGENT_KEY, HTTPError
+from agent.http.common import AGENT_KEY, HTTPError, rpc_error
 
 log = logging.getLogger("http")
 
@@ -66,7 +66,8 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     except HTTPError as exc:
         return web.Response(status=exc.status, text=exc.message)
     except RPCError as exc:
-        return web.Response(status=500, text=str(exc))
+        err = rpc_error(exc)
+        return web.Response(status=err.status, text=err.message)
     except web.HTTPException:
         raise
     except Exception:

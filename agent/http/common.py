@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.acl.resolver import Access
 from agent.api import AgentAPI, RPCError
 from agent.durations import parse_seconds
 
@@ -40,6 +41,47 @@ def parse_duration(text: str) -> float:
 
 def agent_of(request: web.Request) -> AgentAPI:
     return request.app[AGENT_KEY]
+
+
+def request_token(request: web.Request) -> str:
+    """The token a request carries, where Consul looks for it: `?token=`, the
+    `X-Consul-Token` header, `Authorization: Bearer <token>`; else the agent's default."""
+    token = request.query.get("token")
+    if token:
+        return token
+    token = request.headers.get("X-Consul-Token", "").strip()
+    if token:
+        return token
+    scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return agent_of(request).tokens.user_token()
+
+
+_ACCESS_KEY: web.RequestKey[Access] = web.RequestKey("senate.acl.access", Access)
+
+
+async def access_of(request: web.Request) -> Access:
+    """The ACL access of the request's token, resolved once per request."""
+    cached = request.get(_ACCESS_KEY)
+    if cached is not None:
+        return cached
+    try:
+        acc = await agent_of(request).resolve_token(request_token(request))
+    except RPCError as exc:
+        raise rpc_error(exc) from None
+    request[_ACCESS_KEY] = acc
+    return acc
+
+
+async def need(request: web.Request, resource: str, level: str, name: str = "") -> Access:
+    """Refuse the request with Consul's 403 unless its token has `resource:level` on name."""
+    acc = await access_of(request)
+    try:
+        acc.need(resource, level, name)
+    except RPCError as exc:
+        raise HTTPError(403, str(exc)) from None
+    return acc
 
 
 def flag(request: web.Request, name: str) -> bool:
@@ -120,6 +162,8 @@ def meta_headers(reply: Any) -> dict[str, str]:
     headers["X-Consul-KnownLeader"] = "true" if reply.get("KnownLeader") else "false"
     last = reply.get("LastContact") or 0
     headers["X-Consul-LastContact"] = str(int(float(last) * 1000))
+    if reply.get("ResultsFilteredByACLs"):
+        headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     return headers
 
 
@@ -167,17 +211,31 @@ BAD_REQUEST_ERRORS = (
 )
 
 
+#: ACL errors and their statuses, as Consul's HTTP layer answers them
+_ACL_STATUSES = {"ACL not found": 403, "ACL support disabled": 401}
+
+
+def rpc_error(exc: RPCError) -> HTTPError:
+    """An RPCError as Consul's HTTP answer: 403 for a permission error or an unknown token,
+    401 when ACLs are off, 400 for a request the server refused as malformed, else 500."""
+    text = str(exc)
+    status = _ACL_STATUSES.get(text, 500)
+    if text.startswith("Permission denied"):
+        status = 403
+    elif text.startswith(BAD_REQUEST_ERRORS):
+        status = 400
+    return HTTPError(status, text)
+
+
 async def rpc(request: web.Request, method: str, args: dict[str, Any]) -> Any:
-    """Call a server RPC; an RPCError becomes Consul's 500 with the error text (403 for a
-    permission error, 400 for a filter expression the server refused)."""
+    """Call a server RPC with the request's token; an RPCError becomes Consul's answer
+    (`rpc_error`)."""
+    if "Token" not in args:
+        args = {**args, "Token": request_token(request)}
     try:
         return await agent_of(request).rpc(method, args)
     except RPCError as exc:
-        text = str(exc)
-        status = 403 if "Permission denied" in text else 500
-        if text.startswith(BAD_REQUEST_ERRORS):
-            status = 400
-        raise HTTPError(status, text) from None
+        raise rpc_error(exc) from None
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:

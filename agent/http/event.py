@@ -12,11 +12,14 @@ from agent.event_ids import event_id_index
 from agent.http.common import (
     DEFAULT_QUERY_TIME,
     HTTPError,
+    access_of,
     agent_of,
     b64,
     json_response,
+    need,
     query_options,
     read_body,
+    request_token,
 )
 
 #: Consul's limit on a user event's payload (serf.UserEventSizeLimit).
@@ -36,6 +39,7 @@ async def event_fire(request: web.Request) -> web.Response:
     if not name:
         raise HTTPError(400, "Missing name")
     q = request.query
+    await need(request, "event", "write", name)
     payload = await read_body(request, 64 * 1024)
     if len(payload) > MAX_EVENT_PAYLOAD:
         raise HTTPError(
@@ -50,6 +54,7 @@ async def event_fire(request: web.Request) -> web.Response:
             service_filter=q.get("service", ""),
             tag_filter=q.get("tag", ""),
             datacenter=q.get("dc", ""),
+            token=request_token(request),
         )
     except RPCError as exc:
         raise HTTPError(500, str(exc)) from None
@@ -76,6 +81,7 @@ async def event_list(request: web.Request) -> web.Response:
     opts = query_options(request)
     agent = agent_of(request)
     name = request.query.get("name", "")
+    acc = await access_of(request)
     events, index = _events_and_index(agent, name)
     min_index = opts["MinQueryIndex"]
     if min_index and index == min_index:
@@ -85,6 +91,9 @@ async def event_list(request: web.Request) -> web.Response:
             await asyncio.sleep(EVENT_POLL_INTERVAL)
             events, index = _events_and_index(agent, name)
     headers = {"X-Consul-Index": str(index)}
+    events, dropped = acc.filter(events, "event", lambda e: str(e.get("Name") or ""))
+    if dropped:
+        headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     return json_response(request, [event_json(e) for e in events], headers)
 
 

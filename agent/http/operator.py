@@ -10,6 +10,7 @@ from agent.http.common import (
     agent_of,
     datacenter,
     json_response,
+    need,
     query_options,
     read_json,
     rpc,
@@ -44,6 +45,7 @@ _KEYRING_OPS = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remov
 
 async def operator_keyring(request: web.Request) -> web.Response:
     op = _KEYRING_OPS[request.method]
+    await need(request, "keyring", "read" if op == "list" else "write")
     key: str | None = None
     if op != "list":
         body = await read_json(request, 64 * 1024)

@@ -373,6 +373,7 @@ class LocalRegistry:
         persist: bool,
         from_config: bool = False,
         replace_existing_checks: bool = False,
+        token: str = "",
     ) -> None:
         """Register (or replace) a service and its checks; all-or-nothing. `from_config`:
         the definition comes from a config file (enable_local_script_checks applies).
@@ -405,12 +406,13 @@ class LocalRegistry:
                 service["Service"],
             )
         self.state.add_service(dict(service))
+        self.state.set_token("service", sid, token)
         if persist and self.data_dir is not None:
             _persist(
-                self.data_dir / "services" / _file_name(sid), {"Token": "", "Service": service}
+                self.data_dir / "services" / _file_name(sid), {"Token": token, "Service": service}
             )
         for chk in definition.checks:
-            self._add_check(chk, persist=persist)
+            self._add_check(chk, persist=persist, token=token)
         for cid, (status, output) in previous.items():
             if cid in self.state.checks and status:
                 self.state.update_check(cid, str(status), str(output or ""))
@@ -429,11 +431,11 @@ class LocalRegistry:
 
     # ---- checks -------------------------------------------------------------------------
 
-    def add_check(self, chk: CheckType, *, persist: bool) -> None:
+    def add_check(self, chk: CheckType, *, persist: bool, token: str = "") -> None:
         self._vet(chk)
         if chk.service_id and chk.service_id not in self.state.services:
             raise RegistrationError(404, f'ServiceID "{chk.service_id}" does not exist')
-        self._add_check(chk, persist=persist)
+        self._add_check(chk, persist=persist, token=token)
 
     def remove_check(self, check_id: str, *, persist: bool = True) -> None:
         if check_id not in self.state.checks:
@@ -477,8 +479,10 @@ class LocalRegistry:
         *,
         persist: bool,
         health: dict[str, Any] | None = None,
+        token: str = "",
     ) -> None:
         cid = chk.check_id
+        self.state.set_token("check", cid, token)
         old = self.runners.pop(cid, None)
         if old is not None:
             old.cancel()
@@ -517,7 +521,7 @@ class LocalRegistry:
         if persist and self.data_dir is not None:
             _persist(
                 self.data_dir / "checks" / _file_name(cid),
-                {"Check": self.state.checks[cid], "ChkType": chk.to_json(), "Token": ""},
+                {"Check": self.state.checks[cid], "ChkType": chk.to_json(), "Token": token},
             )
 
     def _add_plain_check(self, health: dict[str, Any], *, persist: bool) -> None:
@@ -690,7 +694,9 @@ class LocalRegistry:
             if not path.is_file() or path.name.endswith(TMP_SUFFIX):
                 continue
             try:
-                service = dict(json.loads(path.read_bytes())["Service"])
+                wrapped_service = json.loads(path.read_bytes())
+                service = dict(wrapped_service["Service"])
+                service_token = str(wrapped_service.get("Token") or "")
                 service["Name"] = service.pop("Service", "")  # NodeService -> definition
                 definition = parse_service(service)
             except (OSError, ValueError, KeyError, TypeError, RegistrationError) as exc:
@@ -701,6 +707,7 @@ class LocalRegistry:
                 log.debug('service "%s" exists, not restoring from file', sid)
                 continue
             self.state.add_service(dict(definition.service))
+            self.state.set_token("service", sid, service_token)
             log.debug('restored service definition "%s" from %s', sid, path)
         for path in sorted((self.data_dir / "checks").glob("*")):
             if not path.is_file() or path.name.endswith(TMP_SUFFIX):
@@ -729,7 +736,8 @@ class LocalRegistry:
             except RegistrationError as exc:
                 log.error('Failed to restore check "%s": %s', cid, exc.message)
                 continue
-            self._add_check(chk, persist=False, health=health)
+            token = str(wrapped.get("Token") or "")
+            self._add_check(chk, persist=False, health=health, token=token)
             log.debug('restored health check "%s" from %s', cid, path)
 
     def _load_ttl_state(self, check_id: str) -> dict[str, Any] | None:

@@ -106,6 +106,20 @@ class LocalState:
     check_update_interval: float = 300.0
     #: checks whose new output waits for its write-back (Consul's DeferCheck timers)
     deferred: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    #: the ACL token each service and check was registered with ("service:<id>",
+    #: "check:<id>"); anti-entropy syncs it with that token, or the agent's when none
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def set_token(self, kind: str, ident: str, token: str) -> None:
+        if token:
+            self.tokens[f"{kind}:{ident}"] = token
+        else:
+            self.tokens.pop(f"{kind}:{ident}", None)
+
+    def token_args(self, kind: str, ident: str) -> dict[str, str]:
+        """{"Token": ...} for an RPC about a service or check registered with a token."""
+        token = self.tokens.get(f"{kind}:{ident}")
+        return {"Token": token} if token else {}
 
     def add_service(self, svc: dict[str, Any]) -> None:
         self.services[svc["ID"]] = svc
@@ -234,6 +248,19 @@ class AntiEntropy:
                 log.exception("failed to sync remote state: %s", exc)
                 await self._wait(self.retry_interval)
 
+    @staticmethod
+    async def _acl_guarded(what: str, call: Awaitable[Any]) -> bool:
+        """Run one sync RPC; a write the token may not do is logged as Consul logs it
+        (`[WARN] agent: Node info update blocked by ACLs`) and the sync goes on."""
+        try:
+            await call
+        except RPCError as exc:
+            if not str(exc).startswith("Permission denied"):
+                raise
+            log.warning("%s blocked by ACLs: %s", what, exc)
+            return False
+        return True
+
     async def sync_full(self) -> None:
         node = self.state.node_name
         reply = await self.rpc(
@@ -265,18 +292,21 @@ class AntiEntropy:
             "TaggedAddresses": tagged,
             "NodeMeta": self.node_meta,
         }
-        if not node_in_sync:
-            await self.rpc("Catalog.Register", dict(base))
+        if not node_in_sync and await self._acl_guarded(
+            "Node info update", self.rpc("Catalog.Register", dict(base))
+        ):
             log.info("Synced node info")
         # Services: register missing or different ones; deregister ones we no longer have.
         for sid, svc in list(self.state.services.items()):
             remote = remote_services.get(sid)
             if remote is None or not _same(svc, remote, _SERVICE_KEYS):
                 svc_checks = [c for c in self.state.checks.values() if c.get("ServiceID") == sid]
-                await self.rpc(
-                    "Catalog.Register",
-                    dict(base, Service=svc, Checks=svc_checks or None, SkipNodeUpdate=True),
-                )
+                req = dict(base, Service=svc, Checks=svc_checks or None, SkipNodeUpdate=True)
+                req.update(self.state.token_args("service", sid))
+                if not await self._acl_guarded(
+                    f"Service registration of '{sid}'", self.rpc("Catalog.Register", req)
+                ):
+                    continue
                 log.info("Synced service '%s'", sid)
                 for c in svc_checks:
                     remote_checks[c["CheckID"]] = c
@@ -292,7 +322,12 @@ class AntiEntropy:
             # a check whose output waits for its write-back differs in output alone
             keys = _CHECK_KEYS_NO_OUTPUT if cid in self.state.deferred else _CHECK_KEYS
             if remote is None or not _same(chk, remote, keys):
-                await self.rpc("Catalog.Register", dict(base, Check=chk, SkipNodeUpdate=True))
+                req = dict(base, Check=chk, SkipNodeUpdate=True)
+                req.update(self.state.token_args("check", cid))
+                if not await self._acl_guarded(
+                    f"Check registration of '{cid}'", self.rpc("Catalog.Register", req)
+                ):
+                    continue
                 log.info("Synced check '%s'", cid)
         for cid in remote_checks:
             if cid not in self.state.checks and cid != "serfHealth":

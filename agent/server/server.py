@@ -116,13 +116,15 @@ class Server:
             wan_coordinates=self.wan_coordinates,
             server_name=self.server_name,
             user_event=user_event,
+            acl=config.acl,
+            data_dir=config.data_dir,
         )
         self.rpc_server = RPCServer(self.mux, self.endpoints.handle)
         self.leader_duties = LeaderDuties(
             node_name=config.node_name,
             datacenter=config.datacenter,
             raft=self.raft,
-            handle=self.endpoints.handle,
+            handle=self.endpoints.handle_internal,
             lan_members=lan_members,
         )
         self.bootstrapper: BootstrapExpect | None = None

@@ -27,10 +27,16 @@ coordinate batches) on gaining leadership and disarms them on losing it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.acl import builtin
+from agent.acl.resolver import DISABLED, Access, ACLResolver, Identity
+from agent.config.model import ACLConfig
 from agent.errors import RPCError
+from agent.server.endpoints import acl as acl_endpoint
 from agent.server.endpoints import (
     catalog,
     config_entry,
@@ -44,8 +50,12 @@ from agent.server.endpoints import (
     status,
     txn,
 )
-from agent.server.endpoints.base import Context, Handler, Kind, RaftLike, as_bool
+from agent.server.endpoints.base import _ACCESS, Context, Handler, Kind, RaftLike, as_bool
+from agent.state.acl import ANONYMOUS_ACCESSOR_ID, ANONYMOUS_SECRET
+from agent.state.commands import MessageType
 from agent.state.store import StateStore
+
+log = logging.getLogger("consul.acl")
 
 ERR_NO_LEADER = "No cluster leader"
 ERR_NO_DC_PATH = "No path to datacenter"
@@ -62,6 +72,7 @@ RESOURCES = (
     snapshot,
     internal,
     config_entry,
+    acl_endpoint,
 )
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -84,7 +95,10 @@ class Endpoints(Context):
         server_name: Callable[[str], str | None] | None = None,
         user_event: Callable[[str, bytes], None] | None = None,
         apply_timeout: float = 10.0,
+        acl: ACLConfig | None = None,
+        data_dir: str = "",
     ) -> None:
+        acl = acl or ACLConfig()
         super().__init__(
             datacenter=datacenter,
             state=state,
@@ -94,7 +108,21 @@ class Endpoints(Context):
             server_name=server_name,
             user_event=user_event,
             apply_timeout=apply_timeout,
+            acl_enabled=acl.enabled,
+            primary_datacenter=acl.primary_datacenter,
+            data_dir=data_dir,
         )
+        self.acl_config = acl
+        in_primary = self.datacenter == self.primary_datacenter
+        self.resolver = ACLResolver(
+            self._fetch_identity,
+            default_policy=acl.default_policy,
+            down_policy=acl.down_policy,
+            enable_key_list_policy=acl.enable_key_list_policy,
+            token_ttl=acl.token_ttl,
+            version=(lambda: state.table_index(*acl_endpoint.ACL_TABLES)) if in_primary else None,
+        )
+        self._acl_init: asyncio.Task[None] | None = None
         self._forward_leader = forward_leader
         self._forward_dc = forward_dc
         self._methods: dict[str, tuple[Handler, Kind]] = {}
@@ -111,10 +139,103 @@ class Endpoints(Context):
             self.session_timers.start()
             self.tombstone_gc.start()
             self.coordinates.start()
+            if self.acl_enabled and self.datacenter == self.primary_datacenter:
+                self._acl_init = asyncio.ensure_future(self._initialize_acls())
         else:
             self.session_timers.stop()
             self.tombstone_gc.stop()
             self.coordinates.stop()
+            if self._acl_init is not None:
+                self._acl_init.cancel()
+                self._acl_init = None
+
+    async def _initialize_acls(self) -> None:
+        """Consul's initializeACLs on a new leader of the primary datacenter: the built-in
+        global-management policy, the anonymous token, and the acl.tokens.initial_management
+        token (which also ends bootstrapping), each written only when missing."""
+        for attempt in range(30):
+            try:
+                await self._write_builtin_acls()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # raft not ready yet, or leadership lost
+                if not self.raft.is_leader():
+                    return
+                if attempt == 29:
+                    log.error("failed to initialize ACLs: %s", exc)
+                    return
+                await asyncio.sleep(0.5)
+
+    async def _write_builtin_acls(self) -> None:
+        state = self.state
+        if state.acl_policy(builtin.GLOBAL_MANAGEMENT_ID)[1] is None:
+            policy = {
+                "ID": builtin.GLOBAL_MANAGEMENT_ID,
+                "Name": builtin.GLOBAL_MANAGEMENT_NAME,
+                "Description": builtin.GLOBAL_MANAGEMENT_DESCRIPTION,
+                "Rules": builtin.GLOBAL_MANAGEMENT_RULES,
+            }
+            policy["Hash"] = acl_endpoint._hash(policy, ("Name", "Description", "Rules"))
+            await self.raft_apply(MessageType.ACL_POLICY_SET, {"Policy": policy})
+            log.info("Created ACL 'global-management' policy")
+        if state.acl_token(ANONYMOUS_ACCESSOR_ID)[1] is None:
+            token = acl_endpoint.make_token(
+                self,
+                {"AccessorID": ANONYMOUS_ACCESSOR_ID, "Description": "Anonymous Token"},
+                create=True,
+            )
+            token["SecretID"] = ANONYMOUS_SECRET
+            await self.raft_apply(MessageType.ACL_TOKEN_SET, {"Token": token})
+            log.info("Created ACL anonymous token from configuration")
+        secret = self.acl_config.token_initial_management
+        if secret and state.acl_token_by_secret(secret) is None:
+            token = acl_endpoint.make_token(
+                self,
+                {
+                    "Description": "Initial Management Token",
+                    "Policies": [{"ID": builtin.GLOBAL_MANAGEMENT_ID}],
+                },
+                create=True,
+            )
+            token["SecretID"] = secret
+            if state.acl_bootstrap_state()["AllowBootstrap"]:
+                await self.raft_apply(MessageType.ACL_BOOTSTRAP, {"Token": token, "ResetIndex": 0})
+            else:
+                await self.raft_apply(MessageType.ACL_TOKEN_SET, {"Token": token})
+            log.info("Created ACL initial management token from configuration")
+
+    async def _fetch_identity(self, secret: str) -> Identity:
+        if self.datacenter == self.primary_datacenter:
+            return acl_endpoint.identity_of(self, secret)
+        reply = await self._forward_dc(
+            self.primary_datacenter,
+            "ACL.Resolve",
+            {"Token": secret, "Datacenter": self.primary_datacenter, "AllowStale": True},
+        )
+        return Identity.from_wire(reply)
+
+    async def resolve_access(self, secret: str) -> Access:
+        """The access a request carrying `secret` has (DISABLED when ACLs are off)."""
+        if not self.acl_enabled:
+            return DISABLED
+        return await self.resolver.resolve(secret)
+
+    async def handle_internal(self, method: str, args: dict[str, Any]) -> Any:
+        """A request of this server's own (the leader's reconcile): never checked."""
+        entry = self._methods.get(method)
+        if entry is None:
+            raise RPCError(f"rpc: can't find method {method}")
+        stale_ok = entry[1] is Kind.LOCAL or (
+            entry[1] is Kind.READ and as_bool(args.get("AllowStale"))
+        )
+        if not stale_ok and not self.raft.is_leader():
+            raise RPCError("node is not the leader")
+        reset = _ACCESS.set(DISABLED)
+        try:
+            return await entry[0](self, args)
+        finally:
+            _ACCESS.reset(reset)
 
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         entry = self._methods.get(method)
@@ -126,16 +247,28 @@ class Endpoints(Context):
         dc = args.get("Datacenter") or ""
         if not isinstance(dc, str):
             raise RPCError("Datacenter must be a string")
+        if (
+            not dc
+            and method.startswith("ACL.")
+            and method != "ACL.Resolve"
+            and self.datacenter != self.primary_datacenter
+        ):
+            # tokens, policies and roles live in the primary datacenter (Consul forwards)
+            dc = self.primary_datacenter
         if dc and dc != self.datacenter:
             if dc not in self.known_datacenters():
                 raise RPCError(ERR_NO_DC_PATH)
             return await self._forward_dc(dc, method, args)
-        if kind is Kind.LOCAL:
-            return await handler(self, args)
-        if kind is Kind.READ and as_bool(args.get("AllowStale")):
-            return await handler(self, args)
-        if not self.raft.is_leader():
+        local = kind is Kind.LOCAL or (kind is Kind.READ and as_bool(args.get("AllowStale")))
+        if not local and not self.raft.is_leader():
             if self.raft.leader() is None:
                 raise RPCError(ERR_NO_LEADER)
             return await self._forward_leader(method, args)
-        return await handler(self, args)
+        token = args.get("Token") or ""
+        if not isinstance(token, str):
+            raise RPCError("Token must be a string")
+        reset = _ACCESS.set(await self.resolve_access(token))
+        try:
+            return await handler(self, args)
+        finally:
+            _ACCESS.reset(reset)

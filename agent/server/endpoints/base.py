@@ -38,12 +38,16 @@ Raft commands written by the endpoints (and by the leader's duties, through
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import math
+import os
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 from typing import Any, Protocol
 
+from agent.acl.resolver import Access, static_access
 from agent.errors import RPCError
 from agent.raft.runner import NotLeaderError
 from agent.server.leader import CoordinateBatcher, SessionTimers, TombstoneGC
@@ -84,6 +88,30 @@ Handler = Callable[["Context", dict[str, Any]], Awaitable[Any]]
 Methods = dict[str, tuple[Handler, Kind]]
 
 
+#: who the request being handled is (set by `Endpoints.handle` for each request; a task that
+#: never had it set denies everything)
+_ACCESS: contextvars.ContextVar[Access | None] = contextvars.ContextVar(
+    "senate_rpc_access", default=None
+)
+_DENY_ALL = static_access("deny")
+
+
+def access() -> Access:
+    """The ACL access of the request this task is handling."""
+    return _ACCESS.get() or _DENY_ALL
+
+
+def set_access(acc: Access) -> None:
+    _ACCESS.set(acc)
+
+
+def mark_filtered(reply: dict[str, Any], dropped: bool) -> dict[str, Any]:
+    """QueryMeta.ResultsFilteredByACLs: set when the token's ACLs left something out."""
+    if dropped:
+        reply["ResultsFilteredByACLs"] = True
+    return reply
+
+
 def as_bool(v: Any) -> bool:
     return bool(v) and v not in ("false", "0")
 
@@ -118,8 +146,15 @@ class Context:
         server_name: Callable[[str], str | None] | None = None,
         user_event: Callable[[str, bytes], None] | None = None,
         apply_timeout: float = 10.0,
+        acl_enabled: bool = False,
+        primary_datacenter: str = "",
+        data_dir: str = "",
     ) -> None:
         self.datacenter = datacenter
+        #: ACLs on (acl.enabled): the ACL.* methods work and every method enforces
+        self.acl_enabled = acl_enabled
+        self.primary_datacenter = primary_datacenter or datacenter
+        self.data_dir = data_dir
         #: broadcast a serf user event into this datacenter's LAN pool (Internal.EventFire)
         self.user_event = user_event
         self.state = state
@@ -131,6 +166,27 @@ class Context:
         self.session_timers = SessionTimers(state=state, apply=self.apply_bytes)
         self.tombstone_gc = TombstoneGC(state=state, apply=self.apply_bytes)
         self.coordinates = CoordinateBatcher(self.apply_bytes)
+
+    def _reset_file(self) -> str:
+        return os.path.join(self.data_dir, "acl-bootstrap-reset") if self.data_dir else ""
+
+    def bootstrap_reset_index(self) -> int:
+        """The index an operator wrote into <data_dir>/acl-bootstrap-reset to allow one more
+        bootstrap (Consul's reset procedure); 0 when there is none."""
+        path = self._reset_file()
+        if not path:
+            return 0
+        try:
+            with open(path, encoding="ascii") as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def bootstrap_reset_done(self) -> None:
+        path = self._reset_file()
+        if path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
     async def apply_bytes(self, data: bytes) -> Any:
         return await self.raft.apply(data, self.apply_timeout)
@@ -172,12 +228,17 @@ class Context:
         field: str,
         fetch: Callable[[], tuple[int, Any]],
         prefix: str | None = None,
+        acl: Callable[[Any], tuple[Any, bool]] | None = None,
     ) -> dict[str, Any]:
         """A blocking read whose reply is {"Index": index, field: value} from `fetch()`
-        (a StateStore read returning (index, value))."""
+        (a StateStore read returning (index, value)); `acl` filters the value for the
+        request's token (returning what is left and whether anything was dropped)."""
 
         def run() -> dict[str, Any]:
             idx, value = fetch()
+            if acl is not None and not access().disabled:
+                value, dropped = acl(value)
+                return mark_filtered({"Index": idx, field: value}, dropped)
             return {"Index": idx, field: value}
 
         return await self.blocking(args, tables, run, prefix)

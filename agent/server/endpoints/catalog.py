@@ -24,7 +24,8 @@ from typing import Any
 
 from agent.errors import RPCError
 from agent.filter import FilterError, parse_filter
-from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
+from agent.server.endpoints import acl_filter
+from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool, get_str
 from agent.state.commands import MessageType
 from agent.state.store import HEALTH_STATES
 
@@ -68,7 +69,60 @@ async def register(ctx: Context, args: dict[str, Any]) -> None:
             raise RPCError(f"Invalid check status '{status}'")
         fixed.append(check)
     req["Checks"] = fixed
+    vet_register(ctx, req)
     await ctx.raft_apply(MessageType.REGISTER, req)
+
+
+def _node_changes(ctx: Context, req: dict[str, Any]) -> bool:
+    """Whether a registration writes the node itself (then it needs node:write)."""
+    if req.get("SkipNodeUpdate"):
+        return False
+    _idx, existing = ctx.state.node_services(str(req["Node"]))
+    if existing is None:
+        return True
+    node = existing["Node"]
+    if node.get("Address") != req.get("Address"):
+        return True
+    for field, mine in (("ID", "ID"), ("TaggedAddresses", "TaggedAddresses"), ("Meta", "NodeMeta")):
+        if req.get(mine) and req.get(mine) != node.get(field):
+            return True
+    return False
+
+
+def _service_name(ctx: Context, node: str, service_id: str) -> str | None:
+    _idx, existing = ctx.state.node_services(node)
+    if existing is None:
+        return None
+    svc = (existing.get("Services") or {}).get(service_id)
+    return str(svc["Service"]) if svc else None
+
+
+def vet_register(ctx: Context, req: dict[str, Any]) -> None:
+    """vetRegisterWithACL: node:write when the node changes, service:write for the service
+    (and for the one it replaces), and for each check the write of what it belongs to."""
+    acc = access()
+    if acc.disabled:
+        return
+    node = str(req["Node"])
+    if _node_changes(ctx, req):
+        acc.need("node", "write", node)
+    service = req.get("Service")
+    if service:
+        acc.need("service", "write", str(service.get("Service") or ""))
+        old = _service_name(ctx, node, str(service.get("ID") or ""))
+        if old is not None and old != service.get("Service"):
+            acc.need("service", "write", old)
+    for check in req.get("Checks") or []:
+        sid = str(check.get("ServiceID") or "")
+        if not sid:
+            acc.need("node", "write", node)
+            continue
+        if service and service.get("ID") == sid:
+            continue
+        name = _service_name(ctx, node, sid)
+        if name is None:
+            raise RPCError(f"Unknown service ID {sid!r} for check ID {check.get('CheckID')!r}")
+        acc.need("service", "write", name)
 
 
 async def deregister(ctx: Context, args: dict[str, Any]) -> None:
@@ -79,7 +133,31 @@ async def deregister(ctx: Context, args: dict[str, Any]) -> None:
         "ServiceID": get_str(args, "ServiceID"),
         "CheckID": get_str(args, "CheckID"),
     }
+    vet_deregister(ctx, req)
     await ctx.raft_apply(MessageType.DEREGISTER, req)
+
+
+def vet_deregister(ctx: Context, req: dict[str, Any]) -> None:
+    """vetDeregisterWithACL: the service's write for a service or its check, the node's
+    for a node-level check or the whole node."""
+    acc = access()
+    if acc.disabled:
+        return
+    node = str(req["Node"])
+    if req["ServiceID"]:
+        name = _service_name(ctx, node, req["ServiceID"])
+        if name is not None:
+            acc.need("service", "write", name)
+        return
+    if req["CheckID"]:
+        _idx, checks = ctx.state.node_checks(node)
+        for check in checks:
+            if check.get("CheckID") == req["CheckID"] and check.get("ServiceName"):
+                acc.need("service", "write", str(check["ServiceName"]))
+                return
+        acc.need("node", "write", node)
+        return
+    acc.need("node", "write", node)
 
 
 async def list_datacenters(ctx: Context, args: dict[str, Any]) -> list[str]:
@@ -101,7 +179,9 @@ def meta_filters(args: dict[str, Any]) -> dict[str, str] | None:
 async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     meta = meta_filters(args)
 
-    return await ctx.query(args, ["nodes"], "Nodes", lambda: ctx.state.nodes(meta))
+    return await ctx.query(
+        args, ["nodes"], "Nodes", lambda: ctx.state.nodes(meta), acl=acl_filter.nodes
+    )
 
 
 async def list_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +199,7 @@ async def list_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         except FilterError as exc:
             raise RPCError(str(exc)) from None
 
-    return await ctx.query(args, ["services"], "Services", run)
+    return await ctx.query(args, ["services"], "Services", run, acl=acl_filter.services)
 
 
 def service_args(args: dict[str, Any]) -> tuple[str, list[str] | None]:
@@ -145,6 +225,7 @@ async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         ["nodes", "services"],
         "ServiceNodes",
         lambda: ctx.state.service_nodes(name, tags, meta),
+        acl=acl_filter.service_nodes,
     )
 
 
@@ -154,7 +235,11 @@ async def node_services(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         raise RPCError("Must provide node")
 
     return await ctx.query(
-        args, ["nodes", "services"], "NodeServices", lambda: ctx.state.node_services(node)
+        args,
+        ["nodes", "services"],
+        "NodeServices",
+        lambda: ctx.state.node_services(node),
+        acl=acl_filter.node_services,
     )
 
 

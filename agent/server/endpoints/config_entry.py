@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, get_str
+from agent.server.endpoints.base import Context, Kind, Methods, access, get_str
 from agent.state.commands import MessageType
 from agent.state.config_entries import CONFIG_KINDS, CONFIG_OPS
 
@@ -24,6 +24,16 @@ def _kind(value: str) -> str:
     if value not in CONFIG_KINDS:
         raise RPCError(f"invalid config entry kind: {value}")
     return value
+
+
+def _need(kind: str, name: str, level: str) -> None:
+    """What a config entry needs (its CanRead / CanWrite): a service's entries the service's
+    read or write; the datacenter-wide ones (proxy-defaults, mesh, ...) operator's write to
+    change, and nothing more than any token to read."""
+    if kind.startswith("service-") or kind == "ingress-gateway" or kind == "terminating-gateway":
+        access().need("service", level, name)
+    elif level == "write":
+        access().need("operator", "write")
 
 
 async def apply(ctx: Context, args: dict[str, Any]) -> bool:
@@ -40,6 +50,7 @@ async def apply(ctx: Context, args: dict[str, Any]) -> bool:
     fixed = _FIXED_NAMES.get(kind)
     if fixed is not None and name != fixed and not op.startswith("delete"):
         raise RPCError(f'invalid name ("{name}"), only "{fixed}" is supported')
+    _need(kind, name, "write")
     cas = int(entry.get("ModifyIndex") or 0)
     body = {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex")}
     result = await ctx.raft_apply(MessageType.CONFIG_ENTRY, {"Op": op, "Entry": body, "Cas": cas})
@@ -49,6 +60,7 @@ async def apply(ctx: Context, args: dict[str, Any]) -> bool:
 async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     kind = _kind(get_str(args, "Kind"))
     name = get_str(args, "Name")
+    _need(kind, name, "read")
 
     return await ctx.query(
         args, ["config-entries"], "Entry", lambda: ctx.state.config_entry(kind, name)
@@ -57,8 +69,19 @@ async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 async def list_entries(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     kind = _kind(get_str(args, "Kind"))
+    acc = access()
+
+    def visible(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        if not (kind.startswith("service-") or kind.endswith("-gateway")):
+            return entries, False
+        return acc.filter(entries, "service", lambda e: str(e.get("Name") or ""))
+
     reply = await ctx.query(
-        args, ["config-entries"], "Entries", lambda: ctx.state.config_entries(kind)
+        args,
+        ["config-entries"],
+        "Entries",
+        lambda: ctx.state.config_entries(kind),
+        acl=visible,
     )
     reply["Kind"] = kind
     return reply

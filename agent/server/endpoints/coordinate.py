@@ -14,7 +14,8 @@ import math
 from typing import Any
 
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, get_str
+from agent.server.endpoints import acl_filter
+from agent.server.endpoints.base import Context, Kind, Methods, access, get_str
 
 #: Vivaldi's dimensionality, as every agent's (agent/gossip/coordinate.py, serf's default).
 COORDINATE_DIMENSIONALITY = 8
@@ -25,6 +26,7 @@ async def update(ctx: Context, args: dict[str, Any]) -> None:
     coord = args.get("Coord")
     if not node:
         raise RPCError("Must provide node")
+    access().need("node", "write", node)
     if not isinstance(coord, dict) or not isinstance(coord.get("Vec"), list):
         raise RPCError("rejected bad coordinate: missing Vec")
     if len(coord["Vec"]) != COORDINATE_DIMENSIONALITY:
@@ -51,7 +53,13 @@ async def list_datacenters(ctx: Context, args: dict[str, Any]) -> list[dict[str,
 
 
 async def list_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.query(args, ["coordinates"], "Coordinates", lambda: ctx.state.coordinates())
+    return await ctx.query(
+        args,
+        ["coordinates"],
+        "Coordinates",
+        lambda: ctx.state.coordinates(),
+        acl=acl_filter.nodes,
+    )
 
 
 METHODS: Methods = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import RPCError
+from agent.server.endpoints import acl_filter
 from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
 from agent.server.endpoints.catalog import meta_filters, service_args
 from agent.state.store import HEALTH_ANY, HEALTH_STATES
@@ -27,7 +28,11 @@ async def checks_in_state(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     meta = meta_filters(args)
 
     return await ctx.query(
-        args, ["checks"], "HealthChecks", lambda: ctx.state.checks_in_state(state, meta)
+        args,
+        ["checks"],
+        "HealthChecks",
+        lambda: ctx.state.checks_in_state(state, meta),
+        acl=acl_filter.checks,
     )
 
 
@@ -36,7 +41,13 @@ async def node_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not node:
         raise RPCError("Must provide node")
 
-    return await ctx.query(args, ["checks"], "HealthChecks", lambda: ctx.state.node_checks(node))
+    return await ctx.query(
+        args,
+        ["checks"],
+        "HealthChecks",
+        lambda: ctx.state.node_checks(node),
+        acl=acl_filter.checks,
+    )
 
 
 async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +58,11 @@ async def service_checks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     meta = meta_filters(args)
 
     return await ctx.query(
-        args, ["checks"], "HealthChecks", lambda: ctx.state.service_checks(name, meta)
+        args,
+        ["checks"],
+        "HealthChecks",
+        lambda: ctx.state.service_checks(name, meta),
+        acl=acl_filter.checks,
     )
 
 
@@ -61,6 +76,7 @@ async def service_nodes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         ["nodes", "services", "checks"],
         "Nodes",
         lambda: ctx.state.check_service_nodes(name, tags, passing, meta),
+        acl=acl_filter.check_service_nodes,
     )
 
 

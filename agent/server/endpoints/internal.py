@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, get_str
+from agent.server.endpoints.base import Context, Kind, Methods, access, get_str
+
+#: serf's name of a user event (agent/local/events.py)
+USER_EVENT_PREFIX = "consul:event:"
 
 
 async def event_fire(ctx: Context, args: dict[str, Any]) -> None:
@@ -20,6 +23,7 @@ async def event_fire(ctx: Context, args: dict[str, Any]) -> None:
     payload = args.get("Payload")
     if not name:
         raise RPCError("User event missing name")
+    access().need("event", "write", name.removeprefix(USER_EVENT_PREFIX))
     if not isinstance(payload, bytes):
         raise RPCError("User event payload must be bytes")
     if ctx.user_event is None:

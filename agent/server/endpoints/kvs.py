@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, get_str
+from agent.server.endpoints.base import Context, Kind, Methods, access, get_str, mark_filtered
 from agent.state.commands import MessageType
 from agent.state.store import MAX_KV_VALUE_SIZE
 
@@ -46,6 +46,7 @@ async def apply(ctx: Context, args: dict[str, Any]) -> bool:
         raise RPCError("Must provide key")
     if op not in ("set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock"):
         raise RPCError(f"Invalid KVS operation '{op}'")
+    access().need("key", "write-prefix" if op == "delete-tree" else "write", dir_ent["Key"])
     value = dir_ent.get("Value")
     if isinstance(value, str):
         value = dir_ent["Value"] = value.encode()
@@ -69,6 +70,7 @@ async def apply(ctx: Context, args: dict[str, Any]) -> bool:
 
 async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     key = normalize_key(get_str(args, "Key"))
+    access().need("key", "read", key)
 
     def run() -> dict[str, Any]:
         idx, ent = ctx.state.kvs_get(key)
@@ -81,10 +83,13 @@ async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 async def list_entries(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     prefix = normalize_key(get_str(args, "Key"))
+    acc = access()
+    acc.need("key", "list", prefix)
 
     def run() -> dict[str, Any]:
         idx, ents = ctx.state.kvs_list(prefix)
-        return {"Index": idx, "Entries": ents or None}
+        ents, dropped = acc.filter(ents or [], "key", lambda e: str(e["Key"]))
+        return mark_filtered({"Index": idx, "Entries": ents or None}, dropped)
 
     return await ctx.blocking(args, ["kvs", "tombstones"], run, prefix=prefix)
 
@@ -92,14 +97,15 @@ async def list_entries(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 async def list_keys(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     prefix = normalize_key(get_str(args, "Prefix"))
     sep = get_str(args, "Seperator") or get_str(args, "Separator")
+    acc = access()
+    acc.need("key", "list", prefix)
 
-    return await ctx.query(
-        args,
-        ["kvs", "tombstones"],
-        "Keys",
-        lambda: ctx.state.kvs_list_keys(prefix, sep),
-        prefix=prefix,
-    )
+    def run() -> dict[str, Any]:
+        idx, keys = ctx.state.kvs_list_keys(prefix, sep)
+        keys, dropped = acc.filter(keys or [], "key", str)
+        return mark_filtered({"Index": idx, "Keys": keys}, dropped)
+
+    return await ctx.blocking(args, ["kvs", "tombstones"], run, prefix=prefix)
 
 
 METHODS: Methods = {

@@ -17,12 +17,13 @@ import logging
 from typing import Any
 
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, as_bool, get_str
+from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool, get_str
 
 operator_log = logging.getLogger("consul.operator")
 
 
 async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    access().need("operator", "read")
     if as_bool(args.get("RequireConsistent")):
         await ctx.verify_leader()
     leader = ctx.raft.leader()
@@ -44,6 +45,7 @@ async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str
 
 
 async def raft_remove_peer_by_address(ctx: Context, args: dict[str, Any]) -> None:
+    access().need("operator", "write")
     address = get_str(args, "Address")
     for s in ctx.raft.configuration():
         if s.address == address:
@@ -57,6 +59,7 @@ async def raft_remove_peer_by_address(ctx: Context, args: dict[str, Any]) -> Non
 
 
 async def raft_transfer_leader(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    access().need("operator", "write")
     target = get_str(args, "ID") or None
     voters = [s for s in ctx.raft.configuration() if s.suffrage == "Voter"]
     if target is not None and not any(s.id == target for s in voters):
@@ -72,6 +75,7 @@ async def raft_transfer_leader(ctx: Context, args: dict[str, Any]) -> dict[str, 
 
 
 async def usage(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    access().need("operator", "read")
     """Operator.Usage {+QO} -> {Usage: {dc: {Services, ServiceInstances, Nodes, ...}}, +QM}."""
 
     def run() -> tuple[int, dict[str, dict[str, Any]]]:

@@ -22,7 +22,8 @@ from typing import Any
 
 from agent.durations import SECOND, DurationError, format_duration, parse_duration
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, get_str
+from agent.server.endpoints import acl_filter
+from agent.server.endpoints.base import Context, Kind, Methods, access, get_str, mark_filtered
 from agent.state.commands import MessageType
 from agent.state.store import DEFAULT_LOCK_DELAY_NS, SESSION_DELETE, SESSION_RELEASE
 
@@ -53,6 +54,9 @@ async def apply(ctx: Context, args: dict[str, Any]) -> str:
     if op == "destroy":
         if not sess.get("ID"):
             raise RPCError("Must provide ID")
+        existing = ctx.state.session_get(str(sess["ID"]))[1]
+        if existing is not None:
+            access().need("session", "write", str(existing.get("Node") or ""))
         await ctx.raft_apply(MessageType.SESSION, {"Op": "destroy", "Session": sess})
         ctx.session_timers.clear(str(sess["ID"]))
         return str(sess["ID"])
@@ -60,6 +64,7 @@ async def apply(ctx: Context, args: dict[str, Any]) -> str:
         raise RPCError(f"Invalid Session operation '{op}'")
     if not sess.get("Node"):
         raise RPCError("Must provide Node")
+    access().need("session", "write", str(sess["Node"]))
     behavior = sess.get("Behavior") or SESSION_RELEASE
     if behavior not in (SESSION_RELEASE, SESSION_DELETE):
         raise RPCError(f"Invalid Behavior setting '{behavior}'")
@@ -100,25 +105,35 @@ async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         idx, sess = ctx.state.session_get(sid)
-        return {"Index": idx, "Sessions": [sess] if sess else []}
+        found, dropped = acl_filter.sessions([sess] if sess else [])
+        return mark_filtered({"Index": idx, "Sessions": found}, dropped)
 
     return await ctx.blocking(args, ["sessions"], run)
 
 
 async def list_sessions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.query(args, ["sessions"], "Sessions", lambda: ctx.state.session_list())
+    return await ctx.query(
+        args, ["sessions"], "Sessions", lambda: ctx.state.session_list(), acl=acl_filter.sessions
+    )
 
 
 async def node_sessions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     node = get_str(args, "Node")
 
-    return await ctx.query(args, ["sessions"], "Sessions", lambda: ctx.state.node_sessions(node))
+    return await ctx.query(
+        args,
+        ["sessions"],
+        "Sessions",
+        lambda: ctx.state.node_sessions(node),
+        acl=acl_filter.sessions,
+    )
 
 
 async def renew(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     sid = get_str(args, "Session")
     idx, sess = ctx.state.session_get(sid)
     if sess is not None:
+        access().need("session", "write", str(sess.get("Node") or ""))
         ctx.session_timers.reset(sid, sess["TTL"])
     reply: dict[str, Any] = {"Index": max(idx, 1), "Sessions": [sess] if sess else []}
     reply.update(ctx.query_meta())

@@ -13,12 +13,20 @@ from typing import Any
 
 from agent.codec import FrameError, packb, unpackb
 from agent.errors import RPCError
-from agent.server.endpoints.base import Context, Kind, Methods, as_bool
+from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool
 from agent.state.commands import MessageType
 from agent.state.store import StateError, StateStore
 
 
+def _need_snapshot() -> None:
+    """Saving or restoring a snapshot needs `acl = "write"` (Consul's Snapshot check)."""
+    acc = access()
+    if not acc.disabled and not acc.can("acl", "write"):
+        acc.need("acl", "write")
+
+
 async def save(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    _need_snapshot()
     if as_bool(args.get("RequireConsistent")):
         await ctx.verify_leader()
     reply: dict[str, Any] = {
@@ -31,6 +39,7 @@ async def save(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def restore(ctx: Context, args: dict[str, Any]) -> None:
+    _need_snapshot()
     data = args.get("Data")
     if not isinstance(data, bytes | bytearray):
         raise RPCError("Must provide snapshot Data")

@@ -23,11 +23,12 @@ from agent.local.registry import (
     LocalRegistry,
 )
 from agent.local.state import LocalState
+from tests.agent_double import WithoutACLs
 
 pytestmark = pytest.mark.timeout(30)
 
 
-class MaintAgent:
+class MaintAgent(WithoutACLs):
     """Just enough of an agent for /v1/agent/{self,checks,maintenance,service/*}."""
 
     node_name = "ceph-debug"
@@ -38,7 +39,7 @@ class MaintAgent:
         self.local = LocalState(node_name=self.node_name)
         self.registry = LocalRegistry(state=self.local, data_dir=data_dir)
         self.queries: list[dict[str, str]] = []
-        self.tokens: list[str | None] = []
+        self.seen_tokens: list[str | None] = []
 
     def self_info(self) -> dict[str, Any]:
         return {"Config": {"NodeName": self.node_name, "Datacenter": self.datacenter}}
@@ -75,7 +76,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MaintSer
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         agent.queries.append(dict(request.query))
-        agent.tokens.append(request.headers.get("X-Consul-Token"))
+        agent.seen_tokens.append(request.headers.get("X-Consul-Token"))
         return await handler(request)  # type: ignore[no-any-return]
 
     with serve_in_thread(agent, middlewares=[record], on_stop=agent.registry.stop) as s:
@@ -217,7 +218,7 @@ def test_address_from_environment_and_go_bool_forms(
         "",
     )
     assert "token" not in served.agent.queries[-1]
-    assert served.agent.tokens[-2:] == ["secret", "secret"]  # agent/self, then the PUT
+    assert served.agent.seen_tokens[-2:] == ["secret", "secret"]  # agent/self, then the PUT
     assert "_service_maintenance:web" not in served.agent.local.checks
 
 

@@ -133,7 +133,7 @@ def test_known_but_unimplemented_keys_warn_once_each_naming_key_and_file(tmp_pat
     a = _w(
         tmp_path,
         "a.hcl",
-        "ports { grpc = 8502 }\nui_config { enabled = true }\nacl { enabled = false }\n",
+        'ports { grpc = 8502 }\nui_config { enabled = true }\nacl { disabled_ttl = "30s" }\n',
     )
     b = _w(
         tmp_path,
@@ -142,7 +142,7 @@ def test_known_but_unimplemented_keys_warn_once_each_naming_key_and_file(tmp_pat
     )
     cfg = load([f"-config-file={a}", f"-config-file={b}", "-data-dir=/x", "-grpc-port=8504"])
     assert cfg.warnings == (
-        f"WARNING: config key 'acl.enabled' (from {a}) is not implemented by senate and has no effect",
+        f"WARNING: config key 'acl.disabled_ttl' (from {a}) is not implemented by senate and has no effect",
         f"WARNING: config key 'ports.grpc' (from {a}) is not implemented by senate and has no effect",
         f"WARNING: config key 'telemetry.disable_hostname' (from {b}) is not implemented by senate and has no effect",
         f"WARNING: config key 'ui_config.enabled' (from {a}) is not implemented by senate and has no effect",

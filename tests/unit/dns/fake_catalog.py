@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from agent.api import RPCError
+from tests.agent_double import WithoutACLs
 
 
-class FakeCatalogAgent:
+class FakeCatalogAgent(WithoutACLs):
     node_name = "n1"
     datacenter = "dc1"
     is_server = True

@@ -40,7 +40,8 @@ async def test_node_lookup_a_record(catalog: FakeCatalogAgent) -> None:
     ]
     method, args = catalog.calls[-1]
     assert method == "Catalog.NodeServices"
-    assert args == {"Datacenter": "dc1", "Node": "n2", "AllowStale": True}
+    # the agent's default token ("" here: anonymous), as Consul's DNS asks
+    assert args == {"Datacenter": "dc1", "Node": "n2", "AllowStale": True, "Token": ""}
 
 
 async def test_node_any_aaaa_and_other_datacenter(catalog: FakeCatalogAgent) -> None:
@@ -80,6 +81,7 @@ async def test_service_a_only_non_critical(catalog: FakeCatalogAgent) -> None:
             "ServiceTag": "",
             "TagFilter": False,
             "AllowStale": True,
+            "Token": "",
         },
     )
     r = await ask(server, "db.service.consul")  # only instance is critical

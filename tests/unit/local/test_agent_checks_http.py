@@ -14,9 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.http.app import make_app
 from agent.local.registry import LocalRegistry
 from agent.local.state import LocalState
+from tests.agent_double import WithoutACLs
 
 
-class RegistryAgent:
+class RegistryAgent(WithoutACLs):
     """Just enough of an agent for /v1/agent/{service,check,maintenance}/*."""
 
     node_name = "node1"

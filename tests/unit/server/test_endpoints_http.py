@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from test_endpoints import Cluster
 
 from agent.http.app import make_app
+from tests.agent_double import WithoutACLs
 
 
-class EndpointsAgent:
+class EndpointsAgent(WithoutACLs):
     """An AgentAPI whose rpc() is a server's Endpoints.handle."""
 
     node_name = "server1"
