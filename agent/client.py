@@ -422,7 +422,9 @@ class HTTPClient:
 class RPCClient:
     """Consul 0.7's CLI RPC client (see agent/rpc_cli.py for the protocol)."""
 
-    def __init__(self, addr: str = DEFAULT_RPC_ADDR, timeout: float = 60.0) -> None:
+    def __init__(
+        self, addr: str = DEFAULT_RPC_ADDR, timeout: float = 60.0, token: str = ""
+    ) -> None:
         self.addr = addr
         host, port = split_host_port(addr, 8400)
         try:
@@ -433,7 +435,11 @@ class RPCClient:
             raw=False, unicode_errors="surrogateescape", strict_map_key=False
         )
         self.seq = 0
-        self.call("handshake", {"Version": PROTOCOL_VERSION}, reply_body=False)
+        # senate's handshake may carry the ACL token the agent checks each command against
+        hello: dict[str, Any] = {"Version": PROTOCOL_VERSION}
+        if token:
+            hello["Token"] = token
+        self.call("handshake", hello, reply_body=False)
 
     def close(self) -> None:
         self.sock.close()

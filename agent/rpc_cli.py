@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 
+from agent.acl.resolver import Access
 from agent.api import STATUS_NAMES, AgentAPI, JoinError
 
 log = logging.getLogger("agent.rpc")
@@ -137,6 +138,7 @@ class _Conn:
             max_buffer_size=MAX_BUFFER,
         )
         self.handshaken = False
+        self.token: str | None = None
         self.monitors: dict[int, asyncio.Task[None]] = {}
 
     async def next_obj(self) -> Any:
@@ -192,6 +194,8 @@ class _Conn:
                 self.send(seq, ERR_UNSUPPORTED_VERSION)
             else:
                 self.handshaken = True
+                token = body.get("Token") if isinstance(body, dict) else None
+                self.token = token if isinstance(token, str) and token else None
                 self.send(seq, "")
             return
         if not self.handshaken:
@@ -218,10 +222,39 @@ class _Conn:
             return {"Keys": [], "Messages": [], "Info": []}, True
         return None, False
 
+    async def _access(self) -> Access:
+        token = self.token if self.token is not None else self.agent.tokens.user_token()
+        return await self.agent.resolve_token(token)
+
+    async def _allowed(self, command: str) -> Access:
+        """The ACLs of each command, as the HTTP endpoints behind them check them; raises
+        RPCError ("Permission denied: ...") for a token that may not."""
+        acc = await self._access()
+        node = self.agent.node_name
+        if command in ("join", "leave", "reload"):
+            acc.need("agent", "write", node)
+        elif command in ("stats", "monitor"):
+            acc.need("agent", "read", node)
+        elif command == "force-leave":
+            acc.need("operator", "write")
+        elif command == "list-keys":
+            acc.need("keyring", "read")
+        elif command in _KEYRING_OPS:
+            acc.need("keyring", "write")
+        return acc
+
     async def run_command(self, command: str, seq: int, body: dict[str, Any]) -> None:
         agent = self.agent
+        acc = await self._allowed(command) if command != "stop" else None
         if command in ("members-lan", "members-wan"):
-            members = agent.members(wan=command == "members-wan")
+            wan = command == "members-wan"
+            members = agent.members(wan=wan)
+            if acc is not None:
+                members, _ = acc.filter(
+                    members,
+                    "node",
+                    lambda m: str(m["Name"]).rsplit(".", 1)[0] if wan else str(m["Name"]),
+                )
             self.send(seq, "", {"Members": [member_to_rpc(m) for m in members]}, True)
         elif command == "join":
             addrs = body.get("Existing") or []

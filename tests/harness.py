@@ -85,6 +85,8 @@ class Node:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: the ACL token the harness's requests carry ("" for none)
+    token: str = ""
 
     @property
     def http(self) -> str:
@@ -151,6 +153,8 @@ class Node:
         self, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
     ) -> tuple[int, bytes, dict[str, str]]:
         req = urllib.request.Request(f"http://{self.http}{path}", data=body, method=method)
+        if self.token:
+            req.add_header("X-Consul-Token", self.token)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read(), dict(resp.headers)

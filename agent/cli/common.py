@@ -433,15 +433,16 @@ def agent_ops(args: argparse.Namespace) -> AgentOps:
     """-http-addr picks HTTP; else -rpc-addr / $CONSUL_RPC_ADDR / $CONSUL_HTTP_ADDR / 8400."""
     if getattr(args, "http_addr", None):
         return HTTPAgentOps(http_client(args))
+    token = http_client(args).token
     if getattr(args, "rpc_addr", None):
-        return RPCClient(args.rpc_addr)
+        return RPCClient(args.rpc_addr, token=token)
     rpc_env = env_addr(RPC_ENV)
     if rpc_env:
-        return RPCClient(rpc_env)
+        return RPCClient(rpc_env, token=token)
     http_env = env_addr(HTTP_ENV)
     if http_env:
         return HTTPAgentOps(http_client(args))
-    return RPCClient(DEFAULT_RPC_ADDR)
+    return RPCClient(DEFAULT_RPC_ADDR, token=token)
 
 
 def columnize(rows: Sequence[Sequence[str]]) -> str:

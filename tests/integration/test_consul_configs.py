@@ -23,9 +23,6 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
     "deployment-guide-server": (
         True,
         (
-            "acl.default_policy",
-            "acl.enable_token_persistence",
-            "acl.enabled",
             "addresses.grpc",
             "connect.enabled",
             "ports.grpc",
@@ -37,15 +34,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
     "deployment-guide-client": (False, ("log_file",)),
     "py-consul-server": (
         True,
-        (
-            "acl.default_policy",
-            "acl.enable_token_persistence",
-            "acl.enabled",
-            "acl.tokens.agent",
-            "acl.tokens.initial_management",
-            "primary_datacenter",
-            "ui_config.enabled",
-        ),
+        ("ui_config.enabled",),
     ),
     "python-consul-dev": (False, ("ports.grpc",)),
     "prometheus-telemetry": (
@@ -68,7 +57,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
             "ui",
         ),
     ),
-    "legacy-0.7": (True, ("acl_datacenter", "acl_default_policy", "statsd_addr")),
+    "legacy-0.7": (True, ("statsd_addr",)),
 }
 
 
@@ -77,8 +66,13 @@ def test_every_fixture_directory_is_listed() -> None:
     assert dirs == sorted(EXPECTED)
 
 
+#: the management token of the fixtures whose ACLs deny by default (their initial_management)
+TOKENS = {"py-consul-server": "e95b599e-166e-7d80-08ad-aee76e7ddf19"}
+
+
 def _start(cluster: Cluster, name: str, ip: str, extra: list[str]) -> Node:
     node = cluster.add(name, ip)
+    node.token = TOKENS.get(name, "")
     # The fixture's own addresses are overridden the way an operator would: flags, and -hcl
     # (read after the files) for `addresses`, which outranks -client.
     node.args = [
@@ -107,6 +101,16 @@ def test_fixture_starts_the_agent_and_warns_once_per_ignored_key(
     assert me["Config"]["Server"] is server
     if server:
         assert cluster.wait_leader([node], timeout=20)
+    if name in TOKENS:  # its ACLs act: anonymous is denied, the management token is not
+        wait_for(
+            lambda: node.request("PUT", "/v1/kv/acl-check", b"1")[0] == 200,
+            20,
+            "the initial management token",
+        )
+        node.token = ""
+        status, body, _ = node.request("PUT", "/v1/kv/acl-check", b"1")
+        assert status == 403 and body.startswith(b"Permission denied"), body
+        node.token = TOKENS[name]
     text = node.log_text()
     warned = [
         line.split("config key '", 1)[1].split("'", 1)[0]
