@@ -5,13 +5,20 @@ p99 latency through HTTP at concurrency 1, 16 and 64 against the leader — sena
 `PUT /v1/kv/<key>` and etcd's v3 JSON gateway `POST /v3/kv/put` with the same 256-byte values
 and fresh keys — with the ratio senate / etcd. Every process it starts is killed by PID on exit.
 
-    .venv/bin/python bench/cluster_bench.py [--duration 10] [--concurrency 1,16,64]
+`--secure` also measures senate locked down, in the same run: ACLs on with default deny (every
+write carries a token whose policy allows `bench/`), the HTTP API over TLS (wrk speaks HTTPS to
+ports.https) and server RPC and raft over TLS with verify_incoming, verify_outgoing and
+verify_server_hostname, certificates made by `senate tls`; the table gains the column
+secure / plain, the cost of security.
+
+    .venv/bin/python bench/cluster_bench.py [--duration 10] [--concurrency 1,16,64] [--secure]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -21,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 SENATE_IPS = ["127.77.0.1", "127.77.0.2", "127.77.0.3"]
 ETCD_IPS = ["127.77.1.1", "127.77.1.2", "127.77.1.3"]
 VALUE = "x" * 256
+
+SECURE_TOKEN = "6c9a3f1e-8a51-4d5e-9c2b-0f7e1d2c3b4a"
 
 SENATE_LUA = """
 local threads = 0
@@ -41,9 +51,52 @@ counter = 0
 value = string.rep("x", 256)
 request = function()
   counter = counter + 1
-  return wrk.format("PUT", "/v1/kv/bench/" .. tid .. "/" .. counter, nil, value)
+  return wrk.format("PUT", "/v1/kv/bench/" .. tid .. "/" .. counter, HEADERS, value)
 end
 """
+
+
+def senate_lua(token: str | None) -> str:
+    headers = "nil" if token is None else '{["X-Consul-Token"] = "' + token + '"}'
+    return SENATE_LUA.replace("HEADERS", headers)
+
+
+def secure_config(root: Path) -> Path:
+    """ACLs (default deny, a management token for the bench), HTTPS on 8501 and TLS on
+    server RPC and raft, with a CA and server certificates from `senate tls`."""
+    pki = root / "pki"
+    pki.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cli = [sys.executable, "-c", "from agent.cli import main; main()", "tls"]
+    for argv in (["ca", "create"], ["cert", "create", "-server", "-dc=dc1"]):
+        subprocess.run(cli + argv, cwd=pki, env=env, check=True, capture_output=True)
+    conf = root / "secure.hcl"
+    conf.write_text(
+        f"""ports {{ https = 8501 }}
+tls {{
+  defaults {{
+    ca_file = "{pki / "consul-agent-ca.pem"}"
+    cert_file = "{pki / "dc1-server-consul-0.pem"}"
+    key_file = "{pki / "dc1-server-consul-0-key.pem"}"
+  }}
+  internal_rpc {{
+    verify_incoming = true
+    verify_outgoing = true
+    verify_server_hostname = true
+  }}
+}}
+acl {{
+  enabled = true
+  default_policy = "deny"
+  tokens {{
+    initial_management = "{SECURE_TOKEN}"
+    agent = "{SECURE_TOKEN}"
+  }}
+}}
+"""
+    )
+    return conf
+
 
 # etcd's gateway wants base64 keys; encode in Lua so every request writes a fresh key.
 ETCD_LUA = r"""
@@ -125,8 +178,11 @@ class Procs:
 
 
 @contextlib.contextmanager
-def senate_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
+def senate_cluster(
+    root: Path, procs: Procs, config: Path | None = None
+) -> Iterator[tuple[str, float]]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    tag = "secure-" if config is not None else ""
     cmd = [sys.executable, "-c", "from agent.cli import main; main()", "agent"]
     started = 0.0
     for i, ip in enumerate(SENATE_IPS, 1):
@@ -135,14 +191,16 @@ def senate_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
             f"-node=b{i}",
             f"-bind={ip}",
             f"-client={ip}",
-            f"-data-dir={root / f'senate{i}'}",
+            f"-data-dir={root / f'{tag}senate{i}'}",
             "-server",
             "-bootstrap-expect=3",
             "-retry-interval=1s",
             "-log-level=warn",
             *others,
         ]
-        procs.start(cmd + args, root / f"senate{i}.log", env)
+        if config is not None:
+            args.append(f"-config-file={config}")
+        procs.start(cmd + args, root / f"{tag}senate{i}.log", env)
         started = time.monotonic()
 
     def leader() -> str | None:
@@ -153,10 +211,30 @@ def senate_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
     elapsed = time.monotonic() - started
     # Make sure we measure our own agents (not something else listening on these addresses).
     for i, ip in enumerate(SENATE_IPS, 1):
-        name = http("GET", f"http://{ip}:8500/v1/agent/self")["Config"]["NodeName"]
+        req = urllib.request.Request(f"http://{ip}:8500/v1/agent/self")
+        if config is not None:
+            req.add_header("X-Consul-Token", SECURE_TOKEN)
+            # the leader writes the management token from initial_management first
+            wait_for(functools.partial(_ready, req), 30, "the bench's management token")
+        with urllib.request.urlopen(req, timeout=2.0) as resp:
+            name = json.loads(resp.read())["Config"]["NodeName"]
         if name != f"b{i}" or any(p.poll() is not None for p in procs.procs):
             raise RuntimeError(f"{ip}:8500 is not the agent this bench started (see {root})")
     yield addr.split(":")[0], elapsed
+
+
+def _ready(req: urllib.request.Request) -> bool:
+    return _status(req) == 200
+
+
+def _status(req: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(req, timeout=2.0) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
 
 
 @contextlib.contextmanager
@@ -242,6 +320,9 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--concurrency", default="1,16,64", help="comma-separated wrk connections")
     ap.add_argument("--skip-etcd", action="store_true", help="measure senate only")
+    ap.add_argument(
+        "--secure", action="store_true", help="also measure senate with ACLs and TLS on"
+    )
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:
@@ -253,7 +334,7 @@ def main() -> int:
             "etcd is not installed (apt-get install -y etcd-server); measuring senate only",
             file=sys.stderr,
         )
-    rows: dict[str, dict[str, float]] = {"senate": {}, "etcd": {}}
+    rows: dict[str, dict[str, float]] = {"senate": {}, "secure": {}, "etcd": {}}
     procs = Procs()
     root = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
     try:
@@ -261,11 +342,25 @@ def main() -> int:
             rows["senate"]["leader_s"] = elapsed
             for c in levels:
                 rps, p99, failed = run_wrk(
-                    f"http://{leader_ip}:8500", SENATE_LUA, c, args.duration, root
+                    f"http://{leader_ip}:8500", senate_lua(None), c, args.duration, root
                 )
                 rows["senate"][f"rps{c}"], rows["senate"][f"p99{c}"] = rps, p99
                 rows["senate"][f"fail{c}"] = failed
         procs.kill_all()
+        if args.secure:
+            with senate_cluster(root, procs, secure_config(root)) as (leader_ip, elapsed):
+                rows["secure"]["leader_s"] = elapsed
+                for c in levels:
+                    rps, p99, failed = run_wrk(
+                        f"https://{leader_ip}:8501",
+                        senate_lua(SECURE_TOKEN),
+                        c,
+                        args.duration,
+                        root,
+                    )
+                    rows["secure"][f"rps{c}"], rows["secure"][f"p99{c}"] = rps, p99
+                    rows["secure"][f"fail{c}"] = failed
+            procs.kill_all()
         if with_etcd:
             with etcd_cluster(root, procs) as (leader_ip, elapsed):
                 rows["etcd"]["leader_s"] = elapsed
@@ -294,8 +389,20 @@ def main() -> int:
         f"cluster_bench: 3 servers each, wrk -d{args.duration}s against the leader, 256 B values;"
         " writes/s counts successful (2xx) writes only"
     )
-    print(f"| {'metric':<33} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |")
-    print(f"|{'-' * 35}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
+
+    def secure_ratio(key: str) -> str:
+        s, p = rows["secure"].get(key), rows["senate"].get(key)
+        if key.startswith("fail") or s is None or not p:
+            return "-"
+        return f"{s / p:.2f}x"
+
+    head = f"| {'metric':<33} | {'senate':>10} | {'etcd':>10} | {'senate/etcd':>11} |"
+    rule = f"|{'-' * 35}|{'-' * 12}|{'-' * 12}|{'-' * 13}|"
+    if args.secure:
+        head += f" {'secure':>10} | {'secure/plain':>12} |"
+        rule += f"{'-' * 12}|{'-' * 14}|"
+    print(head)
+    print(rule)
     lines = [("third server start -> leader (s)", "leader_s", "s")]
     for c in levels:
         lines.append((f"KV writes/s, c={c}", f"rps{c}", "rps"))
@@ -303,7 +410,10 @@ def main() -> int:
         lines.append((f"failed requests, c={c}", f"fail{c}", "rps"))
     for label, key, unit in lines:
         s, e = rows["senate"].get(key), rows["etcd"].get(key)
-        print(f"| {label:<33} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |")
+        line = f"| {label:<33} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |"
+        if args.secure:
+            line += f" {fmt(rows['secure'].get(key), unit):>10} | {secure_ratio(key):>12} |"
+        print(line)
     return 0
 
 
