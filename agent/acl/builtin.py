@@ -100,3 +100,49 @@ node "{node}" {{
 service_prefix "" {{
 	policy = "read"
 }}"""
+
+
+def dns_rules() -> str:
+    """builtin/dns: read of every node, service and prepared query, as DNS needs."""
+    return """
+node_prefix "" {
+	policy = "read"
+}
+service_prefix "" {
+	policy = "read"
+}
+query_prefix "" {
+	policy = "read"
+}"""
+
+
+#: Consul's templated policies: name -> (the variables they take, their rules, description)
+TEMPLATED_POLICIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "builtin/service": (
+        ("name",),
+        "Gives the token or role permissions to register a service and discover services "
+        "in the Consul catalog. It also gives the specified service's sidecar proxy the "
+        "permission to discover and route traffic to other services.",
+    ),
+    "builtin/node": (
+        ("name",),
+        "Gives the token or role permissions for a register an agent/node into the catalog. "
+        "A node is typically a consul agent but can also be a physical server, cloud "
+        "instance or a container.",
+    ),
+    "builtin/dns": (
+        (),
+        "Gives the token or role permissions for the Consul DNS to query services in the network.",
+    ),
+}
+
+
+def templated_rules(name: str, variables: dict[str, str]) -> str:
+    """The rules a templated policy stands for; KeyError for one Consul does not have."""
+    if name == "builtin/service":
+        return service_identity_rules(variables.get("name", ""))
+    if name == "builtin/node":
+        return node_identity_rules(variables.get("name", ""))
+    if name == "builtin/dns":
+        return dns_rules()
+    raise KeyError(name)

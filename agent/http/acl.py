@@ -8,11 +8,15 @@ are off: 401 `ACL support disabled`. A token, policy or role that does not exist
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import uuid
 from typing import Any
 
 from aiohttp import web
 
+from agent.acl import builtin
 from agent.acl.errors import ERR_DISABLED, ERR_NOT_FOUND
 from agent.acl.tokens import KINDS
 from agent.http.common import (
@@ -53,6 +57,9 @@ _FIELDS = {
         "NodeName",
         "Token",
         "BootstrapSecret",
+        "TemplatedPolicies",
+        "TemplateName",
+        "TemplateVariables",
     )
 }
 
@@ -82,16 +89,20 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return out
 
 
-def _found(obj: Any) -> Any:
-    if obj is None:
-        raise HTTPError(403, ERR_NOT_FOUND)
-    return obj
+#: what a read of something that does not exist answers: a token is Consul's 403 `ACL not
+#: found`; a policy or role a 404 (`ACL policy not found`)
+_MISSING = {"Token": ERR_NOT_FOUND, "Policy": "ACL policy not found", "Role": "ACL role not found"}
 
 
-async def _read(request: web.Request, method: str, args: dict[str, Any], field: str) -> Any:
+async def _read(
+    request: web.Request, method: str, args: dict[str, Any], field: str, missing: int = 403
+) -> Any:
     opts = query_options(request)
     reply = await rpc(request, method, {**opts, **args})
-    return _found((reply or {}).get(field))
+    found = (reply or {}).get(field)
+    if found is None:
+        raise HTTPError(missing, _MISSING[field])
+    return found
 
 
 # ------------------------------------------------------------------------------ bootstrap
@@ -182,16 +193,26 @@ async def policy_create(request: web.Request) -> web.Response:
     return json_response(request, await rpc(request, "ACL.PolicySet", {"Policy": body}))
 
 
+def _uuid_param(request: web.Request, what: str) -> str:
+    """A policy or role ID in the path must be a UUID (Consul's state store refuses others)."""
+    value = request.match_info["id"]
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise HTTPError(400, f"Invalid {what} ID {json.dumps(value)}: not a UUID") from None
+    return value
+
+
 async def policy_read(request: web.Request) -> web.Response:
     _require_enabled(request)
-    pol = await _read(request, "ACL.PolicyRead", {"PolicyID": request.match_info["id"]}, "Policy")
-    return json_response(request, pol)
+    args = {"PolicyID": _uuid_param(request, "policy")}
+    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy", 404))
 
 
 async def policy_read_by_name(request: web.Request) -> web.Response:
     _require_enabled(request)
     args = {"PolicyName": request.match_info["name"]}
-    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy"))
+    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy", 404))
 
 
 async def policy_update(request: web.Request) -> web.Response:
@@ -225,14 +246,14 @@ async def role_create(request: web.Request) -> web.Response:
 
 async def role_read(request: web.Request) -> web.Response:
     _require_enabled(request)
-    role = await _read(request, "ACL.RoleRead", {"RoleID": request.match_info["id"]}, "Role")
-    return json_response(request, role)
+    args = {"RoleID": _uuid_param(request, "role")}
+    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role", 404))
 
 
 async def role_read_by_name(request: web.Request) -> web.Response:
     _require_enabled(request)
     args = {"RoleName": request.match_info["name"]}
-    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role"))
+    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role", 404))
 
 
 async def role_update(request: web.Request) -> web.Response:
@@ -262,22 +283,21 @@ async def role_list(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- templated, replication
 
-_TEMPLATED = {
-    "builtin/service": {
-        "TemplateName": "builtin/service",
-        "Schema": '{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}',
-        "Template": "service identity: write on the service and its sidecar, read on all",
-        "Description": "Gives the token or role permissions to register a service and "
-        "discover services in the Consul catalog.",
-    },
-    "builtin/node": {
-        "TemplateName": "builtin/node",
-        "Schema": '{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}',
-        "Template": "node identity: write on the node, read on every service",
-        "Description": "Gives the token or role permissions for a register an agent/node "
-        "into the catalog.",
-    },
-}
+_NAME_SCHEMA = '{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}'
+
+
+def _templated(name: str) -> dict[str, Any]:
+    wanted, description = builtin.TEMPLATED_POLICIES[name]
+    variables = {v: "${" + v + "}" for v in wanted}
+    return {
+        "TemplateName": name,
+        "Schema": _NAME_SCHEMA if wanted else "",
+        "Template": builtin.templated_rules(name, variables).strip("\n"),
+        "Description": description,
+    }
+
+
+_TEMPLATED = {name: _templated(name) for name in builtin.TEMPLATED_POLICIES}
 
 
 async def templated_policies(request: web.Request) -> web.Response:
@@ -293,6 +313,61 @@ async def templated_policy(request: web.Request) -> web.Response:
     if found is None:
         raise HTTPError(404, f"Invalid templated policy Name: {request.match_info['name']}")
     return json_response(request, found)
+
+
+async def templated_policy_preview(request: web.Request) -> web.Response:
+    """POST /v1/acl/templated-policy/preview/<name> {"Name": ...}: the synthetic policy a
+    templated policy stands for with these variables."""
+    _require_enabled(request)
+    await need(request, "acl", "read")
+    name = request.match_info["name"]
+    if name not in builtin.TEMPLATED_POLICIES:
+        raise HTTPError(404, f"Invalid templated policy Name: {name}")
+    body = await _body(request)
+    variables = {str(k).lower(): str(v) for k, v in body.items()}
+    wanted, _desc = builtin.TEMPLATED_POLICIES[name]
+    for var in wanted:
+        if not variables.get(var):
+            raise HTTPError(400, f"Failed to generate policy: {var} is required")
+    rules = builtin.templated_rules(name, variables)
+    digest = hashlib.sha256(f"{name}{sorted(variables.items())}".encode()).hexdigest()
+    return json_response(
+        request,
+        {
+            "ID": str(uuid.UUID(digest[:32])),
+            "Name": f"synthetic-policy-{digest[:16]}",
+            "Description": f"synthetic policy generated from templated policy: {name}",
+            "Rules": rules,
+            "Datacenters": None,
+            "Hash": None,
+            "CreateIndex": 0,
+            "ModifyIndex": 0,
+        },
+    )
+
+
+async def unsupported_auth(request: web.Request) -> web.Response:
+    """Auth methods, binding rules and login: senate has no auth method types (no JWT,
+    OIDC or Kubernetes login), and says so instead of accepting what it cannot honour."""
+    _require_enabled(request)
+    await need(request, "acl", "write")
+    raise HTTPError(400, "Invalid Auth Method: senate implements no auth method types")
+
+
+async def login(request: web.Request) -> web.Response:
+    _require_enabled(request)
+    body = await _body(request)
+    method = str(body.get("AuthMethod") or "")
+    raise HTTPError(403, f"ACL not found: auth method {json.dumps(method)} not found")
+
+
+async def logout(request: web.Request) -> web.Response:
+    """POST /v1/acl/logout: only a token made by a login may log out; senate makes none."""
+    _require_enabled(request)
+    await rpc(
+        request, "ACL.TokenRead", {"TokenID": request_token(request), "TokenIDType": "secret"}
+    )
+    raise HTTPError(403, "Permission denied: token was not created by a login")
 
 
 async def replication(request: web.Request) -> web.Response:
@@ -372,8 +447,15 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1/acl/templated-policies", templated_policies),
         web.get("/v1/acl/templated-policy/name/{name:.+}", templated_policy),
         web.get("/v1/acl/replication", replication),
+        web.post("/v1/acl/templated-policy/preview/{name:.+}", templated_policy_preview),
         web.get("/v1/acl/auth-methods", empty_list),
         web.get("/v1/acl/binding-rules", empty_list),
+        web.put("/v1/acl/auth-method", unsupported_auth),
+        web.put("/v1/acl/auth-method/{name}", unsupported_auth),
+        web.put("/v1/acl/binding-rule", unsupported_auth),
+        web.put("/v1/acl/binding-rule/{id}", unsupported_auth),
+        web.post("/v1/acl/login", login),
+        web.post("/v1/acl/logout", logout),
         web.put("/v1/agent/token/{kind}", agent_token),
         web.route("*", "/v1/acl/{tail:.*}", not_found),
     ]

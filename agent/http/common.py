@@ -208,6 +208,27 @@ BAD_REQUEST_ERRORS = (
     'invalid name ("',
     "Name is required",
     "rejected bad coordinate",
+    # ACL requests the server refused as malformed (agent/server/endpoints/acl.py)
+    "Invalid Token",
+    "Invalid Policy",
+    "Invalid Role",
+    "No such ACL",
+    "templated policy",
+    "Token Expiration TTL",
+    "Expiration TTL and",
+    "Service identity",
+    "Node identity",
+    "Failed to parse policy",
+    "Changing a tokens SecretID",
+    "Changing the ",
+    "Cannot toggle local mode",
+    "Cannot change expiration time",
+    "Cannot find token",
+    "cannot find policy",
+    "cannot find role",
+    "Must specify a token AccessorID",
+    "Delete operation not permitted",
+    "Deletion of the request's authorization token",
 )
 
 

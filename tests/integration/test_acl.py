@@ -299,3 +299,81 @@ def test_a_second_datacenter_enforces_the_primarys_tokens(cluster: Cluster, tmp_
     # ACL writes in dc2 go to the primary
     pol = ok(s2, "PUT", "/v1/acl/policy", {"Name": "from-dc2", "Rules": ""})
     assert ok(s1, "GET", f"/v1/acl/policy/{pol['ID']}")["Name"] == "from-dc2"
+
+
+def test_the_acl_api_as_consul_answers_it(cluster: Cluster, tmp_path: Path) -> None:
+    """Bootstrap once (Consul's reset index after), the not-found answers, templated
+    policies and expiring tokens, on a fresh ACL-enabled agent without initial management."""
+    conf = tmp_path / "acl.hcl"
+    conf.write_text('acl { enabled = true\n default_policy = "deny" }\n')
+    node = cluster.add("a1", "127.5.40.21", server=True, bootstrap_expect=1)
+    node.args.append(f"-config-file={conf}")
+    node.start()
+    wait_http([node])
+    cluster.wait_leader([node])
+    status, boot, _ = call(node, "PUT", "/v1/acl/bootstrap")
+    assert status == 200, boot
+    assert boot["Description"] == "Bootstrap Token (Global Management)"
+    assert boot["Policies"] == [
+        {"ID": "00000000-0000-0000-0000-000000000001", "Name": "global-management"}
+    ]
+    root = boot["SecretID"]
+    status, text, _ = call(node, "PUT", "/v1/acl/bootstrap")
+    assert status == 403
+    assert text.startswith("Permission denied: ACL bootstrap no longer allowed (reset index: ")
+    # not found: a token is 403 "ACL not found", a policy or role 404, a malformed ID 400
+    missing = "8f3c2c2e-0000-4b3c-9d0a-1d2f3e4a5b6c"
+    assert call(node, "GET", f"/v1/acl/token/{missing}", token=root)[:2] == (403, "ACL not found")
+    assert call(node, "GET", f"/v1/acl/policy/{missing}", token=root)[0] == 404
+    assert call(node, "GET", f"/v1/acl/role/{missing}", token=root)[0] == 404
+    assert call(node, "GET", "/v1/acl/policy/unknown", token=root)[0] == 400
+    # a templated policy acts: builtin/service writes its service only
+    status, tok, _ = call(
+        node,
+        "PUT",
+        "/v1/acl/token",
+        {
+            "TemplatedPolicies": [
+                {"TemplateName": "builtin/service", "TemplateVariables": {"Name": "web"}}
+            ]
+        },
+        token=root,
+    )
+    assert status == 200, tok
+    assert tok["TemplatedPolicies"] == [
+        {"TemplateName": "builtin/service", "TemplateVariables": {"name": "web"}}
+    ]
+    reg = {"Node": "n1", "Address": "10.0.0.1", "Service": {"Service": "web"}}
+    ok(node, "PUT", "/v1/catalog/register", reg, token=root)  # then the token needs no node write
+    assert ok(node, "PUT", "/v1/catalog/register", reg, token=tok["SecretID"]) is True
+    status, text, _ = call(
+        node,
+        "PUT",
+        "/v1/catalog/register",
+        {"Node": "n1", "Address": "10.0.0.1", "Service": {"Service": "db"}},
+        token=tok["SecretID"],
+    )
+    assert status == 403 and "'service:write' on \"db\"" in text
+    status, bad, _ = call(
+        node,
+        "PUT",
+        "/v1/acl/token",
+        {"TemplatedPolicies": [{"TemplateName": "builtin/nope"}]},
+        token=root,
+    )
+    assert status == 400
+    assert 'templated policy "builtin/nope" does not exist' in bad
+    # an expiring token carries its ExpirationTime; a TTL out of Consul's bounds is refused
+    exp = ok(node, "PUT", "/v1/acl/token", {"ExpirationTTL": "10m"}, token=root)
+    assert ok(node, "PUT", "/v1/acl/token", {"ExpirationTTL": 600_000_000_000}, token=root)
+    assert exp["ExpirationTime"].endswith("Z")
+    status, text, _ = call(node, "PUT", "/v1/acl/token", {"ExpirationTTL": "1s"}, token=root)
+    assert status == 400 and "should be between 1m0s and 24h0m0s" in text
+    # the anonymous token cannot be deleted, nor can a token delete itself
+    anon = "00000000-0000-0000-0000-000000000002"
+    status, text, _ = call(node, "DELETE", f"/v1/acl/token/{anon}", token=root)
+    assert status == 400
+    assert "Delete operation not permitted on the anonymous token" in text
+    status, text, _ = call(node, "DELETE", f"/v1/acl/token/{boot['AccessorID']}", token=root)
+    assert status == 400
+    assert "Deletion of the request's authorization token is not permitted" in text

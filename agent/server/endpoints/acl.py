@@ -141,6 +141,16 @@ def identity_rules(ctx: Context, holder: dict[str, Any]) -> list[str]:
     for ni in holder.get("NodeIdentities") or []:
         if isinstance(ni, dict) and ni.get("Datacenter") == ctx.datacenter:
             rules.append(builtin.node_identity_rules(str(ni.get("NodeName") or "")))
+    for tp in holder.get("TemplatedPolicies") or []:
+        if isinstance(tp, dict) and _applies_here(ctx, tp.get("Datacenters")):
+            try:
+                rules.append(
+                    builtin.templated_rules(
+                        str(tp.get("TemplateName")), dict(tp.get("TemplateVariables") or {})
+                    )
+                )
+            except KeyError:
+                continue
     return rules
 
 
@@ -169,6 +179,7 @@ _TOKEN_HASH_FIELDS = (
     "Roles",
     "ServiceIdentities",
     "NodeIdentities",
+    "TemplatedPolicies",
     "Local",
 )
 
@@ -225,6 +236,35 @@ def _node_identities(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+def templated_policies(value: Any) -> list[dict[str, Any]]:
+    """TemplatedPolicies of a token or role, validated: a template Consul has, with the
+    variables it takes (their names folded to lower case, as Consul's JSON shows them)."""
+    out = []
+    for tp in value or []:
+        if not isinstance(tp, dict) or not tp.get("TemplateName"):
+            raise RPCError("templated policy is missing the template name field on this token")
+        name = str(tp["TemplateName"])
+        if name not in builtin.TEMPLATED_POLICIES:
+            raise RPCError(f"templated policy {json.dumps(name)} does not exist")
+        wanted, _desc = builtin.TEMPLATED_POLICIES[name]
+        raw = tp.get("TemplateVariables") or {}
+        if not isinstance(raw, dict):
+            raise RPCError(f"templated policy {json.dumps(name)}: TemplateVariables must be a map")
+        variables = {str(k).lower(): str(v) for k, v in raw.items()}
+        for var in wanted:
+            if not variables.get(var):
+                raise RPCError(
+                    f"templated policy {json.dumps(name)}: variable {json.dumps(var)} is required"
+                )
+        entry: dict[str, Any] = {"TemplateName": name}
+        if wanted:
+            entry["TemplateVariables"] = {v: variables[v] for v in wanted}
+        if tp.get("Datacenters"):
+            entry["Datacenters"] = [str(d) for d in tp["Datacenters"]]
+        out.append(entry)
+    return out
+
+
 def _expiration(token: dict[str, Any], existing: dict[str, Any] | None) -> str | None:
     ttl = token.get("ExpirationTTL")
     when = token.get("ExpirationTime")
@@ -238,11 +278,14 @@ def _expiration(token: dict[str, Any], existing: dict[str, Any] | None) -> str |
         from agent.durations import DurationError, parse_duration
 
         try:
-            seconds = parse_duration(str(ttl)) if isinstance(ttl, str) else float(ttl) / 1e9
-        except DurationError:
+            ns = parse_duration(str(ttl)) if isinstance(ttl, str) else int(ttl)
+        except (DurationError, ValueError, TypeError):
             raise RPCError(f"Invalid Token: ExpirationTTL {ttl!r} is not a duration") from None
+        seconds = ns / 1e9
         if seconds <= 0:
             raise RPCError("Token Expiration TTL '" + str(ttl) + "' should be > 0")
+        if not 60 <= seconds <= 24 * 3600:
+            raise RPCError(f"Token Expiration TTL '{ttl}' should be between 1m0s and 24h0m0s")
         at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
         return at.isoformat().replace("+00:00", "Z")
     return str(when) if when else None
@@ -287,6 +330,7 @@ def make_token(ctx: Context, token: Any, *, create: bool) -> dict[str, Any]:
         "Roles": _links(ctx, token.get("Roles"), "role"),
         "ServiceIdentities": _service_identities(token.get("ServiceIdentities")),
         "NodeIdentities": _node_identities(token.get("NodeIdentities")),
+        "TemplatedPolicies": templated_policies(token.get("TemplatedPolicies")),
         "Local": bool(token.get("Local")),
         "CreateTime": existing["CreateTime"] if existing else _now(),
     }
@@ -313,7 +357,7 @@ def token_view(ctx: Context, token: dict[str, Any], *, show_secret: bool) -> dic
         for r in (_role_of_link(ctx, link) for link in token.get("Roles") or [])
         if r is not None
     ]
-    for key in ("Policies", "Roles", "ServiceIdentities", "NodeIdentities"):
+    for key in ("Policies", "Roles", "ServiceIdentities", "NodeIdentities", "TemplatedPolicies"):
         if not out.get(key):
             out.pop(key, None)
     if not show_secret:
@@ -397,6 +441,7 @@ async def token_clone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         "Roles": source.get("Roles"),
         "ServiceIdentities": source.get("ServiceIdentities"),
         "NodeIdentities": source.get("NodeIdentities"),
+        "TemplatedPolicies": source.get("TemplatedPolicies"),
         "Local": source.get("Local"),
         "ExpirationTime": source.get("ExpirationTime"),
     }
@@ -572,6 +617,7 @@ async def role_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         "Policies": _links(ctx, role.get("Policies"), "policy"),
         "ServiceIdentities": _service_identities(role.get("ServiceIdentities")),
         "NodeIdentities": _node_identities(role.get("NodeIdentities")),
+        "TemplatedPolicies": templated_policies(role.get("TemplatedPolicies")),
     }
     record["Hash"] = _hash(record, _ROLE_HASH_FIELDS)
     result = await ctx.raft_apply(MessageType.ACL_ROLE_SET, {"Role": record})
@@ -585,7 +631,7 @@ def role_view(ctx: Context, role: dict[str, Any]) -> dict[str, Any]:
         for p in (_policy_of_link(ctx, link) for link in role.get("Policies") or [])
         if p is not None
     ]
-    for key in ("Policies", "ServiceIdentities", "NodeIdentities"):
+    for key in ("Policies", "ServiceIdentities", "NodeIdentities", "TemplatedPolicies"):
         if not out.get(key):
             out.pop(key, None)
     return out
