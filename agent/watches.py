@@ -59,6 +59,8 @@ class WatchSpec:
     name: str = ""
     datacenter: str = ""
     stale: bool = False
+    #: the ACL token the watch's requests carry ("": the agent's default token)
+    token: str = ""
     #: a shell command (`handler`, or the words after `senate watch ...`)
     script: str = ""
     #: a program and its arguments, run without a shell (`args`)
@@ -152,6 +154,7 @@ def parse_watch(params: Any) -> WatchSpec:
         name=_str(params, "name"),
         datacenter=_str(params, "datacenter"),
         stale=bool(params.get("stale", False)),
+        token=_str(params, "token"),
         script=script,
         args=args,
         http=http,
@@ -347,11 +350,11 @@ class ConfigWatches:
             self._threads.append(t)
             t.start()
         if watches:
-            log.info("agent: started %d watch plan(s) from the config", len(watches))
+            log.info("started %d watch plan(s) from the config", len(watches))
 
     @staticmethod
     def _run(spec: WatchSpec, http_addr: str, stop: threading.Event) -> None:
-        client = HTTPClient(http_addr)
+        client = HTTPClient(http_addr, token=spec.token)
         client.timeout = 360.0  # a blocking query holds for BLOCK_WAIT plus jitter
 
         def handle(index: int, data: Any) -> bool:
@@ -359,7 +362,7 @@ class ConfigWatches:
                 return False
             problem = run_handler(spec, index, data)
             if problem is not None:
-                log.error("agent: Failed to run watch handler (type: %s): %s", spec.type, problem)
+                log.error("Failed to run watch handler (type: %s): %s", spec.type, problem)
             return not stop.is_set()
 
         try:
@@ -369,7 +372,7 @@ class ConfigWatches:
                 handle,
                 should_stop=stop.is_set,
                 sleep=stop.wait,
-                on_error=lambda m: log.error("agent: %s", m),
+                on_error=lambda m: log.error("%s", m),
             )
         finally:
             client.close()

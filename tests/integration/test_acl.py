@@ -377,3 +377,49 @@ def test_the_acl_api_as_consul_answers_it(cluster: Cluster, tmp_path: Path) -> N
     status, text, _ = call(node, "DELETE", f"/v1/acl/token/{boot['AccessorID']}", token=root)
     assert status == 400
     assert "Deletion of the request's authorization token is not permitted" in text
+
+
+def test_a_config_watch_uses_its_token(cluster: Cluster, tmp_path: Path) -> None:
+    """A watch's `token` is what its requests carry: under default deny, the watch whose
+    token may read the key sees it; the one without a token (anonymous) never does."""
+    out_ok, out_anon = tmp_path / "with-token.json", tmp_path / "anonymous.json"
+
+    def watch(out: Path, token: str) -> str:
+        return (
+            '{ type = "key"\n key = "config/flag"\n'
+            + (f' token = "{token}"\n' if token else "")
+            + f' args = ["/bin/sh", "-c", "cat > {out}.tmp && mv {out}.tmp {out}"] }}'
+        )
+
+    conf = tmp_path / "watch.hcl"
+    conf.write_text(f"watches = [\n{watch(out_ok, ROOT)},\n{watch(out_anon, '')}\n]\n")
+    node = cluster.add(
+        "w1", "127.5.40.31", server=True, bootstrap_expect=1, extra=[acl_conf(tmp_path, "w1")]
+    )
+    node.args.append(f"-config-file={conf}")
+    node.start()
+    wait_http([node])
+    cluster.wait_leader([node])
+    wait_for(
+        lambda: call(node, "PUT", "/v1/kv/config/flag", b"on", token=ROOT)[0] == 200,
+        20,
+        "the management token",
+    )
+
+    def seen(out: Path) -> bool:
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get("Value") == "b24="
+
+    wait_for(lambda: seen(out_ok), 20, "the watch with a token to get the key")
+    assert not seen(out_anon)
+    wait_for(
+        lambda: (
+            "Watch (type: key) errored: Unexpected response code: 403 (Permission denied: "
+            "anonymous token lacks permission 'key:read'" in node.log_text()
+        ),
+        20,
+        "the anonymous watch's refusal in the log",
+    )
