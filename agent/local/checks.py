@@ -99,6 +99,8 @@ class CheckType:
     ttl: float = 0.0
     tls_skip_verify: bool = False
     deregister_critical_service_after: float = 0.0
+    #: the definition's own ACL token (`token`): the check syncs with it
+    token: str = ""
 
     @property
     def kind(self) -> str:
@@ -176,6 +178,7 @@ class CheckType:
 #: Accepted spellings, compared case-insensitively without underscores (Go's encoding/json
 #: matches field names case-insensitively; config files use snake_case).
 _FIELDS = {
+    "token": "token",
     "id": "check_id",
     "checkid": "check_id",
     "name": "name",
@@ -196,7 +199,18 @@ _FIELDS = {
     "deregistercriticalserviceafter": "deregister_critical_service_after",
 }
 _DURATIONS = {"interval", "timeout", "ttl", "deregister_critical_service_after"}
-_STRINGS = {"check_id", "name", "notes", "status", "service_id", "script", "http", "method", "tcp"}
+_STRINGS = {
+    "check_id",
+    "name",
+    "notes",
+    "status",
+    "service_id",
+    "script",
+    "http",
+    "method",
+    "tcp",
+    "token",
+}
 #: Check kinds Consul has and senate does not run: refused rather than silently ignored.
 _UNSUPPORTED = {
     "grpc": "gRPC",

@@ -96,6 +96,8 @@ def unknown_service(service_id: str) -> RegistrationError:
 class ServiceDefinition:
     service: dict[str, Any]  # a NodeService
     checks: tuple[CheckType, ...]
+    #: the definition's own ACL token (`token`): the service and its checks sync with it
+    token: str = ""
 
 
 DECODE_FAILED = "Request decode failed: "
@@ -186,7 +188,7 @@ def parse_service(raw: Any) -> ServiceDefinition:
         except CheckInvalidError as exc:
             raise RegistrationError(400, f"Invalid check: {exc}") from None
         checks.append(chk)
-    return ServiceDefinition(service, tuple(checks))
+    return ServiceDefinition(service, tuple(checks), text("token", "Token"))
 
 
 #: Consul 1.x's service kinds ("" is a typical service)
@@ -383,6 +385,7 @@ class LocalRegistry:
             self._vet(chk, from_config=from_config)
         service = definition.service
         sid = service["ID"]
+        token = definition.token or token
         keep = {c.check_id for c in definition.checks}
         # Re-registering keeps the checks' current results (Consul's snapshotCheckState), so a
         # client that registers again at start does not flap its service to critical.
@@ -482,6 +485,7 @@ class LocalRegistry:
         token: str = "",
     ) -> None:
         cid = chk.check_id
+        token = chk.token or token
         self.state.set_token("check", cid, token)
         old = self.runners.pop(cid, None)
         if old is not None:

@@ -423,3 +423,56 @@ def test_a_config_watch_uses_its_token(cluster: Cluster, tmp_path: Path) -> None
         20,
         "the anonymous watch's refusal in the log",
     )
+
+
+def test_services_sync_with_their_own_tokens(cluster: Cluster, tmp_path: Path) -> None:
+    """A client whose agent token has only its node identity: the service whose definition
+    carries a token with service:write reaches the catalog; the one without stays out, and
+    the agent logs why, as Consul's anti-entropy does."""
+    server = cluster.add(
+        "t1", "127.5.40.41", server=True, bootstrap_expect=1, extra=[acl_conf(tmp_path, "t1")]
+    )
+    server.start()
+    wait_http([server])
+    cluster.wait_leader([server])
+    wait_for(
+        lambda: call(server, "GET", "/v1/acl/token/self", token=ROOT)[0] == 200,
+        20,
+        "the initial management token",
+    )
+    node_token = ok(
+        server,
+        "PUT",
+        "/v1/acl/token",
+        {"NodeIdentities": [{"NodeName": "t2", "Datacenter": "dc1"}]},
+    )["SecretID"]
+    web_token = ok(
+        server,
+        "PUT",
+        "/v1/acl/token",
+        {"ServiceIdentities": [{"ServiceName": "web"}]},
+    )["SecretID"]
+    conf = tmp_path / "t2.hcl"
+    conf.write_text(
+        'acl {\n enabled = true\n default_policy = "deny"\n'
+        f' tokens {{ agent = "{node_token}" }}\n}}\n'
+        f'service {{\n name = "web"\n port = 80\n token = "{web_token}"\n}}\n'
+        'service {\n name = "db"\n port = 5432\n}\n'
+    )
+    client = cluster.add("t2", "127.5.40.42", retry_join=[server.ip])
+    client.args.append(f"-config-file={conf}")
+    client.start()
+    wait_for(
+        lambda: call(server, "GET", "/v1/catalog/service/web", token=ROOT)[1] not in ([], None),
+        30,
+        "web synced with its own token",
+    )
+    assert call(server, "GET", "/v1/catalog/node/t2", token=ROOT)[0] == 200
+    wait_for(
+        lambda: (
+            "Service registration of 'db' blocked by ACLs: Permission denied" in client.log_text()
+        ),
+        30,
+        "db refused, and said so",
+    )
+    assert call(server, "GET", "/v1/catalog/service/db", token=ROOT)[1] == []
