@@ -48,6 +48,7 @@ from agent.router import ServerRouter
 from agent.server.rpc import ConnPool
 from agent.server.server import ERR_LEADER_UNREACHABLE, Server, rpc_timeout
 from agent.tasks import Background, listen, stop_step
+from agent.tlsutil import rpc_tls
 from agent.version import BUILD_DATE, PROTOCOL_MAX, PROTOCOL_MIN, REVISION, VERSION
 from agent.watches import ConfigWatches
 
@@ -171,7 +172,12 @@ class Agent:
             ),
         )
         self.router = ServerRouter()
-        self.pool = ConnPool()  # a client's connections to its servers
+        #: TLS of server RPC (tls.internal_rpc): this agent's connections to servers and, on a
+        #: server, its server port
+        self.rpc_tls = rpc_tls(
+            config.internal_rpc_tls, datacenter=config.datacenter, domain=config.domain
+        )
+        self.pool = ConnPool(tls=self.rpc_tls)  # a client's connections to its servers
         self._lan_keyring: Keyring | None = None
         self._http_runner: Any = None
         self._watches = ConfigWatches()
@@ -259,6 +265,7 @@ class Agent:
                 lan_members=self._lan_members,
                 on_new_leader=self._sync_soon,
                 user_event=lambda name, body: self._lan().user_event(name, body, False),
+                rpc_tls=self.rpc_tls,
             )
             await self.server.start()
         self.lan = GossipPool(

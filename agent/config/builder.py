@@ -16,8 +16,16 @@ from agent.config import convert as c
 from agent.config.acl_keys import acl_values
 from agent.config.document import apply_document
 from agent.config.flags import FLAGS_BY_NAME, FlagError, parse_flags
-from agent.config.model import ACLConfig, Addresses, AgentConfig, HTTPSConfig, Ports
+from agent.config.model import (
+    ACLConfig,
+    Addresses,
+    AgentConfig,
+    HTTPSConfig,
+    Ports,
+    RPCTLSConfig,
+)
 from agent.config.sources import FORMATS, read_config_path, read_fragment
+from agent.config.tls_keys import tls_values, tls_warnings
 from agent.dns.config import build_dns_config
 from agent.durations import config_seconds
 from agent.errors import ConfigError
@@ -207,18 +215,7 @@ def load(argv: list[str]) -> AgentConfig:
 
 def _ignored_warnings(acc: dict[str, Any]) -> list[str]:
     out = []
-    tls = acc.get("https_tls") or {}
-    if tls and int((acc.get("ports") or {}).get("https", -1)) <= 0:
-        keys = ", ".join(sorted(tls))
-        out.append(
-            f"WARNING: TLS settings ({keys}) have no effect: no HTTPS listener (ports.https), "
-            "and server RPC TLS (tls.internal_rpc) is not implemented by senate"
-        )
-    elif tls.get("verify_incoming"):
-        out.append(
-            "WARNING: verify_incoming applies to the HTTPS listener only: server RPC TLS "
-            "(tls.internal_rpc) is not implemented by senate"
-        )
+    out += tls_warnings(acc)
     for key, source in sorted(acc.pop("ignored", {}).items()):
         out.append(
             f"WARNING: config key '{key}' (from {source}) is not implemented by senate "
@@ -239,8 +236,11 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     dns_block = values.pop("dns_config", None)
     translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
-    values["https_tls"] = HTTPSConfig(**values.get("https_tls", {}))
     values["acl"] = ACLConfig(**acl_values(values))
+    https, internal_rpc = tls_values(values)
+    values.pop("tls", None)
+    values["https_tls"] = HTTPSConfig(**https)
+    values["internal_rpc_tls"] = RPCTLSConfig(**internal_rpc)
     values["addresses"] = Addresses(**values.get("addresses", {}))
     if "config_files" in values:
         values["config_files"] = tuple(values["config_files"])
@@ -257,19 +257,16 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     return dataclasses.replace(cfg, translate_wan_addrs=dns.translate_wan_addrs, dns_config=dns)
 
 
-def _validate_https(cfg: AgentConfig) -> None:
-    """HTTPS on is HTTPS that works: its certificate and key must load, and asking for
-    client certificates needs a CA to check them against (Consul refuses the same)."""
-    tls = cfg.https_tls
-    if cfg.ports.https <= 0:
-        return
-    if not tls.cert_file or not tls.key_file:
+def _validate_tls(cfg: AgentConfig) -> None:
+    """HTTPS on needs a certificate to serve; then Consul's checks of each protocol's TLS
+    settings: the files load, verify_incoming has a CA and a certificate, verify_outgoing a CA."""
+    if cfg.ports.https > 0 and not (cfg.https_tls.cert_file and cfg.https_tls.key_file):
         raise ConfigError("HTTPS (ports.https) requires cert_file and key_file")
-    if tls.verify_incoming and not (tls.ca_file or tls.ca_path):
-        raise ConfigError("VerifyIncoming set, and no CA certificate provided!")
-    from agent.tlsutil import https_context  # ssl is only needed with HTTPS on
+    if cfg.https_tls != HTTPSConfig() or cfg.internal_rpc_tls != RPCTLSConfig():
+        from agent.tlsutil import check_protocol  # ssl is only needed with TLS configured
 
-    https_context(tls)
+        check_protocol(cfg.internal_rpc_tls)
+        check_protocol(cfg.https_tls)
 
 
 def validate(cfg: AgentConfig, *, require_data_dir: bool = True) -> None:
@@ -278,7 +275,7 @@ def validate(cfg: AgentConfig, *, require_data_dir: bool = True) -> None:
     for name in ("reconnect_timeout", "reconnect_timeout_wan"):
         if getattr(cfg, name) < 8 * 3600:
             raise ConfigError(f"{name} must be >= 8h, got {getattr(cfg, name):g}s")
-    _validate_https(cfg)
+    _validate_tls(cfg)
     if cfg.bootstrap and cfg.bootstrap_expect:
         raise ConfigError(
             "Bootstrap mode and bootstrap_expect / -bootstrap-expect are mutually exclusive"

@@ -18,6 +18,7 @@ from typing import Any
 from agent.config import convert as c
 from agent.config.acl_keys import ACL_HANDLERS
 from agent.config.schema import FREE, LEAF, SCHEMA, Tree, lookup, nearest
+from agent.config.tls_keys import TLS_HANDLERS
 from agent.errors import ConfigError
 from agent.watches import WatchError, parse_watch
 
@@ -126,36 +127,6 @@ def _facility(value: str) -> str:
     return value.upper()
 
 
-TLS_VERSIONS = ("tls10", "tls11", "tls12", "tls13")
-
-
-def _tls_version(value: Any) -> str:
-    s = c.expect_str(value).lower().replace("tlsv1_", "tls1").replace(".", "")
-    if s not in TLS_VERSIONS:
-        raise ValueError(f"expected one of {', '.join(TLS_VERSIONS)}, got {json.dumps(value)}")
-    return s
-
-
-def _https(name: str, conv: c.Conv) -> Handler:
-    """A TLS setting of the HTTPS listener; the later source wins, tls.https over tls.defaults
-    over the top-level key being applied in the order the documents give them."""
-
-    def handle(value: Any, acc: Acc) -> None:
-        acc.setdefault("https_tls", {})[name] = conv(value)
-
-    return handle
-
-
-_HTTPS_KEYS: dict[str, tuple[str, c.Conv]] = {
-    "cert_file": ("cert_file", c.expect_str),
-    "key_file": ("key_file", c.expect_str),
-    "ca_file": ("ca_file", c.expect_str),
-    "ca_path": ("ca_path", c.expect_str),
-    "verify_incoming": ("verify_incoming", c.expect_bool),
-    "tls_min_version": ("min_version", _tls_version),
-}
-
-
 def _dns(name: str) -> Handler:
     def handle(value: Any, acc: Acc) -> None:
         acc.setdefault("dns_config", {})[name] = value  # agent/dns/config.py validates
@@ -223,13 +194,7 @@ HANDLERS: dict[str, Handler] = {
         f"addresses.{a}": _in_block("addresses", a, c.expect_client_addr)
         for a in ("dns", "http", "https", "rpc")
     },
-    **{key: _https(name, conv) for key, (name, conv) in _HTTPS_KEYS.items()},
-    "verify_incoming_https": _https("verify_incoming", c.expect_bool),
-    **{
-        f"tls.{block}.{key}": _https(name, conv)
-        for block in ("defaults", "https")
-        for key, (name, conv) in _HTTPS_KEYS.items()
-    },
+    **TLS_HANDLERS,
     **{
         f"dns_config.{k}": _dns(k)
         for k in (

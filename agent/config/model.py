@@ -66,6 +66,24 @@ class ACLConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RPCTLSConfig:
+    """TLS of server RPC and raft on the server port (Consul's tls.internal_rpc, over
+    tls.defaults, over the deprecated top-level keys): the certificate served and presented as
+    client certificate, the CA both ends check against, `verify_incoming` (only TLS, with a
+    client certificate), `verify_outgoing` (dial with TLS, check the server's certificate) and
+    `verify_server_hostname` (it must name server.<dc>.<domain>; implies verify_outgoing)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    ca_path: str = ""
+    verify_incoming: bool = False
+    verify_outgoing: bool = False
+    verify_server_hostname: bool = False
+    min_version: str = "tls12"
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     datacenter: str = "dc1"
     data_dir: str = ""
@@ -126,6 +144,7 @@ class AgentConfig:
     syslog_facility: str = "LOCAL0"
     https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
     acl: ACLConfig = field(default_factory=ACLConfig)
+    internal_rpc_tls: RPCTLSConfig = field(default_factory=RPCTLSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()
     #: the files that were read, for `reload`

@@ -1,4 +1,5 @@
-"""Raft over TCP: msgpack frames on the shared server port, first byte `RPCType.RAFT`.
+"""Raft over TCP: msgpack frames on the shared server port, first byte `RPCType.RAFT` (inside
+TLS when the server port's TLS says verify_outgoing; see agent/mux.py).
 
 Messages are one-way: a server sends every message to a peer over its own outbound
 connection to that peer, and replies travel over the replier's outbound connection. Each
@@ -14,9 +15,10 @@ import logging
 from collections.abc import Callable
 
 from agent.codec import MAX_FRAME_SIZE, FrameError, RPCType, encode_frame, read_frame
-from agent.mux import PortMux
+from agent.mux import PortMux, dial
 from agent.raft.messages import Message
 from agent.raft.wire import PROTOCOL_VERSION, WireError, decode, encode
+from agent.tlsutil import TLSError
 
 log = logging.getLogger("raft")
 
@@ -40,6 +42,7 @@ class _Peer:
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
         self.closed = False
+        self.last_tls_error = ""
         self.task = asyncio.create_task(self._run(), name=f"raft-peer-{address}")
 
     def send(self, frame: bytes) -> None:
@@ -59,19 +62,27 @@ class _Peer:
         backoff = 0.02
         while not self.closed:
             try:
-                host, port = split_address(self.address)
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
-                async with asyncio.timeout(2.0):
-                    reader, writer = await asyncio.open_connection(host, port)
+                split_address(self.address)
+                # asyncio.timeout inside dial, not wait_for: on 3.11 wait_for can swallow a
+                # cancel. Over TLS when the server port's TLS says verify_outgoing.
+                reader, writer = await dial(self.address, RPCType.RAFT, self.t.mux.tls, timeout=2.0)
+            except TLSError as exc:
+                self.queue.clear()
+                if str(exc) != self.last_tls_error:  # once per distinct failure, not per retry
+                    self.last_tls_error = str(exc)
+                    log.error('failed to contact peer: peer=%s error="%s"', self.address, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             except (TimeoutError, OSError, ValueError) as exc:
                 self.queue.clear()
                 log.debug("failed to connect to %s: %s", self.address, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
+            self.last_tls_error = ""
             connected_at = loop.time()
             try:
-                writer.write(bytes([RPCType.RAFT]))
                 writer.write(encode_frame({"Version": PROTOCOL_VERSION, "ID": self.t.node_id}))
                 self.writer, self.reader = writer, reader
                 while not self.closed:
@@ -123,7 +134,7 @@ class RaftTransport:
         self.bad_frames = 0
 
     def start(self) -> None:
-        self.mux.register(RPCType.RAFT, self._serve)
+        self.mux.register(RPCType.RAFT, self._serve, servers_only=True)
 
     def send(self, m: Message) -> None:
         address = self.resolve(m.to) or m.to

@@ -22,7 +22,8 @@ from typing import Any
 
 from agent.codec import FrameError, RPCType, encode_frame, read_frame
 from agent.errors import RPCError
-from agent.mux import PortMux
+from agent.mux import PortMux, dial
+from agent.tlsutil import RPCTLS, TLSError
 
 log = logging.getLogger("agent.rpc")
 
@@ -182,14 +183,23 @@ class _Conn:
 
 
 class ConnPool:
-    """Pooled connections to servers, keyed by "ip:port"."""
+    """Pooled connections to servers, keyed by "ip:port", over TLS when the agent's internal
+    RPC TLS says verify_outgoing (the server's name checked for the datacenter called)."""
 
-    def __init__(self, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        connect_timeout: float = 5.0,
+        *,
+        tls: RPCTLS | None = None,
+        log_name: str = "agent.client",
+    ) -> None:
         self._conns: dict[str, _Conn] = {}
         self._connecting: dict[str, asyncio.Future[_Conn]] = {}
         self.connect_timeout = connect_timeout
+        self.tls = tls
+        self._log = logging.getLogger(log_name)
 
-    async def _get(self, address: str) -> _Conn:
+    async def _get(self, address: str, method: str, datacenter: str | None) -> _Conn:
         conn = self._conns.get(address)
         if conn is not None and not conn.closed:
             return conn
@@ -199,14 +209,23 @@ class ConnPool:
         fut: asyncio.Future[_Conn] = asyncio.get_running_loop().create_future()
         self._connecting[address] = fut
         try:
-            host, _, port = address.rpartition(":")
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, int(port)), self.connect_timeout
+                reader, writer = await dial(
+                    address,
+                    RPCType.CONSUL,
+                    self.tls,
+                    datacenter=datacenter,
+                    timeout=self.connect_timeout,
                 )
+            except TLSError as exc:
+                # Consul's words: the handshake failed, so the request was never sent.
+                error = f"rpc error getting client: failed to get conn: {exc}"
+                self._log.error(
+                    'RPC failed to server: method=%s server=%s error="%s"', method, address, error
+                )
+                raise ConnectFailed(error) from None
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ConnectFailed(f"dial tcp {address}: {exc}") from None
-            writer.write(bytes([RPCType.CONSUL]))
             conn = _Conn(reader, writer)
             self._conns[address] = conn
             fut.set_result(conn)
@@ -219,11 +238,18 @@ class ConnPool:
             self._connecting.pop(address, None)
 
     async def call(
-        self, address: str, method: str, args: dict[str, Any], timeout: float = 30.0
+        self,
+        address: str,
+        method: str,
+        args: dict[str, Any],
+        timeout: float = 30.0,
+        *,
+        datacenter: str | None = None,
     ) -> Any:
-        """One RPC to the server at address. Raises RPCError (the server's answer),
-        ConnectionError/OSError (the server could not be reached) or TimeoutError."""
-        conn = await self._get(address)
+        """One RPC to the server at address, of `datacenter` (default: the agent's own).
+        Raises RPCError (the server's answer), ConnectionError/OSError (the server could not
+        be reached, or its TLS handshake failed) or TimeoutError."""
+        conn = await self._get(address, method, datacenter)
         return await conn.call(method, args, timeout)
 
     def drop(self, address: str) -> None:

@@ -38,6 +38,7 @@ from agent.server.rpc import ConnectFailed, ConnPool, RPCServer
 from agent.state.fsm import StateFSM
 from agent.state.store import StateStore
 from agent.tasks import Background, StartError, listen, stop_step
+from agent.tlsutil import RPCTLS
 
 log = logging.getLogger("consul")
 
@@ -81,6 +82,7 @@ class Server:
         lan_members: Callable[[], list[Member]],
         on_new_leader: Callable[[], None] | None = None,
         user_event: Callable[[str, bytes], None] | None = None,
+        rpc_tls: RPCTLS | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -92,8 +94,10 @@ class Server:
         self._wan_tags = wan_tags
         self._lan_members = lan_members
         self._on_new_leader = on_new_leader
-        self.pool = ConnPool()
-        self.mux = PortMux()
+        # TLS of the server port (tls.internal_rpc): served by the mux, dialled by the pool and
+        # by raft's transport (which dials with the mux's)
+        self.pool = ConnPool(tls=rpc_tls, log_name="agent.server.rpc")
+        self.mux = PortMux(rpc_tls)
         self.state = StateStore()
         self.fsm = StateFSM(self.state)
         self.raft = RaftNode(
@@ -255,7 +259,7 @@ class Server:
         last: Exception | None = None
         for addr in servers[:3]:
             try:
-                return await self.pool.call(addr, method, args, rpc_timeout(args))
+                return await self.pool.call(addr, method, args, rpc_timeout(args), datacenter=dc)
             except (ConnectionError, OSError) as exc:
                 last = exc
                 self.pool.drop(addr)

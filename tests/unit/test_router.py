@@ -83,7 +83,15 @@ class FakePool:
     calls: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
-    async def call(self, addr: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+    async def call(
+        self,
+        addr: str,
+        method: str,
+        args: dict[str, Any],
+        timeout: float,
+        *,
+        datacenter: str | None = None,
+    ) -> Any:
         self.calls.append(addr)
         if addr in self.dead:
             raise ConnectFailed(f"dial tcp {addr}: connection refused")

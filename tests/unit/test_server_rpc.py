@@ -20,8 +20,7 @@ async def _start(handler: Any) -> tuple[PortMux, RPCServer, int]:
     mux = PortMux()
     server = RPCServer(mux, handler)
     await mux.start(HOST, 0)
-    assert mux._server is not None
-    port = mux._server.sockets[0].getsockname()[1]
+    port = mux.port
     return mux, server, port
 
 

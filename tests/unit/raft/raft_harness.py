@@ -65,9 +65,8 @@ class Cluster:
         mux = PortMux()
         port = int(self.addresses[i].rsplit(":", 1)[1]) if i < len(self.addresses) else 0
         await mux.start(self.hosts[i], port)
-        assert mux._server is not None
         if len(self.addresses) <= i:
-            port = mux._server.sockets[0].getsockname()[1]
+            port = mux.port
             self.addresses.append(f"{self.hosts[i]}:{port}")
         self.fsms[i] = KVFSM()
         node = RaftNode(

@@ -16,8 +16,7 @@ from agent.raft.runner import NotLeaderError, RaftNode, RaftStoreError, ServerIn
 async def _node(data_dir: Path | None, fsm: KVFSM) -> tuple[RaftNode, PortMux]:
     mux = PortMux()
     await mux.start("127.0.0.1", 0)
-    assert mux._server is not None
-    port = mux._server.sockets[0].getsockname()[1]
+    port = mux.port
     addr = f"127.0.0.1:{port}"
     node = RaftNode(
         node_id=addr, address=addr, data_dir=data_dir, fsm=fsm, mux=mux, config=RaftConfig.dev()
