@@ -54,8 +54,11 @@ def banner(agent: Agent) -> str:
         ),
         ("Cluster Addr", f"{agent.advertise} (LAN: {p.serf_lan}, WAN: {p.serf_wan})"),
         (
+            # 0.7's line: RPC-TLS is verify_outgoing, TLS-Incoming verify_incoming (server RPC)
             "Gossip encrypt",
-            f"{str(agent.gossip_encrypted).lower()}, RPC-TLS: false, TLS-Incoming: false",
+            f"{str(agent.gossip_encrypted).lower()}, "
+            f"RPC-TLS: {str(cfg.internal_rpc_tls.verify_outgoing).lower()}, "
+            f"TLS-Incoming: {str(cfg.internal_rpc_tls.verify_incoming).lower()}",
         ),
         ("Atlas", "<disabled>"),
     ]

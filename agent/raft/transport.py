@@ -176,8 +176,8 @@ class RaftTransport:
 
     async def close(self) -> None:
         self._closed = True
-        # Drop inbound connections too: peers keep theirs open, and the mux's listener (on
-        # Python 3.11, Server.wait_closed) waits for every accepted connection to go away.
+        # Drop inbound connections too: peers keep theirs open, and raft stopping must not
+        # leave them served until the mux closes.
         for w in list(self._inbound_writers):
             w.transport.abort()
         tasks = [p.task for p in self._peers.values()]
