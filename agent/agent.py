@@ -206,6 +206,7 @@ class Agent:
             wan_join_port=cfg.ports.serf_wan,
             bootstrap=cfg.bootstrap,
             expect=cfg.bootstrap_expect,
+            read_replica=cfg.read_replica,
         )
 
     def _keyring_path(self, wan: bool) -> Path | None:

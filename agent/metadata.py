@@ -88,6 +88,7 @@ def agent_tags(
     wan_join_port: int = 0,
     bootstrap: bool = False,
     expect: int = 0,
+    read_replica: bool = False,
 ) -> dict[str, str]:
     """The tags an agent gossips (Consul's setupSerf)."""
     tags = {
@@ -107,4 +108,8 @@ def agent_tags(
             tags[TAG_BOOTSTRAP] = "1"
         if expect:
             tags[TAG_EXPECT] = str(expect)
+        if read_replica:
+            # Consul's read replicas (non-voting servers): autopilot never promotes them
+            tags["read_replica"] = "1"
+            tags["nonvoter"] = "1"
     return tags

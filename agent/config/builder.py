@@ -237,6 +237,7 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
     values["acl"] = ACLConfig(**acl_values(values))
+    values["autopilot"] = tuple(sorted((values.get("autopilot") or {}).items()))
     https, internal_rpc = tls_values(values)
     values.pop("tls", None)
     values["https_tls"] = HTTPSConfig(**https)

@@ -187,6 +187,18 @@ HANDLERS: dict[str, Handler] = {
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
     **ACL_HANDLERS,
     **{
+        f"autopilot.{key}": _in_block("autopilot", field, conv)
+        for key, field, conv in (
+            ("cleanup_dead_servers", "CleanupDeadServers", c.expect_bool),
+            ("last_contact_threshold", "LastContactThreshold", c.expect_duration),
+            ("max_trailing_logs", "MaxTrailingLogs", c.expect_nonneg),
+            ("min_quorum", "MinQuorum", c.expect_nonneg),
+            ("server_stabilization_time", "ServerStabilizationTime", c.expect_duration),
+        )
+    },
+    "read_replica": _field("read_replica", c.expect_bool),
+    "non_voting_server": _field("read_replica", c.expect_bool),
+    **{
         f"ports.{p}": _in_block("ports", p, c.expect_port)
         for p in ("dns", "http", "https", "rpc", "serf_lan", "serf_wan", "server")
     },

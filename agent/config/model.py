@@ -144,6 +144,11 @@ class AgentConfig:
     syslog_facility: str = "LOCAL0"
     https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
     acl: ACLConfig = field(default_factory=ACLConfig)
+    #: the `autopilot` block as set (Consul's field names; durations in seconds): what the
+    #: leader starts with until an operator sets the configuration through the API
+    autopilot: tuple[tuple[str, Any], ...] = ()
+    #: a server that replicates and never votes (`read_replica`, `non_voting_server`)
+    read_replica: bool = False
     internal_rpc_tls: RPCTLSConfig = field(default_factory=RPCTLSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()

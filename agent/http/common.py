@@ -208,6 +208,15 @@ BAD_REQUEST_ERRORS = (
     'invalid name ("',
     "Name is required",
     "rejected bad coordinate",
+    # an autopilot configuration the server refused (agent/server/autopilot.py)
+    "CleanupDeadServers:",
+    "LastContactThreshold:",
+    "MaxTrailingLogs:",
+    "MinQuorum:",
+    "ServerStabilizationTime:",
+    "DisableUpgradeMigration:",
+    "RedundancyZoneTag:",
+    "UpgradeVersionTag:",
     # ACL requests the server refused as malformed (agent/server/endpoints/acl.py)
     "Invalid Token",
     "Invalid Policy",

@@ -543,6 +543,40 @@ class RaftNode:
         )
         await self._change_configuration(promoted, max(0.01, deadline - loop.time()))
 
+    async def add_nonvoter(self, id: str, address: str, timeout: float = 30.0) -> None:
+        """Add a server that replicates and never votes (a new server before autopilot
+        promotes it, or a read replica); a server already there keeps its suffrage unless
+        its address changed."""
+        current = next((s for s in self.core.servers if s.id == id), None)
+        if current is not None and current.address == address:
+            return
+        suffrage = current.suffrage if current is not None else NONVOTER
+        servers = tuple(s for s in self.core.servers if s.id != id)
+        await self._change_configuration((*servers, ServerInfo(id, address, suffrage)), timeout)
+
+    async def promote(self, id: str, timeout: float = 30.0) -> None:
+        """Make a non-voter a voter (autopilot, once it has been healthy long enough)."""
+        current = next((s for s in self.core.servers if s.id == id), None)
+        if current is None or current.suffrage == VOTER:
+            return
+        promoted = tuple(
+            ServerInfo(s.id, s.address, VOTER) if s.id == id else s for s in self.core.servers
+        )
+        await self._change_configuration(promoted, timeout)
+
+    def follower_stats(self) -> dict[str, tuple[float | None, int]]:
+        """On the leader, per server id: (seconds since it last acknowledged us, or None,
+        its match index) - what autopilot judges a follower's health by."""
+        core = self.core
+        if core.role != Role.LEADER:
+            return {}
+        now = asyncio.get_running_loop().time()
+        out: dict[str, tuple[float | None, int]] = {}
+        for sid, pr in core.progress.items():
+            contact = None if pr.acked_sent_at < 0 else max(0.0, now - pr.acked_sent_at)
+            out[sid] = (contact, pr.match)
+        return out
+
     async def remove_server(self, id: str, timeout: float = 30.0) -> None:
         servers = tuple(s for s in self.core.servers if s.id != id)
         if len(servers) == len(self.core.servers):

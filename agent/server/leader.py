@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from agent.durations import SECOND, DurationError, parse_duration
 from agent.errors import RPCError
 from agent.metadata import TAG_DC, TAG_ID, MemberLike, ServerParts, server_parts
+from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
+from agent.server.autopilot import Autopilot, ServerView, to_promote, to_remove
 from agent.state.commands import MessageType, encode_command
 from agent.state.store import StateStore
 from agent.tasks import cancel_and_wait
@@ -73,6 +75,17 @@ class LeaderDuties:
     lan_members: Callable[[], Sequence[MemberLike]]
     dead_server_grace: float = 300.0
     reconcile_interval: float = RECONCILE_INTERVAL
+    #: autopilot's configuration now (the stored one, else the agent's defaults)
+    autopilot_config: Callable[[], dict[str, Any]] = field(default=lambda: dict(AUTOPILOT_DEFAULTS))
+    #: how often autopilot looks at the servers' health (Consul: ServerHealthInterval 2s)
+    autopilot_interval: float = 1.0
+    autopilot: Autopilot = field(
+        default_factory=lambda: Autopilot(clock=time.monotonic, wall=time.time)
+    )
+    #: the latest health autopilot computed (None until it has, or when not leading)
+    health: dict[str, Any] | None = None
+    _autopilot_task: asyncio.Task[None] | None = None
+    _unknown_since: dict[str, float] = field(default_factory=dict)
     _tracked: dict[str, _Tracked] = field(default_factory=dict)
     _failed_since: dict[str, float] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,10 +99,104 @@ class LeaderDuties:
             self._tracked.clear()
             self._wake.set()
             self._task = asyncio.create_task(self._loop())
+        if self._autopilot_task is None or self._autopilot_task.done():
+            self._autopilot_task = asyncio.create_task(self._autopilot_loop())
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        ap, self._autopilot_task = self._autopilot_task, None
+        await cancel_and_wait(ap)
+        self.health = None
+
+    # ---- autopilot ----------------------------------------------------------------------
+
+    async def _autopilot_loop(self) -> None:
+        while self.raft.is_leader():
+            try:
+                await self.autopilot_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("autopilot: pass failed")
+            await asyncio.sleep(self.autopilot_interval)
+        self.health = None
+
+    def server_views(self) -> list[ServerView]:
+        """The raft configuration's servers as gossip and replication show them now."""
+        members = {
+            p.address: (m, p)
+            for m in self.lan_members()
+            if (p := server_parts(m)) is not None and p.datacenter == self.datacenter
+        }
+        stats_of = getattr(self.raft, "follower_stats", None)
+        stats: dict[str, tuple[float | None, int]] = stats_of() if stats_of else {}
+        leader_of = getattr(self.raft, "leader", None)
+        leader = leader_of() if callable(leader_of) else None
+        term = int(getattr(self.raft, "term", 0) or 0)
+        last_index = int(getattr(self.raft, "last_log_index", 0) or 0)
+        views = []
+        for s in self.raft.configuration():
+            found = members.get(s.address)
+            m, p = found if found is not None else (None, None)
+            status = m.status if m is not None else "none"
+            if status == "leaving":
+                status = "alive"
+            is_leader = leader is not None and leader.id == s.id
+            contact, match = (0.0, last_index) if is_leader else stats.get(s.id, (None, 0))
+            tags = m.tags if m is not None else {}
+            build = tags.get("build", "")
+            views.append(
+                ServerView(
+                    id=s.id,
+                    name=m.name if m is not None else s.address,
+                    address=s.address,
+                    serf_status=status,
+                    version=build.split(":", 1)[0],
+                    voter=s.suffrage == "Voter",
+                    leader=is_leader,
+                    last_contact=contact,
+                    last_term=term if contact is not None else 0,
+                    last_index=match,
+                    node_id=p.node_id if p is not None else "",
+                    read_replica=tags.get("read_replica") == "1" or tags.get("nonvoter") == "1",
+                )
+            )
+        return views
+
+    async def autopilot_pass(self) -> None:
+        """One pass: compute health, promote stable non-voters, remove dead servers."""
+        config = self.autopilot_config()
+        views = self.server_views()
+        term = int(getattr(self.raft, "term", 0) or 0)
+        last_index = int(getattr(self.raft, "last_log_index", 0) or 0)
+        self.health = self.autopilot.observe(views, config, term, last_index)
+        promote = getattr(self.raft, "promote", None)
+        for raft_id in to_promote(self.health, config):
+            if promote is None or not self.raft.is_leader():
+                break
+            log.info("Promoting server: id=%s", raft_id)
+            try:
+                await promote(raft_id)
+            except Exception as exc:
+                log.error("failed to promote server %s: %s", raft_id, exc)
+        now = time.monotonic()
+        present = {v.id for v in views if v.serf_status == "none"}
+        for rid in list(self._unknown_since):
+            if rid not in present:
+                self._unknown_since.pop(rid)
+        for rid in present:
+            self._unknown_since.setdefault(rid, now)
+        stale = [r for r, t in self._unknown_since.items() if now - t >= self.dead_server_grace]
+        for raft_id in to_remove(views, config, stale=stale):
+            if not self.raft.is_leader():
+                break
+            name = next((v.name for v in views if v.id == raft_id), raft_id)
+            log.info("Attempting removal of failed server node: id=%s name=%s", raft_id, name)
+            try:
+                await self.raft.remove_server(raft_id)
+            except Exception as exc:
+                log.error("failed to remove dead server %s: %s", raft_id, exc)
 
     async def _loop(self) -> None:
         while self.raft.is_leader():
@@ -119,7 +226,6 @@ class LeaderDuties:
                 return
             await self._reconcile_member(m)
         await self._reap_catalog(known)
-        await self._cleanup_dead_servers(members)
 
     async def _reconcile_member(self, m: MemberLike) -> None:
         parts = server_parts(m)
@@ -240,8 +346,14 @@ class LeaderDuties:
             parts.address,
             parts.datacenter,
         )
+        # As Consul 1.x: a new server joins as a non-voter; autopilot promotes it once it has
+        # been healthy for ServerStabilizationTime (a read replica never).
+        add_nonvoter = getattr(self.raft, "add_nonvoter", None)
         try:
-            await self.raft.add_voter(parts.address, parts.address)
+            if add_nonvoter is not None:
+                await add_nonvoter(parts.address, parts.address)
+            else:
+                await self.raft.add_voter(parts.address, parts.address)
         except Exception as exc:
             log.error("failed to add raft peer: %s", exc)
 
@@ -253,27 +365,6 @@ class LeaderDuties:
             await self.raft.remove_server(parts.address)
         except Exception as exc:
             log.error("failed to remove raft peer '%s': %s", parts.address, exc)
-
-    async def _cleanup_dead_servers(self, members: Sequence[MemberLike]) -> None:
-        """Autopilot: drop servers failed longer than the grace period, keeping quorum."""
-        now = time.monotonic()
-        config = self._config_ids()
-        voters = len(config)
-        by_addr = {p.address: (m, p) for m in members if (p := server_parts(m)) is not None}
-        alive = sum(1 for a in config if a in by_addr and by_addr[a][0].status == "alive")
-        for addr, since in list(self._failed_since.items()):
-            if addr not in config:
-                self._failed_since.pop(addr, None)
-                continue
-            if now - since < self.dead_server_grace:
-                continue
-            # Removing one dead voter keeps quorum if the alive ones are a majority of the rest.
-            if alive >= (voters - 1) // 2 + 1:
-                log.info("Attempting removal of failed server: %s", addr)
-                with contextlib.suppress(Exception):
-                    await self.raft.remove_server(addr)
-                    voters -= 1
-                self._failed_since.pop(addr, None)
 
 
 class SessionTimers:

@@ -31,8 +31,10 @@ from agent.mux import PortMux
 from agent.raft.config import RaftConfig
 from agent.raft.log_store import RaftStoreError
 from agent.raft.runner import RaftNode, ServerInfo
+from agent.server.autopilot import initial_config as initial_autopilot_config
 from agent.server.bootstrap import BootstrapExpect
 from agent.server.endpoints import Endpoints
+from agent.server.endpoints.autopilot import current_config as current_autopilot_config
 from agent.server.leader import LeaderDuties
 from agent.server.rpc import ConnectFailed, ConnPool, RPCServer
 from agent.state.fsm import StateFSM
@@ -130,7 +132,10 @@ class Server:
             raft=self.raft,
             handle=self.endpoints.handle_internal,
             lan_members=lan_members,
+            autopilot_config=lambda: current_autopilot_config(self.endpoints),
         )
+        self.endpoints.autopilot_defaults = initial_autopilot_config(config.autopilot)
+        self.endpoints.autopilot_health = lambda: self.leader_duties.health
         self.bootstrapper: BootstrapExpect | None = None
         self.wan: GossipPool | None = None
         #: the servers of every datacenter WAN gossip shows alive: "node.dc" -> (dc, "ip:port")

@@ -37,6 +37,7 @@ from agent.acl.resolver import DISABLED, Access, ACLResolver, Identity
 from agent.config.model import ACLConfig
 from agent.errors import RPCError
 from agent.server.endpoints import acl as acl_endpoint
+from agent.server.endpoints import autopilot as autopilot_endpoint
 from agent.server.endpoints import (
     catalog,
     config_entry,
@@ -73,6 +74,7 @@ RESOURCES = (
     internal,
     config_entry,
     acl_endpoint,
+    autopilot_endpoint,
 )
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 from agent.acl.resolver import Access, static_access
 from agent.errors import RPCError
 from agent.raft.runner import NotLeaderError
+from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.leader import CoordinateBatcher, SessionTimers, TombstoneGC
 from agent.state.commands import MessageType, encode_command
 from agent.state.store import StateStore
@@ -166,6 +167,10 @@ class Context:
         self.session_timers = SessionTimers(state=state, apply=self.apply_bytes)
         self.tombstone_gc = TombstoneGC(state=state, apply=self.apply_bytes)
         self.coordinates = CoordinateBatcher(self.apply_bytes)
+        #: autopilot's configuration until an operator sets one (the agent's `autopilot`
+        #: block over Consul's defaults), and the leader's latest server health
+        self.autopilot_defaults: dict[str, Any] = dict(AUTOPILOT_DEFAULTS)
+        self.autopilot_health: Callable[[], dict[str, Any] | None] | None = None
 
     def _reset_file(self) -> str:
         return os.path.join(self.data_dir, "acl-bootstrap-reset") if self.data_dir else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.bootstrap import BootstrapExpect
 from agent.server.leader import LeaderDuties
 
@@ -169,33 +170,36 @@ async def test_leader_reconciles_members_into_catalog() -> None:
     assert "ghost" not in catalog and "google" in catalog
 
 
-async def test_autopilot_removes_dead_server_after_grace_only_with_quorum() -> None:
+async def test_autopilot_removes_a_failed_server_only_with_quorum_and_min_quorum() -> None:
     async def handle(method: str, args: dict[str, Any]) -> Any:
-        if method == "Catalog.ListNodes":
-            return {"Nodes": []}
         return None
 
     config = [SI(f"10.0.0.{i}:8300", f"10.0.0.{i}:8300", "Voter") for i in (1, 2, 3)]
     raft = FakeRaft(config=list(config))
     members = [server("s1", "10.0.0.1"), server("s2", "10.0.0.2"), server("s3", "10.0.0.3")]
-    members[2].status = "failed"
+    settings: dict[str, Any] = dict(AUTOPILOT_DEFAULTS)
     duties = LeaderDuties(
         node_name="s1",
         datacenter="dc1",
         raft=raft,
         handle=handle,
         lan_members=lambda: members,
-        dead_server_grace=3600.0,
+        autopilot_config=lambda: settings,
     )
-    await duties.reconcile()
-    assert raft.removed == []  # still inside the grace period
-    duties.dead_server_grace = 0.0
-    members[1].status = "failed"  # two of three dead: removing one would not leave a quorum
-    await duties.reconcile()
-    assert raft.removed == []
+    members[1].status = members[2].status = "failed"
+    await duties.autopilot_pass()
+    assert raft.removed == []  # two of three dead: removing one would not leave a quorum
     members[1].status = "alive"
-    await duties.reconcile()
-    assert raft.removed == ["10.0.0.3:8300"]
+    settings["MinQuorum"] = 3
+    await duties.autopilot_pass()
+    assert raft.removed == []  # never below MinQuorum voters
+    settings["MinQuorum"], settings["CleanupDeadServers"] = 0, False
+    await duties.autopilot_pass()
+    assert raft.removed == []  # cleanup off
+    settings["CleanupDeadServers"] = True
+    await duties.autopilot_pass()
+    assert raft.removed == ["10.0.0.3:8300"]  # gossip says failed: no further grace
+    assert duties.health is not None and duties.health["FailureTolerance"] == 0
 
 
 async def test_bootstrap_expect_joins_an_existing_cluster_instead_of_making_a_second() -> None:
