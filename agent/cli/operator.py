@@ -23,7 +23,8 @@ OPERATOR_HELP = """Usage: senate operator <subcommand> [options]
   the Raft subsystem.
 
 Subcommands:
-    raft    Provides cluster-level tools for Senate operators
+    autopilot    Provides tools for modifying Autopilot configuration
+    raft         Provides cluster-level tools for Senate operators
 """
 
 RAFT_HELP = """Usage: senate operator raft <subcommand> [options]
@@ -160,6 +161,10 @@ def run(argv: list[str]) -> int:
         return 0 if argv else 1
     if argv[0] == "raft":
         return run_raft(argv[1:])
+    if argv[0] == "autopilot":
+        from agent.cli.autopilot import run_autopilot
+
+        return run_autopilot(argv[1:])
     err(f"senate operator: unknown subcommand {argv[0]!r}")
     sys.stderr.write(OPERATOR_HELP)
     return 1

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import Cluster, Node, wait_for
+from harness import Cluster, Node, run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,3 +133,50 @@ def test_autopilot_configuration_api(cluster: Cluster, tmp_path: Path) -> None:
         "PUT", "/v1/operator/autopilot/configuration", b'{"MaxTrailingLogs": -1}'
     )
     assert status == 400 and b"MaxTrailingLogs" in reply
+
+
+def test_the_autopilot_cli(cluster: Cluster) -> None:
+    node = cluster.add("a2", "127.5.50.21", server=True, bootstrap_expect=1)
+    node.start()
+    cluster.wait_http([node])
+    cluster.wait_leader([node])
+    addr = f"-http-addr={node.http}"
+    r = run_cli(["operator", "autopilot", "get-config", addr])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "CleanupDeadServers = true",
+        "LastContactThreshold = 200ms",
+        "MaxTrailingLogs = 250",
+        "MinQuorum = 0",
+        "ServerStabilizationTime = 10s",
+        'RedundancyZoneTag = ""',
+        "DisableUpgradeMigration = false",
+        'UpgradeVersionTag = ""',
+    ]
+    r = run_cli(
+        [
+            "operator",
+            "autopilot",
+            "set-config",
+            addr,
+            "-cleanup-dead-servers=false",
+            "-server-stabilization-time=5s",
+            "-min-quorum=3",
+        ]
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, "Configuration updated!"), r.stderr
+    conf = node.get_json("/v1/operator/autopilot/configuration")
+    assert conf["CleanupDeadServers"] is False
+    assert conf["ServerStabilizationTime"] == "5s" and conf["MinQuorum"] == 3
+    r = run_cli(["operator", "autopilot", "set-config", addr, "-min-quorum=x"])
+    assert r.returncode == 1 and "-min-quorum" in r.stderr
+    wait_for(
+        lambda: run_cli(["operator", "autopilot", "state", addr]).returncode == 0,
+        15,
+        "autopilot's first pass",
+    )
+    r = run_cli(["operator", "autopilot", "state", addr])
+    assert "Healthy:                      true" in r.stdout
+    assert "Failure Tolerance:            0" in r.stdout
+    state = json.loads(run_cli(["operator", "autopilot", "state", addr, "-format=json"]).stdout)
+    assert state["Leader"] in state["Servers"] and len(state["Voters"]) == 1
