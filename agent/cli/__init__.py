@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _optional_commands() -> dict[str, tuple[str, str]]:
     """Commands whose modules exist in this checkout (built incrementally)."""
     extra = {
+        "acl": ("agent.cli.acl", "Interact with Senate's ACLs"),
         "catalog": ("agent.cli.catalog", "Interact with the catalog"),
         "event": ("agent.cli.event", "Fire a new event"),
         "exec": ("agent.cli.exec_cmd", "Executes a command on Senate nodes"),

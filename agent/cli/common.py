@@ -26,6 +26,10 @@ from agent.client import (
     env_addr,
 )
 
+#: where a token comes from when -token / -token-file are not given, first one set wins
+TOKEN_ENV = ("SENATE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN")
+TOKEN_FILE_ENV = ("SENATE_HTTP_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE")
+
 #: Go's strconv.ParseBool, which the flag package uses for `-flag=<value>`.
 GO_BOOLS: dict[str, bool] = {
     **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
@@ -242,13 +246,14 @@ def add_http_client_flags(p: Parser) -> None:
         "token",
         default=None,
         metavar="value",
-        help="ACL token to use in the request (or $CONSUL_HTTP_TOKEN)",
+        help="ACL token to use in the request (or $SENATE_HTTP_TOKEN, $CONSUL_HTTP_TOKEN)",
     )
     p.flag(
         "token-file",
         default=None,
         metavar="value",
-        help="File containing the ACL token to use instead of -token (or $CONSUL_HTTP_TOKEN_FILE)",
+        help="File containing the ACL token to use instead of -token (or "
+        "$SENATE_HTTP_TOKEN_FILE, $CONSUL_HTTP_TOKEN_FILE)",
     )
     p.flag(
         "ca-file",
@@ -308,8 +313,9 @@ def add_rpc_flags(p: Parser) -> None:
     add_http_client_flags(p)
 
 
-def _setting(args: argparse.Namespace, flag: str, env: str) -> str:
-    return str(getattr(args, flag, None) or os.environ.get(env) or "")
+def _setting(args: argparse.Namespace, flag: str, *envs: str) -> str:
+    """The flag's value, else the first of the environment variables that is set."""
+    return str(getattr(args, flag, None) or env_addr(envs) or "")
 
 
 def _env_bool(name: str) -> bool | None:
@@ -325,11 +331,13 @@ def _env_bool(name: str) -> bool | None:
 def http_client(args: argparse.Namespace) -> HTTPClient:
     """The client Consul's HTTPFlags.APIClient makes: the flags over the environment
     (CONSUL_HTTP_ADDR, _TOKEN, _TOKEN_FILE, _SSL, _SSL_VERIFY, CONSUL_CACERT, _CAPATH,
-    _CLIENT_CERT, _CLIENT_KEY, _TLS_SERVER_NAME). A token file, when set, wins over any token.
+    _CLIENT_CERT, _CLIENT_KEY, _TLS_SERVER_NAME; SENATE_HTTP_ADDR, SENATE_HTTP_TOKEN and
+    SENATE_HTTP_TOKEN_FILE before their CONSUL_ names). A token file, when set, wins over any
+    token.
     Raises ConfigError for what cannot be set up (address, TLS files, token file)."""
     addr = getattr(args, "http_addr", None) or env_addr(HTTP_ENV) or DEFAULT_HTTP_ADDR
-    token = _setting(args, "token", "CONSUL_HTTP_TOKEN")
-    token_file = _setting(args, "token_file", "CONSUL_HTTP_TOKEN_FILE")
+    token = _setting(args, "token", *TOKEN_ENV)
+    token_file = _setting(args, "token_file", *TOKEN_FILE_ENV)
     if token_file:
         try:
             with open(token_file, encoding="utf-8") as f:

@@ -407,7 +407,7 @@ async def agent_token(request: web.Request) -> web.Response:
     await need(request, "acl", "write")
     kind = request.match_info["kind"]
     if kind not in KINDS:
-        raise HTTPError(404, f"Token {kind!r} is unknown")
+        raise HTTPError(404, f"Token {json.dumps(kind)} is unknown")  # Go's %q
     body = await _body(request)
     token = body.get("Token")
     if not isinstance(token, str):
