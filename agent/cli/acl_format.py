@@ -125,6 +125,25 @@ def _node_identities(value: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _templated_policies(value: Any) -> list[dict[str, Any]]:
+    """api.ACLTemplatedPolicy: TemplateName, TemplateVariables {Name} (the agent writes the
+    variables' names in lower case; the api's struct decodes them whatever their case),
+    Datacenters."""
+    out = []
+    for tp in value or []:
+        if not isinstance(tp, dict):
+            continue
+        entry: dict[str, Any] = {"TemplateName": _str(tp.get("TemplateName"))}
+        variables = tp.get("TemplateVariables")
+        if isinstance(variables, dict):
+            folded = {str(k).lower(): v for k, v in variables.items()}
+            entry["TemplateVariables"] = {"Name": _str(folded.get("name"))}
+        if tp.get("Datacenters"):
+            entry["Datacenters"] = [str(d) for d in tp["Datacenters"]]
+        out.append(entry)
+    return out
+
+
 def _ttl_ns(value: Any) -> int:
     if isinstance(value, bool) or not value:
         return 0
@@ -144,6 +163,7 @@ def _put_links(out: dict[str, Any], obj: dict[str, Any], *, roles: bool = True) 
         ("Roles", _links),
         ("ServiceIdentities", _service_identities),
         ("NodeIdentities", _node_identities),
+        ("TemplatedPolicies", _templated_policies),
     ):
         if key == "Roles" and not roles:
             continue
@@ -179,8 +199,6 @@ def api_token(obj: dict[str, Any]) -> dict[str, Any]:
     out["CreateTime"] = go_json_time(obj.get("CreateTime"))
     if obj.get("Hash"):
         out["Hash"] = _str(obj["Hash"])
-    if obj.get("Rules"):
-        out["Rules"] = _str(obj["Rules"])
     _put_tenancy(out, obj, "Namespace", "Partition", "AuthMethodNamespace")
     return out
 
@@ -202,7 +220,6 @@ def api_token_list_entry(obj: dict[str, Any]) -> dict[str, Any]:
         out["ExpirationTime"] = go_json_time(obj["ExpirationTime"])
     out["CreateTime"] = go_json_time(obj.get("CreateTime"))
     out["Hash"] = _str(obj["Hash"]) if obj.get("Hash") else None
-    out["Legacy"] = bool(obj.get("Legacy"))
     _put_tenancy(out, obj, "Namespace", "Partition", "AuthMethodNamespace")
     return out
 
@@ -244,6 +261,7 @@ def api_role(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity_lines(obj: dict[str, Any], indent: str) -> list[str]:
+    """The service and node identities and the templated policies of a token or role."""
     lines: list[str] = []
     sids = _service_identities(obj.get("ServiceIdentities"))
     if sids:
@@ -256,6 +274,16 @@ def _identity_lines(obj: dict[str, Any], indent: str) -> list[str]:
         lines.append(f"{indent}Node Identities:")
         for ni in nids:
             lines.append(f"{indent}   {ni['NodeName']} (Datacenter: {ni['Datacenter']})")
+    tps = _templated_policies(obj.get("TemplatedPolicies"))
+    if tps:
+        lines.append(f"{indent}Templated Policies:")
+        for tp in tps:
+            lines.append(f"{indent}   {tp['TemplateName']}")
+            name = (tp.get("TemplateVariables") or {}).get("Name")
+            if name:
+                lines.append(f"{indent}      Name: {name}")
+            dcs = ", ".join(tp.get("Datacenters") or []) or "all"
+            lines.append(f"{indent}      Datacenters: {dcs}")
     return lines
 
 

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +304,36 @@ def test_token_list_update_clone_delete(agent: Agent) -> None:
     assert anon.rc == 1 and "Delete operation not permitted on the anonymous token" in anon.err
 
 
+def test_templated_policies_are_shown_and_kept(agent: Agent) -> None:
+    body = {
+        "Description": "templated",
+        "TemplatedPolicies": [
+            {"TemplateName": "builtin/service", "TemplateVariables": {"Name": "api"}}
+        ],
+    }
+    req = urllib.request.Request(
+        f"http://{HTTP}/v1/acl/token",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"X-Consul-Token": agent.root},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        accessor = json.loads(resp.read())["AccessorID"]
+    shown = "Templated Policies:\n   builtin/service\n      Name: api\n      Datacenters: all\n"
+    read = senate("acl", "token", "read", f"-accessor-id={accessor}", token=agent.root)
+    assert read.rc == 0 and read.out.endswith(shown + "\n"), read.out + read.err
+    upd = senate(
+        "acl", "token", "update", f"-accessor-id={accessor}", "-description=still", token=agent.root
+    )
+    assert upd.rc == 0 and "Description:      still\n" in upd.out and shown in upd.out, upd.err
+    as_json = senate(
+        "acl", "token", "read", f"-accessor-id={accessor}", "-format=json", token=agent.root
+    )
+    assert as_json.json()["TemplatedPolicies"] == [
+        {"TemplateName": "builtin/service", "TemplateVariables": {"Name": "api"}}
+    ]
+
+
 def test_policies(agent: Agent) -> None:
     root = agent.root
     made = senate(
@@ -368,7 +399,13 @@ def test_policies(agent: Agent) -> None:
         "Failed to create new policy: Unexpected response code:"
     )
     missing = senate("acl", "policy", "read", "-name=nope", token=root)
-    assert missing.rc == 1 and missing.err.startswith('Error reading policy "name:nope": ')
+    assert (missing.rc, missing.err) == (1, "Error policy not found: nope\n")
+    gone = senate("acl", "policy", "read", "-id=00000000-0000-0000-0000-0000000000ff", token=root)
+    assert gone.rc == 1
+    assert gone.err == (
+        'Error reading policy "id:00000000-0000-0000-0000-0000000000ff": Unexpected response '
+        "code: 404 (ACL policy not found)\n"
+    )
     no_prefix = senate("acl", "policy", "delete", "-id=abcdef", token=root)
     assert (no_prefix.rc, no_prefix.err) == (
         1,
@@ -425,7 +462,8 @@ def test_roles(agent: Agent) -> None:
 
     deleted = senate("acl", "role", "delete", "-name=app-role", token=root)
     assert (deleted.rc, deleted.out) == (0, f'Role "{rid}" deleted successfully\n')
-    assert senate("acl", "role", "read", f"-id={rid}", token=root).rc == 1
+    after = senate("acl", "role", "read", f"-id={rid}", token=root)
+    assert (after.rc, after.err) == (1, f'Role not found with ID "{rid}"\n')
     no_name = senate("acl", "role", "delete", "-name=app-role", token=root)
     assert (no_name.rc, no_name.err) == (
         1,

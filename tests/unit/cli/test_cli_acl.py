@@ -200,9 +200,45 @@ def test_token_list_entries_are_separated_by_a_blank_line() -> None:
     one = format_token(BASIC_TOKEN, "pretty", False)
     assert format_token_list([BASIC_TOKEN, BASIC_TOKEN], "pretty", False) == one + "\n" + one
     assert format_token_list([], "pretty", False) == ""
-    listed = json.loads(format_token_list([{**BASIC_TOKEN, "Hash": ""}], "json", False))
-    assert listed[0]["Hash"] is None and listed[0]["Legacy"] is False
-    assert list(listed[0])[-2:] == ["Hash", "Legacy"]
+    listed = json.loads(
+        format_token_list([{**BASIC_TOKEN, "Hash": "", "Legacy": False}], "json", False)
+    )
+    assert listed[0]["Hash"] is None  # not omitempty in api.ACLTokenListEntry
+    assert "Legacy" not in listed[0]  # json:"-" in Consul's api now
+
+
+TEMPLATED = [
+    {"TemplateName": "builtin/service", "TemplateVariables": {"name": "api"}},
+    {"TemplateName": "builtin/dns", "Datacenters": ["dc1", "dc2"]},
+]
+
+
+def test_templated_policies_of_tokens_and_roles() -> None:
+    token = {**BASIC_TOKEN, "TemplatedPolicies": TEMPLATED}
+    assert format_token(token, "pretty", False).endswith(
+        "Templated Policies:\n"
+        "   builtin/service\n"
+        "      Name: api\n"
+        "      Datacenters: all\n"
+        "   builtin/dns\n"
+        "      Datacenters: dc1, dc2\n"
+    )
+    shown = json.loads(format_token(token, "json", False))
+    assert shown["TemplatedPolicies"] == [
+        {"TemplateName": "builtin/service", "TemplateVariables": {"Name": "api"}},
+        {"TemplateName": "builtin/dns", "Datacenters": ["dc1", "dc2"]},
+    ]
+    assert list(shown).index("TemplatedPolicies") == list(shown).index("Local") - 1
+    role = {"ID": "r", "Name": "n", "Description": "", "TemplatedPolicies": TEMPLATED[:1]}
+    assert format_role_list([role], "pretty", False) == (
+        "n:\n"
+        "   ID:           r\n"
+        "   Description:  \n"
+        "   Templated Policies:\n"
+        "      builtin/service\n"
+        "         Name: api\n"
+        "         Datacenters: all\n"
+    )
 
 
 POLICY = {
