@@ -44,6 +44,7 @@ from agent.mux import PortMux
 from agent.raft.config import RaftConfig
 from agent.raft.runner import RaftNode, ServerInfo
 from agent.rpc_cli import CLIRPCServer
+from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.endpoints import Endpoints
 from agent.server.leader import LeaderDuties
 from agent.state.fsm import StateFSM
@@ -220,6 +221,8 @@ class AgentDouble:
         self.local = LocalState(node_name=node_name)
         self.registry = LocalRegistry(state=self.local)
         self.tokens = TokenStore()
+        #: autopilot settings over Consul's defaults (the leader reads them on each pass)
+        self.autopilot_overrides: dict[str, Any] = {}
         self.events = UserEvents(
             datacenter=datacenter,
             node_name=node_name,
@@ -260,6 +263,7 @@ class AgentDouble:
             raft=self.raft,
             handle=self.endpoints.handle,
             lan_members=self.gossip.member_views,
+            autopilot_config=lambda: {**AUTOPILOT_DEFAULTS, **self.autopilot_overrides},
         )
         self.raft.add_leadership_observer(self._on_leadership)
         self.raft.add_leadership_observer(self.endpoints.on_leadership)
@@ -571,4 +575,6 @@ def failed_server_agent() -> AgentDouble:
     server2 = member("server2", "127.0.0.1", "consul", status=4)
     server2["Tags"]["port"] = DOWN_SERVER.rsplit(":", 1)[1]
     agent.gossip.lan.append(server2)
+    # what an operator sees before removing it by hand: autopilot's cleanup would do it first
+    agent.autopilot_overrides["CleanupDeadServers"] = False
     return agent
