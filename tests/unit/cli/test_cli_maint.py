@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_double import serve_in_thread
+from agent_double import WithoutACLs, serve_in_thread
 from aiohttp import web
 
 from agent.cli import dispatch
@@ -23,7 +23,6 @@ from agent.local.registry import (
     LocalRegistry,
 )
 from agent.local.state import LocalState
-from tests.agent_double import WithoutACLs
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_double import WithoutACLs
+
 from agent.api import RPCError
-from tests.agent_double import WithoutACLs
 
 
 class FakeCatalogAgent(WithoutACLs):

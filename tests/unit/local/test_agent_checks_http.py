@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_double import WithoutACLs
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.http.app import make_app
 from agent.local.registry import LocalRegistry
 from agent.local.state import LocalState
-from tests.agent_double import WithoutACLs
 
 
 class RegistryAgent(WithoutACLs):

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from agent_double import WithoutACLs
 from aiohttp.test_utils import TestClient, TestServer
 
 # pytest puts this directory on sys.path (rootdir-less "prepend" import mode)
 from test_endpoints import Cluster
 
 from agent.http.app import make_app
-from tests.agent_double import WithoutACLs
 
 
 class EndpointsAgent(WithoutACLs):
