@@ -289,20 +289,9 @@ class Agent:
         )
         await listen(self.lan.start(), f"{cfg.bind_addr}:{cfg.ports.serf_lan} (LAN gossip)")
         self._after_lan_change()
-        # Local state: the consul service on servers, then config services and checks.
-        if cfg.server:
-            self.local.add_service(
-                {
-                    "ID": "consul",
-                    "Service": "consul",
-                    "Tags": [],
-                    "Address": "",
-                    "Port": cfg.ports.server,
-                    "Meta": {},
-                    "EnableTagOverride": False,
-                }
-            )
-        # Config files first, then what the HTTP API registered before a restart; checks run.
+        # Local state: the services and checks of the config files, then what the HTTP API
+        # registered before a restart; checks run. (A server's `consul` service is not one of
+        # them: the leader registers it in the catalog only, as Consul 1.x does.)
         try:
             self.registry.load_config(cfg.services, cfg.checks)
         except RegistrationError as exc:

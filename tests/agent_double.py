@@ -5,7 +5,8 @@ through a real `RaftNode`: a single voter bootstrapped in memory (no data dir, a
 that never listens: a lone voter sends nothing). While it leads, the real `LeaderDuties`
 reconcile the gossip members into the catalog (node + `serfHealth`), and the real
 `AntiEntropy` syncs the agent's own services and checks, which live in a real `LocalRegistry`
-over a real `LocalState` (the `consul` service first, as a server agent registers it).
+over a real `LocalState` (which, as in Consul 1.x, does not hold the `consul` service: the
+leader registers it in the catalog).
 
 What needs sockets to be real is scripted, and only that: `ScriptedGossip` is the gossip side
 (LAN/WAN members, join/leave/force-leave, keyring, gossip coordinates, and the delivery of the
@@ -267,17 +268,6 @@ class AgentDouble:
         )
         self.raft.add_leadership_observer(self._on_leadership)
         self.raft.add_leadership_observer(self.endpoints.on_leadership)
-        self.local.add_service(
-            {
-                "ID": "consul",
-                "Service": "consul",
-                "Tags": [],
-                "Address": "",
-                "Port": SERVER_PORT,
-                "Meta": {},
-                "EnableTagOverride": False,
-            }
-        )
         if self._bootstrap:
             me = ServerInfo(self.server_addr, self.server_addr, "Voter")
             await self.raft.bootstrap([me, *self._extra_servers])

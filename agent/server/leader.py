@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,15 @@ from typing import Any, Protocol
 
 from agent.durations import SECOND, DurationError, parse_duration
 from agent.errors import RPCError
-from agent.metadata import TAG_DC, TAG_ID, MemberLike, ServerParts, server_parts
+from agent.metadata import (
+    TAG_BUILD,
+    TAG_DC,
+    TAG_ID,
+    TAG_RAFT_VSN,
+    MemberLike,
+    ServerParts,
+    server_parts,
+)
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.autopilot import Autopilot, ServerView, to_promote, to_remove
 from agent.state.commands import MessageType, encode_command
@@ -42,6 +51,26 @@ SERF_CHECK_ALIVE_OUTPUT = "Agent alive and reachable"
 SERF_CHECK_FAILED_OUTPUT = "Agent not live or unreachable"
 #: Consul's ReconcileInterval.
 RECONCILE_INTERVAL = 60.0
+#: The service every server has in the catalog (structs.ConsulServiceID / ConsulServiceName).
+CONSUL_SERVICE_ID = "consul"
+#: the version in a member's build tag ("1.2.3:rev"), as Consul's metadata.Build reads it
+_VERSION_FORMAT = re.compile(r"\d+\.\d+\.\d+")
+
+
+def consul_service_meta(m: MemberLike) -> dict[str, str]:
+    """The Meta of a server's `consul` service, from its gossip member, as Consul 1.x's
+    handleAliveMember writes it (the serf_protocol_* are the member's memberlist protocol)."""
+    tags = m.tags
+    build = _VERSION_FORMAT.search(tags.get(TAG_BUILD, ""))
+    return {
+        "non_voter": str(tags.get("nonvoter") == "1").lower(),
+        "read_replica": str(tags.get("read_replica") == "1").lower(),
+        "raft_version": tags.get(TAG_RAFT_VSN) or "0",
+        "serf_protocol_current": str(getattr(m, "protocol_cur", 0)),
+        "serf_protocol_min": str(getattr(m, "protocol_min", 0)),
+        "serf_protocol_max": str(getattr(m, "protocol_max", 0)),
+        "version": build.group(0) if build else "",
+    }
 
 
 #: Consul's session TTL multiplier: a session is destroyed after TTL * 2 without a renewal.
@@ -61,6 +90,8 @@ class _Tracked:
 
     status: str
     address: str
+    #: a server's tags as its `consul` service Meta shows them (a new build re-registers it)
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -234,14 +265,15 @@ class LeaderDuties:
         status = m.status
         tracked = self._tracked.get(m.name)
         if status in ("alive", "failed"):
-            if tracked is None or tracked.status != status or tracked.address != m.addr:
+            tags = tuple(sorted(m.tags.items())) if parts is not None else ()
+            if tracked != _Tracked(status, m.addr, tags):
                 if await self._catalog_needs_update(m, status):
                     await self._register(m, status, parts)
                     if status == "alive":
                         log.info("member '%s' joined, marking health alive", m.name)
                     else:
                         log.info("member '%s' failed, marking health critical", m.name)
-                self._tracked[m.name] = _Tracked(status, m.addr)
+                self._tracked[m.name] = _Tracked(status, m.addr, tags)
             if status == "alive" and parts is not None and parts.datacenter == self.datacenter:
                 self._failed_since.pop(parts.address, None)
                 await self._join_server(parts)
@@ -269,12 +301,12 @@ class LeaderDuties:
         node = ns.get("Node") or {}
         if node.get("Address") != m.addr:
             return True
-        if (
-            server_parts(m) is not None
-            and m.name != self.node_name
-            and "consul" not in (ns.get("Services") or {})
-        ):
-            return True
+        parts = server_parts(m)
+        if parts is not None and status == "alive":
+            # As Consul's handleAliveMember: the consul service must be there with this Meta.
+            registered = (ns.get("Services") or {}).get(CONSUL_SERVICE_ID)
+            if registered is None or (registered.get("Meta") or {}) != consul_service_meta(m):
+                return True
         return not serf or serf[0].get("Status") != want
 
     async def _register(self, m: MemberLike, status: str, parts: ServerParts | None) -> None:
@@ -296,14 +328,17 @@ class LeaderDuties:
                 "ServiceName": "",
             },
         }
-        if parts is not None and status == "alive" and m.name != self.node_name:
-            # Our own `consul` service is synced by our agent's anti-entropy, as in Consul.
+        if parts is not None and status == "alive":
+            # Every server's `consul` service, ours too, is the leader's to register (Consul
+            # 1.x): it is in the catalog only, never in an agent's /v1/agent/services.
             req["Service"] = {
-                "ID": "consul",
-                "Service": "consul",
+                "ID": CONSUL_SERVICE_ID,
+                "Service": CONSUL_SERVICE_ID,
                 "Tags": [],
                 "Address": "",
                 "Port": parts.port,
+                "Weights": {"Passing": 1, "Warning": 1},
+                "Meta": consul_service_meta(m),
             }
         await self.handle("Catalog.Register", req)
 

@@ -50,10 +50,16 @@ def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
         "leadership log",
     )
     wait_for(
-        lambda: "Synced service 'consul'" in node.log_text(),
+        lambda: "[INFO] consul: member 'dev1' joined, marking health alive" in node.log_text(),
         15,
-        "anti-entropy of the consul service",
+        "the leader registering itself",
     )
+    # Consul 1.x: the consul service is the leader's catalog entry, not the agent's own
+    consul = wait_for(lambda: node.get_json("/v1/catalog/service/consul"), 15, "the consul service")
+    assert (consul[0]["Node"], consul[0]["ServicePort"]) == ("dev1", 8300)
+    assert consul[0]["ServiceWeights"] == {"Passing": 1, "Warning": 1}
+    assert consul[0]["ServiceMeta"]["non_voter"] == "false"
+    assert "consul" not in node.get_json("/v1/agent/services")
     web = wait_for(
         lambda: node.get_json("/v1/catalog/service/web"), 15, "the web service from config"
     )

@@ -91,13 +91,6 @@ GROUPS = {
 #: Remove an entry when its test XPASSes.
 KNOWN: dict[tuple[str, str], str] = {
     ("py-consul", "autopilot"): "no /v1/operator/autopilot/* yet (autopilot is issue 14)",
-    **{
-        (lib, "agent_local_state"): (
-            "agent/services lists the 'consul' service (Consul 0.x); in 1.x the leader registers"
-            " it in the catalog only, so a fresh agent's agent/services is {}"
-        )
-        for lib in ("python-consul", "py-consul", "node-consul")
-    },
 }
 
 LIB_INDEX = {name: i for i, name in enumerate(GROUPS)}

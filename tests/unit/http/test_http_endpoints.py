@@ -251,12 +251,10 @@ async def test_unknown_path_is_404_and_pretty_json(client: Client) -> None:
     assert pretty == '[\n    "10.12.10.37:8300"\n]'
 
 
-CONSUL_SERVICE = {
-    "ID": "consul",
-    "Service": "consul",
+#: /v1/agent/services of a service registered with a name and a port only
+PLAIN_SERVICE = {
     "Tags": [],
     "Address": "",
-    "Port": 8300,
     "Meta": {},
     "Weights": {"Passing": 1, "Warning": 1},
     "EnableTagOverride": False,
@@ -270,8 +268,8 @@ async def test_agent_services_and_checks_from_the_local_registry(
     web = {"Name": "web", "Tags": ["v1"], "Port": 80, "Check": {"TTL": "30s"}}
     assert (await client.put("/v1/agent/service/register", data=json.dumps(web))).status == 200
     services = await (await client.get("/v1/agent/services")).json()
-    assert services["consul"] == CONSUL_SERVICE
-    assert services["web"] == {**CONSUL_SERVICE, "ID": "web", "Service": "web", "Tags": ["v1"]} | {
+    assert list(services) == ["web"]  # Consul 1.x: the consul service is in the catalog only
+    assert services["web"] == {**PLAIN_SERVICE, "ID": "web", "Service": "web", "Tags": ["v1"]} | {
         "Port": 80
     }
     checks = await (await client.get("/v1/agent/checks")).json()
@@ -297,7 +295,7 @@ async def test_agent_services_and_checks_from_the_local_registry(
         assert time.monotonic() < deadline, "web was not synced to the catalog"
         await asyncio.sleep(0.02)
     assert (await client.put("/v1/agent/service/deregister/web")).status == 200
-    assert list(await (await client.get("/v1/agent/services")).json()) == ["consul"]
+    assert await (await client.get("/v1/agent/services")).json() == {}
     assert await (await client.get("/v1/agent/checks")).json() == {}
 
 
@@ -305,8 +303,9 @@ async def test_agent_services_answer_without_a_leader() -> None:
     """The agent's own services and checks are its own: no server is asked."""
     async with http_client(AgentDouble(bootstrap=False)) as client:
         assert (await client.get("/v1/kv/k")).status == 500  # no leader indeed
+        assert (await client.put("/v1/agent/service/register", data='{"Name": "a"}')).status == 200
         services = await (await client.get("/v1/agent/services")).json()
-        assert services == {"consul": CONSUL_SERVICE}
+        assert services == {"a": {**PLAIN_SERVICE, "ID": "a", "Service": "a", "Port": 0}}
         assert await (await client.get("/v1/agent/checks")).json() == {}
 
 

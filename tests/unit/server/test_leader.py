@@ -149,10 +149,34 @@ async def test_leader_reconciles_members_into_catalog() -> None:
     await duties.reconcile()
     assert catalog["c1"]["Check"]["Status"] == "passing"
     assert catalog["s2"]["Service"]["Service"] == "consul"
+    # Consul 1.x: the leader registers its own consul service too (no agent holds it), with
+    # the default Weights and the Meta handleAliveMember writes
+    ours = catalog["s1"]["Service"]
+    assert (ours["ID"], ours["Port"], ours["Weights"]) == (
+        "consul",
+        8300,
+        {"Passing": 1, "Warning": 1},
+    )
+    assert ours["Meta"] == {
+        "non_voter": "false",
+        "read_replica": "false",
+        "raft_version": "0",  # no raft_vsn tag on this fake member
+        "serf_protocol_current": "0",
+        "serf_protocol_min": "0",
+        "serf_protocol_max": "0",
+        "version": "",
+    }
+    assert "Service" not in catalog["c1"]
     assert raft.added == ["10.0.0.2:8300"]
     writes = len([c for c in calls if c[0] == "Catalog.Register"])
     await duties.reconcile()  # nothing changed: no new writes
     assert len([c for c in calls if c[0] == "Catalog.Register"]) == writes
+    # a server that comes back with a new build gets its Meta rewritten
+    members[1].tags = {**members[1].tags, "build": "1.2.3:abc", "raft_vsn": "3"}
+    await duties.reconcile()
+    assert catalog["s2"]["Service"]["Meta"]["version"] == "1.2.3"
+    assert catalog["s2"]["Service"]["Meta"]["raft_version"] == "3"
+    writes = len([c for c in calls if c[0] == "Catalog.Register"])
     members[2].status = "failed"
     await duties.reconcile()
     assert catalog["c1"]["Check"]["Status"] == "critical"
