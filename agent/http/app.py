@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import MatchInfoError
 
 from agent.api import AgentAPI, RPCError
 from agent.http import (
@@ -39,6 +40,17 @@ log = logging.getLogger("http")
 #: Largest request body accepted at all (snapshot restores); KV and txn bodies have their own.
 CLIENT_MAX_SIZE = 1 << 30
 
+#: What `/` answers, as Consul 1.x's index handler does with its UI disabled (senate has none).
+INDEX_TEXT = (
+    "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "
+    "configuration and restart."
+)
+#: Consul's 404 for a path no endpoint serves, in an API path and elsewhere.
+NOT_AN_ENDPOINT = "Invalid URL path: not a recognized HTTP API endpoint\n"
+NOT_AN_API_PATH = (
+    "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+)
+
 RESOURCES = (
     kv,
     agent_endpoint,
@@ -64,6 +76,10 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     Consul's words: `http: Request GET /v1/kv/x (1.2ms) from=127.0.0.1:52880`."""
     start = time.perf_counter()
     try:
+        info = request.match_info
+        if isinstance(info, MatchInfoError) and info.http_exception.status == 404:
+            text = NOT_AN_ENDPOINT if "/v1/" in request.path else NOT_AN_API_PATH
+            return web.Response(status=404, text=text)
         return await handler(request)
     except HTTPError as exc:
         return web.Response(status=exc.status, text=exc.message)
@@ -84,6 +100,11 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.debug("Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin)
 
 
+async def index(_request: web.Request) -> web.Response:
+    """`/`, any method: HTTP checks and load balancers probing the agent's root get a 200."""
+    return web.Response(text=INDEX_TEXT)
+
+
 def make_app(
     agent: AgentAPI, *, response_headers: Sequence[tuple[str, str]] = ()
 ) -> web.Application:
@@ -93,6 +114,7 @@ def make_app(
     app[AGENT_KEY] = agent
     for resource in RESOURCES:
         app.add_routes(resource.routes())
+    app.router.add_route("*", "/", index)
     if response_headers:
         headers = tuple(response_headers)
 

@@ -108,6 +108,14 @@ def test_checks_drive_health_and_dns(
         },
     )
     put(node, "/v1/agent/service/register", {"Name": "worker", "Check": {"TTL": "2s"}})
+    # An HTTP check of the agent's own root (client libraries' suites do it): `/` is a 200,
+    # as in Consul 1.x with its UI off
+    root = f"http://{AGENT_IP}:8500/"
+    put(
+        node,
+        "/v1/agent/service/register",
+        {"Name": "agent-root", "Check": {"HTTP": root, "Interval": "1s"}},
+    )
 
     cron = wait_for(
         lambda: node.get_json("/v1/health/service/cron?passing") or None, 15, "cron passing"
@@ -124,6 +132,15 @@ def test_checks_drive_health_and_dns(
     (check,) = [c for c in web[0]["Checks"] if c["CheckID"] == "service:web"]
     assert check["Output"] == f"HTTP GET {url}: 200 OK Output: app ok"
     assert wait_for(lambda: dns_a("web.service.consul")[1] == [APP_IP], 10, "web in DNS")
+
+    agent_root = wait_for(
+        lambda: node.get_json("/v1/health/service/agent-root?passing") or None, 15, "root passing"
+    )
+    (check,) = [c for c in agent_root[0]["Checks"] if c["CheckID"] == "service:agent-root"]
+    assert check["Output"] == (
+        f"HTTP GET {root}: 200 OK Output: Consul Agent: UI disabled. To enable, set "
+        "ui_config.enabled=true in the agent configuration and restart."
+    )
 
     # The app stops: critical, out of ?passing and out of DNS.
     app_server.shutdown()
@@ -159,7 +176,7 @@ def test_checks_drive_health_and_dns(
     node.kill()
     node.start()
     cluster.wait_http([node], timeout=30)
-    assert set(node.get_json("/v1/agent/services")) == {"consul", "cron", "web", "worker"}
+    assert set(node.get_json("/v1/agent/services")) == {"agent-root", "cron", "web", "worker"}
     checks = wait_for(
         lambda: (c := node.get_json("/v1/agent/checks"))["service:web"]["Output"] and c,
         10,

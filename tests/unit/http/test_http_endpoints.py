@@ -246,7 +246,22 @@ async def test_keyring_endpoint(client: Client, agent: AgentDouble) -> None:
 
 
 async def test_unknown_path_is_404_and_pretty_json(client: Client) -> None:
-    assert (await client.get("/v1/nothing/here")).status == 404
+    missing = await client.get("/v1/nothing/here")
+    assert missing.status == 404
+    assert await missing.text() == "Invalid URL path: not a recognized HTTP API endpoint\n"
+    elsewhere = await client.get("/kv/x")
+    assert (elsewhere.status, await elsewhere.text()) == (
+        404,
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n",
+    )
+    # the root answers, any method, as Consul 1.x's index with the UI off
+    for method in ("GET", "PUT", "HEAD"):
+        root = await client.request(method, "/")
+        assert root.status == 200, method
+        assert root.content_type == "text/plain"
+    assert (await (await client.get("/")).text()).startswith("Consul Agent: UI disabled. ")
+    # a known path with the wrong method stays a 405
+    assert (await client.get("/v1/agent/leave")).status == 405
     pretty = await (await client.get("/v1/status/peers?pretty")).text()
     assert pretty == '[\n    "10.12.10.37:8300"\n]'
 
