@@ -29,7 +29,7 @@ from agent.acl.tokens import TokenStore
 from agent.api import STATUS_NAMES
 from agent.config import AgentConfig, resolve_advertise
 from agent.dns.server import DNSServer, start_dns
-from agent.errors import JoinError, RPCError, StartError
+from agent.errors import AgentError, JoinError, RPCError, StartError
 from agent.fsutil import write_atomic
 from agent.gossip.config import Profile
 from agent.gossip.consul import lan_merge_check
@@ -604,11 +604,25 @@ class Agent:
         self.shutdown_requested.set()
 
     async def force_leave(self, node: str, prune: bool = False) -> None:
+        """As Consul 1.x's RemoveFailedNode: the LAN member `node` and the WAN member
+        `node`.<dc> (a name already ending in .<dc> is taken as is), whichever exist."""
         log.info("Force leaving node: %s%s", node, " (prune)" if prune else "")
-        self._lan().force_leave(node, prune)
+        found = False
+        lan = self._lan()
+        if any(m.name == node for m in lan.members()):
+            lan.force_leave(node, prune)
+            found = True
         wan = self._pool(True)
         if wan is not None:
-            wan.force_leave(f"{node}.{self.datacenter}" if "." not in node else node, prune)
+            suffix = f".{self.datacenter}"
+            wan_node = node if node.endswith(suffix) else node + suffix
+            if any(m.name == wan_node for m in wan.members()):
+                wan.force_leave(wan_node, prune)
+                found = True
+        if not found:
+            err = f"agent: No node found with name '{node}'"
+            log.warning("Failed to remove node %s: %s", node, err)
+            raise AgentError(err)
 
     def stats(self) -> dict[str, dict[str, str]]:
         checks = list(self.local.checks.values())

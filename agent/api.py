@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.errors import JoinError, RPCError
+from agent.errors import AgentError, JoinError, RPCError
 
 if TYPE_CHECKING:
     from agent.acl.resolver import Access
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from agent.local.registry import LocalRegistry
 
 
-__all__ = ["STATUS_NAMES", "AgentAPI", "JoinError", "RPCError"]
+__all__ = ["STATUS_NAMES", "AgentAPI", "AgentError", "JoinError", "RPCError"]
 
 #: Serf member status as Consul's /v1/agent/members reports it (serf.MemberStatus).
 STATUS_NONE, STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 0, 1, 2, 3, 4
@@ -57,7 +57,10 @@ class AgentAPI(Protocol):
     async def leave(self) -> None: ...
 
     async def force_leave(self, node: str, prune: bool = False) -> None:
-        """Mark a failed member left; `prune` removes it from the member list at once."""
+        """Mark a failed member left; `prune` removes it from the member list at once.
+
+        Raises AgentError "agent: No node found with name '<node>'" when neither pool (LAN,
+        and a server's WAN as <node>.<dc>) has that member, as Consul 1.x."""
         ...
 
     def stats(self) -> dict[str, dict[str, str]]:

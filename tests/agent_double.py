@@ -35,7 +35,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agent.acl.resolver import DISABLED, Access
 from agent.acl.tokens import TokenStore
-from agent.api import STATUS_NAMES, JoinError
+from agent.api import STATUS_NAMES, AgentError, JoinError
 from agent.http.app import make_app
 from agent.local import rexec
 from agent.local.events import UserEvents
@@ -408,6 +408,10 @@ class AgentDouble:
         self.gossip.left = True
 
     async def force_leave(self, node: str, prune: bool = False) -> None:
+        wan_node = node if node.endswith(f".{self.datacenter}") else f"{node}.{self.datacenter}"
+        known = {m["Name"] for m in [*self.members(), *self.members(wan=True)]}
+        if node not in known and wan_node not in known:
+            raise AgentError(f"agent: No node found with name '{node}'")
         self.gossip.force_left.append(node + (" (prune)" if prune else ""))
 
     async def keyring(self, op: str, key: str | None = None) -> list[dict[str, Any]]:

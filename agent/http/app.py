@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import MatchInfoError
 
-from agent.api import AgentAPI, RPCError
+from agent.api import AgentAPI, AgentError, RPCError
 from agent.http import (
     acl,
     agent_endpoint,
@@ -86,6 +86,8 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RPCError as exc:
         err = rpc_error(exc)
         return web.Response(status=err.status, text=err.message)
+    except AgentError as exc:
+        return web.Response(status=500, text=str(exc))
     except web.HTTPException:
         raise
     except Exception:

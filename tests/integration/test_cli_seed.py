@@ -174,6 +174,15 @@ def test_seed_session_against_real_agents(cluster: Cluster, tmp_path: Path) -> N
     assert rc == 1 and err.startswith("Error joining the cluster: ")
     rc, _, err = cli("kv", "get", "-http-addr=127.5.7.99:8500", "name")
     assert rc == 1 and err.startswith('Error querying "name": ')
+    # force-leave of a node no pool knows: Consul 1.x's error (500 over HTTP), nothing changes
+    assert cli("force-leave", rpc, "nope") == (
+        1,
+        "",
+        "Error force leaving: agent: No node found with name 'nope'\n",
+    )
+    status, text, _ = server.request("PUT", "/v1/agent/force-leave/nope?prune")
+    assert (status, text) == (500, b"agent: No node found with name 'nope'")
+    assert cli("force-leave", http, "ceph-debug") == (0, "", "")  # a known member: done
 
 
 def test_monitor_over_cli_rpc(cluster: Cluster) -> None:

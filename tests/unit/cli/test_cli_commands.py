@@ -99,6 +99,17 @@ def test_join_leave_force_leave_reload(served: Served, capsys: pytest.CaptureFix
     assert rc == 1 and err.startswith("At least one address to join must be specified.")
     assert run(capsys, "force-leave", r, "ceph-debug") == (0, "", "")
     assert served.agent.gossip.force_left == ["ceph-debug"]
+    assert run(capsys, "force-leave", r, "nope") == (
+        1,
+        "",
+        "Error force leaving: agent: No node found with name 'nope'\n",
+    )
+    assert run(capsys, "force-leave", f"-http-addr={served.http_addr}", "nope") == (
+        1,
+        "",
+        "Error force leaving: Unexpected response code: 500 "
+        "(agent: No node found with name 'nope')\n",
+    )
     assert run(capsys, "reload", r) == (0, "Configuration reload triggered\n", "")
     assert served.agent.reloads == 1
     assert run(capsys, "leave", r) == (0, "Graceful leave complete\n", "")

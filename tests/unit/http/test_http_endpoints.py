@@ -37,6 +37,9 @@ async def test_agent_join_leave_force_leave_reload(client: Client, agent: AgentD
     assert "Failed to join 10.99.0.1" in await resp.text()
     assert (await client.put("/v1/agent/force-leave/ceph-debug")).status == 200
     assert agent.gossip.force_left == ["ceph-debug"]
+    unknown = await client.put("/v1/agent/force-leave/nope?prune")
+    assert (unknown.status, await unknown.text()) == (500, "agent: No node found with name 'nope'")
+    assert agent.gossip.force_left == ["ceph-debug"]
     assert (await client.put("/v1/agent/reload")).status == 200
     assert agent.reloads == 1
     assert (await client.put("/v1/agent/leave")).status == 200
