@@ -767,15 +767,16 @@ class Agent:
             resp = await pool.keyring_op(op, key)
             if op != "list":
                 save_keyring_file(self._keyring_path(wan), pool.keyring)
-            out.append(
-                {
-                    "Keys": dict(resp.keys),
-                    "NumNodes": resp.num_nodes,
-                    "Messages": dict(resp.messages),
-                    "WAN": wan,
-                    "Datacenter": "" if wan else self.datacenter,
-                }
-            )
+            entry: dict[str, Any] = {
+                "Keys": dict(resp.keys),
+                "NumNodes": resp.num_nodes,
+                "Messages": dict(resp.messages),
+                "WAN": wan,
+                "Datacenter": self.datacenter,
+            }
+            if resp.error:  # e.g. "1/1 nodes reported failure": no gossip encryption
+                entry["Error"] = resp.error
+            out.append(entry)
         return out
 
     async def fire_event(

@@ -164,7 +164,7 @@ class ScriptedGossip:
     def _ring(self, wan: bool, nodes: int, keys: dict[str, int], error: str = "") -> dict[str, Any]:
         ring: dict[str, Any] = {
             "WAN": wan,
-            "Datacenter": "" if wan else self.datacenter,
+            "Datacenter": self.datacenter,
             "Messages": {},
             "Keys": dict(keys),
             "NumNodes": nodes,

@@ -139,6 +139,15 @@ class KeyringResponse:
     num_resp: int = 0
     num_err: int = 0
 
+    @property
+    def error(self) -> str:
+        """What serf's key manager returns as the error of the operation ("" for none)."""
+        if self.num_err:
+            return f"{self.num_err}/{self.num_nodes} nodes reported failure"
+        if self.num_resp != self.num_nodes:
+            return f"{self.num_resp}/{self.num_nodes} nodes reported success"
+        return ""
+
 
 def keyring_request(key: str | None) -> bytes:
     return msgpack.packb({"Key": key or ""}, use_bin_type=True)
@@ -157,8 +166,12 @@ def answer_keyring_query(keyring: Keyring | None, op: str, payload: bytes) -> di
     """Carry out keyring query `op` (one of KEYRING_QUERIES) on this member's keyring; the
     answer is the map `parse_keyring_response` reads: Result, Message and Keys (base64)."""
     result: dict[str, Any] = {"Result": False, "Message": "", "Keys": []}
-    if keyring is None:
-        result["Message"] = "Keyring is empty (encryption not enabled)"
+    if keyring is None:  # serf's words for a list and for a change
+        result["Message"] = (
+            "Keyring is empty (encryption not enabled)"
+            if op == "list-keys"
+            else "No keyring to modify (encryption not enabled)"
+        )
         return result
     try:
         if op == "list-keys":

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from agent.http.common import (
@@ -56,16 +58,30 @@ async def operator_keyring(request: web.Request) -> web.Response:
         replies = await agent_of(request).keyring(op, key)
     except (ValueError, RuntimeError) as exc:
         raise HTTPError(500, str(exc)) from None
+    errors = keyring_errors(replies)
+    if errors:  # a list too: Consul answers the errors, not the keys
+        raise HTTPError(500, errors)
     if op == "list":
         return json_response(request, replies)
-    errors = [
-        f"{r.get('Datacenter', '')} ({'WAN' if r.get('WAN') else 'LAN'}): {r['Error']}"
-        for r in replies
-        if r.get("Error")
-    ]
-    if errors:
-        raise HTTPError(500, "; ".join(errors))
     return web.Response(body=b"", content_type="application/json")
+
+
+def keyring_errors(replies: list[dict[str, Any]]) -> str:
+    """The pools' errors and their nodes' messages as Consul's keyringErrorsOrNil puts them
+    (a go-multierror list), or "" when every pool succeeded."""
+    errs: list[str] = []
+    for r in replies:
+        if not r.get("Error"):
+            continue
+        pool = "WAN" if r.get("WAN") else f"{r.get('Datacenter', '')} (LAN)"
+        errs.append(f"{pool} error: {r['Error']}")
+        errs.extend(f"{node}: {msg}" for node, msg in (r.get("Messages") or {}).items())
+    if not errs:
+        return ""
+    if len(errs) == 1:
+        return f"1 error occurred:\n\t* {errs[0]}\n\n"
+    points = "\n\t".join(f"* {e}" for e in errs)
+    return f"{len(errs)} errors occurred:\n\t{points}\n\n"
 
 
 def routes() -> list[web.RouteDef]:

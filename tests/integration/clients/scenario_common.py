@@ -485,6 +485,9 @@ def agent_info(ctx: Ctx) -> None:
     eq(wan[0]["Port"], 8302, "WAN port")
     eq(c.agent.services().get("nope"), None, "agent/services is a dict")
     assert isinstance(c.agent.checks(), dict), "agent/checks is a dict"
+    # force-leave of a node no pool knows: Consul 1.x's 500, never a silent success
+    text = raises(ctx.consul.ConsulException, lambda: c.agent.force_leave("no-such-node"))
+    assert "agent: No node found with name 'no-such-node'" in text, text
 
 
 def agent_local_state(ctx: Ctx) -> None:
@@ -859,6 +862,13 @@ def operator(ctx: Ctx) -> None:
     eq((s["Node"], s["Address"]), (ctx.node, ctx.server_addr), "raft server Node/Address")
     eq((s["Leader"], s["Voter"]), (True, True), "raft server Leader/Voter")
     assert isinstance(cfg["Index"], int), f"raft configuration Index: {cfg!r}"
+    if hasattr(c.operator, "keyring_list"):  # py-consul: no gossip encryption, Consul's 500s
+        text = raises(ctx.consul.ConsulException, c.operator.keyring_list)
+        assert "WAN error: 1/1 nodes reported failure" in text, text
+        assert "Keyring is empty (encryption not enabled)" in text, text
+        key = "8CooQRX1+VK7MsQQK6lx2LhumpSfQzUjE63HdAu2hgA="
+        text = raises(ctx.consul.ConsulException, lambda: c.operator.keyring_install(key=key))
+        assert "No keyring to modify (encryption not enabled)" in text, text
 
 
 COMMON: dict[str, Group] = {

@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import msgpack
 import pytest
 from agent_double import AgentDouble, failed_server_agent, http_client
 
@@ -338,3 +339,49 @@ async def test_txn_bad_fields_are_400_not_500(client: Client, agent: AgentDouble
         assert resp.status == 400, op
         assert (await resp.text()).startswith("Failed to parse body"), op
     assert agent.state.kvs_list("")[1] == []
+
+
+async def test_keyring_without_gossip_encryption_is_consuls_500(
+    client: Client, agent: AgentDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every member answers a keyring query with serf's "encryption not enabled": each pool's
+    Error is the key manager's "n/m nodes reported failure", and the endpoint (a list too)
+    answers Consul's go-multierror text with a 500."""
+    from agent.gossip.keyring import KeyringResponse, answer_keyring_query, parse_keyring_response
+
+    def pool(op: str, wan: bool) -> dict[str, object]:
+        node = "server1.mydc" if wan else "server1"
+        ok, message, _ = parse_keyring_response(
+            msgpack.packb(
+                answer_keyring_query(None, f"{op}-key" if op != "list" else "list-keys", b"")
+            )
+        )
+        resp = KeyringResponse(num_nodes=1, num_resp=1, num_err=0 if ok else 1)
+        resp.messages[node] = message
+        return {
+            "WAN": wan,
+            "Datacenter": "mydc",
+            "Messages": dict(resp.messages),
+            "Keys": {},
+            "NumNodes": 1,
+            "Error": resp.error,
+        }
+
+    async def keyring(op: str, key: str | None = None) -> list[dict[str, object]]:
+        return [pool(op, True), pool(op, False)]
+
+    monkeypatch.setattr(agent, "keyring", keyring)
+    listed = await client.get("/v1/operator/keyring")
+    assert (listed.status, await listed.text()) == (
+        500,
+        "4 errors occurred:\n"
+        "\t* WAN error: 1/1 nodes reported failure\n"
+        "\t* server1.mydc: Keyring is empty (encryption not enabled)\n"
+        "\t* mydc (LAN) error: 1/1 nodes reported failure\n"
+        "\t* server1: Keyring is empty (encryption not enabled)\n\n",
+    )
+    key = json.dumps({"Key": "8CooQRX1+VK7MsQQK6lx2LhumpSfQzUjE63HdAu2hgA="})
+    for method in ("POST", "PUT", "DELETE"):
+        resp = await client.request(method, "/v1/operator/keyring", data=key)
+        assert resp.status == 500, method
+        assert "\t* server1: No keyring to modify (encryption not enabled)\n" in await resp.text()
