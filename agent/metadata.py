@@ -29,6 +29,8 @@ ROLE_SERVER = "consul"
 ROLE_CLIENT = "node"
 
 DEFAULT_SERVER_PORT = 8300
+#: the raft protocol servers announce in their raft_vsn tag (Consul 1.x's default, 3)
+RAFT_PROTOCOL = "3"
 
 
 class MemberLike(Protocol):
@@ -102,7 +104,9 @@ def agent_tags(
     }
     if server:
         tags[TAG_PORT] = str(server_port)
-        tags[TAG_RAFT_VSN] = "1"
+        # raft protocol 3 as Consul 1.x's: an operator names a server by its node ID (the
+        # raft configuration, remove-peer -id, transfer-leader -id show and take node IDs)
+        tags[TAG_RAFT_VSN] = RAFT_PROTOCOL
         tags[TAG_WAN_JOIN_PORT] = str(wan_join_port)
         if bootstrap:
             tags[TAG_BOOTSTRAP] = "1"

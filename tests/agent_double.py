@@ -64,12 +64,15 @@ SERVER_PORT = 8300
 
 
 def member(
-    name: str, addr: str, role: str, status: int = 1, build: str = SEED_BUILD
+    name: str, addr: str, role: str, status: int = 1, build: str = SEED_BUILD, node_id: str = ""
 ) -> dict[str, Any]:
     """A gossip member as /v1/agent/members shows it (Status: serf's number)."""
     tags = {"role": role, "dc": "mydc", "vsn": "2", "build": build}
+    if node_id:
+        tags["id"] = node_id
     if role == "consul":
         tags["port"] = str(SERVER_PORT)
+        tags["raft_vsn"] = "3"
     return {
         "Name": name,
         "Addr": addr,
@@ -210,7 +213,13 @@ class AgentDouble:
         self.gossip = ScriptedGossip(
             datacenter,
             [
-                member(node_name, address, "consul", build=f"{VERSION}:{REVISION}"),
+                member(
+                    node_name,
+                    address,
+                    "consul",
+                    build=f"{VERSION}:{REVISION}",
+                    node_id=self.node_id,
+                ),
                 member("ceph-debug", "10.12.10.61", "node"),
             ],
         )
@@ -251,6 +260,7 @@ class AgentDouble:
             known_datacenters=lambda: [self.datacenter],
             wan_coordinates=self.gossip.wan_coordinates,
             server_name=self._server_name,
+            server_tags=self._server_tags,
         )
         self.leader_duties: LeaderDuties | None = None
         self.anti_entropy: AntiEntropy | None = None
@@ -344,6 +354,13 @@ class AgentDouble:
 
     async def _forward_dc(self, dc: str, method: str, args: dict[str, Any]) -> Any:
         raise AssertionError(f"{method} forwarded to {dc}, which known_datacenters omits")
+
+    def _server_tags(self, address: str) -> dict[str, str] | None:
+        for m in self.gossip.lan:
+            port = m["Tags"].get("port")
+            if port is not None and f"{m['Addr']}:{port}" == address:
+                return dict(m["Tags"])
+        return None
 
     def _server_name(self, address: str) -> str | None:
         for m in self.gossip.lan:
@@ -562,11 +579,15 @@ def serve_agent(agent: AgentDouble | None = None) -> Iterator[Served]:
 DOWN_SERVER = "127.0.0.1:1"
 
 
+#: the node ID of failed_server_agent's server2
+SERVER2_ID = "9d4c9a84-2b2f-4a3e-8c55-1e2f3a4b5c6d"
+
+
 def failed_server_agent() -> AgentDouble:
     """server1 leading, and server2: a Nonvoter of raft's configuration whose agent failed
     (gossip says failed; its server port refuses connections, so raft's messages to it fail)."""
     agent = AgentDouble(extra_servers=[ServerInfo(DOWN_SERVER, DOWN_SERVER, "Nonvoter")])
-    server2 = member("server2", "127.0.0.1", "consul", status=4)
+    server2 = member("server2", "127.0.0.1", "consul", status=4, node_id=SERVER2_ID)
     server2["Tags"]["port"] = DOWN_SERVER.rsplit(":", 1)[1]
     agent.gossip.lan.append(server2)
     # what an operator sees before removing it by hand: autopilot's cleanup would do it first

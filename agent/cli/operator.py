@@ -50,12 +50,20 @@ def list_peers_parser() -> Parser:
 
 
 def format_peers(servers: list[dict[str, object]]) -> str:
-    rows = [["Node", "ID", "Address", "State", "Voter"]]
+    """Consul 1.x's table (its RaftProtocol column "<=1" for a server that names none)."""
+    rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]]
     for s in servers:
         state = "leader" if s.get("Leader") else "follower"
         voter = "true" if s.get("Voter") else "false"
         rows.append(
-            [str(s.get("Node", "")), str(s.get("ID", "")), str(s.get("Address", "")), state, voter]
+            [
+                str(s.get("Node", "")),
+                str(s.get("ID", "")),
+                str(s.get("Address", "")),
+                state,
+                voter,
+                str(s.get("ProtocolVersion") or "<=1"),
+            ]
         )
     return columnize(rows)
 
@@ -76,24 +84,32 @@ def _list_peers(args: argparse.Namespace) -> int:
 def remove_peer_parser() -> Parser:
     p = Parser(
         "operator raft remove-peer",
-        "senate operator raft remove-peer -address=IP:port",
-        "Removes the Senate server with the given -address from the Raft configuration.\n"
+        "senate operator raft remove-peer [-address=IP:port | -id=SERVER_ID]",
+        "Removes the Senate server with the given -address or -id (its node ID, as\n"
+        "list-peers shows it) from the Raft configuration.\n"
         "Use it to clean up a failed server that can never come back.",
     )
     add_http_flags(p)
     p.flag("address", default="", help="The address (IP:port) of the server to remove")
+    p.flag("id", default="", help="The ID of the server to remove")
     p.flag("remove-peer", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
 def _remove_peer(args: argparse.Namespace) -> int:
-    if not args.address:
-        err("Error removing peer: an address is required for the peer to remove")
+    if not args.address and not args.id:
+        err("Error removing peer: an address or id is required for the peer to remove")
+        return 1
+    if args.address and args.id:
+        err("Error removing peer: cannot give both an address and id")
         return 1
     client = http_client(args)
     params = dc_params(args)
     params.pop("stale", None)
-    params["address"] = args.address
+    if args.address:
+        params["address"] = args.address
+    else:
+        params["id"] = args.id
     try:
         client.request("DELETE", "/v1/operator/raft/peer", params)
     except ClientError as exc:
@@ -101,7 +117,10 @@ def _remove_peer(args: argparse.Namespace) -> int:
         return 1
     finally:
         client.close()
-    out(f'Removed peer with address "{args.address}"')
+    if args.address:
+        out(f'Removed peer with address "{args.address}"')
+    else:
+        out(f'Removed peer with id "{args.id}"')
     return 0
 
 

@@ -28,11 +28,22 @@ async def operator_raft_configuration(request: web.Request) -> web.Response:
 
 
 async def operator_raft_peer(request: web.Request) -> web.Response:
-    address = request.query.get("address", "")
-    if not address:
-        raise HTTPError(400, "Must specify ?address with IP:port of peer to remove")
-    args = {"Datacenter": datacenter(request), "Address": address}
-    await rpc(request, "Operator.RaftRemovePeerByAddress", args)
+    """DELETE ?id=<server ID> or ?address=<IP:port>, as Consul 1.x's OperatorRaftPeer."""
+    has_id, has_address = "id" in request.query, "address" in request.query
+    if not has_id and not has_address:
+        raise HTTPError(
+            400,
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer "
+            "to remove",
+        )
+    if has_id and has_address:
+        raise HTTPError(400, "Must specify only one of ?id or ?address")
+    args = {"Datacenter": datacenter(request)}
+    if has_id:
+        await rpc(request, "Operator.RaftRemovePeerByID", {**args, "ID": request.query["id"]})
+    else:
+        args["Address"] = request.query["address"]
+        await rpc(request, "Operator.RaftRemovePeerByAddress", args)
     return web.Response(body=b"", content_type="application/json")
 
 

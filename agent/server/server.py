@@ -121,6 +121,7 @@ class Server:
             known_datacenters=self.known_datacenters,
             wan_coordinates=self.wan_coordinates,
             server_name=self.server_name,
+            server_tags=self.server_tags,
             user_event=user_event,
             acl=config.acl,
             data_dir=config.data_dir,
@@ -281,6 +282,14 @@ class Server:
             parts = server_parts(m)
             if parts is not None and parts.address == address:
                 return str(m.name)
+        return None
+
+    def server_tags(self, address: str) -> dict[str, str] | None:
+        """The gossip tags of the LAN server at raft `address` (its node ID, raft_vsn)."""
+        for m in self._lan_members():
+            parts = server_parts(m)
+            if parts is not None and parts.address == address:
+                return dict(m.tags)
         return None
 
     def wan_coordinates(self) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ def test_dev_agent_with_seed_commands(cluster: Cluster) -> None:
     assert (consul[0]["Node"], consul[0]["ServicePort"]) == ("dev1", 8300)
     assert consul[0]["ServiceWeights"] == {"Passing": 1, "Warning": 1}
     assert consul[0]["ServiceMeta"]["non_voter"] == "false"
+    assert consul[0]["ServiceMeta"]["raft_version"] == "3"
     assert "consul" not in node.get_json("/v1/agent/services")
     web = wait_for(
         lambda: node.get_json("/v1/catalog/service/web"), 15, "the web service from config"

@@ -126,14 +126,38 @@ def test_seed_session_against_real_agents(cluster: Cluster, tmp_path: Path) -> N
     # operator raft, snapshot, event
     rc, out, _ = cli("operator", "raft", "list-peers", http)
     assert rc == 0
-    assert out.splitlines()[0].split() == ["Node", "ID", "Address", "State", "Voter"]
+    # Consul 1.x's table: the server by its node ID (raft protocol 3)
+    header = ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+    assert out.splitlines()[0].split() == header
+    node_id = server.get_json("/v1/agent/self")["Config"]["NodeID"]
     assert out.splitlines()[1].split() == [
         "server1",
-        f"{SERVER_IP}:8300",
+        node_id,
         f"{SERVER_IP}:8300",
         "leader",
         "true",
+        "3",
     ]
+    raft = server.get_json("/v1/operator/raft/configuration")
+    assert raft == {
+        "Servers": [
+            {
+                "ID": node_id,
+                "Node": "server1",
+                "Address": f"{SERVER_IP}:8300",
+                "Leader": True,
+                "Voter": True,
+                "ProtocolVersion": "3",
+            }
+        ],
+        "Index": 0,
+    }
+    rc, _, err = cli("operator", "raft", "remove-peer", http, "-id=no-such-id")
+    assert (rc, err) == (
+        1,
+        "Error removing peer: Unexpected response code: 500 "
+        '(id "no-such-id" was not found in the Raft configuration)\n',
+    )
     snap = str(tmp_path / "backup.snap")
     assert cli("kv", "put", http, "kept", "1")[0] == 0
     rc, out, _ = cli("snapshot", "save", http, snap)

@@ -237,6 +237,13 @@ def test_operator_transfers_leadership(dc1: Cluster) -> None:
     r = run_cli(["operator", "raft", "transfer-leader", via, f"-id={target}"])
     assert r.returncode == 0, r
     wait_for(lambda: dc1.nodes["c1"].leader() == target, 10, f"leadership on {target}")
+    # -id is the node ID the raft configuration shows (Consul 1.x, raft protocol 3)
+    servers = dc1.nodes["c1"].get_json("/v1/operator/raft/configuration")["Servers"]
+    other = next(s for s in servers if s["Address"] != target)
+    assert other["ID"] != other["Address"] and other["ProtocolVersion"] == "3"
+    r = run_cli(["operator", "raft", "transfer-leader", via, f"-id={other['ID']}"])
+    assert r.returncode == 0, r
+    wait_for(lambda: dc1.nodes["c1"].leader() == other["Address"], 10, "leadership by node ID")
     r = run_cli(["operator", "raft", "transfer-leader", via, "-id=10.9.9.9:8300"])
     assert r.returncode == 1 and "cannot find peer" in r.stderr, r
 

@@ -145,6 +145,7 @@ class Context:
         known_datacenters: Callable[[], list[str]],
         wan_coordinates: Callable[[], list[dict[str, Any]]] | None = None,
         server_name: Callable[[str], str | None] | None = None,
+        server_tags: Callable[[str], dict[str, str] | None] | None = None,
         user_event: Callable[[str, bytes], None] | None = None,
         apply_timeout: float = 10.0,
         acl_enabled: bool = False,
@@ -156,6 +157,9 @@ class Context:
         self.acl_enabled = acl_enabled
         self.primary_datacenter = primary_datacenter or datacenter
         self.data_dir = data_dir
+        #: the gossip tags of the LAN server member whose raft address is the argument (its
+        #: node ID and raft_vsn, for the raft configuration an operator sees)
+        self.server_tags = server_tags
         #: broadcast a serf user event into this datacenter's LAN pool (Internal.EventFire)
         self.user_event = user_event
         self.state = state

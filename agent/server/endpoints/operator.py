@@ -2,13 +2,21 @@
 operator_raft_endpoint.go).
 
 Operator.RaftGetConfiguration DCSpecificRequest {+QO} -> RaftConfigurationResponse
-                       {Servers: [{ID, Node, Address, Leader: bool, Voter: bool}], Index}
+                       {Servers: [{ID, Node, Address, Leader: bool, Voter: bool,
+                       ProtocolVersion}], Index}
 Operator.RaftRemovePeerByAddress RaftPeerByAddressRequest {Datacenter, Address} -> None
                        (unknown address -> 'address "x" was not found in the Raft configuration')
+Operator.RaftRemovePeerByID RaftPeerByIDRequest {Datacenter, ID} -> None
+                       (unknown ID -> 'id "x" was not found in the Raft configuration')
 Operator.Usage         DCSpecificRequest {+QO} -> {Usage: {dc: counts}, +QueryMeta}
 Operator.RaftTransferLeader {Datacenter, ID: optional server ID} -> {Success: bool}
                        (the leader hands leadership to ID, or to the most caught-up voter,
                        with TimeoutNow; as Consul 1.15's /v1/operator/raft/transfer-leader)
+
+A server's ID is what Consul 1.x (raft protocol 3) shows and takes: its node ID, from the
+`id` tag of its LAN member. Senate's raft names its servers by address internally; the ID of a
+server no LAN member stands for is that raft ID, as Consul shows whatever raft holds. Methods
+that take an ID accept either.
 """
 
 from __future__ import annotations
@@ -17,9 +25,28 @@ import logging
 from typing import Any
 
 from agent.errors import RPCError
+from agent.metadata import TAG_ID, TAG_RAFT_VSN
 from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool, get_str
 
 operator_log = logging.getLogger("consul.operator")
+
+
+def _member_tags(ctx: Context, address: str) -> dict[str, str] | None:
+    return ctx.server_tags(address) if ctx.server_tags is not None else None
+
+
+def server_id(ctx: Context, server: Any) -> str:
+    """The ID an operator knows raft server `server` by: its node ID (see the module doc)."""
+    tags = _member_tags(ctx, server.address)
+    return (tags or {}).get(TAG_ID) or server.id
+
+
+def _raft_server(ctx: Context, given: str, servers: list[Any]) -> Any:
+    """The server of `servers` whose operator ID (or raft ID) is `given`, or None."""
+    for s in servers:
+        if given in (s.id, server_id(ctx, s)):
+            return s
+    return None
 
 
 async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -30,18 +57,30 @@ async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str
     leader_addr = leader.address if leader is not None else None
     servers = []
     for s in ctx.raft.configuration():
+        tags = _member_tags(ctx, s.address)
         name = ctx.server_name(s.address) if ctx.server_name else None
         servers.append(
             {
-                "ID": s.id,
+                "ID": server_id(ctx, s),
                 "Node": name or "(unknown)",
                 "Address": s.address,
                 "Leader": s.address == leader_addr,
                 "Voter": s.suffrage == "Voter",
+                # the member's raft_vsn tag, "unknown" without a member (as Consul)
+                "ProtocolVersion": tags.get(TAG_RAFT_VSN, "") if tags is not None else "unknown",
             }
         )
-    index = int(getattr(ctx.raft, "commit_index", 0) or 0)
-    return {"Servers": servers, "Index": index}
+    # Consul 1.x answers Index 0: hashicorp/raft's GetConfiguration (since 1.1.2) reads the
+    # latest configuration without its index, and clients (py-consul's suite) rely on it.
+    return {"Servers": servers, "Index": 0}
+
+
+async def _remove(ctx: Context, server: Any, what: str) -> None:
+    try:
+        await ctx.raft.remove_server(server.id)
+    except Exception as exc:
+        raise RPCError(str(exc) or type(exc).__name__) from exc
+    operator_log.warning("Removed Raft %s", what)
 
 
 async def raft_remove_peer_by_address(ctx: Context, args: dict[str, Any]) -> None:
@@ -49,28 +88,37 @@ async def raft_remove_peer_by_address(ctx: Context, args: dict[str, Any]) -> Non
     address = get_str(args, "Address")
     for s in ctx.raft.configuration():
         if s.address == address:
-            try:
-                await ctx.raft.remove_server(s.id)
-            except Exception as exc:
-                raise RPCError(str(exc) or type(exc).__name__) from exc
-            operator_log.warning("Removed Raft peer %s", address)
+            await _remove(ctx, s, f"peer {address}")
             return
     raise RPCError(f'address "{address}" was not found in the Raft configuration')
 
 
+async def raft_remove_peer_by_id(ctx: Context, args: dict[str, Any]) -> None:
+    access().need("operator", "write")
+    given = get_str(args, "ID")
+    server = _raft_server(ctx, given, ctx.raft.configuration()) if given else None
+    if server is None:
+        raise RPCError(f'id "{given}" was not found in the Raft configuration')
+    await _remove(ctx, server, f"peer with id {given}")
+
+
 async def raft_transfer_leader(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     access().need("operator", "write")
-    target = get_str(args, "ID") or None
+    given = get_str(args, "ID") or None
     voters = [s for s in ctx.raft.configuration() if s.suffrage == "Voter"]
-    if target is not None and not any(s.id == target for s in voters):
-        raise RPCError(f'cannot find peer with ID "{target}" among the voters')
+    target = None
+    if given is not None:
+        found = _raft_server(ctx, given, voters)
+        if found is None:
+            raise RPCError(f'cannot find peer with ID "{given}" among the voters')
+        target = found.id
     if len(voters) < 2:
         raise RPCError("cannot transfer leadership: no other voter in the configuration")
     try:
         await ctx.raft.transfer_leadership(target)
     except Exception as exc:
         raise RPCError(f"failed to transfer leadership: {exc or type(exc).__name__}") from exc
-    operator_log.info("leadership transferred (requested target: %s)", target or "any")
+    operator_log.info("leadership transferred (requested target: %s)", given or "any")
     return {"Success": True}
 
 
@@ -89,6 +137,7 @@ async def usage(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 METHODS: Methods = {
     "Operator.RaftGetConfiguration": (raft_get_configuration, Kind.READ),
     "Operator.RaftRemovePeerByAddress": (raft_remove_peer_by_address, Kind.WRITE),
+    "Operator.RaftRemovePeerByID": (raft_remove_peer_by_id, Kind.WRITE),
     "Operator.RaftTransferLeader": (raft_transfer_leader, Kind.WRITE),
     "Operator.Usage": (usage, Kind.READ),
 }

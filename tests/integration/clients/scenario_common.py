@@ -861,7 +861,10 @@ def operator(ctx: Ctx) -> None:
     s = servers[0]
     eq((s["Node"], s["Address"]), (ctx.node, ctx.server_addr), "raft server Node/Address")
     eq((s["Leader"], s["Voter"]), (True, True), "raft server Leader/Voter")
-    assert isinstance(cfg["Index"], int), f"raft configuration Index: {cfg!r}"
+    # Consul 1.x (raft protocol 3): the server's ID is its node ID; Index is always 0
+    eq(s["ID"], c.agent.self()["Config"]["NodeID"], "raft server ID is the node ID")
+    eq(s["ProtocolVersion"], "3", "raft server ProtocolVersion")
+    eq(cfg["Index"], 0, "raft configuration Index")
     if hasattr(c.operator, "keyring_list"):  # py-consul: no gossip encryption, Consul's 500s
         text = raises(ctx.consul.ConsulException, c.operator.keyring_list)
         assert "WAN error: 1/1 nodes reported failure" in text, text

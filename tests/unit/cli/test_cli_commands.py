@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_double import AgentDouble, Served, failed_server_agent, serve_agent
+from agent_double import SERVER2_ID, AgentDouble, Served, failed_server_agent, serve_agent
 
 from agent.cli import dispatch
+from agent.cli.common import columnize
 from agent.http.archive import read_archive
 
 pytestmark = pytest.mark.timeout(60)
@@ -199,23 +200,37 @@ def test_event_prints_id(served: Served, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_operator_raft_list_and_remove(capsys: pytest.CaptureFixture[str]) -> None:
-    with serve_agent(failed_server_agent()) as served:  # server2: a Nonvoter that is down
+    agent = failed_server_agent()  # server2: a Nonvoter that is down
+    with serve_agent(agent) as served:
         h = f"-http-addr={served.http_addr}"
-        expected = (
-            "Node     ID                Address           State     Voter\n"
-            "server1  10.12.10.37:8300  10.12.10.37:8300  leader    true\n"
-            "server2  127.0.0.1:1       127.0.0.1:1       follower  false\n"
+        # Consul 1.x's table: servers by node ID, with their raft protocol
+        expected = columnize(
+            [
+                ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
+                ["server1", agent.node_id, "10.12.10.37:8300", "leader", "true", "3"],
+                ["server2", SERVER2_ID, "127.0.0.1:1", "follower", "false", "3"],
+            ]
         )
+        assert expected.splitlines()[0].startswith("Node     ID    ")
         assert run(capsys, "operator", "raft", "list-peers", h) == (0, expected, "")
         assert run(capsys, "operator", "raft", "-list-peers", h) == (0, expected, "")
-        assert run(capsys, "operator", "raft", "remove-peer", h, "-address=127.0.0.1:1") == (
+        rc, _, err = run(capsys, "operator", "raft", "remove-peer", h)
+        assert (rc, err) == (
+            1,
+            "Error removing peer: an address or id is required for the peer to remove\n",
+        )
+        rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-id=x", "-address=y")
+        assert (rc, err) == (1, "Error removing peer: cannot give both an address and id\n")
+        assert run(capsys, "operator", "raft", "remove-peer", h, f"-id={SERVER2_ID}") == (
             0,
-            'Removed peer with address "127.0.0.1:1"\n',
+            f'Removed peer with id "{SERVER2_ID}"\n',
             "",
         )
         assert [s.address for s in served.agent.raft.configuration()] == ["10.12.10.37:8300"]
         rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-address=9.9.9.9:8300")
         assert rc == 1 and "was not found in the Raft configuration" in err
+        rc, _, err = run(capsys, "operator", "raft", "remove-peer", h, "-address=127.0.0.1:1")
+        assert rc == 1 and 'address "127.0.0.1:1" was not found' in err
 
 
 def test_snapshot_save_inspect_restore(

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from agent_double import AgentDouble, failed_server_agent, http_client
+from agent_double import SERVER2_ID, AgentDouble, failed_server_agent, http_client
 
 from agent.http.archive import read_archive
 
@@ -68,27 +68,41 @@ async def test_status_and_operator_raft() -> None:
             "127.0.0.1:1",
         ]
         conf = await (await client.get("/v1/operator/raft/configuration")).json()
-        assert conf["Index"] == agent.raft.commit_index
+        # Consul 1.x: servers by node ID (raft protocol 3), ProtocolVersion from raft_vsn,
+        # Index 0 (hashicorp/raft's GetConfiguration carries none)
+        assert conf["Index"] == 0
         assert conf["Servers"] == [
             {
-                "ID": "10.12.10.37:8300",
+                "ID": agent.node_id,
                 "Node": "server1",
                 "Address": "10.12.10.37:8300",
                 "Leader": True,
                 "Voter": True,
+                "ProtocolVersion": "3",
             },
             {
-                "ID": "127.0.0.1:1",
+                "ID": SERVER2_ID,
                 "Node": "server2",
                 "Address": "127.0.0.1:1",
                 "Leader": False,
                 "Voter": False,
+                "ProtocolVersion": "3",
             },
         ]
         missing = await client.delete("/v1/operator/raft/peer")
-        assert missing.status == 400
-        assert await missing.text() == "Must specify ?address with IP:port of peer to remove"
-        ok = await client.delete("/v1/operator/raft/peer?address=127.0.0.1:1")
+        assert (missing.status, await missing.text()) == (
+            400,
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer "
+            "to remove",
+        )
+        both = await client.delete("/v1/operator/raft/peer?id=x&address=127.0.0.1:1")
+        assert (both.status, await both.text()) == (400, "Must specify only one of ?id or ?address")
+        unknown = await client.delete("/v1/operator/raft/peer?id=nope")
+        assert (unknown.status, await unknown.text()) == (
+            500,
+            'id "nope" was not found in the Raft configuration',
+        )
+        ok = await client.delete(f"/v1/operator/raft/peer?id={SERVER2_ID}")
         assert ok.status == 200
         assert [s.id for s in agent.raft.configuration()] == ["10.12.10.37:8300"]
         bad = await client.delete("/v1/operator/raft/peer?address=1.2.3.4:8300")

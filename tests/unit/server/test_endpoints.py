@@ -20,6 +20,9 @@ from agent.server.leader import SessionTimers
 from agent.state.fsm import StateFSM
 from agent.state.store import StateStore
 
+#: the node ID in server1's gossip tags
+SERVER1_ID = "5d1a1ec4-6a3b-4c0e-9a8d-0f1e2d3c4b5a"
+
 
 @dataclass(frozen=True)
 class Server:
@@ -43,6 +46,7 @@ class FakeRaft:
             Server("10.0.0.3:8300", "10.0.0.3:8300", "Nonvoter"),
         ]
         self.removed: list[str] = []
+        self.transferred_to: str | None = None
 
     @property
     def applied_index(self) -> int:
@@ -78,6 +82,9 @@ class FakeRaft:
         self.removed.append(id)
         self.servers = [s for s in self.servers if s.id != id]
 
+    async def transfer_leadership(self, target: str | None) -> None:
+        self.transferred_to = target
+
 
 class Cluster:
     def __init__(self) -> None:
@@ -93,6 +100,9 @@ class Cluster:
             forward_dc=self._fwd_dc,
             known_datacenters=lambda: ["dc1", "dc2", "dc0"],
             server_name=lambda addr: {"10.0.0.1:8300": "server1"}.get(addr),
+            server_tags=lambda addr: {
+                "10.0.0.1:8300": {"role": "consul", "id": SERVER1_ID, "raft_vsn": "3"}
+            }.get(addr),
         )
 
     async def _fwd_leader(self, method: str, args: dict[str, Any]) -> Any:
@@ -598,14 +608,34 @@ async def test_status_and_operator() -> None:
     assert await c.call("Status.Leader") == "10.0.0.1:8300"
     assert await c.call("Status.Peers") == ["10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"]
     cfg = await c.call("Operator.RaftGetConfiguration")
+    assert cfg["Index"] == 0  # as Consul 1.x's (hashicorp/raft's GetConfiguration)
     assert cfg["Servers"][0] == {
-        "ID": "10.0.0.1:8300",
+        "ID": SERVER1_ID,  # the node ID of the server's LAN member (raft protocol 3)
         "Node": "server1",
         "Address": "10.0.0.1:8300",
         "Leader": True,
         "Voter": True,
+        "ProtocolVersion": "3",
     }
-    assert cfg["Servers"][2]["Voter"] is False and cfg["Servers"][2]["Node"] == "(unknown)"
+    # a server no LAN member stands for: raft's own ID, as Consul shows what raft holds
+    assert cfg["Servers"][2] == {
+        "ID": "10.0.0.3:8300",
+        "Node": "(unknown)",
+        "Address": "10.0.0.3:8300",
+        "Leader": False,
+        "Voter": False,
+        "ProtocolVersion": "unknown",
+    }
+    # transfer-leader -id takes the node ID (or raft's ID), among the voters only
+    assert await c.call("Operator.RaftTransferLeader", ID=SERVER1_ID) == {"Success": True}
+    assert c.raft.transferred_to == "10.0.0.1:8300"
+    with pytest.raises(RPCError, match=r'^cannot find peer with ID "10.0.0.3:8300" among'):
+        await c.call("Operator.RaftTransferLeader", ID="10.0.0.3:8300")
+    with pytest.raises(RPCError, match=r'^id "nope" was not found in the Raft configuration$'):
+        await c.call("Operator.RaftRemovePeerByID", ID="nope")
+    await c.call("Operator.RaftRemovePeerByID", ID="10.0.0.2:8300")  # a raft ID works too
+    assert c.raft.removed == ["10.0.0.2:8300"]
+    c.raft.removed.clear()
     with pytest.raises(
         RPCError, match=r'^address "10.9.9.9:8300" was not found in the Raft configuration$'
     ):
