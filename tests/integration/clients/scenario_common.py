@@ -470,6 +470,13 @@ def session_ttl_expiry(ctx: Ctx) -> None:
 def agent_info(ctx: Ctx) -> None:
     c = ctx.client()
     me = c.agent.self()
+    # Consul 1.x's sections; no "xDS": Consul has it only while its gRPC (Envoy xDS) server
+    # listens, and senate has none (ports.grpc is accepted with a no-effect warning)
+    eq(
+        set(me),
+        {"Config", "DebugConfig", "Coord", "Member", "Stats", "Meta"},
+        "agent/self sections",
+    )
     eq(me["Config"]["NodeName"], ctx.node, "Config.NodeName")
     eq(me["Config"]["Datacenter"], "dc1", "Config.Datacenter")
     eq(me["Config"]["Server"], True, "Config.Server of a -dev agent")
