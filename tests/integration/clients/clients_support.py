@@ -106,8 +106,9 @@ def start_dev_agent(
     timeout: float = 30.0,
 ) -> Node:
     """A `senate agent -dev` on its own loopback IP (see test_agent_process.py), waited for
-    until it leads, has synced itself and the consul service into the catalog, and its
-    serfHealth check passes: what a client sees of a fresh `consul agent -dev`."""
+    until it leads, the leader has registered its consul service, its own anti-entropy has
+    synced its node (the TaggedAddresses only the agent sends), and its serfHealth check
+    passes: what a client sees of a fresh `consul agent -dev`."""
     node = cluster.add(name, ip)
     node.args = ["-dev", f"-node={name}", f"-bind={ip}", f"-client={ip}", *(extra or [])]
     node.start()
@@ -122,6 +123,17 @@ def start_dev_agent(
 
     wait_for(lambda: get("/v1/status/leader") == f"{ip}:8300", timeout, f"{name} leading")
     wait_for(lambda: get("/v1/catalog/service/consul"), timeout, f"{name}'s consul service")
+    wait_for(
+        lambda: (
+            (get(f"/v1/catalog/node/{name}") or {})  # type: ignore[attr-defined]
+            .get("Node", {})
+            .get("TaggedAddresses", {})
+            .get("lan")
+            == ip
+        ),
+        timeout,
+        f"{name}'s anti-entropy syncing its node",
+    )
     wait_for(
         lambda: any(
             c["CheckID"] == "serfHealth" and c["Status"] == "passing"
