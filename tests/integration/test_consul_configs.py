@@ -47,10 +47,6 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
     "vault-storage-backend": (
         True,
         (
-            "autopilot.cleanup_dead_servers",
-            "autopilot.last_contact_threshold",
-            "autopilot.max_trailing_logs",
-            "autopilot.server_stabilization_time",
             "raft_protocol",
             "session_ttl_min",
             "ui",

@@ -89,9 +89,7 @@ GROUPS = {
 
 #: (library, group) -> what senate does wrong there, per Consul 1.x's documented behaviour.
 #: Remove an entry when its test XPASSes.
-KNOWN: dict[tuple[str, str], str] = {
-    ("py-consul", "autopilot"): "no /v1/operator/autopilot/* yet (autopilot is issue 14)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 LIB_INDEX = {name: i for i, name in enumerate(GROUPS)}
 
