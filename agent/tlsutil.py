@@ -9,12 +9,41 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.errors import ConfigError
 
-if TYPE_CHECKING:
-    from agent.config.model import HTTPSConfig, RPCTLSConfig
+
+@dataclass(frozen=True, slots=True)
+class HTTPSConfig:
+    """TLS of the HTTPS listener: `cert_file`/`key_file`/`ca_file`/`ca_path`,
+    `verify_incoming`, `tls_min_version` (top-level, or tls.defaults / tls.https in 1.x)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    ca_path: str = ""
+    verify_incoming: bool = False
+    min_version: str = "tls12"
+
+
+@dataclass(frozen=True, slots=True)
+class RPCTLSConfig:
+    """TLS of server RPC and raft on the server port (Consul's tls.internal_rpc, over
+    tls.defaults, over the deprecated top-level keys): the certificate served and presented as
+    client certificate, the CA both ends check against, `verify_incoming` (only TLS, with a
+    client certificate), `verify_outgoing` (dial with TLS, check the server's certificate) and
+    `verify_server_hostname` (it must name server.<dc>.<domain>; implies verify_outgoing)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    ca_path: str = ""
+    verify_incoming: bool = False
+    verify_outgoing: bool = False
+    verify_server_hostname: bool = False
+    min_version: str = "tls12"
+
 
 _VERSIONS = {
     "tls10": ssl.TLSVersion.TLSv1,

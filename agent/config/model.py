@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.dns.config import DNSConfig
+from agent.tlsutil import HTTPSConfig, RPCTLSConfig
 from agent.version import PROTOCOL_DEFAULT
 
 
@@ -31,19 +32,6 @@ class Addresses:
 
 
 @dataclass(frozen=True, slots=True)
-class HTTPSConfig:
-    """TLS of the HTTPS listener: `cert_file`/`key_file`/`ca_file`/`ca_path`,
-    `verify_incoming`, `tls_min_version` (top-level, or tls.defaults / tls.https in 1.x)."""
-
-    cert_file: str = ""
-    key_file: str = ""
-    ca_file: str = ""
-    ca_path: str = ""
-    verify_incoming: bool = False
-    min_version: str = "tls12"
-
-
-@dataclass(frozen=True, slots=True)
 class ACLConfig:
     """Consul 1.x's `acl` block (and the legacy keys it replaced): off unless enabled."""
 
@@ -63,24 +51,6 @@ class ACLConfig:
     token_agent_recovery: str = ""
     token_agent: str = ""
     token_default: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RPCTLSConfig:
-    """TLS of server RPC and raft on the server port (Consul's tls.internal_rpc, over
-    tls.defaults, over the deprecated top-level keys): the certificate served and presented as
-    client certificate, the CA both ends check against, `verify_incoming` (only TLS, with a
-    client certificate), `verify_outgoing` (dial with TLS, check the server's certificate) and
-    `verify_server_hostname` (it must name server.<dc>.<domain>; implies verify_outgoing)."""
-
-    cert_file: str = ""
-    key_file: str = ""
-    ca_file: str = ""
-    ca_path: str = ""
-    verify_incoming: bool = False
-    verify_outgoing: bool = False
-    verify_server_hostname: bool = False
-    min_version: str = "tls12"
 
 
 @dataclass(frozen=True, slots=True)

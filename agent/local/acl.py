@@ -12,11 +12,26 @@ token does.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from agent.acl.resolver import DISABLED, Access, ACLResolver, Identity
 from agent.acl.tokens import TokenStore
-from agent.config.model import ACLConfig
+
+
+class ACLSettings(Protocol):
+    """What this module reads of the `acl` block (agent.config.model.ACLConfig has it)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def default_policy(self) -> str: ...
+    @property
+    def down_policy(self) -> str: ...
+    @property
+    def enable_key_list_policy(self) -> bool: ...
+    @property
+    def token_ttl(self) -> float: ...
+
 
 AGENT_RECOVERY_ACCESSOR = "agent-recovery"
 
@@ -27,7 +42,7 @@ ServerResolve = Callable[[str], Awaitable[Access]]
 class LocalACL:
     def __init__(
         self,
-        cfg: ACLConfig,
+        cfg: ACLSettings,
         *,
         node_name: str,
         tokens: TokenStore,
