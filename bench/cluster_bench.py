@@ -61,9 +61,13 @@ def senate_lua(token: str | None) -> str:
     return SENATE_LUA.replace("HEADERS", headers)
 
 
-def secure_config(root: Path) -> Path:
+SECURE_PARTS = ("acl", "https", "rpc")
+
+
+def secure_config(root: Path, parts: tuple[str, ...] = SECURE_PARTS) -> Path:
     """ACLs (default deny, a management token for the bench), HTTPS on 8501 and TLS on
-    server RPC and raft, with a CA and server certificates from `senate tls`."""
+    server RPC and raft, with a CA and server certificates from `senate tls`; `parts` picks
+    which of the three (to tell their costs apart)."""
     pki = root / "pki"
     pki.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -71,22 +75,25 @@ def secure_config(root: Path) -> Path:
     for argv in (["ca", "create"], ["cert", "create", "-server", "-dc=dc1"]):
         subprocess.run(cli + argv, cwd=pki, env=env, check=True, capture_output=True)
     conf = root / "secure.hcl"
+    https = "ports { https = 8501 }\n" if "https" in parts else ""
+    rpc = "rpc" in parts
+    acl = "acl" in parts
     conf.write_text(
-        f"""ports {{ https = 8501 }}
-tls {{
+        https
+        + f"""tls {{
   defaults {{
     ca_file = "{pki / "consul-agent-ca.pem"}"
     cert_file = "{pki / "dc1-server-consul-0.pem"}"
     key_file = "{pki / "dc1-server-consul-0-key.pem"}"
   }}
   internal_rpc {{
-    verify_incoming = true
-    verify_outgoing = true
-    verify_server_hostname = true
+    verify_incoming = {str(rpc).lower()}
+    verify_outgoing = {str(rpc).lower()}
+    verify_server_hostname = {str(rpc).lower()}
   }}
 }}
 acl {{
-  enabled = true
+  enabled = {str(acl).lower()}
   default_policy = "deny"
   tokens {{
     initial_management = "{SECURE_TOKEN}"
@@ -323,6 +330,11 @@ def main() -> int:
     ap.add_argument(
         "--secure", action="store_true", help="also measure senate with ACLs and TLS on"
     )
+    ap.add_argument(
+        "--secure-parts",
+        default=",".join(SECURE_PARTS),
+        help="what --secure turns on: any of acl,https,rpc (default all three)",
+    )
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:
@@ -348,11 +360,17 @@ def main() -> int:
                 rows["senate"][f"fail{c}"] = failed
         procs.kill_all()
         if args.secure:
-            with senate_cluster(root, procs, secure_config(root)) as (leader_ip, elapsed):
+            parts = tuple(p for p in args.secure_parts.split(",") if p)
+            if not set(parts) <= set(SECURE_PARTS):
+                print(f"--secure-parts: expected some of {','.join(SECURE_PARTS)}", file=sys.stderr)
+                return 2
+            conf = secure_config(root, parts)
+            url = "https://{}:8501" if "https" in parts else "http://{}:8500"
+            with senate_cluster(root, procs, conf) as (leader_ip, elapsed):
                 rows["secure"]["leader_s"] = elapsed
                 for c in levels:
                     rps, p99, failed = run_wrk(
-                        f"https://{leader_ip}:8501",
+                        url.format(leader_ip),
                         senate_lua(SECURE_TOKEN),
                         c,
                         args.duration,
