@@ -157,6 +157,7 @@ async def health_by_name(request: web.Request) -> web.Response:
 
 async def agent_host(request: web.Request) -> web.Response:
     """/v1/agent/host: what Consul's debug.CollectHostInfo gathers (gopsutil), via psutil."""
+    await need(request, "operator", "read")  # as Consul's AgentHost
     vm = psutil.virtual_memory()
     disk = psutil.disk_usage(os.getcwd())
     boot = int(psutil.boot_time())

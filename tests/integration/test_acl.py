@@ -145,6 +145,9 @@ def test_default_deny_everywhere_and_a_prefix_token(cluster: Cluster, tmp_path: 
         ("GET", "/v1/acl/tokens", None),
         ("GET", "/v1/operator/keyring", None),
         ("PUT", "/v1/agent/leave", None),
+        ("GET", "/v1/agent/host", None),
+        ("GET", "/v1/agent/monitor", None),
+        ("GET", "/v1/operator/autopilot/configuration", None),
     ]
     for node in (leader, follower, client):
         for method, path, body in anonymous:
