@@ -160,8 +160,10 @@ class Agent:
             default=config.acl.token_default,
             agent=config.acl.token_agent,
             agent_recovery=config.acl.token_agent_recovery,
+            config_file_service_registration=config.acl.token_config_file_service_registration,
             persist_dir=self.data_dir if persist else None,
         )
+        self.registry.config_file_token = self.tokens.config_file_registration_token
         self.acl = LocalACL(
             config.acl,
             node_name=config.node_name,

@@ -1,6 +1,7 @@
 """The agent's own tokens (Consul's token.Store): `default` (requests that carry none, and
 DNS), `agent` (the agent's internal requests: anti-entropy, coordinates, remote exec; the
-default token when unset) and `agent_recovery` (agent endpoints when the servers cannot be
+default token when unset), `config_file_service_registration` (the config files' services
+and checks) and `agent_recovery` (agent endpoints when the servers cannot be
 reached). They come from `acl.tokens` and can be replaced at run time by
 `PUT /v1/agent/token/<kind>`; with `acl.enable_token_persistence` those replacements are
 written to <data_dir>/acl-tokens.json (mode 0600) and win over the config at the next start.
@@ -27,12 +28,14 @@ KINDS = {
     "acl_agent_master_token": "agent_recovery",
     "replication": "replication",
     "acl_replication_token": "replication",
+    "config_file_service_registration": "config_file_service_registration",
 }
 _PERSISTED_NAMES = {
     "default": "default",
     "agent": "agent",
     "agent_recovery": "agent_recovery",
     "replication": "replication",
+    "config_file_service_registration": "config_file_service_registration",
 }
 TOKEN_FILE = "acl-tokens.json"
 
@@ -44,6 +47,7 @@ class TokenStore:
         default: str = "",
         agent: str = "",
         agent_recovery: str = "",
+        config_file_service_registration: str = "",
         persist_dir: Path | None = None,
     ) -> None:
         self._tokens = {
@@ -51,6 +55,7 @@ class TokenStore:
             "agent": agent,
             "agent_recovery": agent_recovery,
             "replication": "",
+            "config_file_service_registration": config_file_service_registration,
         }
         self._persist_dir = persist_dir
         if persist_dir is not None:
@@ -78,6 +83,11 @@ class TokenStore:
 
     def agent_recovery_token(self) -> str:
         return self._tokens["agent_recovery"]
+
+    def config_file_registration_token(self) -> str:
+        """What the config files' services and checks sync with when they name no token
+        (acl.tokens.config_file_service_registration; else the agent's own tokens)."""
+        return self._tokens["config_file_service_registration"]
 
     def set(self, kind: str, value: str) -> None:
         """Set a token by its /v1/agent/token kind; KeyError for a kind that does not exist."""

@@ -60,6 +60,7 @@ _TOKENS = {
     "agent_recovery": ("agent_master", "acl_agent_master_token"),
     "agent": (None, "acl_agent_token"),
     "default": (None, "acl_token"),
+    "config_file_service_registration": (None, ""),
 }
 
 ACL_HANDLERS: dict[str, Handler] = {
@@ -84,7 +85,8 @@ for _name, (_old_block_name, _legacy_key) in _TOKENS.items():
         ACL_HANDLERS[f"acl.tokens.{_old_block_name}"] = _acl(
             f"token_{_name}", c.expect_str, legacy=True
         )
-    ACL_HANDLERS[_legacy_key] = _acl(f"token_{_name}", c.expect_str, legacy=True)
+    if _legacy_key:
+        ACL_HANDLERS[_legacy_key] = _acl(f"token_{_name}", c.expect_str, legacy=True)
 
 
 def acl_values(acc: Acc) -> dict[str, Any]:

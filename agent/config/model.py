@@ -51,6 +51,7 @@ class ACLConfig:
     token_agent_recovery: str = ""
     token_agent: str = ""
     token_default: str = ""
+    token_config_file_service_registration: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,8 @@ class LocalRegistry:
     critical_since: dict[str, float] = field(default_factory=dict)
     config_services: dict[str, ServiceDefinition] = field(default_factory=dict)
     config_checks: dict[str, CheckType] = field(default_factory=dict)
+    #: the token the config files' services and checks sync with when they name none
+    config_file_token: Callable[[], str] = lambda: ""
     _reaper: asyncio.Task[None] | None = None
     _owners: dict[str, object] = field(default_factory=dict)
 
@@ -683,10 +686,16 @@ class LocalRegistry:
                 self._remove_check(cid, persist=False)
         for sid, d in new_services.items():
             if self.config_services.get(sid) != d or sid not in self.state.services:
-                self.add_service(d, persist=False, from_config=True, replace_existing_checks=True)
+                self.add_service(
+                    d,
+                    persist=False,
+                    from_config=True,
+                    replace_existing_checks=True,
+                    token=self.config_file_token(),
+                )
         for cid, chk in new_checks.items():
             if self.config_checks.get(cid) != chk or cid not in self.state.checks:
-                self._add_check(chk, persist=False)
+                self._add_check(chk, persist=False, token=self.config_file_token())
         self.config_services = new_services
         self.config_checks = new_checks
 
