@@ -49,6 +49,7 @@ from agent.raft.transport import RaftTransport
 __all__ = [
     "FSM",
     "NotLeaderError",
+    "ProposalRefused",
     "RaftConfig",
     "RaftNode",
     "RaftStoreError",
@@ -72,6 +73,13 @@ class NotLeaderError(Exception):
     def __init__(self, leader: str | None, message: str = "node is not the leader") -> None:
         super().__init__(message)
         self.leader = leader
+
+
+class ProposalRefused(NotLeaderError):
+    """`apply` refused the proposal before appending it (this server is not the leader, or it is
+    handing leadership over): nothing of it was written, so it may be sent again to the leader.
+    (A proposal that fails after it was appended - leadership lost while committing - raises
+    NotLeaderError: it may or may not be committed by the next leader.)"""
 
 
 def format_configuration(servers: tuple[ServerInfo, ...] | list[ServerInfo]) -> str:
@@ -407,7 +415,7 @@ class RaftNode:
         try:
             index, term = self.core.propose(data)
         except NotLeader as err:
-            raise self._not_leader(err) from None
+            raise ProposalRefused(err.leader, str(err)) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[index] = (term, fut)

@@ -51,14 +51,22 @@ from agent.server.endpoints import (
     status,
     txn,
 )
-from agent.server.endpoints.base import _ACCESS, Context, Handler, Kind, RaftLike, as_bool
+from agent.server.endpoints.base import (
+    _ACCESS,
+    _WROTE,
+    ERR_NO_LEADER,
+    Context,
+    Handler,
+    Kind,
+    RaftLike,
+    as_bool,
+)
 from agent.state.acl import ANONYMOUS_ACCESSOR_ID, ANONYMOUS_SECRET
 from agent.state.commands import MessageType
 from agent.state.store import StateStore
 
 log = logging.getLogger("consul.acl")
 
-ERR_NO_LEADER = "No cluster leader"
 ERR_NO_DC_PATH = "No path to datacenter"
 
 RESOURCES = (
@@ -272,7 +280,9 @@ class Endpoints(Context):
         if not isinstance(token, str):
             raise RPCError("Token must be a string")
         reset = _ACCESS.set(await self.resolve_access(token))
+        fresh = _WROTE.set(False)
         try:
             return await handler(self, args)
         finally:
+            _WROTE.reset(fresh)
             _ACCESS.reset(reset)

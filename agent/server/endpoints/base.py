@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 from agent.acl.resolver import Access, static_access
 from agent.errors import RPCError
-from agent.raft.runner import NotLeaderError
+from agent.raft.runner import NotLeaderError, ProposalRefused
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.leader import CoordinateBatcher, SessionTimers, TombstoneGC
 from agent.state.commands import MessageType, encode_command
@@ -95,6 +95,13 @@ _ACCESS: contextvars.ContextVar[Access | None] = contextvars.ContextVar(
     "senate_rpc_access", default=None
 )
 _DENY_ALL = static_access("deny")
+
+#: whether the request being handled has written through raft (set by `Endpoints.handle` per
+#: request): until it has, a refused proposal leaves it without effect, so it may go again
+_WROTE: contextvars.ContextVar[bool] = contextvars.ContextVar("senate_rpc_wrote", default=True)
+
+#: Consul's structs.ErrNoLeader: the error agents wait out (rpc_hold_timeout) and retry
+ERR_NO_LEADER = "No cluster leader"
 
 
 def access() -> Access:
@@ -207,8 +214,15 @@ class Context:
             raise
         except TimeoutError as exc:
             raise RPCError("timed out enqueuing operation") from exc
+        except ProposalRefused as exc:
+            if not _WROTE.get():
+                # Nothing of this request is written (leadership moved, or is being handed
+                # over, since it was routed here): the agent sends it again, to the leader.
+                raise RPCError(ERR_NO_LEADER) from exc
+            raise not_leader(exc) from exc
         except Exception as exc:
             raise not_leader(exc) from exc
+        _WROTE.set(True)
         if isinstance(result, BaseException):
             raise RPCError(str(result))
         return result

@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from agent.api import RPCError
-from agent.raft.runner import NotLeaderError
+from agent.raft.runner import NotLeaderError, ProposalRefused
 from agent.server.endpoints import Endpoints
+from agent.server.endpoints.base import Context, Kind
 from agent.server.leader import SessionTimers
+from agent.state.commands import MessageType
 from agent.state.fsm import StateFSM
 from agent.state.store import StateStore
 
@@ -677,6 +679,39 @@ async def test_raft_apply_failures_become_rpc_errors() -> None:
         await c.put("k")
     c.raft.apply = failing(NotLeaderError(None))  # type: ignore[method-assign]
     with pytest.raises(RPCError, match="node is not the leader"):
+        await c.put("k")
+
+
+async def test_a_write_raft_refused_before_appending_it_may_go_again() -> None:
+    """A proposal raft refused (leadership moved, or is being handed over, since the request
+    was routed here) left the request without effect: it fails as "No cluster leader", which
+    agents wait out and send again (to the new leader). Once the request has written, a
+    refusal is "node is not the leader" as any other raft failure."""
+    c = Cluster()
+    real = c.raft.apply
+    refuse = ProposalRefused(None, "leadership transfer in progress")
+
+    async def refused(data: bytes, timeout: float = 10.0) -> Any:
+        raise refuse
+
+    c.raft.apply = refused  # type: ignore[method-assign]
+    with pytest.raises(RPCError, match=r"^No cluster leader$"):
+        await c.put("k")
+
+    async def second_refused(ctx: Context, args: dict[str, Any]) -> Any:
+        await ctx.raft_apply(MessageType.KVS, {"Op": "set", "DirEnt": {"Key": "a", "Value": b""}})
+        ctx.raft.apply = refused  # type: ignore[method-assign]
+        return await ctx.raft_apply(
+            MessageType.KVS, {"Op": "set", "DirEnt": {"Key": "b", "Value": b""}}
+        )
+
+    c.raft.apply = real  # type: ignore[method-assign]
+    c.ep._methods["Test.TwoWrites"] = (second_refused, Kind.WRITE)
+    with pytest.raises(RPCError, match=r"^node is not the leader$"):
+        await c.call("Test.TwoWrites")
+    # each request starts afresh
+    c.raft.apply = refused  # type: ignore[method-assign]
+    with pytest.raises(RPCError, match=r"^No cluster leader$"):
         await c.put("k")
 
 
