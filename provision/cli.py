@@ -223,6 +223,10 @@ def _dispatch(args: argparse.Namespace, console: Console, reporter: Reporter) ->
                 f"up: {len(res.started)} started, {len(res.restarted)} restarted, "
                 f"{len(changed)} changed" + ("" if changed else " (nothing to do)")
             )
+            from provision.secure import operator_hints
+
+            for line in operator_hints(inv.path, inv.nodes):
+                reporter.info(line)
             return 0
         if args.command == "verify":
             problems = upmod.verify_only(inv, reporter, args.wait)

@@ -10,6 +10,7 @@ bounded thread pool (Fabric is synchronous) and collects every node's result or 
 from __future__ import annotations
 
 import base64
+import io
 import shlex
 import socket
 import subprocess
@@ -78,14 +79,15 @@ class Host(Protocol):
     def feed(
         self,
         command: str,
-        local: Path,
+        local: Path | bytes,
         *,
         step: str,
         timeout: float,
         label: str | None = None,
     ) -> Result:
-        """Run `command` with the file `local` on its stdin (an upload and what uses it in one
-        remote command). Does not raise on a non-zero exit: the caller reads the Result."""
+        """Run `command` with the file `local` (or those bytes) on its stdin (an upload and what
+        uses it in one remote command; a secret that must be in no argv). Does not raise on a
+        non-zero exit: the caller reads the Result."""
         ...
 
     def close(self) -> None: ...
@@ -97,6 +99,21 @@ def _check(host: str, step: str, result: Result, check: bool) -> Result:
             host, step, result.command, result.exit_code, result.stderr or result.stdout
         )
     return result
+
+
+def run_input(
+    host: Host,
+    command: str,
+    data: bytes,
+    *,
+    step: str,
+    timeout: float,
+    check: bool = True,
+    label: str | None = None,
+) -> Result:
+    """`command` with `data` on its stdin; as `Host.run`, a failure raises when `check`."""
+    result = host.feed(command, data, step=step, timeout=timeout, label=label)
+    return _check(host.node.name, step, result, check)
 
 
 def write_text_cmd(content: str, remote: str, mode: int) -> str:
@@ -148,12 +165,14 @@ class LocalHost:
     def feed(
         self,
         command: str,
-        local: Path,
+        local: Path | bytes,
         *,
         step: str,
         timeout: float,
         label: str | None = None,
     ) -> Result:
+        if isinstance(local, bytes):
+            return self._sh(command, step, label or command, timeout, input=local)
         with open(local, "rb") as stdin:
             return self._sh(command, step, label or command, timeout, stdin=stdin)
 
@@ -254,7 +273,7 @@ class SSHHost:
     def feed(
         self,
         command: str,
-        local: Path,
+        local: Path | bytes,
         *,
         step: str,
         timeout: float,
@@ -280,7 +299,7 @@ class SSHHost:
 
         def send() -> None:
             try:
-                with open(local, "rb") as f:
+                with io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb") as f:
                     while chunk := f.read(1 << 15):
                         while chunk:
                             if chan.closed or time.monotonic() > deadline:

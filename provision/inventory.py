@@ -13,12 +13,14 @@ import os
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from provision import secure
 
 # Agent settings provision derives itself from the inventory; setting them by hand would
 # contradict the layout (a server that is not in `servers`, a data dir outside the host's).
@@ -83,12 +85,33 @@ AGENT_KEYS = frozenset(
     }
 )
 
-DEFAULT_PORTS = {"server": 8300, "serf_lan": 8301, "serf_wan": 8302, "rpc": 8400, "http": 8500}
+DEFAULT_PORTS = {
+    "server": 8300,
+    "serf_lan": 8301,
+    "serf_wan": 8302,
+    "rpc": 8400,
+    "http": 8500,
+    "https": secure.HTTPS_DEFAULT_PORT,
+}
 DNS_DEFAULT_PORT = 8600
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DC_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 ENCRYPT_GENERATE = "generate"
+
+# Agent settings `acl: bootstrap` makes provision set (the legacy acl_* keys would fight it).
+ACL_AGENT_KEYS = (
+    "acl_datacenter",
+    "acl_default_policy",
+    "acl_down_policy",
+    "acl_master_token",
+    "acl_token",
+    "acl_ttl",
+)
+INVENTORY_WIDE = (
+    "is set for the whole inventory, under `defaults`: one CA and one ACL system (tokens "
+    "resolved by the primary datacenter) serve every datacenter of a federation"
+)
 
 
 class InventoryError(Exception):
@@ -142,6 +165,8 @@ class DatacenterSpec(_Strict):
     install_dir: str | None = None
     data_dir: str | None = None
     agent: dict[str, Any] = {}
+    tls: Any = None  # refused with a reason (INVENTORY_WIDE): only `defaults` may set them
+    acl: Any = None
 
 
 class DefaultsSpec(_Strict):
@@ -154,6 +179,8 @@ class DefaultsSpec(_Strict):
     parallel: int = 10
     step_timeout: float = 180.0
     agent: dict[str, Any] = {}
+    tls: Literal["generate"] | None = None  # a CA beside the inventory, HTTPS and verify_*
+    acl: Literal["bootstrap"] | None = None  # ACLs on, default deny, bootstrapped by `up`
 
     @field_validator("parallel")
     @classmethod
@@ -196,6 +223,11 @@ class Node:
     python: str
     agent: dict[str, Any] = field(hash=False, compare=False)  # merged user agent settings
     path: str = ""  # YAML path, for messages: datacenters.dc1.servers[0]
+    tls: bool = False  # HTTPS with the node's certificate (`tls: generate`)
+    acl: bool = False  # ACLs on (`acl: bootstrap`)
+    acl_token_file: str | None = None  # the management token, on the controller
+    # the agent recovery token: provision's token for what it asks the agent about itself
+    recovery_token: str = field(default="", repr=False, hash=False, compare=False)
 
     @property
     def is_server(self) -> bool:
@@ -225,6 +257,13 @@ class Node:
         return f"{self.reach_addr}:{self.port('http')}"
 
     @property
+    def api_url(self) -> str:
+        """The node's own HTTP API as provision reaches it on the node: HTTPS with TLS on."""
+        if self.tls:
+            return f"https://{self.reach_addr}:{self.port('https')}"
+        return f"http://{self.http_addr}"
+
+    @property
     def advertise(self) -> str:
         return str(self.agent.get("advertise_addr", self.bind_addr))
 
@@ -245,6 +284,7 @@ class Inventory:
     warnings: tuple[str, ...]
     parallel: int
     step_timeout: float
+    secrets: secure.Secrets | None = field(default=None, repr=False, hash=False, compare=False)
 
     @property
     def datacenters(self) -> list[str]:
@@ -396,10 +436,15 @@ def resolve(spec: InventorySpec, path: Path, create_secrets: bool = True) -> Inv
     seen_name: dict[str, str] = {}
     d = spec.defaults
     key: str | None = None
+    tls, acl = d.tls is not None, d.acl is not None
+    token_file = str(secure.acl_token_path(path)) if acl else None
     if not spec.datacenters:
         errors.append("datacenters: at least one datacenter is required")
     for dc_name, dc in spec.datacenters.items():
         dc_path = f"datacenters.{dc_name}"
+        for what in ("tls", "acl"):
+            if getattr(dc, what) is not None:
+                errors.append(f"{dc_path}.{what}: {what} {INVENTORY_WIDE}")
         if not _DC_RE.match(dc_name):
             errors.append(
                 f"{dc_path}: invalid datacenter name (lower-case letters, digits, - and _)"
@@ -454,7 +499,11 @@ def resolve(spec: InventorySpec, path: Path, create_secrets: bool = True) -> Inv
                     (f"{hpath}.agent", h.agent),
                 ):
                     for k in layer:
-                        if k in RESERVED_AGENT_KEYS:
+                        if acl and k in ACL_AGENT_KEYS:
+                            msg = f"{layer_path}.{k}: set by provision (`acl: bootstrap`)"
+                            if msg not in errors:
+                                errors.append(msg)
+                        elif k in RESERVED_AGENT_KEYS:
                             msg = f"{layer_path}.{k}: set by provision ({RESERVED_AGENT_KEYS[k]})"
                             if msg not in errors:
                                 errors.append(msg)
@@ -497,16 +546,30 @@ def resolve(spec: InventorySpec, path: Path, create_secrets: bool = True) -> Inv
                         python=d.python,
                         agent=agent,
                         path=hpath,
+                        tls=tls,
+                        acl=acl,
+                        acl_token_file=token_file,
                     )
                 )
     if errors:
         raise InventoryError(str(path), errors)
+    try:
+        secrets = secure.prepare(path, nodes, tls=tls, acl=acl, create=create_secrets)
+    except (OSError, ValueError) as exc:
+        raise InventoryError(
+            str(path), [f"defaults: cannot prepare TLS/ACL secrets: {exc}"]
+        ) from None
+    if secrets is not None:
+        nodes = [
+            replace(n, recovery_token=secrets.tokens[n.name].recovery) if acl else n for n in nodes
+        ]
     return Inventory(
         path=path,
         nodes=tuple(nodes),
         warnings=tuple(warnings),
         parallel=d.parallel,
         step_timeout=d.step_timeout,
+        secrets=secrets,
     )
 
 

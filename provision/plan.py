@@ -9,12 +9,13 @@ and which nodes it will be joined to.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from enum import Enum
 
 from provision.inventory import Inventory, Node
 from provision.remote import HostState
-from provision.render import Rendered
+from provision.render import Rendered, RenderedFile
 
 
 class Action(Enum):
@@ -50,6 +51,23 @@ class NodePlan:
         return "; ".join(parts)
 
 
+# Config keys whose values are secrets: a diff shows that they change, not what they are.
+_SECRET_LINE = re.compile(
+    r'^(\s*"(?:encrypt|agent|agent_recovery|initial_management|default|replication|'
+    r'acl_master_token|acl_token|acl_agent_token|acl_agent_master_token)": )"[^"]*"'
+)
+
+
+def redact(line: str) -> str:
+    """A line of the rendered JSON config with a secret's value hidden."""
+    return _SECRET_LINE.sub(r'\1"<secret>"', line)
+
+
+def _tls_changed(state: HostState | None, f: RenderedFile) -> bool:
+    """The host's copy differs (the probe reports digests of TLS files, not their content)."""
+    return state is None or state.digest(f.path) != f.digest
+
+
 def plan_node(
     inv: Inventory,
     node: Node,
@@ -70,20 +88,25 @@ def plan_node(
     }
     if rendered.unit is not None:
         old[rendered.unit.path] = state.unit if state else None
-    files = tuple(f.path for f in rendered.files if old.get(f.path) != f.content)
+    files = tuple(
+        f.path
+        for f in rendered.files
+        if (old.get(f.path) != f.content if f not in rendered.tls else _tls_changed(state, f))
+    )
     old_config = (state.config if state else None) or ""
     config_diff = ""
     if old_config != rendered.config.content:
         config_diff = "".join(
             difflib.unified_diff(
-                old_config.splitlines(keepends=True),
-                rendered.config.content.splitlines(keepends=True),
+                [redact(ln) for ln in old_config.splitlines(keepends=True)],
+                [redact(ln) for ln in rendered.config.content.splitlines(keepends=True)],
                 fromfile=f"{node.name}:{rendered.config.path} (on host)",
                 tofile=f"{node.name}:{rendered.config.path} (rendered)",
             )
         )
     running = state.running if state else False
     restart_files = {rendered.config.path} | ({rendered.unit.path} if rendered.unit else set())
+    restart_files |= {f.path for f in rendered.tls}  # the agent reads them when it starts
     if not running:
         action = Action.START
     elif current != release or restart_files & set(files):

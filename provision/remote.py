@@ -13,6 +13,14 @@ together with `apply`. The layout on a host:
     <install_dir>/etc/senate.json        the agent config
     <install_dir>/bin/senatectl          start | stop | restart | status
     <install_dir>/run/senate.pid, log/senate.log   (launcher)
+    <install_dir>/tls/ca.pem, agent.pem, agent-key.pem   (`tls: generate`)
+
+With TLS on, what provision asks a node's agent goes over HTTPS with the node's certificate
+(CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY). With ACLs on, it carries a token: the
+node's agent recovery token for what the agent answers about itself (members, info, join,
+leave), the management token for what the servers answer (raft peers, leadership transfer).
+A token travels on the remote command's stdin into a shell variable and reaches only the one
+program that uses it as CONSUL_HTTP_TOKEN: it is in no argv and no other environment.
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
+from provision import secure
 from provision.artifact import Artifact
-from provision.hosts import Host, HostError, Result, StepError, write_text_cmd
+from provision.hosts import Host, HostError, Result, StepError, run_input, write_text_cmd
 from provision.hostside import http_request as _http_request
 from provision.hostside import install as _install
 from provision.hostside import probe as _probe
@@ -55,6 +66,10 @@ class HostState:
     ports_busy: tuple[tuple[str, int, str], ...]
     disk_free: int
     executable: str | None = None  # the python the node's `python` resolved to
+    digests: tuple[tuple[str, str | None], ...] = ()  # SHA-256 of the TLS files (None: missing)
+
+    def digest(self, path: str) -> str | None:
+        return dict(self.digests).get(path)
 
     def service(self, node: Node) -> str:
         if node.service == "auto":
@@ -75,6 +90,8 @@ def client_ports(node: Node) -> list[tuple[str, int]]:
 def probe_cmd(node: Node) -> str:
     """Run hostside.probe by the node's python (no venv exists yet)."""
     args = [node.install_dir, node.data_dir, node.bind_addr, json.dumps(agent_ports(node))]
+    if node.tls:
+        args.append(json.dumps(list(secure.host_tls_files(node))))
     return f"{node.python} -c {shlex.quote(source(_probe))} " + " ".join(map(shlex.quote, args))
 
 
@@ -110,6 +127,7 @@ def probe(host: Host, timeout: float) -> HostState:
         ports_busy=tuple((p, int(n), e) for p, n, e in d["ports_busy"]),
         disk_free=int(d["disk_free"]),
         executable=d.get("executable") or None,
+        digests=tuple(sorted((d.get("digests") or {}).items())),
     )
 
 
@@ -219,11 +237,46 @@ def files_cmd(node: Node, rendered: Rendered) -> str:
     return _guard("write config", " && ".join(parts))
 
 
-def _program_cmd(node: Node, program: ModuleType, *args: str) -> str:
+Auth = Literal["agent", "operator"]
+TOKEN_VAR = "PROVISION_TOKEN"  # the shell variable a token is read into from stdin
+READ_TOKEN = f"IFS= read -r {TOKEN_VAR}"
+
+
+def token(node: Node, auth: Auth) -> str | None:
+    """The token a request of kind `auth` carries (None without ACLs): "operator" the
+    management token once `up` has made it, "agent" (and "operator" before that) the node's
+    agent recovery token."""
+    if not node.acl:
+        return None
+    if auth == "operator" and node.acl_token_file:
+        try:
+            return Path(node.acl_token_file).read_text().strip() or None
+        except FileNotFoundError:
+            pass
+    return node.recovery_token or None
+
+
+def token_input(node: Node, auth: Auth | None) -> bytes | None:
+    """What the command of `authed` reads from stdin (None: it reads nothing)."""
+    secret = token(node, auth) if auth is not None else None
+    return None if secret is None else (secret + "\n").encode()
+
+
+def authed(node: Node, cmd: str, auth: Auth | None) -> str:
+    """`cmd` (one simple command) with the node's TLS files in its environment and, when a
+    token goes with it, CONSUL_HTTP_TOKEN from the variable READ_TOKEN filled."""
+    env = [f"{k}={shlex.quote(v)}" for k, v in secure.api_env(node).items()]
+    if token_input(node, auth) is not None:
+        env.append(f'CONSUL_HTTP_TOKEN="${TOKEN_VAR}"')
+    return " ".join([*env, cmd])
+
+
+def program_cmd(node: Node, program: ModuleType, *args: str, auth: Auth | None = None) -> str:
     """Run the host-side `program` (a module of provision.hostside) with `args` by the current
-    release's python."""
+    release's python (with the node's TLS files and, for `auth`, a token: see `authed`)."""
     py = f"{node.install_dir}/current/bin/python"
-    return " ".join(shlex.quote(a) for a in (py, "-I", "-c", source(program), *args))
+    cmd = " ".join(shlex.quote(a) for a in (py, "-I", "-c", source(program), *args))
+    return authed(node, cmd, auth)
 
 
 def configure_cmds(node: Node, release: str, rendered: Rendered) -> list[str]:
@@ -233,7 +286,7 @@ def configure_cmds(node: Node, release: str, rendered: Rendered) -> list[str]:
 
 def wait_cmd(node: Node, deadline_s: float) -> str:
     """Wait on the host until the agent answers `senate members` (see hostside.wait_agent)."""
-    return _program_cmd(
+    return program_cmd(
         node,
         _wait_agent,
         node.install_dir,
@@ -241,6 +294,7 @@ def wait_cmd(node: Node, deadline_s: float) -> str:
         f"{deadline_s:g}",
         str(WAIT_EXITED),
         str(WAIT_TIMEOUT),
+        auth="agent",
     )
 
 
@@ -248,12 +302,26 @@ def control_cmd(node: Node, action: str) -> str:
     return _guard(action, f"{shlex.quote(node.install_dir + '/bin/senatectl')} {action} >/dev/null")
 
 
-def apply(host: Host, parts: list[str], step: str, timeout: float, waits: bool = False) -> Result:
+def apply(
+    host: Host,
+    parts: list[str],
+    step: str,
+    timeout: float,
+    waits: bool = False,
+    stdin: bytes | None = None,
+) -> Result:
     """Run the command `parts` (from the *_cmd builders) as one remote command. A failing part
     raises StepError naming that part's step; with `waits` (the last part is wait_cmd) an agent
-    that exited or did not answer raises HostError with the waiter's account (and its log)."""
-    cmd = " && ".join(parts)
-    res = host.run(cmd, step=step, timeout=timeout, check=False, label=f"<{step}>")
+    that exited or did not answer raises HostError with the waiter's account (and its log).
+    `stdin` is a token (`token_input`), read first into the variable `authed` parts use."""
+    if stdin is None:
+        cmd = " && ".join(parts)
+        res = host.run(cmd, step=step, timeout=timeout, check=False, label=f"<{step}>")
+    else:
+        cmd = " && ".join([READ_TOKEN, *parts])
+        res = run_input(
+            host, cmd, stdin, step=step, timeout=timeout, check=False, label=f"<{step}>"
+        )
     return _checked(host, res, step, waits)
 
 
@@ -325,37 +393,68 @@ def start_agent(
     """`before` (more *_cmd parts), then senatectl `action` (start | restart), then wait until
     the agent answers: one remote command."""
     parts = [*(before or []), control_cmd(host.node, action), wait_cmd(host.node, deadline_s)]
-    apply(host, parts, action, timeout + deadline_s, waits=True)
+    stdin = token_input(host.node, "agent")
+    apply(host, parts, action, timeout + deadline_s, waits=True, stdin=stdin)
 
 
 def wait_leader(host: Host, deadline_s: float, timeout: float) -> str:
     """Wait, on the server `host`, until its agent knows a raft leader; returns the leader's
     server address (ip:port). One remote command, however long the election takes."""
-    url = f"http://{host.node.http_addr}/v1/status/leader"
+    url = f"{host.node.api_url}/v1/status/leader"  # /v1/status needs no token, as Consul's
     args = (url, f"{deadline_s:g}", str(WAIT_EXITED), str(WAIT_TIMEOUT))
-    cmd = _program_cmd(host.node, _wait_leader, *args)
+    cmd = program_cmd(host.node, _wait_leader, *args)
     res = apply(host, [cmd], "leader", timeout + deadline_s, waits=True)
     return res.stdout.strip()
 
 
 def wait_agent(host: Host, deadline_s: float, timeout: float) -> None:
-    apply(host, [wait_cmd(host.node, deadline_s)], "wait", timeout + deadline_s, waits=True)
+    stdin = token_input(host.node, "agent")
+    apply(host, [wait_cmd(host.node, deadline_s)], "wait", timeout + deadline_s, True, stdin=stdin)
 
 
-def senate(host: Host, args: str, timeout: float, check: bool = True) -> Result:
-    """Run `senate <args>` from the node's current release against its own agent."""
-    exe = f"{host.node.install_dir}/current/bin/senate"
-    return host.run(
-        f"{shlex.quote(exe)} {args}", step=f"senate {args.split()[0]}", timeout=timeout, check=check
+def _run_authed(
+    host: Host, cmd: str, auth: Auth, *, step: str, timeout: float, check: bool, label: str
+) -> Result:
+    """`cmd` (made by `authed` for `auth`), its token on stdin when one goes with it."""
+    stdin = token_input(host.node, auth)
+    if stdin is None:
+        return host.run(cmd, step=step, timeout=timeout, check=check, label=label)
+    cmd = f"{READ_TOKEN} && {cmd}"
+    return run_input(host, cmd, stdin, step=step, timeout=timeout, check=check, label=label)
+
+
+def senate(
+    host: Host, args: str, timeout: float, check: bool = True, auth: Auth = "agent"
+) -> Result:
+    """Run `senate <args>` from the node's current release against its own agent; `auth`
+    "operator" for what needs the management token (raft peers)."""
+    exe = f"{shlex.quote(host.node.install_dir + '/current/bin/senate')} {args}"
+    return _run_authed(
+        host,
+        authed(host.node, exe, auth),
+        auth,
+        step=f"senate {args.split()[0]}",
+        timeout=timeout,
+        check=check,
+        label=exe,
     )
 
 
 def http(host: Host, path: str, timeout: float, method: str = "GET") -> tuple[int, str]:
-    """One request to the node's own HTTP API, made on the node. Raises HostError when the agent
-    does not answer."""
+    """One request to the node's own HTTP API, made on the node, with the management token.
+    Raises HostError when the agent does not answer."""
     node = host.node
-    cmd = _program_cmd(node, _http_request, method, f"http://{node.http_addr}{path}", str(timeout))
-    res = host.run(cmd, step=f"http {path}", timeout=timeout + 10)
+    url = f"{node.api_url}{path}"
+    cmd = program_cmd(node, _http_request, method, url, str(timeout), auth="operator")
+    res = _run_authed(
+        host,
+        cmd,
+        "operator",
+        step=f"http {path}",
+        timeout=timeout + 10,
+        check=True,
+        label=f"<http {method} {path}>",
+    )
     d = json.loads(res.stdout)
     if "error" in d:
         raise HostError(node.name, f"HTTP {method} {path}: {d['error']}")

@@ -4,7 +4,8 @@ The agent config is a pure function of the inventory and the node: settings from
 (defaults < datacenter < host) plus what provision derives from the layout — datacenter,
 node_name, server, bootstrap_expect (= the datacenter's number of servers), bind_addr, data_dir,
 retry_join to the datacenter's servers and, for servers, retry_join_wan to every other
-datacenter's servers.
+datacenter's servers; with `tls: generate` / `acl: bootstrap`, HTTPS, the `tls` and `acl` blocks
+and the node's certificate files (provision.secure).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from provision import secure
 from provision.inventory import Inventory, Node
 
 STOP_TIMEOUT = 15  # seconds the launcher waits after SIGTERM before SIGKILL
@@ -49,16 +51,18 @@ class Rendered:
     config: RenderedFile
     control: RenderedFile  # <install_dir>/bin/senatectl
     unit: RenderedFile | None  # /etc/systemd/system/senate.service, when systemd runs the agent
+    tls: tuple[RenderedFile, ...] = ()  # <install_dir>/tls/: CA, certificate, key
 
     @property
     def files(self) -> list[RenderedFile]:
-        return [f for f in (self.config, self.control, self.unit) if f is not None]
+        return [f for f in (self.config, self.control, self.unit, *self.tls) if f is not None]
 
 
 def agent_config(inv: Inventory, node: Node) -> dict[str, Any]:
     servers = inv.servers(node.datacenter)
     cfg: dict[str, Any] = {"log_level": "INFO", "disable_update_check": True}
     cfg.update(node.agent)
+    cfg.update(secure.agent_settings(inv.secrets, node))
     cfg["datacenter"] = node.datacenter
     cfg["node_name"] = node.name
     cfg["server"] = node.is_server
@@ -116,4 +120,5 @@ def render_node(
             env.get_template("senate.service.j2").render(ctx),
             0o644,
         )
-    return Rendered(config=config, control=control, unit=unit)
+    tls = tuple(RenderedFile(p, c, m) for p, c, m in secure.node_files(inv.secrets, node))
+    return Rendered(config=config, control=control, unit=unit, tls=tls)

@@ -3,7 +3,8 @@ them, take them away.
 
 `up` runs in phases, each over every host in parallel (bounded by `parallel`) and each stopping
 the run when a host fails: preflight, artifact, plan, install, write files, start servers and
-join them, wait for a leader, WAN join, start clients, rolling restarts of changed running nodes
+join them, wait for a leader (with `acl: bootstrap`, then the primary's ACLs: provision.acl),
+WAN join, start clients, rolling restarts of changed running nodes
 (servers one at a time, followers first, leader last, then clients), verify. A converged datacenter gives a
 plan of nothing everywhere, so a second `up` changes and restarts nothing.
 """
@@ -21,7 +22,7 @@ from typing import TypeVar
 
 from rich.table import Table
 
-from provision import health, remote
+from provision import acl, health, remote
 from provision.artifact import Artifact, build_artifact
 from provision.hosts import Host, HostError, connect, run_parallel
 from provision.inventory import Inventory, Node
@@ -30,7 +31,7 @@ from provision.remote import HostState
 from provision.render import Rendered, render_node
 from provision.report import Reporter
 from provision.rolling import PlanRefused, Role, plan_rolling
-from provision.verify import DCView, compare, observe
+from provision.verify import DCView, compare, observe, wan_problems
 
 T = TypeVar("T")
 
@@ -329,20 +330,31 @@ def _form_datacenters(
             s.reporter.line(dc, "leader", "failed")
             raise ProvisionFailed(str(exc), {dc: exc}) from None
         s.reporter.line(dc, "leader", "ok", leader.name)
+        if dc == inv.datacenters[0] and leader.acl:
+            _acls(s, leader)
 
     # Datacenters join over WAN as soon as each has a leader, before any rolling restart.
-    if len(inv.datacenters) > 1:
-        views = observe(inv, s.hosts, s.timeout)
-        wan_missing = [p for p in compare(inv, views) if "WAN member" in p]
-        if wan_missing:
-            for dc in inv.datacenters:
-                first = inv.servers(dc)[0]
-                others = [
-                    f"{x.advertise}:{x.port('serf_wan')}"
-                    for x in inv.servers()
-                    if x.datacenter != dc
-                ]
-                join(s, first, others, wan=True)
+    if len(inv.datacenters) > 1 and wan_problems(inv, s.hosts, s.timeout):
+        for dc in inv.datacenters:
+            first = inv.servers(dc)[0]
+            others = [
+                f"{x.advertise}:{x.port('serf_wan')}" for x in inv.servers() if x.datacenter != dc
+            ]
+            join(s, first, others, wan=True)
+
+
+def _acls(s: Session, leader: Node) -> None:
+    """Bootstrap the ACLs once and make the agents' tokens (provision.acl)."""
+    dc = leader.datacenter
+    try:
+        s.step(
+            dc,
+            "acl",
+            lambda: acl.ensure_acls(s.inv, s.hosts, leader, LEADER_TIMEOUT, s.timeout),
+            lambda r: r.summary(),
+        )
+    except HostError as exc:
+        raise ProvisionFailed(str(exc), {dc: exc}) from None
 
 
 def join(s: Session, node: Node, addrs: Sequence[str], wan: bool = False) -> None:

@@ -8,7 +8,7 @@ datacenter without exactly one leader, raft peers that are not exactly the serve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provision.hosts import Host, HostError
@@ -171,13 +171,13 @@ def observe_dc(inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float) 
         rpc = f"-rpc-addr={node.rpc_addr}"
         try:
             members = senate(host, f"members {rpc}", timeout)
-            peers = senate(
-                host, f"operator raft list-peers -http-addr={node.http_addr}", timeout, check=False
-            )
-            if peers.exit_code != 0:
-                peers = senate(
-                    host, f"operator raft -list-peers -http-addr={node.http_addr}", timeout
-                )
+            # raft peers are the servers' to tell: the management token (with ACLs on)
+            peers_cmd = f"list-peers -http-addr={node.api_url}"
+            peers = senate(host, f"operator raft {peers_cmd}", timeout, False, "operator")
+            if peers.exit_code != 0 and "Permission denied" not in peers.stderr:
+                peers = senate(host, f"operator raft -{peers_cmd}", timeout, auth="operator")
+            elif peers.exit_code != 0:
+                raise HostError(node.name, f"operator raft list-peers: {peers.stderr.strip()}")
             wan = senate(host, f"members -wan {rpc}", timeout) if len(inv.datacenters) > 1 else None
         except HostError as exc:
             view.errors.append(f"{node.name}: {exc}")
@@ -188,6 +188,37 @@ def observe_dc(inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float) 
         view.wan = parse_members(wan.stdout) if wan is not None else []
         return view
     return view
+
+
+def wan_problems(inv: Inventory, hosts: Mapping[str, Host], timeout: float) -> list[str]:
+    """What `members -wan` on a server of each datacenter lacks, as `compare` words it. Asks
+    each agent about itself only: no leader or management token needed (a datacenter that
+    resolves tokens through the primary's servers cannot before it has joined them)."""
+    problems: list[str] = []
+    for dc in inv.datacenters:
+        errors: list[str] = []
+        for node in inv.servers(dc):
+            host = hosts.get(node.name)
+            if host is None:
+                continue
+            try:
+                res = senate(host, f"members -wan -rpc-addr={node.rpc_addr}", timeout)
+            except HostError as exc:
+                errors.append(f"{node.name}: {exc}")
+                continue
+            wan = {m.name: m for m in parse_members(res.stdout)}
+            for s in inv.servers():
+                wm = wan.get(f"{s.name}.{s.datacenter}")
+                if wm is None:
+                    problems.append(f"{dc}: {s.name}.{s.datacenter} is not a WAN member")
+                elif wm.status != "alive":
+                    problems.append(
+                        f"{dc}: WAN member {s.name}.{s.datacenter} is {wm.status}, want alive"
+                    )
+            break
+        else:
+            problems.append(f"{dc}: no server answered ({'; '.join(errors)})")
+    return problems
 
 
 def observe(inv: Inventory, hosts: dict[str, Host], timeout: float) -> list[DCView]:

@@ -9,6 +9,8 @@ nothing of provision, nor of another module here:
     wait_agent    until a started agent answers CLI RPC (the release's python: uses agent.client)
     wait_leader   until a server's agent knows a raft leader (the release's python)
     http_request  one request to the node's own HTTP API (the release's python)
+    acl_setup     ACL bootstrap, the agents' policy and tokens, on a primary server (the
+                  release's python)
 
 probe and install run before the release's venv exists, with the host's python3 (>= 3.11):
 the standard library only.

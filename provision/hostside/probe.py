@@ -3,13 +3,16 @@ one JSON object, what provision needs to plan this host (its Python, the release
 which is current, the files provision wrote, whether the agent runs, which of the agent's ports
 are taken, the disk free under the install directory).
 
-    python3 -c <this file> INSTALL_DIR DATA_DIR BIND_ADDR PORTS_JSON
+    python3 -c <this file> INSTALL_DIR DATA_DIR BIND_ADDR PORTS_JSON [FILES_JSON]
 
-PORTS_JSON is a list of [proto, port] ("tcp" or "udp"). Standard library only.
+PORTS_JSON is a list of [proto, port] ("tcp" or "udp"); FILES_JSON a list of paths whose
+SHA-256 (or null, when missing) is reported as `digests` (the TLS files: a key is not read back
+to the controller). Standard library only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +64,14 @@ def busy_ports(bind: str, ports: list[tuple[str, int]]) -> list[list[object]]:
     return busy
 
 
+def digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def disk_free(path: str) -> int:
     """Bytes free on the filesystem `path` is (or, not made yet, would be) on."""
     while not os.path.isdir(path):
@@ -87,6 +98,7 @@ def main(argv: list[str]) -> int:
         "running": running,
         "ports_busy": busy_ports(bind, [(proto, port) for proto, port in ports]),
         "disk_free": disk_free(install),
+        "digests": {p: digest(p) for p in (json.loads(argv[4]) if len(argv) > 4 else [])},
     }
     print(json.dumps(state))
     return 0

@@ -8,11 +8,13 @@ TIMED_OUT at the deadline, saying what it last saw.
 
     <install_dir>/current/bin/python -I -c <this file> INSTALL_DIR RPC_ADDR DEADLINE_S EXITED TIMED_OUT
 
-Run by the release's python, where `agent` is installed.
+Run by the release's python, where `agent` is installed. With ACLs on, the token the agent is
+asked with is CONSUL_HTTP_TOKEN (the node's agent recovery token).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -59,7 +61,8 @@ def members(base: str, rpc: str) -> str | None:
     except ImportError:  # a release without agent.client: ask its CLI
         return _members_by_cli(base, rpc)
     try:
-        with RPCClient(rpc, timeout=CONNECT_TIMEOUT_S) as client:
+        token = os.environ.get("CONSUL_HTTP_TOKEN", "")
+        with RPCClient(rpc, timeout=CONNECT_TIMEOUT_S, token=token) as client:
             client.sock.settimeout(READ_TIMEOUT_S)
             client.members()
     except ClientError as exc:

@@ -5,6 +5,7 @@ probe and the HTTP request do what provision reads from them, their `main` run h
 from __future__ import annotations
 
 import ast
+import hashlib
 import http.server
 import json
 import os
@@ -20,10 +21,10 @@ from types import ModuleType
 import pytest
 
 from provision import hostside, remote
-from provision.hostside import http_request, install, probe, wait_agent, wait_leader
+from provision.hostside import acl_setup, http_request, install, probe, wait_agent, wait_leader
 from provision.inventory import Node, load_inventory
 
-PROGRAMS = [probe, install, wait_agent, wait_leader, http_request]
+PROGRAMS = [probe, install, wait_agent, wait_leader, http_request, acl_setup]
 # What each may import besides the standard library: probe and install run with the host's
 # python3 before the release's venv exists; the others with the release's python.
 EXTRA_IMPORTS: dict[ModuleType, set[str]] = {wait_agent: {"agent.client"}}
@@ -139,7 +140,9 @@ def test_probe_of_a_fresh_host(capsys: pytest.CaptureFixture[str], tmp_path: Pat
         "running",
         "ports_busy",
         "disk_free",
+        "digests",
     ]
+    assert state["digests"] == {}
     assert state["python"] == list(sys.version_info[:3])
     assert state["executable"] == os.path.realpath(sys.executable)
     fresh = {k: state[k] for k in ("current", "previous", "releases", "config", "control")}
@@ -170,6 +173,26 @@ def test_probe_of_an_installed_host(capsys: pytest.CaptureFixture[str], tmp_path
     ctl = install / "bin" / "senatectl"
     ctl.write_text('#!/bin/sh\n[ "$1" = status ]\n')
     ctl.chmod(0o755)
+    (install / "tls").mkdir()
+    (install / "tls" / "agent.pem").write_text("cert\n")
+    assert (
+        probe.main(
+            [
+                str(install),
+                "/data",
+                "127.0.0.64",
+                "[]",
+                json.dumps([f"{install}/tls/agent.pem", "/no"]),
+            ]
+        )
+        == 0
+    )
+    digests = json.loads(capsys.readouterr().out)["digests"]
+    # TLS files come back as their SHA-256 (a key is never read back), missing ones as null
+    assert digests == {
+        f"{install}/tls/agent.pem": hashlib.sha256(b"cert\n").hexdigest(),
+        "/no": None,
+    }
     state = run_probe(capsys, install, [])
     assert state["releases"] == ["0.1-a", "0.2-b"]
     assert (state["current"], state["previous"]) == ("0.2-b", "0.1-a")

@@ -250,7 +250,10 @@ def test_encrypt_generate_keeps_one_key_beside_the_inventory(tmp_path: Path) -> 
 
 def test_local_nodes_get_own_addresses_and_dirs(tmp_path: Path) -> None:
     repo_local = Path(__file__).resolve().parents[3] / "inventories" / "local.yml"
-    inv = load_inventory(repo_local)
+    copy = tmp_path / "local.yml"  # its secrets are made beside it: not in the repository
+    copy.write_text(repo_local.read_text())
+    inv = load_inventory(copy)
+    assert all(n.tls and n.acl for n in inv.nodes) and inv.nodes[0].agent["encrypt"]
     assert [n.bind_addr for n in inv.nodes] == [f"127.0.0.{i}" for i in range(11, 16)]
     assert len({n.install_dir for n in inv.nodes}) == 5
     assert len({n.data_dir for n in inv.nodes}) == 5
@@ -267,3 +270,12 @@ def test_prod_example_is_valid(tmp_path: Path) -> None:
     assert all(len(inv.servers(dc)) == 3 and inv.clients(dc) for dc in inv.datacenters)
     assert inv.node("ams1-srv1").ssh.jump_host == "deploy@bastion-ams.example.net:22"
     assert inv.warnings == ()
+    # locked down: gossip encryption, TLS and ACLs, the secrets beside the copy
+    assert all(n.tls and n.acl and n.agent["encrypt"] for n in inv.nodes)
+    assert inv.secrets is not None and inv.secrets.primary_datacenter == "fra1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "prod.agent-tokens",
+        "prod.gossip-key",
+        "prod.tls",
+        "prod.yml",
+    ]
