@@ -300,9 +300,13 @@ def cleanup_stale() -> None:
                 _run("ip", "link", "del", name, check=False)
 
 
-def write_inventory(path: Path, lab: HostLab, layout: dict[str, tuple[int, int]]) -> Path:
+def write_inventory(
+    path: Path, lab: HostLab, layout: dict[str, tuple[int, int]], secure: bool = False
+) -> Path:
     """Inventory for the lab's hosts: `layout` maps datacenter -> (servers, clients), filled
-    from the lab's addresses in order. Nodes are named s1.. / c1.. (dc1), t1.. / d1.. (dc2)."""
+    from the lab's addresses in order. Nodes are named s1.. / c1.. (dc1), t1.. / d1.. (dc2).
+    `secure`: locked down as inventories/prod.yml is (tls: generate, acl: bootstrap, encrypt:
+    generate)."""
     addrs = iter(lab.addresses)
     names = {"dc1": ("s", "c"), "dc2": ("t", "d")}
     lines = [
@@ -311,8 +315,10 @@ def write_inventory(path: Path, lab: HostLab, layout: dict[str, tuple[int, int]]
         "  install_dir: /opt/senate",
         "  data_dir: /var/lib/senate",
         "  step_timeout: 60",
-        "datacenters:",
     ]
+    if secure:
+        lines += ["  tls: generate", "  acl: bootstrap", "  agent: {encrypt: generate}"]
+    lines.append("datacenters:")
     for dc, (n_servers, n_clients) in layout.items():
         sp, cp = names[dc]
         lines.append(f"  {dc}:")

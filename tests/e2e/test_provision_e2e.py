@@ -2,12 +2,19 @@
 
 The tests share one set of hosts and run in file order, each starting from the state the
 previous one left (as an operator's session would): up, up again, rolling upgrade under write
-load, a server killed mid-upgrade, a second datacenter over WAN, down.
+load, a server killed mid-upgrade, a second datacenter over WAN, down. The datacenter is locked
+down as inventories/prod.yml asks (tls: generate, acl: bootstrap, encrypt: generate): anonymous
+requests are refused everywhere, verify/status/upgrade use the management token and HTTPS, and
+the writes during the upgrade carry a token of their own.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import ssl
+import stat
 import threading
 import time
 import urllib.error
@@ -20,7 +27,8 @@ import pytest
 from netns_hosts import NO_SUDO_USER, SUDO_USER, HostLab, write_inventory
 from rich.console import Console
 
-from provision import cli, remote
+from agent.codec import RPCType, encode_frame
+from provision import cli, remote, secure
 from provision.artifact import Artifact
 from provision.hosts import connect
 from provision.inventory import Inventory, load_inventory
@@ -72,7 +80,9 @@ def up(inv: Inventory, rep: Reporter, artifact: Artifact) -> UpResult:
 
 @pytest.fixture(scope="module")
 def inv_path(lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_inventory(tmp_path_factory.mktemp("inv") / "e2e.yml", lab, {"dc1": (3, 2)})
+    return write_inventory(
+        tmp_path_factory.mktemp("inv") / "e2e.yml", lab, {"dc1": (3, 2)}, secure=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +92,42 @@ def dc1(inv_path: Path, base_artifact: Artifact) -> Iterator[Inventory]:
     assert result.problems == [], result.problems
     assert sorted(result.started) == ["c1", "c2", "s1", "s2", "s3"]
     yield inv
+
+
+def management(inv: Inventory) -> str:
+    return secure.acl_token_path(inv.path).read_text().strip()
+
+
+def api(
+    addr: str, method: str, path: str, token: str | None = None, body: object = None
+) -> tuple[int, str]:
+    """One request to a node's HTTP port (8500) from the controller."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{addr}:8500{path}", data=data, method=method)
+    if token:
+        req.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def writer_token(dc1: Inventory) -> str:
+    """A token for the load of the upgrade test: it may write e2e/ and nothing else."""
+    server = dc1.servers()[0].host
+    rules = 'key_prefix "e2e/" { policy = "write" }'
+    status, body = api(
+        server, "PUT", "/v1/acl/policy", management(dc1), {"Name": "e2e-writer", "Rules": rules}
+    )
+    assert status == 200, body
+    status, body = api(
+        server, "PUT", "/v1/acl/token", management(dc1), {"Policies": [{"Name": "e2e-writer"}]}
+    )
+    assert status == 200, body
+    secret: str = json.loads(body)["SecretID"]
+    return secret
 
 
 def leader_name(inv: Inventory) -> str:
@@ -118,6 +164,66 @@ def test_second_up_changes_nothing(dc1: Inventory, base_artifact: Artifact) -> N
     assert result.problems == []
     assert result.changed == [] and result.started == [] and result.restarted == []
     assert not [e for e in events.seen if e[1] in ("install", "start", "restart", "join")]
+    # the ACLs were bootstrapped by the first `up`: this one finds nothing to change
+    assert ("dc1", "acl", "ok") in events.seen
+
+
+def test_the_datacenter_is_locked_down(dc1: Inventory) -> None:
+    """Anonymous requests are refused on every host; the management token and HTTPS with a
+    certificate of the inventory's CA work; the secrets are private, beside the inventory and
+    on the hosts."""
+    token = management(dc1)
+    for n in dc1.nodes:
+        for method, path in (("PUT", "/v1/kv/e2e/anonymous"), ("GET", "/v1/agent/self")):
+            status, body = api(n.host, method, path, body="x" if method == "PUT" else None)
+            assert (status, body.split(":")[0]) == (403, "Permission denied"), (n.name, path)
+        assert api(n.host, "GET", "/v1/agent/self", token)[0] == 200, n.name
+    # HTTPS on 8501 wants a client certificate: the CLI's from <stem>.tls/ is served
+    d = secure.tls_dir(dc1.path)
+    with_cert = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    with_cert.load_cert_chain(str(d / "cli.pem"), str(d / "cli-key.pem"))
+    without = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    for n in dc1.nodes:
+        url = f"https://{n.host}:8501/v1/status/leader"  # the node's certificate names its IP
+        with urllib.request.urlopen(url, context=with_cert, timeout=10) as r:
+            assert r.status == 200
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            urllib.request.urlopen(url, context=without, timeout=10).close()
+    for secret in (secure.acl_token_path(dc1.path), secure.agent_tokens_path(dc1.path)):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE((d / "ca-key.pem").stat().st_mode) == 0o600
+    host = connect(dc1.node("s1"))
+    try:
+        res = host.run(
+            "stat -c '%n %a' /opt/senate/tls/* /opt/senate/etc/senate.json",
+            step="check",
+            timeout=10,
+        )
+    finally:
+        host.close()
+    modes = dict(line.split() for line in res.stdout.splitlines())
+    assert modes == {
+        "/opt/senate/tls/agent-key.pem": "600",
+        "/opt/senate/tls/agent.pem": "644",
+        "/opt/senate/tls/ca.pem": "644",
+        "/opt/senate/etc/senate.json": "640",
+    }
+
+
+def test_server_rpc_refuses_a_plain_connection(dc1: Inventory) -> None:
+    """verify_incoming on internal RPC: a plain (not TLS) RPC connection to 8300 is closed
+    unanswered."""
+    s1 = dc1.node("s1")
+    request = bytes([RPCType.CONSUL]) + encode_frame(
+        {"Seq": 1, "Method": "Status.Ping", "Args": {}}
+    )
+    with socket.create_connection((s1.host, 8300), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            answer = sock.recv(4096)
+        except (ConnectionError, TimeoutError):
+            answer = b""
+    assert answer == b"", "a plain RPC connection was answered"
 
 
 def test_status_table(dc1: Inventory, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,8 +243,11 @@ class KVWriter:
     raced the request) is retried, same key and value (a KV put is idempotent), on the other
     client, and counted in `retried`."""
 
-    def __init__(self, addrs: list[str], max_writes: int = 20000, max_seconds: float = 240) -> None:
+    def __init__(
+        self, addrs: list[str], token: str, max_writes: int = 20000, max_seconds: float = 240
+    ) -> None:
         self.addrs = addrs
+        self.token = token
         self.avoid: set[str] = set()
         self.max_writes = max_writes
         self.deadline = time.monotonic() + max_seconds
@@ -161,6 +270,7 @@ class KVWriter:
         req = urllib.request.Request(
             f"http://{addr}:8500/v1/kv/e2e/upgrade/{i:06d}", data=str(i).encode(), method="PUT"
         )
+        req.add_header("X-Consul-Token", self.token)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 body = r.read().decode().strip()
@@ -206,13 +316,13 @@ class KVWriter:
 
 
 def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
-    dc1: Inventory, newer_artifact: Artifact, lab: HostLab
+    dc1: Inventory, newer_artifact: Artifact, lab: HostLab, writer_token: str
 ) -> None:
     leader = leader_name(dc1)
     followers = sorted(n.name for n in dc1.servers() if n.name != leader)
     order: list[str] = []
     clients = [n.host for n in dc1.clients()]
-    with KVWriter(clients) as writer:
+    with KVWriter(clients, writer_token) as writer:
 
         def steer(host: str, step: str, status: str) -> None:
             # the writer moves off a client before it restarts, back once it passed its gate
@@ -232,10 +342,9 @@ def test_upgrade_rolls_in_order_while_writes_keep_succeeding(
     assert writer.failed == [], writer.failed[:5]
     assert len(writer.written) >= 20
     # every acknowledged write is there, read through a server
-    with urllib.request.urlopen(
-        f"http://{dc1.servers()[0].host}:8500/v1/kv/e2e/upgrade/?keys", timeout=10
-    ) as r:
-        keys = set(json.loads(r.read()))
+    status, body = api(dc1.servers()[0].host, "GET", "/v1/kv/e2e/upgrade/?keys", writer_token)
+    assert status == 200, body
+    keys = set(json.loads(body))
     missing = [i for i in writer.written if f"e2e/upgrade/{i:06d}" not in keys]
     assert missing == []
     assert verify_only(dc1, reporter()) == []
@@ -284,7 +393,10 @@ def test_server_killed_mid_upgrade_stops_with_a_clear_report(
 def test_two_datacenters_join_over_wan(
     dc1: Inventory, inv_path: Path, lab: HostLab, newer_artifact: Artifact
 ) -> None:
-    two = write_inventory(inv_path.with_name("e2e-two.yml"), lab, {"dc1": (3, 2), "dc2": (1, 0)})
+    two = write_inventory(
+        inv_path.with_name("e2e-two.yml"), lab, {"dc1": (3, 2), "dc2": (1, 0)}, secure=True
+    )
+    copy_secrets(inv_path, two)
     inv = load_inventory(two)
     events = Events()
     result = up(inv, reporter(events), artifact=newer_artifact)
@@ -293,6 +405,22 @@ def test_two_datacenters_join_over_wan(
     # dc1's servers got retry_join_wan: they restart, one at a time; the clients do not
     assert sorted(result.restarted) == ["s1", "s2", "s3"]
     assert verify_only(inv, reporter()) == []
+    # dc2 enforces the primary's ACLs: anonymous refused, the management token served
+    t1 = inv.node("t1").host
+    assert api(t1, "PUT", "/v1/kv/e2e/dc2", body="x")[0] == 403
+    status, body = api(t1, "PUT", "/v1/kv/e2e/dc2", management(inv), "x")
+    assert (status, body.strip()) == (200, "true")
+
+
+def copy_secrets(src: Path, dst: Path) -> None:
+    """The secrets beside `src` beside `dst` too: one datacenter's CA and tokens, as an operator
+    keeps them with an inventory that grows a datacenter under a new name."""
+    for make in (secure.tls_dir, secure.acl_token_path, secure.agent_tokens_path):
+        if make(src).is_dir():
+            shutil.copytree(make(src), make(dst), dirs_exist_ok=True)
+        else:
+            shutil.copy2(make(src), make(dst))
+    shutil.copy2(src.with_name(f"{src.stem}.gossip-key"), dst.with_name(f"{dst.stem}.gossip-key"))
 
 
 def test_verify_reports_a_partitioned_client_until_it_heals(dc1: Inventory, lab: HostLab) -> None:
