@@ -162,6 +162,10 @@ def test_default_deny_everywhere_and_a_prefix_token(cluster: Cluster, tmp_path: 
     # an unknown token is not anonymous
     status, text, _ = call(client, "GET", "/v1/kv/app/x", token="no-such-token")
     assert (status, text) == (403, "ACL not found")
+    # ... but where no ACL applies it is no error (Consul ignores it there)
+    assert call(client, "GET", "/v1/status/leader", token="no-such-token")[0] == 200
+    status, text, _ = call(follower, "PUT", "/v1/acl/bootstrap", token="no-such-token")
+    assert status == 403 and "bootstrap no longer allowed" in text
 
     token = app_token(leader)
     secret = token["SecretID"]
