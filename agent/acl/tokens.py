@@ -30,13 +30,6 @@ KINDS = {
     "acl_replication_token": "replication",
     "config_file_service_registration": "config_file_service_registration",
 }
-_PERSISTED_NAMES = {
-    "default": "default",
-    "agent": "agent",
-    "agent_recovery": "agent_recovery",
-    "replication": "replication",
-    "config_file_service_registration": "config_file_service_registration",
-}
 TOKEN_FILE = "acl-tokens.json"
 
 
@@ -70,10 +63,10 @@ class TokenStore:
             log.warning("agent: unable to load persisted tokens from %s: %s", path, exc)
             return
         if isinstance(saved, dict):
-            for name, kind in _PERSISTED_NAMES.items():
+            for name in self._tokens:
                 value = saved.get(name)
                 if isinstance(value, str) and value:
-                    self._tokens[kind] = value
+                    self._tokens[name] = value
 
     def user_token(self) -> str:
         return self._tokens["default"]
@@ -95,6 +88,6 @@ class TokenStore:
         self._tokens[name] = value
         if self._persist_dir is not None:
             path = self._persist_dir / TOKEN_FILE
-            saved = {n: self._tokens[k] for n, k in _PERSISTED_NAMES.items() if self._tokens[k]}
+            saved = {n: v for n, v in self._tokens.items() if v}
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps(saved), mode=0o600)

@@ -186,13 +186,6 @@ async def token_list(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------ policies, roles
 
 
-async def policy_create(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    body = await _body(request)
-    body.pop("ID", None)
-    return json_response(request, await rpc(request, "ACL.PolicySet", {"Policy": body}))
-
-
 def _uuid_param(request: web.Request, what: str) -> str:
     """A policy or role ID in the path must be a UUID (Consul's state store refuses others)."""
     value = request.match_info["id"]
@@ -203,82 +196,60 @@ def _uuid_param(request: web.Request, what: str) -> str:
     return value
 
 
-async def policy_read(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    args = {"PolicyID": _uuid_param(request, "policy")}
-    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy", 404))
+def _crud_routes(kind: str, plural: str, filters: tuple[str, ...] = ()) -> list[web.RouteDef]:
+    """/v1/acl/<kind> create, read (by ID or name), update, delete and /v1/acl/<plural> list
+    for policies and roles, over ACL.<Kind>Set/Read/Delete/List; `filters` are the list's
+    query parameters (passed on capitalised)."""
+    what = kind.lower()
 
+    async def create(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        body = await _body(request)
+        body.pop("ID", None)
+        return json_response(request, await rpc(request, f"ACL.{kind}Set", {kind: body}))
 
-async def policy_read_by_name(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    args = {"PolicyName": request.match_info["name"]}
-    return json_response(request, await _read(request, "ACL.PolicyRead", args, "Policy", 404))
+    async def read(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        args = {f"{kind}ID": _uuid_param(request, what)}
+        return json_response(request, await _read(request, f"ACL.{kind}Read", args, kind, 404))
 
+    async def read_by_name(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        args = {f"{kind}Name": request.match_info["name"]}
+        return json_response(request, await _read(request, f"ACL.{kind}Read", args, kind, 404))
 
-async def policy_update(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    pid = request.match_info["id"]
-    body = await _body(request)
-    if body.get("ID") and body["ID"] != pid:
-        raise HTTPError(400, "Policy ID in URL and payload do not match")
-    body["ID"] = pid
-    return json_response(request, await rpc(request, "ACL.PolicySet", {"Policy": body}))
+    async def update(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        oid = request.match_info["id"]
+        body = await _body(request)
+        if body.get("ID") and body["ID"] != oid:
+            raise HTTPError(400, f"{kind} ID in URL and payload do not match")
+        body["ID"] = oid
+        return json_response(request, await rpc(request, f"ACL.{kind}Set", {kind: body}))
 
+    async def delete(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        await rpc(request, f"ACL.{kind}Delete", {f"{kind}ID": request.match_info["id"]})
+        return json_response(request, True)
 
-async def policy_delete(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    await rpc(request, "ACL.PolicyDelete", {"PolicyID": request.match_info["id"]})
-    return json_response(request, True)
+    async def list_all(request: web.Request) -> web.Response:
+        _require_enabled(request)
+        args = {**query_options(request)}
+        for name in filters:
+            if request.query.get(name):
+                args[name.capitalize()] = request.query[name]
+        reply = await rpc(request, f"ACL.{kind}List", args)
+        return json_response(request, (reply or {}).get(plural) or [])
 
-
-async def policy_list(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    reply = await rpc(request, "ACL.PolicyList", query_options(request))
-    return json_response(request, (reply or {}).get("Policies") or [])
-
-
-async def role_create(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    body = await _body(request)
-    body.pop("ID", None)
-    return json_response(request, await rpc(request, "ACL.RoleSet", {"Role": body}))
-
-
-async def role_read(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    args = {"RoleID": _uuid_param(request, "role")}
-    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role", 404))
-
-
-async def role_read_by_name(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    args = {"RoleName": request.match_info["name"]}
-    return json_response(request, await _read(request, "ACL.RoleRead", args, "Role", 404))
-
-
-async def role_update(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    rid = request.match_info["id"]
-    body = await _body(request)
-    if body.get("ID") and body["ID"] != rid:
-        raise HTTPError(400, "Role ID in URL and payload do not match")
-    body["ID"] = rid
-    return json_response(request, await rpc(request, "ACL.RoleSet", {"Role": body}))
-
-
-async def role_delete(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    await rpc(request, "ACL.RoleDelete", {"RoleID": request.match_info["id"]})
-    return json_response(request, True)
-
-
-async def role_list(request: web.Request) -> web.Response:
-    _require_enabled(request)
-    args = {**query_options(request)}
-    if request.query.get("policy"):
-        args["Policy"] = request.query["policy"]
-    reply = await rpc(request, "ACL.RoleList", args)
-    return json_response(request, (reply or {}).get("Roles") or [])
+    base = f"/v1/acl/{what}"
+    return [
+        web.put(base, create),
+        web.get(f"{base}/name/{{name}}", read_by_name),
+        web.get(f"{base}/{{id}}", read),
+        web.put(f"{base}/{{id}}", update),
+        web.delete(f"{base}/{{id}}", delete),
+        web.get(f"/v1/acl/{plural.lower()}", list_all),
+    ]
 
 
 # ---------------------------------------------------------------- templated, replication
@@ -432,18 +403,8 @@ def routes() -> list[web.RouteDef]:
         web.put("/v1/acl/token/{id}", token_update),
         web.delete("/v1/acl/token/{id}", token_delete),
         web.get("/v1/acl/tokens", token_list),
-        web.put("/v1/acl/policy", policy_create),
-        web.get("/v1/acl/policy/name/{name}", policy_read_by_name),
-        web.get("/v1/acl/policy/{id}", policy_read),
-        web.put("/v1/acl/policy/{id}", policy_update),
-        web.delete("/v1/acl/policy/{id}", policy_delete),
-        web.get("/v1/acl/policies", policy_list),
-        web.put("/v1/acl/role", role_create),
-        web.get("/v1/acl/role/name/{name}", role_read_by_name),
-        web.get("/v1/acl/role/{id}", role_read),
-        web.put("/v1/acl/role/{id}", role_update),
-        web.delete("/v1/acl/role/{id}", role_delete),
-        web.get("/v1/acl/roles", role_list),
+        *_crud_routes("Policy", "Policies"),
+        *_crud_routes("Role", "Roles", ("policy",)),
         web.get("/v1/acl/templated-policies", templated_policies),
         web.get("/v1/acl/templated-policy/name/{name:.+}", templated_policy),
         web.get("/v1/acl/replication", replication),

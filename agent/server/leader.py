@@ -118,7 +118,6 @@ class LeaderDuties:
     _autopilot_task: asyncio.Task[None] | None = None
     _unknown_since: dict[str, float] = field(default_factory=dict)
     _tracked: dict[str, _Tracked] = field(default_factory=dict)
-    _failed_since: dict[str, float] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -153,6 +152,11 @@ class LeaderDuties:
             await asyncio.sleep(self.autopilot_interval)
         self.health = None
 
+    def _raft_position(self) -> tuple[int, int]:
+        """The leader's term and last log index (what followers' health is judged against)."""
+        term = int(getattr(self.raft, "term", 0) or 0)
+        return term, int(getattr(self.raft, "last_log_index", 0) or 0)
+
     def server_views(self) -> list[ServerView]:
         """The raft configuration's servers as gossip and replication show them now."""
         members = {
@@ -164,8 +168,7 @@ class LeaderDuties:
         stats: dict[str, tuple[float | None, int]] = stats_of() if stats_of else {}
         leader_of = getattr(self.raft, "leader", None)
         leader = leader_of() if callable(leader_of) else None
-        term = int(getattr(self.raft, "term", 0) or 0)
-        last_index = int(getattr(self.raft, "last_log_index", 0) or 0)
+        term, last_index = self._raft_position()
         views = []
         for s in self.raft.configuration():
             found = members.get(s.address)
@@ -199,8 +202,7 @@ class LeaderDuties:
         """One pass: compute health, promote stable non-voters, remove dead servers."""
         config = self.autopilot_config()
         views = self.server_views()
-        term = int(getattr(self.raft, "term", 0) or 0)
-        last_index = int(getattr(self.raft, "last_log_index", 0) or 0)
+        term, last_index = self._raft_position()
         self.health = self.autopilot.observe(views, config, term, last_index)
         promote = getattr(self.raft, "promote", None)
         for raft_id in to_promote(self.health, config):
@@ -275,10 +277,7 @@ class LeaderDuties:
                         log.info("member '%s' failed, marking health critical", m.name)
                 self._tracked[m.name] = _Tracked(status, m.addr, tags)
             if status == "alive" and parts is not None and parts.datacenter == self.datacenter:
-                self._failed_since.pop(parts.address, None)
                 await self._join_server(parts)
-            elif status == "failed" and parts is not None:
-                self._failed_since.setdefault(parts.address, time.monotonic())
         elif status in ("left", "reap"):
             if tracked is None or tracked.status != "left":
                 await self._deregister(m.name)

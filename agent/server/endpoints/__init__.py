@@ -85,16 +85,9 @@ RESOURCES = (
     autopilot_endpoint,
 )
 
-#: methods no ACL governs
+#: methods no ACL governs (each resource module's UNCHECKED)
 UNCHECKED_METHODS = frozenset(
-    {
-        "Status.Leader",
-        "Status.Peers",
-        "Catalog.ListDatacenters",
-        "Coordinate.ListDatacenters",
-        "ACL.BootstrapTokens",
-        "ACL.Resolve",
-    }
+    name for resource in RESOURCES for name in getattr(resource, "UNCHECKED", ())
 )
 
 ForwardLeader = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -343,23 +343,28 @@ def make_token(ctx: Context, token: Any, *, create: bool) -> dict[str, Any]:
     return record
 
 
+_LINKED = (("Policies", _policy_of_link), ("Roles", _role_of_link))
+_OPTIONAL_LISTS = ("Policies", "Roles", "ServiceIdentities", "NodeIdentities", "TemplatedPolicies")
+
+
+def _linked_view(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
+    """A token or role as the API shows it: its policy and role links as they are now
+    (deleted ones dropped, names current), empty lists left out as Consul's omitempty."""
+    out = dict(record)
+    for key, find in _LINKED:
+        if key in record:
+            found = (find(ctx, link) for link in record.get(key) or [])
+            out[key] = [{"ID": x["ID"], "Name": x["Name"]} for x in found if x is not None]
+    for key in _OPTIONAL_LISTS:
+        if not out.get(key):
+            out.pop(key, None)
+    return out
+
+
 def token_view(ctx: Context, token: dict[str, Any], *, show_secret: bool) -> dict[str, Any]:
     """A token as the API shows it: links to deleted policies and roles dropped, their
     names current; the secret `<hidden>` unless the reader may write ACLs."""
-    out = dict(token)
-    out["Policies"] = [
-        {"ID": p["ID"], "Name": p["Name"]}
-        for p in (_policy_of_link(ctx, link) for link in token.get("Policies") or [])
-        if p is not None
-    ]
-    out["Roles"] = [
-        {"ID": r["ID"], "Name": r["Name"]}
-        for r in (_role_of_link(ctx, link) for link in token.get("Roles") or [])
-        if r is not None
-    ]
-    for key in ("Policies", "Roles", "ServiceIdentities", "NodeIdentities", "TemplatedPolicies"):
-        if not out.get(key):
-            out.pop(key, None)
+    out = _linked_view(ctx, token)
     if not show_secret:
         out["SecretID"] = HIDDEN
     return out
@@ -625,16 +630,7 @@ async def role_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def role_view(ctx: Context, role: dict[str, Any]) -> dict[str, Any]:
-    out = dict(role)
-    out["Policies"] = [
-        {"ID": p["ID"], "Name": p["Name"]}
-        for p in (_policy_of_link(ctx, link) for link in role.get("Policies") or [])
-        if p is not None
-    ]
-    for key in ("Policies", "ServiceIdentities", "NodeIdentities", "TemplatedPolicies"):
-        if not out.get(key):
-            out.pop(key, None)
-    return out
+    return _linked_view(ctx, role)
 
 
 async def role_read(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -696,3 +692,5 @@ METHODS: Methods = {
     "ACL.RoleList": (role_list, Kind.READ),
     "ACL.Resolve": (resolve, Kind.LOCAL),
 }
+#: bootstrapping and resolving take no token of their own (Consul ignores one sent along)
+UNCHECKED = frozenset({"ACL.BootstrapTokens", "ACL.Resolve"})

@@ -109,10 +109,6 @@ def access() -> Access:
     return _ACCESS.get() or _DENY_ALL
 
 
-def set_access(acc: Access) -> None:
-    _ACCESS.set(acc)
-
-
 def mark_filtered(reply: dict[str, Any], dropped: bool) -> dict[str, Any]:
     """QueryMeta.ResultsFilteredByACLs: set when the token's ACLs left something out."""
     if dropped:

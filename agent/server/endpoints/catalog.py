@@ -252,3 +252,4 @@ METHODS: Methods = {
     "Catalog.ServiceNodes": (service_nodes, Kind.READ),
     "Catalog.NodeServices": (node_services, Kind.READ),
 }
+UNCHECKED = frozenset({"Catalog.ListDatacenters"})

@@ -67,3 +67,4 @@ METHODS: Methods = {
     "Coordinate.ListDatacenters": (list_datacenters, Kind.LOCAL),
     "Coordinate.ListNodes": (list_nodes, Kind.READ),
 }
+UNCHECKED = frozenset({"Coordinate.ListDatacenters"})

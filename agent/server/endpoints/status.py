@@ -25,3 +25,5 @@ METHODS: Methods = {
     "Status.Leader": (leader, Kind.LOCAL),
     "Status.Peers": (peers, Kind.LOCAL),
 }
+#: no ACL governs them: a request's token is never resolved (an unknown one is no error)
+UNCHECKED = frozenset(METHODS)
