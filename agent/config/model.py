@@ -53,6 +53,13 @@ class ACLConfig:
     token_default: str = ""
     token_config_file_service_registration: str = ""
 
+    @property
+    def identity_ttl(self) -> float:
+        """How long a resolved token is cached away from the primary's state: a token is
+        resolved with its policies and roles in one answer, so the shortest of token_ttl,
+        policy_ttl and role_ttl bounds how stale any of them can be."""
+        return min(self.token_ttl, self.policy_ttl, self.role_ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:

@@ -3,7 +3,7 @@ of a request resolved into an `Access`.
 
 On a server the server's resolver answers (it reads the replicated tables, or the primary
 datacenter's servers). On a client the identity comes from a server (`ACL.Resolve`) and is
-cached `acl.token_ttl`; when no server answers, `acl.down_policy` decides. The
+cached the shortest of `acl.token_ttl`, `policy_ttl` and `role_ttl`; when no server answers, `acl.down_policy` decides. The
 `acl.tokens.agent_recovery` token is resolved here alone, without any server: it may read
 and write this agent (`agent "<node>"`) and read every node, as Consul's agent recovery
 token does.
@@ -30,7 +30,7 @@ class ACLSettings(Protocol):
     @property
     def enable_key_list_policy(self) -> bool: ...
     @property
-    def token_ttl(self) -> float: ...
+    def identity_ttl(self) -> float: ...
 
 
 AGENT_RECOVERY_ACCESSOR = "agent-recovery"
@@ -59,7 +59,7 @@ class LocalACL:
             default_policy=cfg.default_policy,
             down_policy=cfg.down_policy,
             enable_key_list_policy=cfg.enable_key_list_policy,
-            token_ttl=cfg.token_ttl,
+            token_ttl=cfg.identity_ttl,
         )
         recovery_rules = (
             f'agent "{node_name}" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}\n'

@@ -136,7 +136,7 @@ class Endpoints(Context):
             default_policy=acl.default_policy,
             down_policy=acl.down_policy,
             enable_key_list_policy=acl.enable_key_list_policy,
-            token_ttl=acl.token_ttl,
+            token_ttl=acl.identity_ttl,
             version=(lambda: state.table_index(*acl_endpoint.ACL_TABLES)) if in_primary else None,
         )
         self._acl_init: asyncio.Task[None] | None = None

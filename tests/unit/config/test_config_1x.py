@@ -226,3 +226,15 @@ def test_hcl_parser_fuzz_never_raises_anything_but_config_error(text: str) -> No
 def test_hcl_deep_nesting_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         parse_text("a = " + "[" * 5000, "hcl", "deep.hcl")
+
+
+def test_acl_ttls_bound_how_long_a_resolved_token_is_cached(tmp_path: Path) -> None:
+    f = _w(
+        tmp_path,
+        "acl.hcl",
+        'acl { enabled = true\n token_ttl = "30s"\n policy_ttl = "5s"\n role_ttl = "10s" }\n',
+    )
+    cfg = load([f"-config-file={f}", "-data-dir=/x"])
+    assert (cfg.acl.token_ttl, cfg.acl.policy_ttl, cfg.acl.role_ttl) == (30.0, 5.0, 10.0)
+    assert cfg.acl.identity_ttl == 5.0
+    assert cfg.warnings == ()
