@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 SENATE_IPS = ["127.77.0.1", "127.77.0.2", "127.77.0.3"]
 ETCD_IPS = ["127.77.1.1", "127.77.1.2", "127.77.1.3"]
+#: --secure's cluster runs beside the plain one, so their wrk runs can alternate
+SECURE_IPS = ["127.77.2.1", "127.77.2.2", "127.77.2.3"]
 VALUE = "x" * 256
 
 SECURE_TOKEN = "6c9a3f1e-8a51-4d5e-9c2b-0f7e1d2c3b4a"
@@ -186,14 +189,14 @@ class Procs:
 
 @contextlib.contextmanager
 def senate_cluster(
-    root: Path, procs: Procs, config: Path | None = None
+    root: Path, procs: Procs, config: Path | None = None, ips: list[str] = SENATE_IPS
 ) -> Iterator[tuple[str, float]]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     tag = "secure-" if config is not None else ""
     cmd = [sys.executable, "-c", "from agent.cli import main; main()", "agent"]
     started = 0.0
-    for i, ip in enumerate(SENATE_IPS, 1):
-        others = [f"-retry-join={o}" for o in SENATE_IPS if o != ip]
+    for i, ip in enumerate(ips, 1):
+        others = [f"-retry-join={o}" for o in ips if o != ip]
         args = [
             f"-node=b{i}",
             f"-bind={ip}",
@@ -211,13 +214,13 @@ def senate_cluster(
         started = time.monotonic()
 
     def leader() -> str | None:
-        seen = {http("GET", f"http://{ip}:8500/v1/status/leader", timeout=0.5) for ip in SENATE_IPS}
+        seen = {http("GET", f"http://{ip}:8500/v1/status/leader", timeout=0.5) for ip in ips}
         return seen.pop() if len(seen) == 1 and "" not in seen and None not in seen else None
 
     addr = wait_for(leader, 60, "a senate leader")
     elapsed = time.monotonic() - started
     # Make sure we measure our own agents (not something else listening on these addresses).
-    for i, ip in enumerate(SENATE_IPS, 1):
+    for i, ip in enumerate(ips, 1):
         req = urllib.request.Request(f"http://{ip}:8500/v1/agent/self")
         if config is not None:
             req.add_header("X-Consul-Token", SECURE_TOKEN)
@@ -284,6 +287,17 @@ def etcd_cluster(root: Path, procs: Procs) -> Iterator[tuple[str, float]]:
     yield ip, elapsed
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / tick
+
+
 def run_wrk(
     url: str, script: str, concurrency: int, duration: int, root: Path
 ) -> tuple[float, float, int]:
@@ -335,6 +349,12 @@ def main() -> int:
         default=",".join(SECURE_PARTS),
         help="what --secure turns on: any of acl,https,rpc (default all three)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="with --secure: alternating plain/secure runs per concurrency, medians (default 3)",
+    )
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:
@@ -347,38 +367,49 @@ def main() -> int:
             file=sys.stderr,
         )
     rows: dict[str, dict[str, float]] = {"senate": {}, "secure": {}, "etcd": {}}
+    parts = tuple(p for p in args.secure_parts.split(",") if p)
+    if not set(parts) <= set(SECURE_PARTS):
+        print(f"--secure-parts: expected some of {','.join(SECURE_PARTS)}", file=sys.stderr)
+        return 2
     procs = Procs()
     root = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
     try:
-        with senate_cluster(root, procs) as (leader_ip, elapsed):
-            rows["senate"]["leader_s"] = elapsed
+        with contextlib.ExitStack() as clusters:
+            plain = clusters.enter_context(senate_cluster(root, procs))
+            pids = {"senate": [p.pid for p in procs.procs]}
+            targets: dict[str, tuple[tuple[str, float], str]] = {
+                "senate": (plain, "http://{}:8500")
+            }
+            if args.secure:
+                # Both clusters stay up and their runs alternate, so a noisy minute on this
+                # machine weighs on both sides alike; each figure is the median of the rounds.
+                conf = secure_config(root, parts)
+                url = "https://{}:8501" if "https" in parts else "http://{}:8500"
+                started = senate_cluster(root, procs, conf, SECURE_IPS)
+                targets["secure"] = (clusters.enter_context(started), url)
+                pids["secure"] = [p.pid for p in procs.procs[len(pids["senate"]) :]]
+            for name, ((_, elapsed), _) in targets.items():
+                rows[name]["leader_s"] = elapsed
             for c in levels:
-                rps, p99, failed = run_wrk(
-                    f"http://{leader_ip}:8500", senate_lua(None), c, args.duration, root
-                )
-                rows["senate"][f"rps{c}"], rows["senate"][f"p99{c}"] = rps, p99
-                rows["senate"][f"fail{c}"] = failed
+                runs: dict[str, list[tuple[float, float, int]]] = {n: [] for n in targets}
+                cpu: dict[str, list[float]] = {n: [] for n in targets}
+                for _ in range(args.rounds if args.secure else 1):
+                    for name, ((leader_ip, _), url_fmt) in targets.items():
+                        token = SECURE_TOKEN if name == "secure" else None
+                        url = url_fmt.format(leader_ip)
+                        before = cpu_seconds(pids[name])
+                        result = run_wrk(url, senate_lua(token), c, args.duration, root)
+                        runs[name].append(result)
+                        # CPU the three servers spent per successful write: steadier than
+                        # writes/s on a busy machine, and what security costs in the end
+                        spent = cpu_seconds(pids[name]) - before
+                        cpu[name].append(1000 * spent / max(1.0, result[0] * args.duration))
+                for name, got in runs.items():
+                    rows[name][f"rps{c}"] = statistics.median(r[0] for r in got)
+                    rows[name][f"p99{c}"] = statistics.median(r[1] for r in got)
+                    rows[name][f"fail{c}"] = sum(r[2] for r in got)
+                    rows[name][f"cpu{c}"] = statistics.median(cpu[name])
         procs.kill_all()
-        if args.secure:
-            parts = tuple(p for p in args.secure_parts.split(",") if p)
-            if not set(parts) <= set(SECURE_PARTS):
-                print(f"--secure-parts: expected some of {','.join(SECURE_PARTS)}", file=sys.stderr)
-                return 2
-            conf = secure_config(root, parts)
-            url = "https://{}:8501" if "https" in parts else "http://{}:8500"
-            with senate_cluster(root, procs, conf) as (leader_ip, elapsed):
-                rows["secure"]["leader_s"] = elapsed
-                for c in levels:
-                    rps, p99, failed = run_wrk(
-                        url.format(leader_ip),
-                        senate_lua(SECURE_TOKEN),
-                        c,
-                        args.duration,
-                        root,
-                    )
-                    rows["secure"][f"rps{c}"], rows["secure"][f"p99{c}"] = rps, p99
-                    rows["secure"][f"fail{c}"] = failed
-            procs.kill_all()
         if with_etcd:
             with etcd_cluster(root, procs) as (leader_ip, elapsed):
                 rows["etcd"]["leader_s"] = elapsed
@@ -426,6 +457,7 @@ def main() -> int:
         lines.append((f"KV writes/s, c={c}", f"rps{c}", "rps"))
         lines.append((f"KV write p99 ms, c={c}", f"p99{c}", "ms"))
         lines.append((f"failed requests, c={c}", f"fail{c}", "rps"))
+        lines.append((f"server CPU ms per write, c={c}", f"cpu{c}", "ms"))
     for label, key, unit in lines:
         s, e = rows["senate"].get(key), rows["etcd"].get(key)
         line = f"| {label:<33} | {fmt(s, unit):>10} | {fmt(e, unit):>10} | {ratio(key):>11} |"
