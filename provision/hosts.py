@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from provision.inventory import Node, SSHSettings
 
@@ -116,16 +116,29 @@ def run_input(
     return _check(host.node.name, step, result, check)
 
 
-def write_text_cmd(content: str, remote: str, mode: int) -> str:
-    """A shell command that writes `content` to `remote` atomically, with `mode` (the content
-    travels in the command line, base64)."""
-    b64 = base64.b64encode(content.encode()).decode()
+class Fed(NamedTuple):
+    """A command part that reads `data` from the command's stdin: what a file holds (keys,
+    tokens, the gossip key) never travels in a command line, which any local user of the host
+    can read in /proc while the command runs."""
+
+    cmd: str
+    data: bytes
+
+
+FILE_VAR = "PROVISION_FILE"  # the shell variable one file's base64 line is read into
+
+
+def write_text_part(content: str, remote: str, mode: int) -> Fed:
+    """A part that writes `content` to `remote` atomically, with `mode`; the content is one
+    base64 line on stdin, decoded through the shell's builtin printf (so no argv holds it)."""
     tmp = shlex.quote(f"{remote}.provision-tmp")
-    return (
+    cmd = (
+        f"IFS= read -r {FILE_VAR} && "
         f"mkdir -p {shlex.quote(str(Path(remote).parent))} && "
-        f"printf %s {b64} | base64 -d > {tmp} && "
-        f"chmod {mode:o} {tmp} && mv -f {tmp} {shlex.quote(remote)}"
+        f'(umask 077 && printf %s "${FILE_VAR}" | base64 -d > {tmp}) && '
+        f"chmod {mode:o} {tmp} && mv -f {tmp} {shlex.quote(remote)} && unset {FILE_VAR}"
     )
+    return Fed(cmd, base64.b64encode(content.encode()) + b"\n")
 
 
 class LocalHost:

@@ -34,7 +34,7 @@ from typing import Literal
 
 from provision import secure
 from provision.artifact import Artifact
-from provision.hosts import Host, HostError, Result, StepError, run_input, write_text_cmd
+from provision.hosts import Fed, Host, HostError, Result, StepError, run_input, write_text_part
 from provision.hostside import http_request as _http_request
 from provision.hostside import install as _install
 from provision.hostside import probe as _probe
@@ -227,14 +227,20 @@ def switch_cmd(node: Node, release: str) -> str:
     )
 
 
-def files_cmd(node: Node, rendered: Rendered) -> str:
-    """Every rendered file and the run/log/data directories (and systemd told of the unit)."""
+#: A part of one remote command: its text, or its text and what it reads from stdin.
+Part = str | Fed
+
+
+def files_cmd(node: Node, rendered: Rendered) -> Fed:
+    """Every rendered file (their contents on stdin) and the run/log/data directories (and
+    systemd told of the unit)."""
     q = shlex.quote
-    parts = [write_text_cmd(f.content, f.path, f.mode) for f in rendered.files]
+    files = [write_text_part(f.content, f.path, f.mode) for f in rendered.files]
+    parts = [f.cmd for f in files]
     parts.append(f"mkdir -p {q(node.data_dir)} {q(node.install_dir)}/run {q(node.install_dir)}/log")
     if rendered.unit is not None:
         parts.append("systemctl daemon-reload && systemctl enable senate.service -q")
-    return _guard("write config", " && ".join(parts))
+    return Fed(_guard("write config", " && ".join(parts)), b"".join(f.data for f in files))
 
 
 Auth = Literal["agent", "operator"]
@@ -279,7 +285,7 @@ def program_cmd(node: Node, program: ModuleType, *args: str, auth: Auth | None =
     return authed(node, cmd, auth)
 
 
-def configure_cmds(node: Node, release: str, rendered: Rendered) -> list[str]:
+def configure_cmds(node: Node, release: str, rendered: Rendered) -> list[Part]:
     """Point `current` at `release` and write the rendered files (parts for `apply`)."""
     return [switch_cmd(node, release), files_cmd(node, rendered)]
 
@@ -304,7 +310,7 @@ def control_cmd(node: Node, action: str) -> str:
 
 def apply(
     host: Host,
-    parts: list[str],
+    parts: list[Part],
     step: str,
     timeout: float,
     waits: bool = False,
@@ -313,15 +319,17 @@ def apply(
     """Run the command `parts` (from the *_cmd builders) as one remote command. A failing part
     raises StepError naming that part's step; with `waits` (the last part is wait_cmd) an agent
     that exited or did not answer raises HostError with the waiter's account (and its log).
-    `stdin` is a token (`token_input`), read first into the variable `authed` parts use."""
-    if stdin is None:
-        cmd = " && ".join(parts)
+    `stdin` is a token (`token_input`), read first into the variable `authed` parts use; the
+    Fed parts' data follows it, in their order."""
+    texts = [p.cmd if isinstance(p, Fed) else p for p in parts]
+    data = b"".join(p.data for p in parts if isinstance(p, Fed))
+    if stdin is not None:
+        texts, data = [READ_TOKEN, *texts], stdin + data
+    cmd = " && ".join(texts)
+    if not data:
         res = host.run(cmd, step=step, timeout=timeout, check=False, label=f"<{step}>")
     else:
-        cmd = " && ".join([READ_TOKEN, *parts])
-        res = run_input(
-            host, cmd, stdin, step=step, timeout=timeout, check=False, label=f"<{step}>"
-        )
+        res = run_input(host, cmd, data, step=step, timeout=timeout, check=False, label=f"<{step}>")
     return _checked(host, res, step, waits)
 
 
@@ -388,7 +396,7 @@ def control(host: Host, action: str, timeout: float) -> Result:
 
 
 def start_agent(
-    host: Host, action: str, deadline_s: float, timeout: float, before: list[str] | None = None
+    host: Host, action: str, deadline_s: float, timeout: float, before: list[Part] | None = None
 ) -> None:
     """`before` (more *_cmd parts), then senatectl `action` (start | restart), then wait until
     the agent answers: one remote command."""

@@ -254,14 +254,15 @@ def rollout(
                             artifact,
                             s.timeout,
                             states[name].executable,
-                            configure if starts else [],
+                            [p for p in configure if isinstance(p, str)] if starts else [],
                         ),
                         lambda _: release,
                     )
                 finally:
                     if node.is_server:  # also when it failed: its clients go on to install
                         installed[node.datacenter].done(name, ok=True)
-                configure = []
+                # what reads stdin (the files) cannot follow the wheelhouse on install's
+                configure = [p for p in configure if not isinstance(p, str)]
             if not starts:
                 ok = True
                 return

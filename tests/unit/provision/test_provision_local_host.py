@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from provision import remote
-from provision.hosts import LocalHost, StepError, write_text_cmd
+from provision.hosts import LocalHost, StepError, run_input, write_text_part
 from provision.inventory import load_inventory
 
 
@@ -34,9 +34,12 @@ def test_run_reports_failures_with_exit_status_and_stderr(host: LocalHost) -> No
 def test_write_text_is_exact_and_atomic(host: LocalHost, tmp_path: Path) -> None:
     content = "quote ' \" $HOME `x` \\ and unicode ✓\n"
     target = tmp_path / "a" / "b" / "f.txt"
-    host.run(write_text_cmd(content, str(target), 0o640), step="w", timeout=5)
+    part = write_text_part(content, str(target), 0o640)
+    assert "unicode" not in part.cmd and b"unicode" not in part.data  # base64 on stdin
+    run_input(host, part.cmd, part.data, step="w", timeout=5)
     assert target.read_text() == content and (target.stat().st_mode & 0o777) == 0o640
-    host.run(write_text_cmd("second\n", str(target), 0o600), step="w", timeout=5)
+    part = write_text_part("second\n", str(target), 0o600)
+    run_input(host, part.cmd, part.data, step="w", timeout=5)
     assert target.read_text() == "second\n" and (target.stat().st_mode & 0o777) == 0o600
     assert not list(target.parent.glob("*.provision-tmp"))
 

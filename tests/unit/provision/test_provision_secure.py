@@ -4,6 +4,7 @@ nothing, and how provision's own commands carry tokens (on stdin, in no argv) an
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import shlex
@@ -418,6 +419,29 @@ def test_the_start_wait_reads_the_recovery_token_first(tmp_path: Path) -> None:
     assert command.count("$PROVISION_TOKEN") == 1
     ctl, wait = command.index("senatectl"), command.index('CONSUL_HTTP_TOKEN="$PROVISION_TOKEN"')
     assert ctl < wait
+
+
+def test_files_travel_on_stdin_and_no_secret_is_in_any_command(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path))
+    s1 = inv.node("s1")
+    rendered = render_node(inv, s1, "launcher")
+    host = Recorder(s1)
+    remote.start_agent(host, "start", 5, 10, remote.configure_cmds(s1, "r1", rendered))
+    remote.write_files(host, rendered, 10)
+    tokens = json.loads((tmp_path / "inv.agent-tokens").read_text())["s1"]
+    key = next(f.content for f in rendered.tls if f.path.endswith("agent-key.pem"))
+    secrets = [tokens["Recovery"], tokens["SecretID"], key.splitlines()[1]]
+    secrets.append(json.loads(rendered.config.content)["encrypt"])
+    for command, data in host.calls:
+        assert data is not None
+        for secret in secrets:
+            assert secret not in command
+    # the token first, then each file's line, in the order the command reads them
+    command, data = host.calls[0]
+    lines = data.splitlines()
+    assert lines[0] == tokens["Recovery"].encode()
+    assert len(lines) == 1 + len(rendered.files) == 1 + command.count("read -r PROVISION_FILE")
+    assert [base64.b64decode(x).decode() for x in lines[1:]] == [f.content for f in rendered.files]
 
 
 def test_without_acl_nothing_goes_on_stdin(tmp_path: Path) -> None:
