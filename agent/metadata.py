@@ -7,6 +7,7 @@ bootstrap-expect, the client's server router and `senate members` read them back
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,3 +118,25 @@ def agent_tags(
             tags["read_replica"] = "1"
             tags["nonvoter"] = "1"
     return tags
+
+
+_META_KEY = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def meta_problem(meta: dict[str, str], allow_reserved: bool = False) -> str:
+    """Consul's structs.ValidateMetadata, "" when the metadata is fine; `allow_reserved`
+    accepts the `consul-` keys (a prepared query may filter on them)."""
+    if len(meta) > 64:
+        return "Node metadata cannot contain more than 64 key/value pairs"
+    for key, value in meta.items():
+        if not key:
+            return "Key cannot be blank"
+        if not _META_KEY.fullmatch(key):
+            return f"Key contains invalid characters: {key}"
+        if len(key) > 128:
+            return f"Key is too long (limit: 128 characters): {key}"
+        if key.startswith("consul-") and not allow_reserved:
+            return f"Key prefix 'consul-' is reserved for internal use: {key}"
+        if len(value) > 512:
+            return f"Value is too long (limit: 512 characters): {key}"
+    return ""

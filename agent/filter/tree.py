@@ -246,17 +246,24 @@ _RE2_OPTIONS: Final = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a bad pattern is the user's error, not something to log
 
 
-def _compile_regex(raw: str) -> Any:
+def compile_re2(raw: str) -> Any:
+    """`raw` compiled by RE2 (as bytes, matched against UTF-8 bytes); ValueError carries RE2's
+    reason when it refuses the pattern. Every user-supplied pattern goes through here."""
     try:
         return re2.compile(raw.encode("utf-8", "surrogateescape"), _RE2_OPTIONS)
     except re2.error as err:
         reason = err.args[0] if err.args else "invalid pattern"
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise FilterError(
-            f"Failed to compile regular expression {go_quote(raw)}: error parsing regexp: {reason}"
-        ) from None
+        raise ValueError(str(reason)) from None
     except (UnicodeError, ValueError, TypeError) as err:
+        raise ValueError(str(err)) from None
+
+
+def _compile_regex(raw: str) -> Any:
+    try:
+        return compile_re2(raw)
+    except ValueError as err:
         raise FilterError(
             f"Failed to compile regular expression {go_quote(raw)}: error parsing regexp: {err}"
         ) from None

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ZERO_THRESHOLD = 1.0e-6
 MAX_RTT = 10.0
@@ -96,6 +99,35 @@ class Coordinate:
         if not coord.is_valid():
             raise CoordinateError("coordinate has NaN or infinite components")
         return coord
+
+
+def parse_coordinates(entries: Any) -> dict[str, Coordinate]:
+    """{node: Coordinate} of Consul's [{Node, Coord}] list; unusable entries are skipped."""
+    coords: dict[str, Coordinate] = {}
+    for entry in entries or ():
+        try:
+            coords[str(entry.get("Node"))] = Coordinate.from_wire(entry.get("Coord"))
+        except (CoordinateError, TypeError, ValueError, AttributeError):
+            continue
+    return coords
+
+
+def sort_by_distance(
+    origin: Coordinate, items: Sequence[T], coordinate_of: Callable[[T], Coordinate | None]
+) -> list[T]:
+    """`items` sorted by estimated RTT from `origin`; those without a usable coordinate go
+    last, in their order (Consul's sortByDistanceFrom, a stable sort)."""
+
+    def rtt(item: T) -> float:
+        other = coordinate_of(item)
+        if other is None or not other.is_compatible_with(origin):
+            return math.inf
+        try:
+            return origin.distance_to(other)
+        except CoordinateError:
+            return math.inf
+
+    return sorted(items, key=rtt)
 
 
 def _diff(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:

@@ -3,14 +3,13 @@ the reply, with the X-Consul-* headers of its QueryMeta."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from agent.filter import Filter, FilterError, filter_dict, filter_list, parse_filter
-from agent.gossip.coordinate import Coordinate, CoordinateError
+from agent.gossip.coordinate import parse_coordinates, sort_by_distance
 from agent.http.common import (
     HTTPError,
     agent_of,
@@ -79,26 +78,11 @@ async def sort_near(request: web.Request, args: dict[str, Any], items: list[Any]
     if near == "_agent":
         near = agent_of(request).node_name
     reply = await rpc(request, "Coordinate.ListNodes", {"Datacenter": args.get("Datacenter")})
-    coords: dict[str, Coordinate] = {}
-    for entry in (reply or {}).get("Coordinates") or []:
-        try:
-            coords[str(entry.get("Node"))] = Coordinate.from_wire(entry.get("Coord"))
-        except (CoordinateError, TypeError, ValueError):
-            continue
+    coords = parse_coordinates((reply or {}).get("Coordinates"))
     origin = coords.get(near)
     if origin is None:
         return items
-
-    def rtt(item: Any) -> float:
-        other = coords.get(_node_name(item))
-        if other is None:
-            return math.inf
-        try:
-            return origin.distance_to(other)
-        except CoordinateError:
-            return math.inf
-
-    return sorted(items, key=rtt)
+    return sort_by_distance(origin, items, lambda item: coords.get(_node_name(item)))
 
 
 def request_filter(request: web.Request) -> Filter | None:

@@ -45,6 +45,7 @@ from agent.local.checks import (
     parse_check_type,
 )
 from agent.local.state import LocalState
+from agent.metadata import meta_problem
 from agent.tasks import cancel_and_wait
 
 log = logging.getLogger("agent")
@@ -139,7 +140,7 @@ def parse_service(raw: Any) -> ServiceDefinition:
     meta = fields.get("meta") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise RegistrationError(400, "Invalid Service Meta: values must be strings")
-    problem = _meta_problem(meta)
+    problem = meta_problem(meta)
     if problem:
         raise RegistrationError(400, f"Invalid Service Meta: {problem}")
     eto = fields.get("enabletagoverride", False)
@@ -238,26 +239,7 @@ def _tagged_addresses(raw: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-_META_KEY = re.compile(r"[a-zA-Z0-9_-]+")
 _DNS_LABEL = re.compile(r"[a-zA-Z0-9-]{1,63}")
-
-
-def _meta_problem(meta: dict[str, str]) -> str:
-    """Consul's structs.ValidateMetadata, "" when the metadata is fine."""
-    if len(meta) > 64:
-        return "Node metadata cannot contain more than 64 key/value pairs"
-    for key, value in meta.items():
-        if not key:
-            return "Key cannot be blank"
-        if not _META_KEY.fullmatch(key):
-            return f"Key contains invalid characters: {key}"
-        if len(key) > 128:
-            return f"Key is too long (limit: 128 characters): {key}"
-        if key.startswith("consul-"):
-            return f"Key prefix 'consul-' is reserved for internal use: {key}"
-        if len(value) > 512:
-            return f"Value is too long (limit: 512 characters): {key}"
-    return ""
 
 
 def _parse_check(raw: Any) -> CheckType:
