@@ -84,6 +84,20 @@ class StateFSM:
             return None
         return _NOT_ACL
 
+    def _prepared_query(self, index: int, req: dict[str, Any]) -> Any:
+        """PreparedQueryRequest {Op: create | update | delete, Query: PreparedQuery}."""
+        query = req.get("Query")
+        if not isinstance(query, dict):
+            return FSMError("invalid PreparedQuery request: missing Query")
+        op = req.get("Op")
+        if op in ("create", "update"):
+            self.state.prepared_query_set(index, query)
+            return None
+        if op == "delete":
+            self.state.prepared_query_delete(index, str(query.get("ID") or ""))
+            return None
+        return FSMError(f"Unknown prepared query operation: {op}")
+
     def _dispatch(self, index: int, msg_type: int, req: dict[str, Any], ignore: bool) -> Any:
         st = self.state
         if msg_type == MessageType.REGISTER:
@@ -137,6 +151,8 @@ class StateFSM:
             return st.config_entry_apply(
                 index, str(req.get("Op") or ""), entry, int(req.get("Cas") or 0)
             )
+        if msg_type == MessageType.PREPARED_QUERY:
+            return self._prepared_query(index, req)
         acl = self._acl(index, msg_type, req)
         if acl is not _NOT_ACL:
             return acl

@@ -1,5 +1,6 @@
 """The replicated state: KV entries (with tombstones), sessions, catalog nodes, services and
-checks, network coordinates, and the autopilot configuration, as Consul 0.7's state store.
+checks, network coordinates, the autopilot configuration, config entries, ACLs and prepared
+queries, as Consul's state store.
 
 See tables.py for the theory of operation (transactions with undo, indexes, watches).
 The tables and their machinery live in tables.py; kv.py, sessions.py and catalog.py add
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.state.acl import ACLTables
+from agent.state.prepared_queries import PreparedQueryTables
 from agent.state.tables import (
     DEFAULT_LOCK_DELAY_NS,
     HEALTH_ANY,
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class StateStore(ACLTables):
+class StateStore(PreparedQueryTables):
     """The replicated state's tables. Writes are called by StateFSM only."""
 
     # ----------------------------------------------------------------------- coordinates
@@ -114,6 +115,7 @@ class StateStore(ACLTables):
             "ACLPolicies": list(self._acl_policies.values()),
             "ACLRoles": list(self._acl_roles.values()),
             "ACLBootstrap": self._acl_bootstrap,
+            "PreparedQueries": list(self._prepared_queries.values()),
         }
 
     def restore_tables(self, snap: dict[str, Any], at_index: int = 0) -> None:
@@ -158,6 +160,10 @@ class StateStore(ACLTables):
             for role in snap.get("ACLRoles") or ():
                 fresh._acl_roles[role["ID"]] = role
             fresh._acl_bootstrap = snap.get("ACLBootstrap")
+            for query in snap.get("PreparedQueries") or ():
+                fresh._prepared_queries[query["ID"]] = query
+                if query.get("Name"):
+                    fresh._query_names[str(query["Name"]).lower()] = query["ID"]
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed snapshot: {exc!r}") from exc
         for table in TABLES:
@@ -181,6 +187,8 @@ class StateStore(ACLTables):
             "_acl_policies",
             "_acl_roles",
             "_acl_bootstrap",
+            "_prepared_queries",
+            "_query_names",
         ):
             setattr(self, name, getattr(fresh, name))
         self._lock_delay.clear()

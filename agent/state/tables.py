@@ -64,6 +64,7 @@ TABLES = (
     "acl-tokens",
     "acl-policies",
     "acl-roles",
+    "prepared-queries",
 )
 
 _MISSING = object()
@@ -153,6 +154,8 @@ class Tables:
         self._acl_policies: SortedDict = SortedDict()  # ID -> ACLPolicy
         self._acl_roles: SortedDict = SortedDict()  # ID -> ACLRole
         self._acl_bootstrap: dict[str, Any] | None = None
+        self._prepared_queries: SortedDict = SortedDict()  # ID -> PreparedQuery
+        self._query_names: dict[str, str] = {}  # lower-cased Name -> ID (names are unique)
 
     # ---------------------------------------------------------------- transactions, watches
 
