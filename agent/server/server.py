@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from agent.config import AgentConfig
 from agent.errors import RPCError
 from agent.gossip.config import Profile
 from agent.gossip.consul import wan_merge_check
+from agent.gossip.coordinate import parse_coordinates
 from agent.gossip.keyring import Keyring
 from agent.gossip.runner import GossipPool
 from agent.gossip.serf_types import Member
@@ -125,6 +127,7 @@ class Server:
             user_event=user_event,
             acl=config.acl,
             data_dir=config.data_dir,
+            datacenters_by_distance=self.datacenters_by_distance,
         )
         self.rpc_server = RPCServer(self.mux, self.endpoints.handle)
         self.leader_duties = LeaderDuties(
@@ -307,6 +310,28 @@ class Server:
                     {"Node": m.name, "Coord": coord.to_wire()}
                 )
         return [{"Datacenter": dc, "Coordinates": c} for dc, c in sorted(by_dc.items())]
+
+    def datacenters_by_distance(self) -> list[str]:
+        """Every known datacenter, nearest first: by the median estimated RTT from this
+        server's WAN coordinate to that datacenter's servers (Consul's
+        GetDatacentersByDistance); ours is nearest, those without coordinates go last."""
+        known = self.known_datacenters()
+        if self.wan is None:
+            return [self.datacenter, *(dc for dc in known if dc != self.datacenter)]
+        origin = self.wan.coordinate()
+        rtts: dict[str, list[float]] = {}
+        for entry in self.wan_coordinates():
+            for coord in parse_coordinates(entry["Coordinates"]).values():
+                if coord.is_compatible_with(origin):
+                    rtts.setdefault(entry["Datacenter"], []).append(origin.distance_to(coord))
+
+        def median(dc: str) -> float:
+            if dc == self.datacenter:
+                return -1.0
+            values = sorted(rtts.get(dc) or ())
+            return values[len(values) // 2] if values else math.inf
+
+        return sorted(known, key=lambda dc: (median(dc), dc))
 
     def stats(self) -> dict[str, dict[str, str]]:
         """The `consul`, `raft` and `serf_wan` sections of `senate info`."""

@@ -46,6 +46,7 @@ from agent.server.endpoints import (
     internal,
     kvs,
     operator,
+    prepared_query,
     session,
     snapshot,
     status,
@@ -83,6 +84,7 @@ RESOURCES = (
     config_entry,
     acl_endpoint,
     autopilot_endpoint,
+    prepared_query,
 )
 
 #: methods no ACL governs (each resource module's UNCHECKED)
@@ -113,6 +115,7 @@ class Endpoints(Context):
         apply_timeout: float = 10.0,
         acl: ACLConfig | None = None,
         data_dir: str = "",
+        datacenters_by_distance: Callable[[], list[str]] | None = None,
     ) -> None:
         acl = acl or ACLConfig()
         super().__init__(
@@ -128,6 +131,8 @@ class Endpoints(Context):
             acl_enabled=acl.enabled,
             primary_datacenter=acl.primary_datacenter,
             data_dir=data_dir,
+            forward_dc=forward_dc,
+            datacenters_by_distance=datacenters_by_distance,
         )
         self.acl_config = acl
         in_primary = self.datacenter == self.primary_datacenter

@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 from typing import Any, Protocol
 
-from agent.acl.resolver import Access, static_access
+from agent.acl.resolver import DISABLED, Access, static_access
 from agent.errors import RPCError
 from agent.raft.runner import NotLeaderError, ProposalRefused
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
@@ -154,8 +154,14 @@ class Context:
         acl_enabled: bool = False,
         primary_datacenter: str = "",
         data_dir: str = "",
+        forward_dc: Callable[[str, str, dict[str, Any]], Awaitable[Any]] | None = None,
+        datacenters_by_distance: Callable[[], list[str]] | None = None,
     ) -> None:
         self.datacenter = datacenter
+        #: call a method in another datacenter (dc, method, args), as Consul's forwardDC
+        self.forward_dc = forward_dc
+        #: every known datacenter, nearest first by the servers' WAN coordinates (ours too)
+        self.datacenters_by_distance = datacenters_by_distance
         #: ACLs on (acl.enabled): the ACL.* methods work and every method enforces
         self.acl_enabled = acl_enabled
         self.primary_datacenter = primary_datacenter or datacenter
@@ -178,6 +184,10 @@ class Context:
         #: block over Consul's defaults), and the leader's latest server health
         self.autopilot_defaults: dict[str, Any] = dict(AUTOPILOT_DEFAULTS)
         self.autopilot_health: Callable[[], dict[str, Any] | None] | None = None
+
+    async def resolve_access(self, secret: str) -> Access:
+        """The access a request carrying `secret` has; the Endpoints resolve tokens."""
+        return static_access("deny") if self.acl_enabled else DISABLED
 
     def _reset_file(self) -> str:
         return os.path.join(self.data_dir, "acl-bootstrap-reset") if self.data_dir else ""
