@@ -28,6 +28,7 @@ from agent.http import (
     health,
     kv,
     operator,
+    prepared_query,
     session,
     snapshot,
     status,
@@ -67,6 +68,7 @@ RESOURCES = (
     txn,
     config_entry,
     acl,
+    prepared_query,
 )
 
 
