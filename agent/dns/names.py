@@ -5,6 +5,7 @@ Inside the domain (labels compared case-insensitively):
     <node>.node[.<dc>].<domain>                 a node's address
     [<tag>.]<service>.service[.<dc>].<domain>   a service's healthy instances
     _<service>._<tag>.service[.<dc>].<domain>   RFC 2782 form; the tag "tcp" means no tag
+    <query>.query[.<dc>].<domain>               a prepared query (its ID or name) executed
     <domain>                                    the apex (SOA)
 
 Anything else inside the domain is invalid (NXDOMAIN). Names under arpa. are reverse
@@ -31,6 +32,12 @@ class ServiceQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedQueryName:
+    datacenter: str
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApexQuery:
     pass
 
@@ -53,7 +60,15 @@ class OutsideQuery:
     pass
 
 
-Query = NodeQuery | ServiceQuery | ApexQuery | InvalidQuery | ReverseQuery | OutsideQuery
+Query = (
+    NodeQuery
+    | ServiceQuery
+    | PreparedQueryName
+    | ApexQuery
+    | InvalidQuery
+    | ReverseQuery
+    | OutsideQuery
+)
 
 _ARPA = (b"arpa",)
 _IN_ADDR = (b"in-addr", b"arpa")
@@ -86,7 +101,7 @@ def _in_domain(labels: tuple[bytes, ...], lowered: tuple[bytes, ...], dc: str) -
         return ApexQuery()
     name = _text(labels)
     kind = lowered[-1]
-    if kind not in (b"node", b"service") and len(labels) >= 2:
+    if kind not in (b"node", b"service", b"query") and len(labels) >= 2:
         # The last label is a datacenter (one level, as Consul's names use it).
         dc = _text(labels[-1:])
         labels, lowered = labels[:-1], lowered[:-1]
@@ -95,6 +110,9 @@ def _in_domain(labels: tuple[bytes, ...], lowered: tuple[bytes, ...], dc: str) -
     if kind == b"node" and n >= 2:
         # A "." in a node name is allowed: join every label before "node".
         return NodeQuery(dc, _text(labels[:-1]))
+    if kind == b"query" and n >= 2:
+        # A "." in a query name is allowed, as Consul: join every label before "query".
+        return PreparedQueryName(dc, _text(labels[:-1]))
     if kind == b"service" and n >= 2:
         if n == 3 and labels[0].startswith(b"_") and labels[1].startswith(b"_"):
             tag = _text((labels[1][1:],))

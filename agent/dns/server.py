@@ -18,7 +18,7 @@ reply packet (or None: dropped). Everything else here is transport:
   whose addresses are all IPv4 is read and answered by `wire.py` without dnslib (most
   traffic; dnslib's parse and pack cost more than the catalog read). Every other query
   and answer, and any fast answer that would not fit, goes through dnslib.
-* Names outside the domain, and reverse names no node has, go to the recursors over the
+* Names outside the domain, and reverse names no node has, go to the recursors (recursor.py) over the
   client's transport with recursor_timeout each; without recursors the reply is SERVFAIL
   with flags qr rd (no aa, no ra), as Consul's DNS mux answers a name it has no handler for.
 * Over UDP answers are cut to udp_answer_limit (TC only with enable_truncate, as Consul),
@@ -55,6 +55,7 @@ from agent.dns.names import (
     InvalidQuery,
     NodeQuery,
     OutsideQuery,
+    PreparedQueryName,
     Query,
     ReverseQuery,
     ServiceQuery,
@@ -75,9 +76,14 @@ from agent.dns.records import (
     soa_record,
     srv_instances,
 )
+from agent.dns.recursor import exchange_tcp, exchange_udp
 from agent.dns.wire import SimpleQuery, a_reply, encode_name, ipv4, parse_query, srv_reply
+from agent.durations import parse_seconds
 
 log = logging.getLogger("dns")
+
+#: the server's error for a prepared query no ID or name names (answered NXDOMAIN)
+ERR_QUERY_NOT_FOUND = "Query not found"
 
 HEADER_SIZE = 12
 TCP_MAX_SIZE = 65535
@@ -276,7 +282,7 @@ class DNSServer:
                 if len(req.questions) != 1:
                     stats.formerr += 1
                     return header_error(packet, RCODE.FORMERR)
-                wire = await self._answer(req, packet, tcp)
+                wire = await self._answer(req, packet, tcp, client=client)
         except Exception:
             log.exception("failed to answer a query")
             stats.servfail += 1
@@ -389,6 +395,7 @@ class DNSServer:
         packet: bytes,
         tcp: bool,
         looked_up: tuple[Query, Found] | None = None,
+        client: str = "",
     ) -> bytes:
         q = req.q
         if looked_up is not None:
@@ -408,9 +415,13 @@ class DNSServer:
                 if found is None:
                     found = await self._lookup(query)
                 if isinstance(query, ServiceQuery):
-                    self._service(req, query, reply, tcp, found)
+                    ttl = self.config.ttl_for_service(query.service)
+                    self._service(req, reply, tcp, found, query.datacenter, ttl)
                 else:
                     self._node(req, reply, found)
+            elif isinstance(query, PreparedQueryName):
+                rcode, nodes, dc, ttl = await self._prepared_query(query, client)
+                self._service(req, reply, tcp, (rcode, nodes), dc, ttl)
             elif isinstance(query, ApexQuery):
                 if q.qtype in (_SOA, _ANY):
                     reply.add_answer(soa_record(self._domain))
@@ -536,18 +547,62 @@ class DNSServer:
         else:
             reply.add_auth(soa_record(self._domain))
 
+    async def _prepared_query(
+        self, query: PreparedQueryName, client: str
+    ) -> tuple[int, Any, str, int]:
+        """Execute a prepared query as Consul's DNS does (the asking agent and address as the
+        source, for Near): (rcode, instances, the datacenter they are in, TTL)."""
+        ip = client.rpartition(":")[0].strip("[]") if client else ""
+        args: dict[str, Any] = {
+            "Datacenter": query.datacenter,
+            "QueryIDOrName": query.query,
+            "Limit": 0,
+            "Agent": {"Datacenter": self.datacenter, "Node": self.agent.node_name, "Segment": ""},
+            "Source": {"Datacenter": query.datacenter, "Node": "", "Ip": ip},
+        }
+        try:
+            out = await self._read("PreparedQuery.Execute", args)
+        except RPCError as exc:
+            if str(exc) == ERR_QUERY_NOT_FOUND:
+                return RCODE.NXDOMAIN, None, query.datacenter, 0
+            log.error("rpc error: %s", exc)
+            return RCODE.SERVFAIL, None, query.datacenter, 0
+        out = out if isinstance(out, dict) else {}
+        datacenter = str(out.get("Datacenter") or query.datacenter)
+        ttl_text = str((out.get("DNS") or {}).get("TTL") or "")
+        ttl = self.config.ttl_for_service(str(out.get("Service") or ""))
+        if ttl_text:
+            try:
+                ttl = int(parse_seconds(ttl_text))
+            except ValueError:
+                log.warning(
+                    "Failed to parse TTL for prepared query , ignoring: ttl=%s prepared_query=%s",
+                    ttl_text,
+                    query.query,
+                )
+                ttl = 0
+        nodes = list(out.get("Nodes") or ())
+        if not nodes:
+            return RCODE.NXDOMAIN, None, datacenter, ttl
+        if self._translate(datacenter):
+            nodes = [dict(csn, Node=_wan_node(csn.get("Node") or {})) for csn in nodes]
+        return RCODE.NOERROR, nodes, datacenter, ttl
+
     def _service(
-        self, req: DNSRecord, query: ServiceQuery, reply: DNSRecord, tcp: bool, found: Found
+        self,
+        req: DNSRecord,
+        reply: DNSRecord,
+        tcp: bool,
+        found: Found,
+        datacenter: str,
+        ttl: int,
     ) -> None:
         rcode, nodes = found
         if self._failed(reply, rcode):
             return
-        ttl = self.config.ttl_for_service(query.service)
         q = req.q
         if q.qtype == _SRV:
-            answers, extra = service_srv_records(
-                q.qname, nodes, query.datacenter, self._domain, ttl
-            )
+            answers, extra = service_srv_records(q.qname, nodes, datacenter, self._domain, ttl)
             reply.rr.extend(answers)
             reply.ar.extend(extra)
         else:
@@ -592,42 +647,16 @@ class DNSServer:
         self.stats.recursed += 1
         for host, port in self.config.recursors:
             try:
+                timeout = self.config.recursor_timeout
                 if tcp:
-                    return await self._exchange_tcp(host, port, packet)
-                return await self._exchange(host, port, packet)
+                    return await exchange_tcp(host, port, packet, timeout)
+                return await exchange_udp(host, port, packet, timeout)
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 log.error("recurse failed: %s", exc or "timeout")
         q = req.q
         log.error("all resolvers failed for {%s %d %d}", q.qname, q.qtype, q.qclass)
         self.stats.servfail += 1
         return self._servfail(req, aa=0, ra=1).pack()
-
-    async def _exchange(self, host: str, port: int, packet: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Exchange(packet[:2], answer), remote_addr=(host, port)
-        )
-        try:
-            transport.sendto(packet)
-            async with asyncio.timeout(self.config.recursor_timeout):
-                return await answer
-        finally:
-            transport.close()
-
-    async def _exchange_tcp(self, host: str, port: int, packet: bytes) -> bytes:
-        async with asyncio.timeout(self.config.recursor_timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(struct.pack("!H", len(packet)) + packet)
-                await writer.drain()
-                while True:
-                    size = struct.unpack("!H", await reader.readexactly(2))[0]
-                    data = await reader.readexactly(size)
-                    if len(data) >= HEADER_SIZE and data[:2] == packet[:2]:
-                        return data
-            finally:
-                writer.close()
 
     # ---- transports -------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
@@ -728,27 +757,6 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors from clients that went away; nothing to do
-
-
-class _Exchange(asyncio.DatagramProtocol):
-    """One query to a recursor: the first reply with our ID resolves the future."""
-
-    def __init__(self, query_id: bytes, answer: asyncio.Future[bytes]) -> None:
-        self._id = query_id
-        self._answer = answer
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if (
-            len(data) >= HEADER_SIZE
-            and data[:2] == self._id
-            and data[2] & _QR_BIT
-            and not self._answer.done()
-        ):
-            self._answer.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self._answer.done():
-            self._answer.set_exception(exc)
 
 
 async def start_dns(agent: AgentAPI, cfg: Any) -> DNSServer:
