@@ -1,6 +1,6 @@
 """py-consul 1.8.0 as its users call it, against a running agent: the groups shared with
 python-consul (scenario_common.py) plus the newer API this fork added (filter_expr=, service
-meta/weights, config entries, multi-tag health queries, the asyncio client, autopilot).
+meta/weights, config entries, multi-tag health queries, the asyncio client, autopilot, prepared queries).
 
     PYTHONPATH=.venv/clients/py-consul python scenario_py_consul.py HOST:PORT NODE GROUP...
 """
@@ -221,6 +221,36 @@ def autopilot(ctx: Ctx) -> None:
     eq(health["Servers"][0]["Leader"], True, "the server is the leader")
 
 
+def prepared_query(ctx: Ctx) -> None:
+    c = ctx.client()
+    _register_pair(ctx)  # web1 passing, web2 critical (its TTL check never passed)
+    # py-consul makes every query a name_prefix_match template (it always sends Template.Type)
+    created = c.query.create("web", name="web-q", tags=["v1"], ttl="10s", onlypassing=True)
+    qid = created["ID"]
+    eq(len(qid), 36, "query.create returns the new ID")
+    (got,) = c.query.get(qid)
+    eq(got["Name"], "web-q", "query.get Name")
+    eq(got["Service"]["Service"], "web", "query.get Service.Service")
+    eq(got["Service"]["Tags"], ["v1"], "query.get Service.Tags")
+    eq(got["DNS"]["TTL"], "10s", "query.get DNS.TTL")
+    eq(got["Template"]["Type"], "name_prefix_match", "py-consul's queries are templates")
+    eq([q["ID"] for q in c.query.list()], [qid], "query.list")
+    result = c.query.execute("web-q")
+    eq([n["Service"]["ID"] for n in result["Nodes"]], ["web1"], "query.execute")
+    eq(result["Datacenter"], "dc1", "query.execute Datacenter")
+    eq(result["DNS"]["TTL"], "10s", "query.execute DNS")
+    eq(len(c.query.execute("web-q", near="_agent", limit=1)["Nodes"]), 1, "execute near/limit")
+    eq(c.query.explain("web-q")["Query"]["ID"], qid, "query.explain")
+    # a template answers every name it prefixes
+    eq(c.query.execute("web-q-anything")["Service"], "web", "the template answers a longer name")
+    eq(c.query.update(qid, "web", name="web-q", tags=["v2"], onlypassing=False), True, "update")
+    eq(c.query.get(qid)[0]["Service"]["Tags"], ["v2"], "the update replaced the tags")
+    eq(c.query.execute("web-q")["Nodes"], [], "web2 is critical: nothing to answer")
+    eq(c.query.delete(qid), True, "query.delete")
+    eq(c.query.list(), [], "no query left")
+    eq(c.query.get(qid), None, "query.get of a deleted query (a 404) is None")
+
+
 GROUPS: dict[str, Group] = {
     **COMMON,
     "filter_expr": filter_expr,
@@ -230,6 +260,7 @@ GROUPS: dict[str, Group] = {
     "aio_client": aio_client,
     "event_blocking": event_blocking,
     "autopilot": autopilot,
+    "prepared_query": prepared_query,
 }
 
 if __name__ == "__main__":

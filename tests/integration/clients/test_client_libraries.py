@@ -65,6 +65,7 @@ GROUPS = {
         "aio_client",
         "event_blocking",
         "autopilot",
+        "prepared_query",
     ],
     "node-consul": [
         "kv_basic",
