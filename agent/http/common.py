@@ -238,20 +238,6 @@ BAD_REQUEST_ERRORS = (
     "Must specify a token AccessorID",
     "Delete operation not permitted",
     "Deletion of the request's authorization token",
-    # prepared queries the server refused (agent/server/endpoints/prepared_query.py, and the
-    # state's integrity checks)
-    "Invalid prepared query",
-    "ID must be empty when creating",
-    "Cannot modify non-existent prepared query",
-    "Unknown prepared query operation",
-    "Missing query ID",
-    "name '",
-    "a query template with an empty name",
-    "invalid session",
-    "failed compiling template",
-    "prepared query templates can only be resolved",
-    "Bad evaluation for",
-    "Limit must be",
 )
 
 

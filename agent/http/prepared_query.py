@@ -26,6 +26,23 @@ from agent.http.decode import Spec, fields
 MAX_QUERY_BODY = 512 * 1024
 ERR_QUERY_NOT_FOUND = "Query not found"
 
+#: what the server says of a query it refused (its checks, the state's integrity checks): the
+#: request's fault, a 400 (Consul answers these 500)
+_REFUSED = (
+    "Invalid prepared query",
+    "ID must be empty when creating",
+    "Cannot modify non-existent prepared query",
+    "Unknown prepared query operation",
+    "Missing query ID",
+    "name '",
+    "a query template with an empty name",
+    "invalid session",
+    "failed compiling template",
+    "prepared query templates can only be resolved",
+    "Bad evaluation for",
+    "Limit must be",
+)
+
 #: PreparedQuery as Consul's decodeBody reads it (any case, with or without underscores)
 _QUERY: Spec = {
     "ID": None,
@@ -60,12 +77,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def _call(request: web.Request, method: str, args: dict[str, Any]) -> Any:
-    """The RPC, with Consul's 404 for a query that does not exist."""
+    """The RPC, with Consul's 404 for a query that does not exist and a 400 for one refused."""
     try:
         return await rpc(request, method, args)
     except HTTPError as exc:
         if exc.message == ERR_QUERY_NOT_FOUND:
             raise HTTPError(404, ERR_QUERY_NOT_FOUND) from None
+        if exc.status == 500 and exc.message.startswith(_REFUSED):
+            raise HTTPError(400, exc.message) from None
         raise
 
 
