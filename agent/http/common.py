@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -93,17 +94,25 @@ def datacenter(request: web.Request) -> str:
     return request.query.get("dc") or agent_of(request).datacenter
 
 
+def go_uint(raw: str) -> int:
+    """`raw` as Go's strconv.ParseUint(raw, 10, 64) reads it: ASCII digits only (Python's int()
+    would also take "1_000", " 7", "+7" and other scripts' digits), below 2**64."""
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"invalid syntax: {raw!r}")
+    value = int(raw)
+    if value >= 1 << 64:
+        raise ValueError(f"value out of range: {raw!r}")
+    return value
+
+
 def parse_uint(request: web.Request, name: str, what: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
     try:
-        value = int(raw, 10)
+        return go_uint(raw)
     except ValueError:
         raise HTTPError(400, f"Invalid {what}: {raw!r} is not an unsigned integer") from None
-    if value < 0 or value >= 1 << 64:
-        raise HTTPError(400, f"Invalid {what}: {raw!r} is not an unsigned integer")
-    return value
 
 
 def query_options(request: web.Request) -> dict[str, Any]:
@@ -130,9 +139,7 @@ def query_options(request: web.Request) -> dict[str, Any]:
         opts["MaxQueryTime"] = min(wait, MAX_QUERY_TIME)
     if "index" in q:
         try:
-            index = int(q["index"], 10)
-            if not 0 <= index < 1 << 64:
-                raise ValueError
+            index = go_uint(q["index"])
         except ValueError:
             raise HTTPError(400, "Invalid index") from None
         opts["MinQueryIndex"] = index
@@ -203,6 +210,11 @@ def b64(value: bytes | str | None) -> str | None:
 
 #: server errors that are the request's fault: answered 400, never 500
 BAD_REQUEST_ERRORS = (
+    "Request decode failed: ",  # a request that does not fit its struct (agent/structs.py)
+    "Session TTL '",  # a TTL that is no duration or out of Consul's range
+    "Invalid node filter",  # an event's filters RE2 refuses
+    "Invalid service filter",
+    "Invalid tag filter",
     "Failed to create boolean expression evaluator",
     "invalid config entry kind",
     'invalid name ("',
@@ -286,11 +298,85 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     return b"".join(chunks)
 
 
+#: deepest nesting of arrays and objects a request body may have (Consul's bodies are 4 deep)
+JSON_MAX_DEPTH = 64
+#: the integers Go decodes into its widest types (int64 and uint64)
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def decode_json(body: bytes | str) -> Any:
+    """JSON as Go's decoder would take it into Consul's structs, or a 400 saying what is wrong:
+    no nesting past JSON_MAX_DEPTH, no lone UTF-16 surrogates in strings or keys (they cannot
+    be stored or sent on), no integer wider than 64 bits, no NaN, Infinity or float overflow."""
+    try:
+        value = json.loads(
+            body, parse_constant=_no_constant, parse_int=_int64, parse_float=_float64
+        )
+    except RecursionError:  # the C parser's own bound on nesting, far past the limit
+        too_deep = f"Request decode failed: nested deeper than {JSON_MAX_DEPTH} levels"
+        raise HTTPError(400, too_deep) from None
+    except ValueError as exc:
+        raise HTTPError(400, f"Request decode failed: {exc}") from None
+    problem = _problem(value)
+    if problem is not None:
+        raise HTTPError(400, f"Request decode failed: {problem}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _int64(digits: str) -> int:
+    value = int(digits)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"number {digits} overflows a 64-bit integer")
+    return value
+
+
+def _float64(digits: str) -> float:
+    value = float(digits)
+    if math.isinf(value):
+        raise ValueError(f"number {digits} overflows a 64-bit float")
+    return value
+
+
+def _problem(value: Any) -> str | None:
+    """What makes a parsed body unfit (too deep, a lone surrogate), else None; iterative."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            if _has_surrogate(v):
+                return f"invalid UTF-16 surrogate in {v!a}"
+        elif isinstance(v, (dict, list)):
+            if depth > JSON_MAX_DEPTH:
+                return f"nested deeper than {JSON_MAX_DEPTH} levels"
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    if _has_surrogate(k):
+                        return f"invalid UTF-16 surrogate in {k!a}"
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in v)
+    return None
+
+
+def _has_surrogate(s: str) -> bool:
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 async def read_json(request: web.Request, limit: int | None = None) -> Any:
     body = await read_body(request, limit)
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return decode_json(body)
+    except UnicodeDecodeError as exc:
         raise HTTPError(400, f"Request decode failed: {exc}") from None

@@ -13,6 +13,7 @@ from agent.http.common import (
     HTTPError,
     agent_of,
     datacenter,
+    go_uint,
     json_response,
     meta_headers,
     query_options,
@@ -160,7 +161,7 @@ def _execute_args(request: web.Request) -> dict[str, Any]:
     args["Limit"] = 0
     if raw:
         try:
-            args["Limit"] = int(raw, 10)
+            args["Limit"] = go_uint(raw)
         except ValueError:
             raise HTTPError(
                 400, f'Bad limit: strconv.Atoi: parsing "{raw}": invalid syntax'
