@@ -17,6 +17,8 @@ from agent.http.common import (
 )
 from agent.http.decode import Spec, fields
 from agent.http.query import query
+from agent.schema import field_names
+from agent.structs import DEREGISTER_REQUEST, HEALTH_CHECK, REGISTER_REQUEST
 
 
 def service_tag(request: web.Request, args: dict[str, Any]) -> None:
@@ -29,48 +31,10 @@ def service_tag(request: web.Request, args: dict[str, Any]) -> None:
 
 
 #: structs.HealthCheck (also a Txn Check op's body)
-CHECK_SPEC: Spec = {
-    "Node": None,
-    "CheckID": None,
-    "Name": None,
-    "Status": None,
-    "Notes": None,
-    "Output": None,
-    "ServiceID": None,
-    "ServiceName": None,
-    "ServiceTags": None,
-    "Type": None,
-    "Definition": None,
-    "Namespace": None,
-}
+CHECK_SPEC: Spec = field_names(HEALTH_CHECK)
 #: structs.RegisterRequest as Consul's decodeBody reads it (any case, snake_case too)
-_REGISTER: Spec = {
-    "Datacenter": None,
-    "ID": None,
-    "Node": None,
-    "Address": None,
-    "TaggedAddresses": None,
-    "NodeMeta": None,
-    "Service": {
-        "ID": None,
-        "Service": None,
-        "Tags": None,
-        "Address": None,
-        "TaggedAddresses": None,
-        "Meta": None,
-        "Port": None,
-        "Weights": {"Passing": None, "Warning": None},
-        "EnableTagOverride": None,
-        "Kind": None,
-        "Proxy": None,
-        "Connect": None,
-        "Namespace": None,
-    },
-    "Check": CHECK_SPEC,
-    "Checks": CHECK_SPEC,
-    "SkipNodeUpdate": None,
-}
-_DEREGISTER: Spec = {"Datacenter": None, "Node": None, "ServiceID": None, "CheckID": None}
+_REGISTER: Spec = field_names(REGISTER_REQUEST)
+_DEREGISTER: Spec = field_names(DEREGISTER_REQUEST)
 
 
 async def catalog_register(request: web.Request) -> web.Response:

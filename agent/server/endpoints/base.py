@@ -50,6 +50,7 @@ from typing import Any, Protocol
 from agent.acl.resolver import DISABLED, Access, static_access
 from agent.errors import RPCError
 from agent.raft.runner import NotLeaderError, ProposalRefused
+from agent.schema import SchemaError, Struct, check
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.leader import CoordinateBatcher, SessionTimers, TombstoneGC
 from agent.state.commands import MessageType, encode_command
@@ -120,12 +121,24 @@ def as_bool(v: Any) -> bool:
     return bool(v) and v not in ("false", "0")
 
 
+#: how a request that does not fit its struct is refused (a 400 at the HTTP layer)
+DECODE_FAILED = "Request decode failed: "
+
+
+def checked(args: dict[str, Any], spec: Struct) -> None:
+    """Refuse `args` unless it fits `spec` (agent/structs.py), before it reaches the log."""
+    try:
+        check(args, spec)
+    except SchemaError as exc:
+        raise RPCError(DECODE_FAILED + str(exc)) from None
+
+
 def get_str(args: dict[str, Any], name: str) -> str:
     v = args.get(name)
     if v is None:
         return ""
     if not isinstance(v, str):
-        raise RPCError(f"{name} must be a string")
+        raise RPCError(f"{DECODE_FAILED}{name}: expected a string, got {v!r}")
     return v
 
 

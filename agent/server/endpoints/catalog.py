@@ -25,9 +25,18 @@ from typing import Any
 from agent.errors import RPCError
 from agent.filter import FilterError, parse_filter
 from agent.server.endpoints import acl_filter
-from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool, get_str
+from agent.server.endpoints.base import (
+    Context,
+    Kind,
+    Methods,
+    access,
+    as_bool,
+    checked,
+    get_str,
+)
 from agent.state.commands import MessageType
 from agent.state.store import HEALTH_STATES
+from agent.structs import DEREGISTER_REQUEST, REGISTER_REQUEST
 
 #: Request fields that are query options, not part of a registration.
 _QUERY_FIELDS = frozenset(
@@ -36,6 +45,7 @@ _QUERY_FIELDS = frozenset(
 
 
 async def register(ctx: Context, args: dict[str, Any]) -> None:
+    checked(args, REGISTER_REQUEST)
     node = get_str(args, "Node")
     address = get_str(args, "Address")
     if not node or not address:
@@ -126,6 +136,7 @@ def vet_register(ctx: Context, req: dict[str, Any]) -> None:
 
 
 async def deregister(ctx: Context, args: dict[str, Any]) -> None:
+    checked(args, DEREGISTER_REQUEST)
     if not get_str(args, "Node"):
         raise RPCError("Must provide node")
     req = {
