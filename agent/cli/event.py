@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from agent.cli.common import Parser, add_http_flags, err, http_client, out, run_guarded
 from agent.client import ClientError
+from agent.filter.tree import compile_re2
 
 
 def event_parser() -> Parser:
@@ -35,8 +35,8 @@ def _event(args: argparse.Namespace) -> int:
     for what, pattern in (("node", args.node), ("service", args.service), ("tag", args.tag)):
         if pattern:
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compile_re2(pattern)
+            except ValueError as exc:
                 err(f"Failed to compile {what} filter regexp: {exc}")
                 return 1
     if args.tag and not args.service:

@@ -20,6 +20,7 @@ from agent.http.common import (
     query_options,
     read_body,
     request_token,
+    rpc_error,
 )
 
 #: Consul's limit on a user event's payload (serf.UserEventSizeLimit).
@@ -57,7 +58,7 @@ async def event_fire(request: web.Request) -> web.Response:
             token=request_token(request),
         )
     except RPCError as exc:
-        raise HTTPError(500, str(exc)) from None
+        raise rpc_error(exc) from None
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
     return json_response(request, event_json(event))

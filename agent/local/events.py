@@ -5,8 +5,8 @@ the node, service and tag filters match this agent, and listed by /v1/event/list
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import codec
 from agent.errors import RPCError
+from agent.filter.tree import compile_re2
 
 log = logging.getLogger("agent")
 
@@ -98,8 +99,8 @@ class UserEvents:
         ):
             if pattern:
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
+                    _regex(pattern)
+                except ValueError as exc:
                     raise RPCError(f"Invalid {what} filter: {exc}") from None
         event = {
             "ID": str(uuid.uuid4()),
@@ -145,19 +146,30 @@ class UserEvents:
             self._on_event(record)
 
     def _matches(self, body: dict[str, Any]) -> bool:
+        """Whether this node is one the event's filters (RE2: linear in the text whatever the
+        pattern, as Go's regexp is) pick; a pattern RE2 refuses picks none."""
         try:
             nf = str(body.get("NodeFilter") or "")
-            if nf and not re.search(nf, self.node_name):
+            if nf and not _search(nf, self.node_name):
                 return False
             sf = str(body.get("ServiceFilter") or "")
             if sf:
                 tf = str(body.get("TagFilter") or "")
                 for svc in self._services():
-                    if re.search(sf, svc["Service"]) and (
-                        not tf or any(re.search(tf, t) for t in svc.get("Tags") or [])
+                    if _search(sf, svc["Service"]) and (
+                        not tf or any(_search(tf, t) for t in svc.get("Tags") or [])
                     ):
                         return True
                 return False
-        except re.error:
+        except ValueError:
             return False
         return True
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> Any:
+    return compile_re2(pattern)
+
+
+def _search(pattern: str, text: str) -> bool:
+    return _regex(pattern).search(text.encode("utf-8", "surrogateescape")) is not None
