@@ -349,7 +349,13 @@ class Agent:
         else:
             if cfg.ports.http > 0 or cfg.ports.https > 0:
                 runner = web.AppRunner(
-                    make_app(self, response_headers=cfg.http_response_headers),
+                    make_app(
+                        self,
+                        response_headers=cfg.http_response_headers,
+                        allowed_origins=cfg.http_allowed_origins,
+                        node_name=cfg.node_name,
+                        domain=cfg.domain,
+                    ),
                     access_log=None,
                     handle_signals=False,
                 )

@@ -183,6 +183,7 @@ HANDLERS: dict[str, Handler] = {
     "node_meta": _node_meta,
     "watches": _watches,
     "http_config.response_headers": _response_headers,
+    "http_config.allowed_origins": _field("http_allowed_origins", c.expect_str_list),
     "http_api_response_headers": _response_headers,
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
     **ACL_HANDLERS,

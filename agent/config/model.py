@@ -130,6 +130,8 @@ class AgentConfig:
     internal_rpc_tls: RPCTLSConfig = field(default_factory=RPCTLSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()
+    #: origins whose pages may call the API from a browser (http_config.allowed_origins)
+    http_allowed_origins: tuple[str, ...] = ()
     #: the files that were read, for `reload`
     config_files: tuple[str, ...] = ()
     #: warnings to print under the banner (deprecated flags, keys without effect, skipped files)

@@ -292,7 +292,14 @@ SCHEMA: Tree = {
     "gossip_lan": _GOSSIP,
     "gossip_wan": _GOSSIP,
     "http_config": {
-        **_leaves("block_endpoints", "allow_write_http_from", "use_cache", "max_header_bytes"),
+        **_leaves(
+            "block_endpoints",
+            "allow_write_http_from",
+            "use_cache",
+            "max_header_bytes",
+            # senate's own: pages of these origins may call the API from a browser
+            "allowed_origins",
+        ),
         "response_headers": FREE,
     },
     "limits": {

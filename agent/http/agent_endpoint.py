@@ -268,6 +268,8 @@ async def node_maintenance(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     ident = "{id:.*}"  # IDs may hold any character, "/" too (Consul trims the path prefix)
+    # State changes only with PUT, as Consul 1.x (0.7 took a GET too): a GET is what a page
+    # in a browser can make of any link or image, and it answers 405.
     return [
         web.put("/v1/agent/service/register", service_register),
         web.put(f"/v1/agent/service/deregister/{ident}", service_deregister),
@@ -277,21 +279,13 @@ def routes() -> list[web.RouteDef]:
         web.put(f"/v1/agent/check/pass/{ident}", _ttl_update(PASSING)),
         web.put(f"/v1/agent/check/warn/{ident}", _ttl_update(WARNING)),
         web.put(f"/v1/agent/check/fail/{ident}", _ttl_update(CRITICAL)),
-        # Consul 0.7 took any method here, and older client libraries send GET.
-        web.get(f"/v1/agent/check/pass/{ident}", _ttl_update(PASSING), allow_head=False),
-        web.get(f"/v1/agent/check/warn/{ident}", _ttl_update(WARNING), allow_head=False),
-        web.get(f"/v1/agent/check/fail/{ident}", _ttl_update(CRITICAL), allow_head=False),
-        web.get(f"/v1/agent/check/deregister/{ident}", check_deregister, allow_head=False),
-        web.get(f"/v1/agent/service/deregister/{ident}", service_deregister, allow_head=False),
         web.put(f"/v1/agent/check/update/{ident}", check_update),
         web.put("/v1/agent/maintenance", node_maintenance),
         web.get("/v1/agent/self", agent_self, allow_head=False),
         web.get("/v1/agent/members", agent_members, allow_head=False),
         web.put("/v1/agent/join/{addr}", agent_join),
-        web.get("/v1/agent/join/{addr}", agent_join, allow_head=False),
         web.put("/v1/agent/leave", agent_leave),
         web.put("/v1/agent/force-leave/{node}", agent_force_leave),
-        web.get("/v1/agent/force-leave/{node}", agent_force_leave, allow_head=False),
         web.put("/v1/agent/reload", agent_reload),
         web.get("/v1/agent/monitor", agent_monitor, allow_head=False),
     ]

@@ -35,8 +35,10 @@ from agent.http import (
     txn,
 )
 from agent.http.common import AGENT_KEY, HTTPError, rpc_error
+from agent.http.origin import BrowserGuard, allowed_by_cors
 
 log = logging.getLogger("http")
+GUARD_KEY = web.AppKey("guard", BrowserGuard)
 
 #: Largest request body accepted at all (snapshot restores); KV and txn bodies have their own.
 CLIENT_MAX_SIZE = 1 << 30
@@ -79,9 +81,17 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
     try:
         info = request.match_info
-        if isinstance(info, MatchInfoError) and info.http_exception.status == 404:
-            text = NOT_AN_ENDPOINT if "/v1/" in request.path else NOT_AN_API_PATH
-            return web.Response(status=404, text=text)
+        if isinstance(info, MatchInfoError):
+            status = info.http_exception.status
+            if status == 404:
+                text = NOT_AN_ENDPOINT if "/v1/" in request.path else NOT_AN_API_PATH
+                return web.Response(status=404, text=text)
+            if status == 405:
+                return web.Response(status=405, text=f"method {request.method} not allowed")
+        refusal = request.app[GUARD_KEY].refusal(request)
+        if refusal is not None:
+            _log_refusal(request, refusal)
+            return web.Response(status=403, text=f"Forbidden: {refusal}")
         return await handler(request)
     except HTTPError as exc:
         return web.Response(status=exc.status, text=exc.message)
@@ -104,18 +114,45 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.debug("Request %s %s (%.3fms) from=%s", request.method, request.path_qs, ms, origin)
 
 
+#: a refused browser request is logged once a minute per client address, at most
+_REFUSAL_LOG_EVERY = 60.0
+_refusals_logged: dict[str, float] = {}
+
+
+def _log_refusal(request: web.Request, why: str) -> None:
+    client = request.remote or "?"
+    now = time.monotonic()
+    if now - _refusals_logged.get(client, -_REFUSAL_LOG_EVERY) < _REFUSAL_LOG_EVERY:
+        return
+    if len(_refusals_logged) > 4096:  # bounded whatever the number of clients
+        _refusals_logged.clear()
+    _refusals_logged[client] = now
+    log.warning(
+        "Refused browser request %s %s from=%s: %s", request.method, request.path, client, why
+    )
+
+
 async def index(_request: web.Request) -> web.Response:
     """`/`, any method: HTTP checks and load balancers probing the agent's root get a 200."""
     return web.Response(text=INDEX_TEXT)
 
 
 def make_app(
-    agent: AgentAPI, *, response_headers: Sequence[tuple[str, str]] = ()
+    agent: AgentAPI,
+    *,
+    response_headers: Sequence[tuple[str, str]] = (),
+    allowed_origins: Sequence[str] = (),
+    node_name: str = "",
+    domain: str = "consul.",
 ) -> web.Application:
     """The HTTP API over `agent`; `response_headers` go on every response
-    (http_config.response_headers)."""
+    (http_config.response_headers); browsers' requests from pages of other origins are
+    refused unless `allowed_origins` (or a CORS header in `response_headers`) allows them
+    (agent/http/origin.py)."""
     app = web.Application(middlewares=[_serve], client_max_size=CLIENT_MAX_SIZE)
     app[AGENT_KEY] = agent
+    origins = [*allowed_origins, *allowed_by_cors(response_headers)]
+    app[GUARD_KEY] = BrowserGuard(origins, node_name, domain)
     for resource in RESOURCES:
         app.add_routes(resource.routes())
     app.router.add_route("*", "/", index)

@@ -286,11 +286,13 @@ async def test_service_and_node_maintenance(client: TestClient) -> None:  # type
     assert "_node_maintenance" not in await get(client, "/v1/agent/checks")
 
 
-async def test_consul_07_clients_may_pass_with_get(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_get_updates_no_check(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Consul 0.7 took a GET here, Consul 1.x answers 405: a GET is what any web page can
+    make a browser send."""
     assert (await put(client, "/v1/agent/check/register", {"Name": "hb", "TTL": "30s"}))[0] == 200
     resp = await client.get("/v1/agent/check/pass/hb?note=via%20GET")
-    assert resp.status == 200
-    assert (await get(client, "/v1/agent/checks"))["hb"]["Output"] == "via GET"
+    assert (resp.status, await resp.text()) == (405, "method GET not allowed")
+    assert (await get(client, "/v1/agent/checks"))["hb"]["Status"] == "critical"
 
 
 async def test_check_ids_with_slashes(client: TestClient) -> None:  # type: ignore[type-arg]
