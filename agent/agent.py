@@ -209,6 +209,7 @@ class Agent:
             bootstrap=cfg.bootstrap,
             expect=cfg.bootstrap_expect,
             read_replica=cfg.read_replica,
+            raft_protocol=cfg.raft_protocol,
         )
 
     def _keyring_path(self, wan: bool) -> Path | None:

@@ -8,8 +8,9 @@ bootstrap-expect, the client's server router and `senate members` read them back
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 #: Tag names, as Consul's (serf tags are strings).
 TAG_ROLE = "role"
@@ -31,7 +32,7 @@ ROLE_CLIENT = "node"
 
 DEFAULT_SERVER_PORT = 8300
 #: the raft protocol servers announce in their raft_vsn tag (Consul 1.x's default, 3)
-RAFT_PROTOCOL = "3"
+RAFT_PROTOCOL = 3
 
 
 class MemberLike(Protocol):
@@ -42,16 +43,26 @@ class MemberLike(Protocol):
     status: str
 
 
+M = TypeVar("M", bound=MemberLike)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerParts:
     """What a member's tags say about it as a server (Consul's metadata.IsConsulServer)."""
 
     name: str
     datacenter: str
-    address: str  # "ip:port" of its server RPC/raft port; also its raft ID
+    address: str  # "ip:port" of its server RPC/raft port; its raft ID under protocol 2
     bootstrap: bool
     expect: int
-    node_id: str
+    node_id: str  # its raft ID under protocol 3
+    #: the raft protocol it speaks (its raft_vsn tag; 0 when it names none, as Consul)
+    raft_version: int = 0
+
+    @property
+    def raft_id(self) -> str:
+        """The ID raft knows it by when it joins: its node ID under protocol 3."""
+        return self.node_id if self.raft_version >= 3 and self.node_id else self.address
 
     @property
     def port(self) -> int:
@@ -66,6 +77,7 @@ def server_parts(member: MemberLike) -> ServerParts | None:
     try:
         port = int(tags.get(TAG_PORT, str(DEFAULT_SERVER_PORT)))
         expect = int(tags.get(TAG_EXPECT, "0"))
+        raft_version = int(tags.get(TAG_RAFT_VSN, "0"))
     except ValueError:
         return None
     return ServerParts(
@@ -75,6 +87,7 @@ def server_parts(member: MemberLike) -> ServerParts | None:
         bootstrap=tags.get(TAG_BOOTSTRAP) == "1",
         expect=expect,
         node_id=tags.get(TAG_ID, ""),
+        raft_version=raft_version,
     )
 
 
@@ -92,6 +105,7 @@ def agent_tags(
     bootstrap: bool = False,
     expect: int = 0,
     read_replica: bool = False,
+    raft_protocol: int = RAFT_PROTOCOL,
 ) -> dict[str, str]:
     """The tags an agent gossips (Consul's setupSerf)."""
     tags = {
@@ -105,9 +119,9 @@ def agent_tags(
     }
     if server:
         tags[TAG_PORT] = str(server_port)
-        # raft protocol 3 as Consul 1.x's: an operator names a server by its node ID (the
-        # raft configuration, remove-peer -id, transfer-leader -id show and take node IDs)
-        tags[TAG_RAFT_VSN] = RAFT_PROTOCOL
+        # raft protocol 3 as Consul 1.x's: raft names a server by its node ID; the leader
+        # rewrites protocol 2's address IDs once every server says 3 here
+        tags[TAG_RAFT_VSN] = str(raft_protocol)
         tags[TAG_WAN_JOIN_PORT] = str(wan_join_port)
         if bootstrap:
             tags[TAG_BOOTSTRAP] = "1"
@@ -140,3 +154,31 @@ def meta_problem(meta: dict[str, str], allow_reserved: bool = False) -> str:
         if len(value) > 512:
             return f"Value is too long (limit: 512 characters): {key}"
     return ""
+
+
+def server_member(members: Iterable[M], address: str, raft_id: str = "") -> M | None:
+    """The member that is raft server (`raft_id`, `address`): the server with that node ID
+    (a protocol-3 ID, which survives a new address), else the server at that address."""
+    at_address = None
+    for m in members:
+        parts = server_parts(m)
+        if parts is None:
+            continue
+        if raft_id and parts.node_id == raft_id:
+            return m
+        if parts.address == address and at_address is None:
+            at_address = m
+    return at_address
+
+
+def min_raft_protocol(members: Iterable[MemberLike], datacenter: str) -> int:
+    """The lowest raft protocol the servers of `datacenter` speak, left ones aside (Consul's
+    autopilot MinRaftProtocol); 0 with no server."""
+    versions = [
+        parts.raft_version
+        for m in members
+        if m.status != "left"
+        and (parts := server_parts(m)) is not None
+        and parts.datacenter == datacenter
+    ]
+    return min(versions, default=0)

@@ -41,6 +41,7 @@ from agent.local import rexec
 from agent.local.events import UserEvents
 from agent.local.registry import LocalRegistry
 from agent.local.state import AntiEntropy, LocalState
+from agent.metadata import server_member
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig
 from agent.raft.runner import RaftNode, ServerInfo
@@ -243,8 +244,9 @@ class AgentDouble:
         self.gossip.deliver = self.events.receive
         self.state = StateStore()
         self.fsm = StateFSM(self.state)
-        self.raft = RaftNode(
-            node_id=self.server_addr,
+        self.raft = RaftNode(  # raft protocol 3: named by its node ID
+            node_id=self.node_id,
+            aliases=(self.server_addr,),
             address=self.server_addr,
             data_dir=None,
             fsm=self.fsm,
@@ -279,7 +281,7 @@ class AgentDouble:
         self.raft.add_leadership_observer(self._on_leadership)
         self.raft.add_leadership_observer(self.endpoints.on_leadership)
         if self._bootstrap:
-            me = ServerInfo(self.server_addr, self.server_addr, "Voter")
+            me = ServerInfo(self.node_id, self.server_addr, "Voter")
             await self.raft.bootstrap([me, *self._extra_servers])
         await self.raft.start()
         self.registry.start()
@@ -355,19 +357,13 @@ class AgentDouble:
     async def _forward_dc(self, dc: str, method: str, args: dict[str, Any]) -> Any:
         raise AssertionError(f"{method} forwarded to {dc}, which known_datacenters omits")
 
-    def _server_tags(self, address: str) -> dict[str, str] | None:
-        for m in self.gossip.lan:
-            port = m["Tags"].get("port")
-            if port is not None and f"{m['Addr']}:{port}" == address:
-                return dict(m["Tags"])
-        return None
+    def _server_tags(self, address: str, raft_id: str = "") -> dict[str, str] | None:
+        m = server_member(self.gossip.member_views(), address, raft_id)
+        return dict(m.tags) if m is not None else None
 
-    def _server_name(self, address: str) -> str | None:
-        for m in self.gossip.lan:
-            port = m["Tags"].get("port")
-            if port is not None and f"{m['Addr']}:{port}" == address:
-                return str(m["Name"])
-        return None
+    def _server_name(self, address: str, raft_id: str = "") -> str | None:
+        m = server_member(self.gossip.member_views(), address, raft_id)
+        return m.name if m is not None else None
 
     # ---- this agent: the real local registry ----------------------------------------------
 

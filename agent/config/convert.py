@@ -118,6 +118,15 @@ def expect_protocol(v: Any) -> int:
     return n
 
 
+def expect_raft_protocol(v: Any) -> int:
+    """2 (raft IDs are addresses, for a datacenter being upgraded) or 3 (node IDs, Consul
+    1.x's default)."""
+    n = expect_int(v)
+    if n not in (2, 3):
+        raise ValueError(f"raft_protocol version {n} is not supported (2 or 3)")
+    return n
+
+
 def expect_nonneg(v: Any) -> int:
     n = expect_int(v)
     if n < 0:

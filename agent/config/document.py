@@ -186,6 +186,7 @@ HANDLERS: dict[str, Handler] = {
     "http_config.allowed_origins": _field("http_allowed_origins", c.expect_str_list),
     "http_api_response_headers": _response_headers,
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
+    "raft_protocol": _field("raft_protocol", c.expect_raft_protocol),
     **ACL_HANDLERS,
     **{
         f"autopilot.{key}": _in_block("autopilot", field, conv)

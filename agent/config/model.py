@@ -101,6 +101,9 @@ class AgentConfig:
     #: `watches` of the config files: each runs in the agent as `senate watch` would
     watches: tuple[dict[str, Any], ...] = ()
     raft_multiplier: int = 0  # 0: unset, which Consul 0.7 treats as 1 (5 for production)
+    #: 3: raft names servers by node ID (Consul 1.x); 2: by address, as senate did before,
+    #: for a rolling upgrade of a datacenter whose servers still run protocol 2
+    raft_protocol: int = 3
     reconnect_timeout: float = 72 * 3600.0
     reconnect_timeout_wan: float = 72 * 3600.0
     dev: bool = False

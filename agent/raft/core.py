@@ -389,7 +389,9 @@ class RaftCore(LeaderReplication):
                 if not m.transfer and self.cfg.check_quorum and self._in_lease():
                     # A healthy leader exists; a rejoining server must not depose it (§6.2).
                     if m.pre_vote:
-                        self._msgs.append(VoteResponse(self.term, self.id, m.frm, False, True))
+                        self._msgs.append(
+                            VoteResponse(self.term, self.me(m.to), m.frm, False, True)
+                        )
                     return
                 if m.pre_vote:
                     self._handle_vote_request(m)  # never changes our term
@@ -404,11 +406,11 @@ class RaftCore(LeaderReplication):
         elif m.term < self.term:
             # A stale leader learns our term from the rejection and steps down.
             if isinstance(m, AppendEntries):
-                self._msgs.append(AppendResponse(self.term, self.id, m.frm, False, 0))
+                self._msgs.append(AppendResponse(self.term, self.me(m.to), m.frm, False, 0))
             elif isinstance(m, InstallSnapshot):
-                self._msgs.append(SnapshotResponse(self.term, self.id, m.frm, 0, 0, False))
+                self._msgs.append(SnapshotResponse(self.term, self.me(m.to), m.frm, 0, 0, False))
             elif isinstance(m, RequestVote):
-                self._msgs.append(VoteResponse(self.term, self.id, m.frm, False, m.pre_vote))
+                self._msgs.append(VoteResponse(self.term, self.me(m.to), m.frm, False, m.pre_vote))
             return
 
         if isinstance(m, RequestVote):
@@ -436,14 +438,14 @@ class RaftCore(LeaderReplication):
         if m.pre_vote:
             granted = m.term > self.term and self._log_ok(m)
             term = m.term if granted else self.term
-            self._msgs.append(VoteResponse(term, self.id, m.frm, granted, True))
+            self._msgs.append(VoteResponse(term, self.me(m.to), m.frm, granted, True))
             return
         can_vote = self.vote == m.frm or (self.vote is None and self.leader_id is None)
         granted = can_vote and self._log_ok(m)
         if granted:
             self.vote = m.frm
             self._reset_election_timer()
-        self._msgs.append(VoteResponse(self.term, self.id, m.frm, granted, False))
+        self._msgs.append(VoteResponse(self.term, self.me(m.to), m.frm, granted, False))
 
     def _handle_vote_response(self, m: VoteResponse) -> None:
         if m.pre_vote:
@@ -477,7 +479,7 @@ class RaftCore(LeaderReplication):
             self._msgs.append(
                 AppendResponse(
                     self.term,
-                    self.id,
+                    self.me(m.to),
                     m.frm,
                     success,
                     match,
@@ -536,7 +538,7 @@ class RaftCore(LeaderReplication):
             self._msgs.append(
                 SnapshotResponse(
                     self.term,
-                    self.id,
+                    self.me(m.to),
                     m.frm,
                     m.meta.index,
                     next_offset,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.mux import PortMux
+from agent.raft.addresses import PeerAddresses
 from agent.raft.config import RaftConfig
 from agent.raft.core import RaftCore
 from agent.raft.log_store import LMDBLogStore, LogStore, MemoryLogStore, RaftStoreError
@@ -91,6 +92,11 @@ def format_configuration(servers: tuple[ServerInfo, ...] | list[ServerInfo]) -> 
     )
 
 
+def _is_address(raft_id: str) -> bool:
+    host, sep, port = raft_id.rpartition(":")
+    return bool(sep and host and port.isdigit())
+
+
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("timed out waiting for raft to commit"))
@@ -114,9 +120,14 @@ class RaftNode:
         fsm: FSM,
         mux: PortMux,
         config: RaftConfig,
+        aliases: tuple[str, ...] = (),
     ) -> None:
+        #: this server's raft ID (its node ID under raft protocol 3, its address under 2) and
+        #: the other IDs a configuration may name it by (see RaftState.identities)
         self.node_id = node_id
+        self.aliases = aliases
         self.address = address
+        self._addresses = PeerAddresses()
         self.data_dir = data_dir
         self.fsm = fsm
         self.mux = mux
@@ -194,6 +205,7 @@ class RaftNode:
             hard_state=hs,
             entries=entries,
             snapshot=snap,
+            aliases=self.aliases,
         )
 
     async def start(self) -> None:
@@ -211,7 +223,14 @@ class RaftNode:
             format_configuration(core.servers),
         )
         core.log_state()
-        self._transport = RaftTransport(self.node_id, self.mux, self._on_message, self._resolve)
+        self._transport = RaftTransport(
+            self.node_id,
+            self.address,
+            self.mux,
+            self._on_message,
+            self._addresses.resolve,
+            self._addresses.announced,
+        )
         self._transport.start()
         self._task = asyncio.create_task(self._run(), name=f"raft-{self.node_id}")
         self._kick()
@@ -239,9 +258,6 @@ class RaftNode:
     def core(self) -> RaftCore:
         assert self._core is not None, "RaftNode.start() was not called"
         return self._core
-
-    def _resolve(self, node_id: str) -> str | None:
-        return self._core.address_of(node_id) if self._core is not None else None
 
     def _on_message(self, m: Message) -> None:
         if self._stopped or self._core is None:
@@ -272,9 +288,7 @@ class RaftNode:
                 self._fail_all(NotLeaderError(None, "raft store failed"))
                 return
             self._notify_leadership()
-            if core.config_index != self._pruned_for and self._transport is not None:
-                self._pruned_for = core.config_index
-                self._transport.prune({s.address for s in core.servers})
+            self._track_configuration()
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = loop.call_at(core.next_deadline(), self._wake.set)
@@ -285,6 +299,7 @@ class RaftNode:
         assert transport is not None
         rd = core.ready()
         while not rd.empty:
+            self._track_configuration()  # a message of this Ready may go to a new entry
             for m in rd.early_messages:  # the leader's appends overlap its own write
                 transport.send(m)
             if self._disk is not None and (len(rd.entries) > 4 or rd.snapshot):
@@ -301,6 +316,13 @@ class RaftNode:
             core.advance(rd)
             self._maybe_snapshot()
             rd = core.ready()
+
+    def _track_configuration(self) -> None:
+        core = self.core
+        if core.config_index != self._pruned_for and self._transport is not None:
+            self._pruned_for = core.config_index
+            self._addresses.configuration(core.servers)
+            self._transport.prune(self._addresses.addresses())
 
     def _persist(self, rd: Ready) -> None:
         store, snaps = self._stores()
@@ -468,8 +490,10 @@ class RaftNode:
         lid = self._core.leader_id
         for s in self._core.servers:
             if s.id == lid:
-                return s
-        return ServerInfo(lid, lid, VOTER)
+                return ServerInfo(lid, self._addresses.resolve(lid) or s.address, s.suffrage)
+        # not (yet) in our configuration: where it said it is; a protocol-2 ID is an address
+        address = self._addresses.resolve(lid) or (lid if _is_address(lid) else "")
+        return ServerInfo(lid, address, VOTER)
 
     @property
     def state(self) -> str:
@@ -571,6 +595,24 @@ class RaftNode:
             ServerInfo(s.id, s.address, VOTER) if s.id == id else s for s in self.core.servers
         )
         await self._change_configuration(promoted, timeout)
+
+    async def replace_server(
+        self, old_id: str, new_id: str, address: str, timeout: float = 30.0
+    ) -> None:
+        """Rewrite one entry in place, suffrage and position kept: a server's new address, or
+        its protocol-2 ID (its address) rewritten to its node ID. One configuration change;
+        the voters are the same servers before and after, so quorum is never at stake (the
+        server answers to both IDs: RaftState.identities)."""
+        servers = self.core.servers
+        current = next((s for s in servers if s.id == old_id), None)
+        if current is None or (current.id, current.address) == (new_id, address):
+            return
+        if old_id != new_id and any(s.id == new_id for s in servers):
+            raise ValueError(f"server ID {new_id} is already in the configuration")
+        updated = tuple(
+            ServerInfo(new_id, address, s.suffrage) if s.id == old_id else s for s in servers
+        )
+        await self._change_configuration(updated, timeout)
 
     def follower_stats(self) -> dict[str, tuple[float | None, int]]:
         """On the leader, per server id: (seconds since it last acknowledged us, or None,

@@ -60,7 +60,13 @@ class RaftState:
         hard_state: HardState | None = None,
         entries: list[Entry] | None = None,
         snapshot: Snapshot | None = None,
+        aliases: tuple[str, ...] = (),
     ) -> None:
+        # Who this server is: its raft ID (a node ID under raft protocol 3, its address under
+        # 2) and the other IDs that also mean it (its address: a configuration written under
+        # protocol 2 names it so until the leader rewrites the entry). `id` is the one the
+        # current configuration uses, the name it votes, leads and answers under.
+        self.identities = (node_id, *(a for a in aliases if a != node_id))
         self.id = node_id
         self.cfg = config
         self.rng = rng
@@ -151,18 +157,28 @@ class RaftState:
         assert entry.index == self.last_index + 1
         self.log.append(entry)
         if entry.kind == EntryKind.CONFIGURATION:
-            self.servers = entry.servers
-            self.config_index = entry.index
-            self._on_configuration_changed()
+            self._set_configuration(entry.servers, entry.index)
 
     def _reload_configuration(self) -> None:
         for e in reversed(self.log):
             if e.kind == EntryKind.CONFIGURATION:
-                self.servers, self.config_index = e.servers, e.index
+                self._set_configuration(e.servers, e.index)
                 break
         else:
-            self.servers, self.config_index = self.snap_servers, self.snap_index
-        self._on_configuration_changed()
+            self._set_configuration(self.snap_servers, self.snap_index)
+
+    def _set_configuration(self, servers: tuple[ServerInfo, ...], index: int) -> None:
+        before = self.servers
+        self.servers, self.config_index = servers, index
+        listed = {s.id for s in servers}
+        me = next((i for i in self.identities if i in listed), self.identities[0])
+        if me != self.id:
+            # The entry naming this server was rewritten (protocol 2's address ID to the
+            # node ID): same server, same log, same vote; a leader leads under the new name.
+            if self.leader_id == self.id:
+                self.leader_id = me
+            self.id = me
+        self._on_configuration_changed(before)
 
     # ------------------------------------------------------------------ configuration
 
@@ -175,23 +191,38 @@ class RaftState:
     def quorum(self) -> int:
         return len(self.voters()) // 2 + 1
 
+    def me(self, addressed_to: str) -> str:
+        """The ID to answer a message under: the one it was sent to, if that is one of ours
+        (a leader whose configuration already renamed us expects the new name)."""
+        return addressed_to if addressed_to in self.identities else self.id
+
     def address_of(self, node_id: str) -> str | None:
         for s in self.servers:
             if s.id == node_id:
                 return s.address
         return None
 
-    def _on_configuration_changed(self) -> None:
+    def _on_configuration_changed(self, before: tuple[ServerInfo, ...] = ()) -> None:
         if self.role != Role.LEADER:
             return
         # Iterate in configuration order, never over sets: the order of messages must not
         # depend on string hashing, or a simulator seed would not replay.
         ids = [s.id for s in self.servers if s.id != self.id]
+        old_address = {s.id: s.address for s in before}
+        renamed: dict[str, Progress] = {}  # address -> progress of an ID that left it
         for gone in [p for p in self.progress if p not in ids]:
-            del self.progress[gone]
-        for new in ids:
-            if new not in self.progress:
-                self.progress[new] = Progress(next=self.last_index + 1, last_progress=self.now)
+            pr = self.progress.pop(gone)
+            if gone in old_address:
+                renamed[old_address[gone]] = pr
+        for s in self.servers:
+            if s.id == self.id or s.id in self.progress:
+                continue
+            # An entry rewritten to a new ID at the same address is the same server (the
+            # protocol-3 upgrade): it keeps what we know of its log and its acks.
+            carried = renamed.pop(s.address, None)
+            self.progress[s.id] = carried or Progress(
+                next=self.last_index + 1, last_progress=self.now
+            )
 
     # ------------------------------------------------------------------ timers
 

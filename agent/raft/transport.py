@@ -3,9 +3,12 @@ TLS when the server port's TLS says verify_outgoing; see agent/mux.py).
 
 Messages are one-way: a server sends every message to a peer over its own outbound
 connection to that peer, and replies travel over the replier's outbound connection. Each
-connection starts with a hello frame `{"Version": 1, "ID": node_id}`. A malformed or oversized
-frame closes that connection and is logged; the server keeps serving. Messages to a peer that
-cannot be reached are dropped (raft retransmits), and the connection is retried with backoff.
+connection starts with a hello frame `{"Version": 1, "ID": raft_id, "Address": "ip:port"}`:
+the receiver learns where that server is now (agent/raft/addresses.py), so it can answer a
+server restarted on a new address, or one its configuration does not list yet. A malformed or
+oversized frame closes that connection and is logged; the server keeps serving. Messages to a
+peer that cannot be reached are dropped (raft retransmits), and the connection is retried with
+backoff.
 """
 
 from __future__ import annotations
@@ -83,7 +86,12 @@ class _Peer:
             self.last_tls_error = ""
             connected_at = loop.time()
             try:
-                writer.write(encode_frame({"Version": PROTOCOL_VERSION, "ID": self.t.node_id}))
+                hello = {
+                    "Version": PROTOCOL_VERSION,
+                    "ID": self.t.node_id,
+                    "Address": self.t.address,
+                }
+                writer.write(encode_frame(hello))
                 self.writer, self.reader = writer, reader
                 while not self.closed:
                     if not self.queue:
@@ -117,12 +125,16 @@ class RaftTransport:
     def __init__(
         self,
         node_id: str,
+        address: str,
         mux: PortMux,
         on_message: Callable[[Message], None],
         resolve: Callable[[str], str | None],
+        on_hello: Callable[[str, str], None] | None = None,
         max_frame: int = MAX_FRAME_SIZE,
     ) -> None:
         self.node_id = node_id
+        self.address = address
+        self.on_hello = on_hello
         self.mux = mux
         self.on_message = on_message
         self.resolve = resolve
@@ -161,6 +173,7 @@ class RaftTransport:
             hello = await read_frame(reader, self.max_frame)
             if not isinstance(hello, dict) or hello.get("Version") != PROTOCOL_VERSION:
                 raise WireError(f"bad handshake {hello!r:.80}")
+            self._hello(hello)
             while not self._closed:
                 obj = await read_frame(reader, self.max_frame)
                 self.on_message(decode(obj))
@@ -173,6 +186,19 @@ class RaftTransport:
             self._inbound_writers.discard(writer)
             if task is not None:
                 self._inbound.discard(task)
+
+    def _hello(self, hello: dict[object, object]) -> None:
+        """Note where the server that opened this connection says it is (a hello from an
+        older senate names no address)."""
+        sid, address = hello.get("ID"), hello.get("Address")
+        if self.on_hello is None or not isinstance(sid, str) or not isinstance(address, str):
+            return
+        try:
+            split_address(address)
+        except ValueError:
+            return
+        if 0 < len(sid) <= 256:
+            self.on_hello(sid, address)
 
     async def close(self) -> None:
         self._closed = True

@@ -99,7 +99,12 @@ class BootstrapExpect:
             servers.sort(key=lambda p: p.address)
             addrs = ",".join(p.address for p in servers)
             log.info("Found expected number of peers, attempting bootstrap: %s", addrs)
-            config = [self.make_server(p.address, p.address, "Voter") for p in servers]
+            # As Consul's: node IDs only when every one of them speaks raft protocol 3
+            by_node_id = min(p.raft_version for p in servers) >= 3
+            config = [
+                self.make_server(p.raft_id if by_node_id else p.address, p.address, "Voter")
+                for p in servers
+            ]
             self.done = True
             ok = await self.raft.bootstrap(config)
             if not ok:

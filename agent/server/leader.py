@@ -33,6 +33,8 @@ from agent.metadata import (
     TAG_RAFT_VSN,
     MemberLike,
     ServerParts,
+    min_raft_protocol,
+    server_member,
     server_parts,
 )
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
@@ -82,6 +84,7 @@ class RaftOps(Protocol):
     def configuration(self) -> list[Any]: ...
     async def add_voter(self, id: str, address: str) -> None: ...
     async def remove_server(self, id: str) -> None: ...
+    async def replace_server(self, old_id: str, new_id: str, address: str) -> None: ...
 
 
 @dataclass
@@ -159,11 +162,11 @@ class LeaderDuties:
 
     def server_views(self) -> list[ServerView]:
         """The raft configuration's servers as gossip and replication show them now."""
-        members = {
-            p.address: (m, p)
+        members = [
+            m
             for m in self.lan_members()
             if (p := server_parts(m)) is not None and p.datacenter == self.datacenter
-        }
+        ]
         stats_of = getattr(self.raft, "follower_stats", None)
         stats: dict[str, tuple[float | None, int]] = stats_of() if stats_of else {}
         leader_of = getattr(self.raft, "leader", None)
@@ -171,8 +174,8 @@ class LeaderDuties:
         term, last_index = self._raft_position()
         views = []
         for s in self.raft.configuration():
-            found = members.get(s.address)
-            m, p = found if found is not None else (None, None)
+            m = server_member(members, s.address, s.id)
+            p = server_parts(m) if m is not None else None
             status = m.status if m is not None else "none"
             if status == "leaving":
                 status = "alive"
@@ -366,12 +369,50 @@ class LeaderDuties:
             log.info("member '%s' reaped, deregistering", name)
             await self.handle("Catalog.Deregister", {"Datacenter": self.datacenter, "Node": name})
 
-    def _config_ids(self) -> dict[str, Any]:
-        return {getattr(s, "id", ""): s for s in self.raft.configuration()}
-
     async def _join_server(self, parts: ServerParts) -> None:
-        if parts.address in self._config_ids():
+        """An alive server of our datacenter: in raft under the ID it should have, at its
+        address (Consul's joinConsulServer, with raft protocol 3's IDs):
+
+        - known ID at a new address (restarted elsewhere with its data dir): the entry's
+          address is updated in place, one configuration change, suffrage kept;
+        - its protocol-2 entry (ID = address) once every server speaks protocol 3: rewritten
+          to its node ID in place (the upgrade; one change per server, quorum unchanged);
+        - another ID at its address (a server gone, the address reused): removed first;
+        - not there: added as a non-voter, which autopilot promotes.
+        """
+        servers = list(self.raft.configuration())
+        min_vsn = min_raft_protocol(self.lan_members(), self.datacenter)
+        want = parts.raft_id if min_vsn >= 2 else parts.address
+        same_id = next((s for s in servers if s.id == want), None)
+        if same_id is not None:
+            if same_id.address != parts.address:
+                log.info(
+                    "Updating address of server %s (ID: %s) from %s to %s",
+                    parts.name,
+                    want,
+                    same_id.address,
+                    parts.address,
+                )
+                await self._replace(want, want, parts.address)
             return
+        at_address = next((s for s in servers if s.address == parts.address), None)
+        if at_address is not None and at_address.id == parts.address:
+            if min_vsn >= 3 and want != at_address.id:
+                log.info(
+                    "Upgrading server %s to raft protocol 3: ID %s -> %s",
+                    parts.name,
+                    at_address.id,
+                    want,
+                )
+                await self._replace(at_address.id, want, parts.address)
+            return
+        if at_address is not None:
+            log.info("removing server with duplicate address: %s", at_address.address)
+            try:
+                await self.raft.remove_server(at_address.id)
+            except Exception as exc:
+                log.error("error removing server with duplicate address %s: %s", parts.address, exc)
+                return
         # Servers of a cluster that is still waiting for bootstrap_expect must not be added
         # one by one; they are in the initial configuration once bootstrapped.
         log.info(
@@ -385,20 +426,29 @@ class LeaderDuties:
         add_nonvoter = getattr(self.raft, "add_nonvoter", None)
         try:
             if add_nonvoter is not None:
-                await add_nonvoter(parts.address, parts.address)
+                await add_nonvoter(want, parts.address)
             else:
-                await self.raft.add_voter(parts.address, parts.address)
+                await self.raft.add_voter(want, parts.address)
         except Exception as exc:
             log.error("failed to add raft peer: %s", exc)
 
-    async def _remove_server(self, parts: ServerParts, why: str) -> None:
-        if parts.address not in self._config_ids():
-            return
-        log.info('removing server by ID: "%s"', parts.address)
+    async def _replace(self, old_id: str, new_id: str, address: str) -> None:
         try:
-            await self.raft.remove_server(parts.address)
+            await self.raft.replace_server(old_id, new_id, address)
         except Exception as exc:
-            log.error("failed to remove raft peer '%s': %s", parts.address, exc)
+            log.error("failed to update raft peer %s: %s", old_id, exc)
+
+    async def _remove_server(self, parts: ServerParts, why: str) -> None:
+        """A server that left: out of raft, found by its node ID or its address."""
+        for s in list(self.raft.configuration()):
+            if s.id not in (parts.node_id, parts.address) and s.address != parts.address:
+                continue
+            log.info('removing server by ID: "%s"', s.id)
+            try:
+                await self.raft.remove_server(s.id)
+            except Exception as exc:
+                log.error("failed to remove raft peer '%s': %s", s.id, exc)
+            return
 
 
 class SessionTimers:

@@ -28,7 +28,7 @@ from agent.gossip.coordinate import parse_coordinates
 from agent.gossip.keyring import Keyring
 from agent.gossip.runner import GossipPool
 from agent.gossip.serf_types import Member
-from agent.metadata import TAG_WAN_JOIN_PORT, MemberLike, server_parts
+from agent.metadata import TAG_WAN_JOIN_PORT, MemberLike, server_member, server_parts
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig
 from agent.raft.log_store import RaftStoreError
@@ -104,8 +104,14 @@ class Server:
         self.mux = PortMux(rpc_tls)
         self.state = StateStore()
         self.fsm = StateFSM(self.state)
+        # raft protocol 3 names this server by its node ID (persisted in the data dir, so it
+        # survives a new address); 2 by its address. Either way the other is an alias: a
+        # configuration written under protocol 2 still names it by address until the leader
+        # rewrites the entry (the upgrade, agent/server/leader.py).
+        self.raft_id = node_id if config.raft_protocol >= 3 and node_id else self.address
         self.raft = RaftNode(
-            node_id=self.address,
+            node_id=self.raft_id,
+            aliases=tuple(a for a in (self.address, node_id) if a and a != self.raft_id),
             address=self.address,
             data_dir=data_dir,
             fsm=self.fsm,
@@ -166,7 +172,7 @@ class Server:
             if cfg.bootstrap or cfg.bootstrap_expect == 1:
                 # Before start(), so the log shows Consul's sequence (configuration, then Follower).
                 await self.raft.bootstrap(
-                    [ServerInfo(id=self.address, address=self.address, suffrage="Voter")]
+                    [ServerInfo(id=self.raft_id, address=self.address, suffrage="Voter")]
                 )
             await self.raft.start()
         except RaftStoreError as exc:
@@ -279,21 +285,20 @@ class Server:
         dcs.add(self.datacenter)
         return sorted(dcs)
 
-    def server_name(self, address: str) -> str | None:
-        """The LAN member name of the server at `address` (raft shows addresses)."""
-        for m in self._lan_members():
-            parts = server_parts(m)
-            if parts is not None and parts.address == address:
-                return str(m.name)
-        return None
+    def _server_member(self, address: str, raft_id: str) -> Member | None:
+        """The LAN member of raft server (`raft_id`, `address`): the one with that node ID
+        (protocol 3), else the one at that address."""
+        return server_member(self._lan_members(), address, raft_id)
 
-    def server_tags(self, address: str) -> dict[str, str] | None:
-        """The gossip tags of the LAN server at raft `address` (its node ID, raft_vsn)."""
-        for m in self._lan_members():
-            parts = server_parts(m)
-            if parts is not None and parts.address == address:
-                return dict(m.tags)
-        return None
+    def server_name(self, address: str, raft_id: str = "") -> str | None:
+        """The LAN member name of a raft server."""
+        m = self._server_member(address, raft_id)
+        return str(m.name) if m is not None else None
+
+    def server_tags(self, address: str, raft_id: str = "") -> dict[str, str] | None:
+        """The gossip tags of a raft server (its node ID, raft_vsn)."""
+        m = self._server_member(address, raft_id)
+        return dict(m.tags) if m is not None else None
 
     def wan_coordinates(self) -> list[dict[str, Any]]:
         """Coordinate.ListDatacenters: the WAN coordinates of the servers, by datacenter."""
@@ -437,7 +442,8 @@ class Server:
         """Log `New leader elected: <node>` whenever raft's leader changes (as Consul does)."""
         if leader is None or not leader.address:
             return
-        log.info("New leader elected: %s", self.server_name(leader.address) or leader.address)
+        name = self.server_name(leader.address, leader.id)
+        log.info("New leader elected: %s", name or leader.address)
         if self._on_new_leader is not None:
             with contextlib.suppress(Exception):
                 self._on_new_leader()

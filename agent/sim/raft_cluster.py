@@ -25,6 +25,7 @@ from typing import Any
 
 import msgpack
 
+from agent.raft.addresses import PeerAddresses
 from agent.raft.config import RaftConfig
 from agent.raft.core import RaftCore
 from agent.raft.messages import (
@@ -113,7 +114,16 @@ class PendingRead:
 class SimServer:
     def __init__(self, cluster: SimCluster, node_id: str) -> None:
         self.c = cluster
+        #: the simulator's name for this server (its first address)
         self.id = node_id
+        #: its raft ID and the other IDs that mean it (RaftState.identities): a node ID and
+        #: its address under raft protocol 3, the address alone under 2
+        self.raft_id = node_id
+        self.aliases: tuple[str, ...] = ()
+        #: where it listens now (a restart may move it)
+        self.address = node_id
+        self.addresses = PeerAddresses()
+        self.config_seen = -1
         self.disk = Disk()
         self.core: RaftCore | None = None
         self.epoch = 0
@@ -134,27 +144,42 @@ class SimServer:
         d = self.disk
         self.epoch += 1
         self.core = RaftCore(
-            self.id,
+            self.raft_id,
             self.c.config,
             random.Random(self.c.rng.random()),
             now=self.c.clock.now,
             hard_state=d.hard_state,
             entries=[d.entries[i] for i in sorted(d.entries)],
             snapshot=d.snapshot,
+            aliases=self.aliases,
         )
+        self.addresses = PeerAddresses()
+        self.config_seen = -1
         self.kv = dict(msgpack.unpackb(d.snapshot.data)) if d.snapshot else {}
         self.applied_index = d.snapshot.meta.index if d.snapshot else 0
         self.busy = False
         self.was_leader = False
-        self.c.net.attach(self.id, self.receive)
+        self.c.net.attach(self.address, self.receive)
         self.schedule_tick()
+
+    def config_id(self, servers: tuple[ServerInfo, ...]) -> str:
+        """The ID `servers` name this server by (its raft ID if none does)."""
+        listed = {s.id for s in servers}
+        return next((i for i in (self.raft_id, *self.aliases) if i in listed), self.raft_id)
+
+    def send(self, m: Message) -> None:
+        core = self.core
+        if core is not None and core.config_index != self.config_seen:
+            self.config_seen = core.config_index
+            self.addresses.configuration(core.servers)
+        self.c.net.send(self.address, self.addresses.resolve(m.to) or m.to, m)
 
     def crash(self) -> None:
         self.c.trace(f"CRASH {self.id}")
         self.c.events["crashes"] += 1
         self.core = None
         self.epoch += 1
-        self.c.net.detach(self.id)
+        self.c.net.detach(self.address)
         if self.tick_event is not None:
             VirtualClock.cancel(self.tick_event)
         self.tick_event, self.tick_at = None, math.inf
@@ -168,6 +193,7 @@ class SimServer:
         core = self.core
         if core is None:
             return
+        self.addresses.announced(msg.frm, src)  # as the hello of its connection says
         core.tick(self.c.clock.now)
         core.step(msg)
         self.after_event()
@@ -205,7 +231,7 @@ class SimServer:
             return
         self.c.check_new_entries(self, rd)
         for m in rd.early_messages:  # the leader's appends overlap its own write
-            self.c.net.send(self.id, m.to, m)
+            self.send(m)
         self.busy = True
         epoch = self.epoch
         delay = self.c.rng.uniform(*self.c.disk_latency)
@@ -217,7 +243,7 @@ class SimServer:
         core = self.core
         self.disk.write(rd)  # 1. persisted
         for m in rd.messages:  # 2. sent
-            self.c.net.send(self.id, m.to, m)
+            self.send(m)
         self.apply(rd)  # 3. applied
         core.advance(rd)
         self.busy = False
@@ -285,6 +311,7 @@ class SimCluster:
         faults: Faults | None = None,
         verbose: bool = False,
         membership: bool = True,
+        node_ids: bool = False,
     ) -> None:
         self.seed = seed
         self.membership = membership
@@ -302,6 +329,9 @@ class SimCluster:
         self.disk_latency = (0.0001, 0.001)
         self.ids = [f"10.0.0.{i + 1}:8300" for i in range(size)]
         self.servers = {i: SimServer(self, i) for i in self.ids}
+        if node_ids:  # raft protocol 3 from the start: raft IDs are node IDs
+            for k, srv in enumerate(self.servers.values()):
+                srv.raft_id, srv.aliases = f"node-{k + 1}", (srv.address,)
         # Checker state.
         self.leader_of_term: dict[int, str] = {}
         self.log_registry: dict[tuple[int, int], tuple[Any, int | None]] = {}
@@ -311,7 +341,7 @@ class SimCluster:
         self.op_ids = 0
         self.unknown_writes: dict[int, PendingWrite] = {}
         self.events: Counter[str] = Counter()
-        servers = tuple(ServerInfo(i, i, VOTER) for i in self.ids)
+        servers = tuple(ServerInfo(s.raft_id, s.address, VOTER) for s in self.servers.values())
         for s in self.servers.values():
             boot = Entry(1, 1, EntryKind.CONFIGURATION, servers=servers)
             s.disk.hard_state = HardState(1, None)
@@ -441,13 +471,7 @@ class SimCluster:
         # slow disks, where reordering and stale messages are common.
         faults.max_delay = rng.choice([0.004, 0.004, 0.02, 0.06])
         self.disk_latency = rng.choice([(0.0001, 0.001), (0.0001, 0.001), (0.001, 0.01)])
-        keys = ["a", "b", "c"]
-        # Client operations at random times during the fault phase.
-        t = 0.2
-        while t < fault_time:
-            client, key = rng.randrange(5), rng.choice(keys)
-            self.clock.call_at(t, lambda c=client, k=key: self.client_op(c, k))  # type: ignore[misc]
-            t += rng.expovariate(1 / 0.004)
+        self.schedule_clients(0.2, fault_time)
         # Faults: partitions, heals, crashes and restarts.
         t = 0.2
         while t < fault_time:
@@ -468,6 +492,22 @@ class SimCluster:
             else:
                 self.clock.call_at(t, self._transfer)
             t += rng.uniform(0.05, 0.25)
+        self.heal_and_converge(fault_time, heal_time)
+
+    def schedule_clients(self, start: float, end: float) -> None:
+        """Client operations at random times from `start` to `end`."""
+        rng = self.rng
+        keys = ["a", "b", "c"]
+        t = start
+        while t < end:
+            client, key = rng.randrange(5), rng.choice(keys)
+            self.clock.call_at(t, lambda c=client, k=key: self.client_op(c, k))  # type: ignore[misc]
+            t += rng.expovariate(1 / 0.004)
+
+    def heal_and_converge(self, fault_time: float, heal_time: float) -> None:
+        """Run to `fault_time`, then heal everything: liveness must follow within
+        `heal_time`, and then the final safety checks hold."""
+        faults = self.net.faults
         self.clock.run_until(fault_time)
         # Heal: every server back, no more loss; liveness must follow within heal_time.
         self.trace("HEAL")
@@ -528,7 +568,10 @@ class SimCluster:
 
     def _partition(self, group: set[str]) -> None:
         self.trace(f"PARTITION {sorted(group)}")
-        self.net.partition(group, set(self.ids) - group)
+        others = set(self.ids) - group
+        self.net.partition(
+            {self.servers[i].address for i in group}, {self.servers[i].address for i in others}
+        )
 
     def _crash(self, victim: str, down: float) -> None:
         s = self.servers[victim]
@@ -556,10 +599,12 @@ class SimCluster:
             return
         core = lead.core
         present = {srv.id: srv for srv in core.servers}
-        missing = [i for i in self.ids if i not in present]
+        missing = [
+            srv for srv in self.servers.values() if srv.config_id(core.servers) not in present
+        ]
         staged = [srv for srv in core.servers if srv.suffrage != VOTER]
         if missing:
-            new = (*core.servers, ServerInfo(missing[0], missing[0], NONVOTER))
+            new = (*core.servers, ServerInfo(missing[0].raft_id, missing[0].address, NONVOTER))
         elif staged:
             pr = core.progress.get(staged[0].id)
             if pr is None or pr.match < core.commit_index:
@@ -569,8 +614,9 @@ class SimCluster:
                 for srv in core.servers
             )
         else:
-            victim = self.rng.choice([i for i in self.ids if i != lead.id])
-            new = tuple(srv for srv in core.servers if srv.id != victim)
+            victim = self.servers[self.rng.choice([i for i in self.ids if i != lead.id])]
+            gone = victim.config_id(core.servers)
+            new = tuple(srv for srv in core.servers if srv.id != gone)
         try:
             core.propose_config(new)
         except (NotLeader, ConfigChangeInProgress):

@@ -47,7 +47,6 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
     "vault-storage-backend": (
         True,
         (
-            "raft_protocol",
             "session_ttl_min",
             "ui",
         ),

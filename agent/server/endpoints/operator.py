@@ -13,10 +13,10 @@ Operator.RaftTransferLeader {Datacenter, ID: optional server ID} -> {Success: bo
                        (the leader hands leadership to ID, or to the most caught-up voter,
                        with TimeoutNow; as Consul 1.15's /v1/operator/raft/transfer-leader)
 
-A server's ID is what Consul 1.x (raft protocol 3) shows and takes: its node ID, from the
-`id` tag of its LAN member. Senate's raft names its servers by address internally; the ID of a
-server no LAN member stands for is that raft ID, as Consul shows whatever raft holds. Methods
-that take an ID accept either.
+A server's ID is what Consul 1.x (raft protocol 3) shows and takes: its node ID, which is its
+raft ID under protocol 3. An entry still written under protocol 2 (raft ID = address, until the
+leader upgrades it) shows the node ID of its LAN member; one no LAN member stands for shows its
+raft ID, as Consul shows whatever raft holds. Methods that take an ID accept either.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from agent.server.endpoints.base import Context, Kind, Methods, access, as_bool,
 operator_log = logging.getLogger("consul.operator")
 
 
-def _member_tags(ctx: Context, address: str) -> dict[str, str] | None:
-    return ctx.server_tags(address) if ctx.server_tags is not None else None
+def _member_tags(ctx: Context, server: Any) -> dict[str, str] | None:
+    return ctx.server_tags(server.address, server.id) if ctx.server_tags is not None else None
 
 
 def server_id(ctx: Context, server: Any) -> str:
     """The ID an operator knows raft server `server` by: its node ID (see the module doc)."""
-    tags = _member_tags(ctx, server.address)
+    tags = _member_tags(ctx, server)
     return (tags or {}).get(TAG_ID) or server.id
 
 
@@ -54,17 +54,17 @@ async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str
     if as_bool(args.get("RequireConsistent")):
         await ctx.verify_leader()
     leader = ctx.raft.leader()
-    leader_addr = leader.address if leader is not None else None
+    leader_id = leader.id if leader is not None else None
     servers = []
     for s in ctx.raft.configuration():
-        tags = _member_tags(ctx, s.address)
-        name = ctx.server_name(s.address) if ctx.server_name else None
+        tags = _member_tags(ctx, s)
+        name = ctx.server_name(s.address, s.id) if ctx.server_name else None
         servers.append(
             {
                 "ID": server_id(ctx, s),
                 "Node": name or "(unknown)",
                 "Address": s.address,
-                "Leader": s.address == leader_addr,
+                "Leader": s.id == leader_id,
                 "Voter": s.suffrage == "Voter",
                 # the member's raft_vsn tag, "unknown" without a member (as Consul)
                 "ProtocolVersion": tags.get(TAG_RAFT_VSN, "") if tags is not None else "unknown",

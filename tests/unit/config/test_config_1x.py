@@ -238,3 +238,15 @@ def test_acl_ttls_bound_how_long_a_resolved_token_is_cached(tmp_path: Path) -> N
     assert (cfg.acl.token_ttl, cfg.acl.policy_ttl, cfg.acl.role_ttl) == (30.0, 5.0, 10.0)
     assert cfg.acl.identity_ttl == 5.0
     assert cfg.warnings == ()
+
+
+def test_raft_protocol_acts_and_is_2_or_3(tmp_path: Path) -> None:
+    """raft_protocol (and -raft-protocol): 3 by default, as Consul 1.x; 2 for a datacenter
+    being upgraded; anything else refused."""
+    assert load(["-data-dir=/x"]).raft_protocol == 3
+    cfg = load(["-data-dir=/x", "-raft-protocol=2"])
+    assert cfg.raft_protocol == 2 and not any("raft_protocol" in w for w in cfg.warnings)
+    _w(tmp_path, "a.json", '{"raft_protocol": 2}')
+    assert load([f"-config-dir={tmp_path}", "-data-dir=/x"]).raft_protocol == 2
+    with pytest.raises(ConfigError, match="raft_protocol version 4 is not supported"):
+        load(["-data-dir=/x", "-raft-protocol=4"])

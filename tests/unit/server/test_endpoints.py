@@ -101,8 +101,8 @@ class Cluster:
             forward_leader=self._fwd_leader,
             forward_dc=self._fwd_dc,
             known_datacenters=lambda: ["dc1", "dc2", "dc0"],
-            server_name=lambda addr: {"10.0.0.1:8300": "server1"}.get(addr),
-            server_tags=lambda addr: {
+            server_name=lambda addr, _id: {"10.0.0.1:8300": "server1"}.get(addr),
+            server_tags=lambda addr, _id: {
                 "10.0.0.1:8300": {"role": "consul", "id": SERVER1_ID, "raft_vsn": "3"}
             }.get(addr),
         )
