@@ -8,6 +8,7 @@ datacenter without exactly one leader, raft peers that are not exactly the serve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,20 +46,17 @@ class DCView:
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
-    """Parse a columnised table (Consul's `columnize`): header names give column offsets."""
+    """Parse a columnised table (Consul's `columnize`): header names give column offsets.
+    Columns are two spaces apart at least, so a name may hold one ("Commit Index")."""
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return []
     header = lines[0]
-    starts: list[int] = []
-    names: list[str] = []
-    i = 0
-    while i < len(header):
-        if header[i] != " " and (i == 0 or header[i - 1] == " "):
-            starts.append(i)
-            j = header.find(" ", i)
-            names.append(header[i : j if j != -1 else len(header)])
-        i += 1
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=  ))\S", header)]
+    names = [
+        header[a : starts[k + 1] if k + 1 < len(starts) else len(header)].strip()
+        for k, a in enumerate(starts)
+    ]
     rows = []
     for ln in lines[1:]:
         row: dict[str, str] = {}

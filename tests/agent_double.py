@@ -278,6 +278,8 @@ class AgentDouble:
             lan_members=self.gossip.member_views,
             autopilot_config=lambda: {**AUTOPILOT_DEFAULTS, **self.autopilot_overrides},
         )
+        duties = self.leader_duties
+        self.endpoints.autopilot_health = lambda: duties.health
         self.raft.add_leadership_observer(self._on_leadership)
         self.raft.add_leadership_observer(self.endpoints.on_leadership)
         if self._bootstrap:
@@ -298,6 +300,11 @@ class AgentDouble:
             await self._until(self.raft.is_leader, timeout, "raft did not elect itself")
             self.anti_entropy.start()
             await self._until(self.settled, timeout, "the catalog did not settle")
+            await self._until(
+                lambda: self.leader_duties is not None and self.leader_duties.health is not None,
+                timeout,
+                "autopilot did not compute the servers' health",
+            )
 
     def settled(self) -> bool:
         """Every alive or failed member is in the catalog with its serfHealth check, and

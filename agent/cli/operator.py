@@ -49,35 +49,72 @@ def list_peers_parser() -> Parser:
     return p
 
 
-def format_peers(servers: list[dict[str, object]]) -> str:
-    """Consul 1.x's table (its RaftProtocol column "<=1" for a server that names none)."""
-    rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]]
+PEERS_HEADER = [
+    *("Node", "ID", "Address", "State", "Voter", "RaftProtocol"),
+    *("Commit Index", "Trails Leader By"),
+]
+
+
+def format_peers(
+    servers: list[dict[str, object]], health: list[dict[str, object]] | None = None
+) -> str:
+    """Consul 1.x's table: the raft configuration, with each server's last log index from
+    autopilot's health and how far it trails the leader's ("_" for the leader; a server
+    autopilot does not report has "_" as its commit index and nothing after it). The
+    RaftProtocol column is "<=1" for a server that names none."""
+    by_id = {str(h.get("ID", "")): h for h in health or []}
+    leader_index = 0
     for s in servers:
-        state = "leader" if s.get("Leader") else "follower"
-        voter = "true" if s.get("Voter") else "false"
-        rows.append(
-            [
-                str(s.get("Node", "")),
-                str(s.get("ID", "")),
-                str(s.get("Address", "")),
-                state,
-                voter,
-                str(s.get("ProtocolVersion") or "<=1"),
-            ]
-        )
+        if s.get("Leader") and str(s.get("ID", "")) in by_id:
+            leader_index = _int(by_id[str(s.get("ID", ""))].get("LastIndex"))
+    rows = [PEERS_HEADER]
+    for s in servers:
+        row = [
+            str(s.get("Node", "")),
+            str(s.get("ID", "")),
+            str(s.get("Address", "")),
+            "leader" if s.get("Leader") else "follower",
+            "true" if s.get("Voter") else "false",
+            str(s.get("ProtocolVersion") or "<=1"),
+        ]
+        h = by_id.get(str(s.get("ID", "")))
+        if h is None:
+            rows.append([*row, "_"])
+            continue
+        index = _int(h.get("LastIndex"))
+        trails = max(0, leader_index - index)
+        if s.get("Leader"):
+            behind = "_"
+        else:
+            behind = f"{trails} Commit" if trails <= 1 else f"{trails} Commits"
+        rows.append([*row, str(index), behind])
     return columnize(rows)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _list_peers(args: argparse.Namespace) -> int:
     client = http_client(args)
+    params = dc_params(args)
     try:
-        reply = client.get_json("/v1/operator/raft/configuration", dc_params(args))
-    except ClientError as exc:
-        err(f"Error getting peers: Failed to retrieve raft configuration: {exc}")
-        return 1
+        try:
+            reply = client.get_json("/v1/operator/raft/configuration", params)
+        except ClientError as exc:
+            err(f"Error getting peers: Failed to retrieve raft configuration: {exc}")
+            return 1
+        try:
+            # 429: autopilot answers, and the datacenter is not healthy
+            health = client.request(
+                "GET", "/v1/operator/autopilot/health", params, ok=(200, 429)
+            ).json()
+        except ClientError as exc:
+            err(f"Error getting peers: Failed to retrieve autopilot health: {exc}")
+            return 1
     finally:
         client.close()
-    out(format_peers(reply.get("Servers") or []))
+    out(format_peers(reply.get("Servers") or [], (health or {}).get("Servers") or []))
     return 0
 
 

@@ -126,18 +126,13 @@ def test_seed_session_against_real_agents(cluster: Cluster, tmp_path: Path) -> N
     # operator raft, snapshot, event
     rc, out, _ = cli("operator", "raft", "list-peers", http)
     assert rc == 0
-    # Consul 1.x's table: the server by its node ID (raft protocol 3)
-    header = ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
-    assert out.splitlines()[0].split() == header
+    # Consul 1.x's table: the server by its node ID (raft protocol 3), its commit index
+    header = "Node ID Address State Voter RaftProtocol Commit Index Trails Leader By"
+    assert out.splitlines()[0].split() == header.split()
     node_id = server.get_json("/v1/agent/self")["Config"]["NodeID"]
-    assert out.splitlines()[1].split() == [
-        "server1",
-        node_id,
-        f"{SERVER_IP}:8300",
-        "leader",
-        "true",
-        "3",
-    ]
+    row = out.splitlines()[1].split()
+    assert row[:6] == ["server1", node_id, f"{SERVER_IP}:8300", "leader", "true", "3"]
+    assert int(row[6]) > 0 and row[7:] == ["_"]
     raft = server.get_json("/v1/operator/raft/configuration")
     assert raft == {
         "Servers": [

@@ -12,6 +12,7 @@ from agent_double import SERVER2_ID, AgentDouble, Served, failed_server_agent, s
 
 from agent.cli import dispatch
 from agent.cli.common import columnize
+from agent.cli.operator import PEERS_HEADER
 from agent.http.archive import read_archive
 
 pytestmark = pytest.mark.timeout(60)
@@ -203,12 +204,21 @@ def test_operator_raft_list_and_remove(capsys: pytest.CaptureFixture[str]) -> No
     agent = failed_server_agent()  # server2: a Nonvoter that is down
     with serve_agent(agent) as served:
         h = f"-http-addr={served.http_addr}"
-        # Consul 1.x's table: servers by node ID, with their raft protocol
+        # Consul 1.x's table: servers by node ID, with their raft protocol, and autopilot's
+        # last index of each with how far it trails the leader's
+        assert agent.leader_duties is not None and agent.leader_duties.health is not None
+        health = {s["ID"]: s for s in agent.leader_duties.health["Servers"]}
+        index = health[agent.node_id]["LastIndex"]
+        assert index > 0 and health[SERVER2_ID]["LastIndex"] == 0
+        trails = f"{index} Commits" if index > 1 else f"{index} Commit"
         expected = columnize(
             [
-                ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
-                ["server1", agent.node_id, "10.12.10.37:8300", "leader", "true", "3"],
-                ["server2", SERVER2_ID, "127.0.0.1:1", "follower", "false", "3"],
+                PEERS_HEADER,
+                [
+                    *("server1", agent.node_id, "10.12.10.37:8300", "leader", "true", "3"),
+                    *(f"{index}", "_"),
+                ],
+                [*("server2", SERVER2_ID, "127.0.0.1:1", "follower", "false", "3"), *("0", trails)],
             ]
         )
         assert expected.splitlines()[0].startswith("Node     ID    ")
