@@ -589,7 +589,7 @@ SERVER2_ID = "9d4c9a84-2b2f-4a3e-8c55-1e2f3a4b5c6d"
 def failed_server_agent() -> AgentDouble:
     """server1 leading, and server2: a Nonvoter of raft's configuration whose agent failed
     (gossip says failed; its server port refuses connections, so raft's messages to it fail)."""
-    agent = AgentDouble(extra_servers=[ServerInfo(DOWN_SERVER, DOWN_SERVER, "Nonvoter")])
+    agent = AgentDouble(extra_servers=[ServerInfo(SERVER2_ID, DOWN_SERVER, "Nonvoter")])
     server2 = member("server2", "127.0.0.1", "consul", status=4, node_id=SERVER2_ID)
     server2["Tags"]["port"] = DOWN_SERVER.rsplit(":", 1)[1]
     agent.gossip.lan.append(server2)

@@ -124,8 +124,6 @@ class ServerView:
     last_contact: float | None
     last_term: int
     last_index: int
-    #: the node ID the server gossips (what Consul's autopilot shows as ID); "" unknown
-    node_id: str = ""
     #: a read replica (`read_replica`): replicates, is never promoted
     read_replica: bool = False
 
@@ -171,7 +169,7 @@ class Autopilot:
             since = self._since[v.id][1]
             servers.append(
                 {
-                    "ID": v.node_id or v.id,
+                    "ID": v.id,  # raft's ID, as the raft configuration shows it
                     "Name": v.name,
                     "Address": v.address,
                     "SerfStatus": v.serf_status,

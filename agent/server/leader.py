@@ -175,7 +175,6 @@ class LeaderDuties:
         views = []
         for s in self.raft.configuration():
             m = server_member(members, s.address, s.id)
-            p = server_parts(m) if m is not None else None
             status = m.status if m is not None else "none"
             if status == "leaving":
                 status = "alive"
@@ -195,7 +194,6 @@ class LeaderDuties:
                     last_contact=contact,
                     last_term=term if contact is not None else 0,
                     last_index=match,
-                    node_id=p.node_id if p is not None else "",
                     read_replica=tags.get("read_replica") == "1" or tags.get("nonvoter") == "1",
                 )
             )

@@ -13,10 +13,9 @@ Operator.RaftTransferLeader {Datacenter, ID: optional server ID} -> {Success: bo
                        (the leader hands leadership to ID, or to the most caught-up voter,
                        with TimeoutNow; as Consul 1.15's /v1/operator/raft/transfer-leader)
 
-A server's ID is what Consul 1.x (raft protocol 3) shows and takes: its node ID, which is its
-raft ID under protocol 3. An entry still written under protocol 2 (raft ID = address, until the
-leader upgrades it) shows the node ID of its LAN member; one no LAN member stands for shows its
-raft ID, as Consul shows whatever raft holds. Methods that take an ID accept either.
+A server's ID is its raft ID, as Consul shows it: its node ID under raft protocol 3, its address
+for an entry written under protocol 2 (until the leader upgrades it). Methods that take an ID
+also accept the node ID of a protocol-2 entry's LAN member.
 """
 
 from __future__ import annotations
@@ -35,16 +34,14 @@ def _member_tags(ctx: Context, server: Any) -> dict[str, str] | None:
     return ctx.server_tags(server.address, server.id) if ctx.server_tags is not None else None
 
 
-def server_id(ctx: Context, server: Any) -> str:
-    """The ID an operator knows raft server `server` by: its node ID (see the module doc)."""
-    tags = _member_tags(ctx, server)
-    return (tags or {}).get(TAG_ID) or server.id
-
-
 def _raft_server(ctx: Context, given: str, servers: list[Any]) -> Any:
-    """The server of `servers` whose operator ID (or raft ID) is `given`, or None."""
+    """The server of `servers` whose raft ID is `given`, else the one whose LAN member has
+    node ID `given` (an entry still under protocol 2's address ID)."""
     for s in servers:
-        if given in (s.id, server_id(ctx, s)):
+        if s.id == given:
+            return s
+    for s in servers:
+        if (_member_tags(ctx, s) or {}).get(TAG_ID) == given:
             return s
     return None
 
@@ -61,7 +58,7 @@ async def raft_get_configuration(ctx: Context, args: dict[str, Any]) -> dict[str
         name = ctx.server_name(s.address, s.id) if ctx.server_name else None
         servers.append(
             {
-                "ID": server_id(ctx, s),
+                "ID": s.id,  # raft's, as Consul shows: the node ID under protocol 3
                 "Node": name or "(unknown)",
                 "Address": s.address,
                 "Leader": s.id == leader_id,

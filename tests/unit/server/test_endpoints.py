@@ -612,14 +612,16 @@ async def test_status_and_operator() -> None:
     cfg = await c.call("Operator.RaftGetConfiguration")
     assert cfg["Index"] == 0  # as Consul 1.x's (hashicorp/raft's GetConfiguration)
     assert cfg["Servers"][0] == {
-        "ID": SERVER1_ID,  # the node ID of the server's LAN member (raft protocol 3)
+        # raft's ID, as Consul shows it: this fake raft's entries are protocol 2's (address
+        # IDs); protocol 3's are node IDs (tests/unit/server/test_leader_raft_ids.py)
+        "ID": "10.0.0.1:8300",
         "Node": "server1",
         "Address": "10.0.0.1:8300",
         "Leader": True,
         "Voter": True,
         "ProtocolVersion": "3",
     }
-    # a server no LAN member stands for: raft's own ID, as Consul shows what raft holds
+    # a server no LAN member stands for: the same
     assert cfg["Servers"][2] == {
         "ID": "10.0.0.3:8300",
         "Node": "(unknown)",
@@ -628,7 +630,7 @@ async def test_status_and_operator() -> None:
         "Voter": False,
         "ProtocolVersion": "unknown",
     }
-    # transfer-leader -id takes the node ID (or raft's ID), among the voters only
+    # transfer-leader -id takes raft's ID (or the node ID of the entry's member), voters only
     assert await c.call("Operator.RaftTransferLeader", ID=SERVER1_ID) == {"Success": True}
     assert c.raft.transferred_to == "10.0.0.1:8300"
     with pytest.raises(RPCError, match=r'^cannot find peer with ID "10.0.0.3:8300" among'):
