@@ -39,7 +39,9 @@ from agent.gossip.transport import (
     MAX_PACKET,
     StreamError,
     UDPEndpoint,
+    error_frame,
     read_stream_frame,
+    remote_error,
     split_addr,
     stream_frame,
 )
@@ -430,6 +432,14 @@ class GossipPool:
         try:
             data = await asyncio.wait_for(read_stream_frame(reader), self.profile.tcp_timeout)
             plain = self._open(data)
+            if plain is None and self._running:
+                # as memberlist: say so in the log and to the sender (a joiner with the wrong
+                # gossip key reads why it was refused, not a closed stream)
+                why = "No installed keys could decrypt the message"
+                mlog.error("failed to receive: %s from=%s", why, src)
+                writer.write(error_frame(why))
+                await asyncio.wait_for(writer.drain(), self.profile.tcp_timeout)
+                return
             if plain is None or not self._running:
                 return
             try:
@@ -463,6 +473,9 @@ class GossipPool:
             if not want_reply:
                 return None
             reply = await asyncio.wait_for(read_stream_frame(reader), self.profile.tcp_timeout)
+            refused = remote_error(reply)
+            if refused is not None:
+                raise StreamError(refused)
             return self._open(reply)
         finally:
             writer.close()

@@ -68,6 +68,22 @@ def stream_frame(data: bytes) -> bytes:
     return _LEN.pack(len(data)) + data
 
 
+#: how a stream's receiver tells the sender why it dropped the stream, in the clear (as
+#: memberlist's errorResp): no encrypted frame (version byte 1) or message starts so
+_ERROR_PREFIX = b"\xffmemberlist error: "
+
+
+def error_frame(text: str) -> bytes:
+    return stream_frame(_ERROR_PREFIX + text.encode("utf-8", "replace")[:512])
+
+
+def remote_error(data: bytes) -> str | None:
+    """The error text of a frame `error_frame` made, else None."""
+    if not data.startswith(_ERROR_PREFIX):
+        return None
+    return data[len(_ERROR_PREFIX) :].decode("utf-8", "replace")
+
+
 class UDPEndpoint(asyncio.DatagramProtocol):
     """The gossip datagram socket. `on_unreachable(host, port)` is told when a datagram we sent
     to host:port was answered with ICMP port unreachable (nothing listens there), where the

@@ -133,8 +133,15 @@ async def test_join_event_leave_encrypted(started: Callable[[Node], asyncio.Futu
     assert a.pool.stats()["encrypted"] == "true"
     # A node with another key cannot join, and its packets are counted as undecryptable.
     stranger = await started(Node("d", keyring=Keyring.from_base64([generate_key()])))
-    with pytest.raises(JoinError, match=r"Failed to join 127\.0\.0\.1"):
+    # ... and reads why, as memberlist's errorResp says it (not "truncated frame header")
+    with pytest.raises(
+        JoinError,
+        match=r"Failed to join 127\.0\.0\.1: No installed keys could decrypt the message",
+    ):
         await stranger.pool.join([a.addr])
+    plain = await started(Node("e"))  # no key at all: the same refusal
+    with pytest.raises(JoinError, match="No installed keys could decrypt the message"):
+        await plain.pool.join([a.addr])
     assert a.pool.metrics["drop.decrypt"] >= 1
     assert a.status("d") is None
     # Keyring spread by query.
