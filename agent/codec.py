@@ -62,8 +62,36 @@ async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME_SIZ
     (size,) = _LEN.unpack(head)
     if size > max_size:
         raise FrameError(f"frame of {size} bytes exceeds limit {max_size}")
+    large = size > LARGE_FRAME
+    if large:
+        if LARGE_FRAMES.in_flight + size > LARGE_FRAMES.budget:
+            raise FrameError(
+                f"frame of {size} bytes refused: {LARGE_FRAMES.in_flight} bytes of large frames"
+                f" are being read already (limit {LARGE_FRAMES.budget})"
+            )
+        LARGE_FRAMES.in_flight += size
     try:
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
         raise FrameError("truncated frame body") from exc
+    finally:
+        if large:
+            LARGE_FRAMES.in_flight -= size
     return unpackb(body)
+
+
+#: a frame past this size is read only while the process-wide budget below allows it
+LARGE_FRAME = 1024 * 1024
+
+
+class _FrameBudget:
+    """What all connections' large frames may hold in memory at once while being read: a
+    peer announcing huge frames (no TLS, so anyone who reaches the port) costs the process
+    at most this much, not frame size times connections. One event loop: no lock needed."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.in_flight = 0
+
+
+LARGE_FRAMES = _FrameBudget(2 * MAX_FRAME_SIZE)

@@ -133,6 +133,8 @@ class AgentConfig:
     internal_rpc_tls: RPCTLSConfig = field(default_factory=RPCTLSConfig)
     #: headers added to every HTTP API response (http_config.response_headers)
     http_response_headers: tuple[tuple[str, str], ...] = ()
+    #: connections one client address may hold open to the server port (limits.)
+    rpc_max_conns_per_client: int = 100
     #: origins whose pages may call the API from a browser (http_config.allowed_origins)
     http_allowed_origins: tuple[str, ...] = ()
     #: the files that were read, for `reload`

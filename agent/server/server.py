@@ -101,7 +101,7 @@ class Server:
         # TLS of the server port (tls.internal_rpc): served by the mux, dialled by the pool and
         # by raft's transport (which dials with the mux's)
         self.pool = ConnPool(tls=rpc_tls, log_name="agent.server.rpc")
-        self.mux = PortMux(rpc_tls)
+        self.mux = PortMux(rpc_tls, max_conns_per_client=config.rpc_max_conns_per_client)
         self.state = StateStore()
         self.fsm = StateFSM(self.state)
         # raft protocol 3 names this server by its node ID (persisted in the data dir, so it

@@ -174,3 +174,35 @@ def test_allowed_origins_let_a_page_in(cluster: Cluster, tmp_path: Path) -> None
     cluster.wait_leader([node], timeout=20)
     assert put(node, "/v1/kv/ok", "x", Origin="https://ops.example")[0] == 200
     assert put(node, "/v1/kv/no", "x", Origin="https://other.example")[0] == 403
+
+
+def test_rpc_connections_per_client_are_limited(cluster: Cluster, tmp_path: Path) -> None:
+    """limits.rpc_max_conns_per_client: the connection past it is closed at once, unanswered,
+    and said so in the log (once); the ones held and the agent's own go on."""
+    import socket
+
+    conf = tmp_path / "limits.json"
+    conf.write_text(json.dumps({"limits": {"rpc_max_conns_per_client": 3}}))
+    node = cluster.add(
+        "limits1", "127.18.0.3", server=True, bootstrap=True, extra=[f"-config-file={conf}"]
+    )
+    node.start()
+    cluster.wait_http([node], timeout=30)
+    cluster.wait_leader([node], timeout=20)
+    held = [socket.create_connection(("127.18.0.3", 8300), timeout=2) for _ in range(3)]
+    try:
+        extra = socket.create_connection(("127.18.0.3", 8300), timeout=2)
+        extra.settimeout(2)
+        t0 = time.monotonic()
+        assert extra.recv(1) == b""  # closed by the server, long before the handshake timeout
+        assert time.monotonic() - t0 < 1.5
+        extra.close()
+        wait_for(
+            lambda: "because rpc_max_conns_per_client (3) exceeded" in node.log_text(),
+            5,
+            "the refusal in the log",
+        )
+        assert node.request("PUT", "/v1/kv/still", b"ok")[0] == 200
+    finally:
+        for s in held:
+            s.close()
