@@ -37,6 +37,7 @@ class LeaderReplication(RaftState):
         if m.success:
             if m.match_index > pr.match:
                 pr.match = m.match_index
+                pr.match_ctx = max(pr.match_ctx, m.ctx)
                 pr.last_progress = self.now
                 while pr.inflight and pr.inflight[0] <= pr.match:
                     pr.inflight.popleft()
@@ -55,6 +56,27 @@ class LeaderReplication(RaftState):
                 if pr.state == ProgressState.REPLICATE
                 else m.reject_index != pr.next - 1
             )
+            if self._lost_its_log(pr, m):
+                # Not a reordered answer: a later round than the one that acked `match` finds
+                # the follower's log ending before it, so its store was lost (wiped, restored
+                # from an old copy). Raft assumes a durable log; rather than leave it behind
+                # for ever, forget what it acked and repair it from where its log ends (by
+                # entries or, past our snapshot, by a snapshot). Lowering `match` never lowers
+                # the commit index, and counts it for less: safe.
+                log.warning(
+                    "peer %s lost its log: it ends at %d, it had acknowledged %d; "
+                    "sending it again from there",
+                    m.frm,
+                    m.conflict_index - 1,
+                    pr.match,
+                )
+                pr.match, pr.match_ctx = max(0, m.conflict_index - 1), m.ctx
+                pr.state = ProgressState.PROBE
+                pr.next = pr.match + 1
+                pr.inflight.clear()
+                pr.probe_sent = False
+                self._process_reads()
+                return
             if stale or pr.state == ProgressState.SNAPSHOT:
                 return
             nxt = m.conflict_index
@@ -69,6 +91,18 @@ class LeaderReplication(RaftState):
             pr.probe_sent = False
 
         self._process_reads()
+
+    @staticmethod
+    def _lost_its_log(pr: Progress, m: AppendResponse) -> bool:
+        """A rejection from a later heartbeat round than the answer that raised `match`,
+        saying the follower's log ends (conflict_index, with no conflicting term) at or
+        before `match`: the follower no longer holds what it acknowledged."""
+        return (
+            pr.state != ProgressState.SNAPSHOT
+            and m.ctx > pr.match_ctx
+            and m.conflict_term == 0
+            and 0 < m.conflict_index <= pr.match
+        )
 
     def _last_index_of_term(self, term: int, upto: int) -> int | None:
         i = min(upto, self.last_index)

@@ -41,6 +41,8 @@ class Progress:
     inflight: deque[int] = field(default_factory=deque)  # last index of each AE in flight
     acked_ctx: int = 0
     acked_sent_at: float = -1.0
+    #: the heartbeat round (ctx) of the answer that last raised `match`
+    match_ctx: int = 0
     last_progress: float = 0.0
     snap_index: int = 0
     snap_offset: int = 0
