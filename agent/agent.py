@@ -188,6 +188,9 @@ class Agent:
         self._background = Background()
         self._sync_at_start = True
         self.shutdown_requested = asyncio.Event()
+        #: set with `fatal_error` when a part cannot go on (raft's store failed): exit 1
+        self.fatal = asyncio.Event()
+        self.fatal_error = ""
         self._stopped = False
 
     # ------------------------------------------------------------------------------------
@@ -270,6 +273,7 @@ class Agent:
                 on_new_leader=self._sync_soon,
                 user_event=lambda name, body: self._lan().user_event(name, body, False),
                 rpc_tls=self.rpc_tls,
+                on_fatal=self._fail,
             )
             await self.server.start()
         self.lan = GossipPool(
@@ -391,6 +395,11 @@ class Agent:
                 self._dns = await start_dns(self, cfg)
             except OSError as exc:
                 log.error("DNS server failed to start: %s", exc)
+
+    def _fail(self, why: str) -> None:
+        log.error("agent: %s; exiting, so that a supervisor restarts the agent", why)
+        self.fatal_error = why
+        self.fatal.set()
 
     async def shutdown(self) -> None:
         """Stop everything (without leaving the cluster); safe to call twice. Every step is

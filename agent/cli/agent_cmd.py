@@ -190,10 +190,14 @@ async def _run(agent: Agent, cfg: AgentConfig, hub: LogHub) -> int:
             sig_task = asyncio.create_task(signals.get())
             stop_task = asyncio.create_task(agent.shutdown_requested.wait())
             fail_task = asyncio.create_task(join_failed.wait())
-            waiting: set[asyncio.Task[Any]] = {sig_task, stop_task, fail_task}
+            fatal_task = asyncio.create_task(agent.fatal.wait())
+            waiting: set[asyncio.Task[Any]] = {sig_task, stop_task, fail_task, fatal_task}
             done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for t in pending:
                 t.cancel()
+            if fatal_task in done:
+                _err(f"==> Shutting down: {agent.fatal_error}")
+                return 1
             if fail_task in done:
                 return 1
             if stop_task in done:

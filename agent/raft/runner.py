@@ -121,6 +121,7 @@ class RaftNode:
         mux: PortMux,
         config: RaftConfig,
         aliases: tuple[str, ...] = (),
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         #: this server's raft ID (its node ID under raft protocol 3, its address under 2) and
         #: the other IDs a configuration may name it by (see RaftState.identities)
@@ -148,6 +149,10 @@ class RaftNode:
         self._was_leader = False
         self._last_leader_id: str | None = None
         self._stopped = False
+        #: told why when raft cannot go on (its store failed): the agent exits on it
+        self._on_fatal = on_fatal
+        #: why raft stopped on its own ("" while it runs)
+        self.failure = ""
         self.fsm_pending = 0
         #: Last index applied to the FSM (the core's applied_index is what it handed out).
         self._fsm_applied = 0
@@ -280,12 +285,20 @@ class RaftNode:
                 core.tick(now)
             try:
                 await self._drain()
-            except Exception:
+            except Exception as exc:
                 # A write that failed (disk full, I/O error) leaves the log in an unknown
-                # state: stop taking part rather than answer from it.
+                # state: stop taking part rather than answer from it, close the transport so
+                # no peer counts on this server (a leader's followers elect another one at
+                # their next timeout), and tell the agent, which exits non-zero for its
+                # supervisor: a server that cannot write its log must not look healthy.
+                self.failure = f"raft store failed: {exc}"
                 log.exception("raft: failed to persist or apply; shutting down raft")
                 self._stopped = True
-                self._fail_all(NotLeaderError(None, "raft store failed"))
+                self._fail_all(NotLeaderError(None, "No cluster leader"))
+                if self._transport is not None:
+                    await self._transport.close()
+                if self._on_fatal is not None:
+                    self._on_fatal(self.failure)
                 return
             self._notify_leadership()
             self._track_configuration()

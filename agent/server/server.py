@@ -87,6 +87,7 @@ class Server:
         on_new_leader: Callable[[], None] | None = None,
         user_event: Callable[[str, bytes], None] | None = None,
         rpc_tls: RPCTLS | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -119,6 +120,7 @@ class Server:
             config=RaftConfig.dev()
             if config.dev
             else RaftConfig.for_multiplier(config.effective_raft_multiplier),
+            on_fatal=on_fatal,
         )
         self.endpoints = Endpoints(
             datacenter=config.datacenter,
