@@ -346,39 +346,11 @@ class Agent:
     async def _start_frontends(self) -> None:
         cfg = self.config
         try:
-            from aiohttp import web
-
-            from agent.http.app import make_app
+            from agent.http.serve import start_http
         except ImportError as exc:
             log.warning("HTTP API not available in this build: %s", exc)
         else:
-            if cfg.ports.http > 0 or cfg.ports.https > 0:
-                runner = web.AppRunner(
-                    make_app(
-                        self,
-                        response_headers=cfg.http_response_headers,
-                        allowed_origins=cfg.http_allowed_origins,
-                        node_name=cfg.node_name,
-                        domain=cfg.domain,
-                    ),
-                    access_log=None,
-                    handle_signals=False,
-                )
-                await runner.setup()
-                self._http_runner = runner
-            if cfg.ports.http > 0:
-                for host in cfg.http_addr.split():
-                    site = web.TCPSite(runner, host, cfg.ports.http, reuse_address=True)
-                    await listen(site.start(), f"{host}:{cfg.ports.http} (HTTP)")
-            if cfg.ports.https > 0:
-                from agent.tlsutil import https_context
-
-                ctx = https_context(cfg.https_tls)
-                for host in cfg.https_addr.split():
-                    site = web.TCPSite(
-                        runner, host, cfg.ports.https, reuse_address=True, ssl_context=ctx
-                    )
-                    await listen(site.start(), f"{host}:{cfg.ports.https} (HTTPS)")
+            self._http_runner = await start_http(self, cfg)
         try:
             from agent.rpc_cli import CLIRPCServer
         except ImportError as exc:

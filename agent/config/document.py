@@ -185,6 +185,7 @@ HANDLERS: dict[str, Handler] = {
     "http_config.response_headers": _response_headers,
     "http_config.allowed_origins": _field("http_allowed_origins", c.expect_str_list),
     "limits.rpc_max_conns_per_client": _field("rpc_max_conns_per_client", c.expect_nonneg),
+    "limits.http_max_conns_per_client": _field("http_max_conns_per_client", c.expect_nonneg),
     "http_api_response_headers": _response_headers,
     "performance.raft_multiplier": _field("raft_multiplier", _raft_multiplier),
     "raft_protocol": _field("raft_protocol", c.expect_raft_protocol),

@@ -135,6 +135,8 @@ class AgentConfig:
     http_response_headers: tuple[tuple[str, str], ...] = ()
     #: connections one client address may hold open to the server port (limits.)
     rpc_max_conns_per_client: int = 100
+    #: ... and to the HTTP API (limits.http_max_conns_per_client), as Consul's default
+    http_max_conns_per_client: int = 200
     #: origins whose pages may call the API from a browser (http_config.allowed_origins)
     http_allowed_origins: tuple[str, ...] = ()
     #: the files that were read, for `reload`
