@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -276,3 +276,34 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def start_server(
+    cluster: Cluster,
+    name: str,
+    ip: str,
+    config: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+) -> Node:
+    """One bootstrapped server of `cluster` (with `config` as a JSON config file, if any),
+    started and leading."""
+    extra: list[str] = []
+    if config is not None:
+        path = cluster.root / f"{name}.json"
+        path.write_text(json.dumps(config))
+        extra.append(f"-config-file={path}")
+    node = cluster.add(name, ip, server=True, bootstrap=True, extra=extra)
+    node.start()
+    cluster.wait_http([node], timeout=timeout)
+    cluster.wait_leader([node], timeout=timeout)
+    return node
+
+
+@contextlib.contextmanager
+def one_server(root: Path, name: str, ip: str) -> Iterator[Node]:
+    """A module's own bootstrapped server (see start_server), stopped on the way out."""
+    cluster = Cluster(root)
+    try:
+        yield start_server(cluster, name, ip)
+    finally:
+        cluster.cleanup()

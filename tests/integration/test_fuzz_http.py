@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, Node, wait_for
+from harness import Node, one_server, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,15 +136,8 @@ def _request(node: Node, method: str, path: str, body: bytes | None) -> tuple[in
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    cluster = Cluster(Path(tmp_path_factory.mktemp("fuzz")))
-    try:
-        node = cluster.add("fuzz1", AGENT_IP, server=True, bootstrap=True)
-        node.start()
-        cluster.wait_http([node], timeout=30)
-        cluster.wait_leader([node], timeout=20)
+    with one_server(Path(tmp_path_factory.mktemp("fuzz")), "fuzz1", AGENT_IP) as node:
         yield node
-    finally:
-        cluster.cleanup()
 
 
 def _encode(body: Any) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from harness import Cluster, Node
+from harness import Node, one_server
 
 from agent.codec import RPCType
 from agent.server import endpoints
@@ -64,15 +64,8 @@ def value(rng: random.Random, depth: int = 0) -> Any:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    cluster = Cluster(Path(tmp_path_factory.mktemp("fuzzrpc")))
-    try:
-        node = cluster.add("fuzzrpc1", AGENT_IP, server=True, bootstrap=True)
-        node.start()
-        cluster.wait_http([node], timeout=30)
-        cluster.wait_leader([node], timeout=20)
+    with one_server(Path(tmp_path_factory.mktemp("fuzzrpc")), "fuzzrpc1", AGENT_IP) as node:
         yield node
-    finally:
-        cluster.cleanup()
 
 
 def _read(sock: socket.socket) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Cluster, Node, wait_for
+from harness import Cluster, Node, one_server, start_server, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -19,15 +19,8 @@ AGENT_IP = "127.18.0.1"
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    cluster = Cluster(Path(tmp_path_factory.mktemp("hostile")))
-    try:
-        node = cluster.add("hostile1", AGENT_IP, server=True, bootstrap=True)
-        node.start()
-        cluster.wait_http([node], timeout=30)
-        cluster.wait_leader([node], timeout=20)
+    with one_server(Path(tmp_path_factory.mktemp("hostile")), "hostile1", AGENT_IP) as node:
         yield node
-    finally:
-        cluster.cleanup()
 
 
 def put(node: Node, path: str, body: bytes | str, **headers: str) -> tuple[int, str]:
@@ -163,32 +156,21 @@ def test_cross_site_browser_requests_are_refused(agent: Node) -> None:
     assert "Refused browser request PUT /v1/kv/csrf" in agent.log_text()
 
 
-def test_allowed_origins_let_a_page_in(cluster: Cluster, tmp_path: Path) -> None:
-    conf = tmp_path / "origins.json"
-    conf.write_text(json.dumps({"http_config": {"allowed_origins": ["https://ops.example"]}}))
-    node = cluster.add(
-        "origins1", "127.18.0.2", server=True, bootstrap=True, extra=[f"-config-file={conf}"]
-    )
-    node.start()
-    cluster.wait_http([node], timeout=30)
-    cluster.wait_leader([node], timeout=20)
+def test_allowed_origins_let_a_page_in(cluster: Cluster) -> None:
+    config = {"http_config": {"allowed_origins": ["https://ops.example"]}}
+    node = start_server(cluster, "origins1", "127.18.0.2", config)
     assert put(node, "/v1/kv/ok", "x", Origin="https://ops.example")[0] == 200
     assert put(node, "/v1/kv/no", "x", Origin="https://other.example")[0] == 403
 
 
-def test_rpc_connections_per_client_are_limited(cluster: Cluster, tmp_path: Path) -> None:
+def test_rpc_connections_per_client_are_limited(cluster: Cluster) -> None:
     """limits.rpc_max_conns_per_client: the connection past it is closed at once, unanswered,
     and said so in the log (once); the ones held and the agent's own go on."""
     import socket
 
-    conf = tmp_path / "limits.json"
-    conf.write_text(json.dumps({"limits": {"rpc_max_conns_per_client": 3}}))
-    node = cluster.add(
-        "limits1", "127.18.0.3", server=True, bootstrap=True, extra=[f"-config-file={conf}"]
+    node = start_server(
+        cluster, "limits1", "127.18.0.3", {"limits": {"rpc_max_conns_per_client": 3}}
     )
-    node.start()
-    cluster.wait_http([node], timeout=30)
-    cluster.wait_leader([node], timeout=20)
     held = [socket.create_connection(("127.18.0.3", 8300), timeout=2) for _ in range(3)]
     try:
         extra = socket.create_connection(("127.18.0.3", 8300), timeout=2)
@@ -208,19 +190,13 @@ def test_rpc_connections_per_client_are_limited(cluster: Cluster, tmp_path: Path
             s.close()
 
 
-def test_http_connections_per_client_are_limited(cluster: Cluster, tmp_path: Path) -> None:
+def test_http_connections_per_client_are_limited(cluster: Cluster) -> None:
     """limits.http_max_conns_per_client: idle connections held by one client no longer take
     the API's file descriptors; the one past the limit is closed at once and logged."""
     import socket
 
-    conf = tmp_path / "http-limits.json"
-    conf.write_text(json.dumps({"limits": {"http_max_conns_per_client": 4}}))
-    node = cluster.add(
-        "hlimits1", "127.18.0.4", server=True, bootstrap=True, extra=[f"-config-file={conf}"]
-    )
-    node.start()
-    cluster.wait_http([node], timeout=30)
-    cluster.wait_leader([node], timeout=20)
+    limits = {"limits": {"http_max_conns_per_client": 4}}
+    node = start_server(cluster, "hlimits1", "127.18.0.4", limits)
     held = [socket.create_connection(("127.18.0.4", 8500), timeout=2) for _ in range(4)]
     try:
         extra = socket.create_connection(("127.18.0.4", 8500), timeout=2)
