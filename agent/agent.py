@@ -43,6 +43,7 @@ from agent.local.logstream import LogHub
 from agent.local.registry import LocalRegistry, RegistrationError
 from agent.local.state import AntiEntropy, LocalState
 from agent.metadata import agent_tags, server_parts
+from agent.metrics.telemetry import Telemetry
 from agent.netaddr import join_host_port
 from agent.router import ServerRouter
 from agent.server.rpc import ConnPool
@@ -186,6 +187,7 @@ class Agent:
         self._cli_rpc: Any = None
         self._dns: DNSServer | None = None
         self._background = Background()
+        self.telemetry = Telemetry(config.telemetry)
         self._sync_at_start = True
         self.shutdown_requested = asyncio.Event()
         #: set with `fatal_error` when a part cannot go on (raft's store failed): exit 1
@@ -256,6 +258,7 @@ class Agent:
 
     async def _start_parts(self) -> None:
         cfg = self.config
+        await self.telemetry.start()
         self._lan_keyring = self._load_keyring(False)
         serf_dir = None if self.data_dir is None else self.data_dir / "serf"
         if serf_dir is not None:
@@ -396,6 +399,7 @@ class Agent:
         if self.lan is not None:
             await stop_step("LAN gossip", self.lan.shutdown())
         await stop_step("RPC connection pool", self.pool.close())
+        await stop_step("telemetry", self.telemetry.stop())
         if self._lock is not None:
             self._lock.release()
         log.info("shutdown complete")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from agent.acl.resolver import Access
     from agent.acl.tokens import TokenStore
     from agent.local.registry import LocalRegistry
+    from agent.metrics.telemetry import Telemetry
 
 
 __all__ = ["STATUS_NAMES", "AgentAPI", "AgentError", "JoinError", "RPCError"]
@@ -36,6 +37,8 @@ class AgentAPI(Protocol):
     registry: LocalRegistry
     #: the agent's own ACL tokens (default, agent, agent_recovery)
     tokens: TokenStore
+    #: the metrics registry's sinks, as the telemetry block set them up
+    telemetry: Telemetry
 
     async def resolve_token(self, secret: str) -> Access:
         """The ACL access of a request carrying `secret` (Access.disabled without ACLs);

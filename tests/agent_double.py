@@ -42,6 +42,8 @@ from agent.local.events import UserEvents
 from agent.local.registry import LocalRegistry
 from agent.local.state import AntiEntropy, LocalState
 from agent.metadata import server_member
+from agent.metrics.config import TelemetryConfig
+from agent.metrics.telemetry import Telemetry
 from agent.mux import PortMux
 from agent.raft.config import RaftConfig
 from agent.raft.runner import RaftNode, ServerInfo
@@ -208,6 +210,7 @@ class AgentDouble:
         self.node_name = node_name
         self.datacenter = datacenter
         self.is_server = True
+        self.telemetry = Telemetry(TelemetryConfig())
         self.address = address
         self.server_addr = f"{address}:{SERVER_PORT}"
         self.node_id = str(uuid.uuid4())

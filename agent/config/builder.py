@@ -25,6 +25,7 @@ from agent.config.model import (
     RPCTLSConfig,
 )
 from agent.config.sources import FORMATS, read_config_path, read_fragment
+from agent.config.telemetry_keys import telemetry_config
 from agent.config.tls_keys import tls_values, tls_warnings
 from agent.dns.config import build_dns_config
 from agent.durations import config_seconds
@@ -237,6 +238,7 @@ def finish(acc: dict[str, Any], *, require_data_dir: bool = True) -> AgentConfig
     translate = values.pop("translate_wan_addrs", False)
     values["ports"] = Ports(**values.get("ports", {}))
     values["acl"] = ACLConfig(**acl_values(values))
+    values["telemetry"] = telemetry_config(values)
     values["autopilot"] = tuple(sorted((values.get("autopilot") or {}).items()))
     https, internal_rpc = tls_values(values)
     values.pop("tls", None)

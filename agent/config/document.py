@@ -18,6 +18,7 @@ from typing import Any
 from agent.config import convert as c
 from agent.config.acl_keys import ACL_HANDLERS
 from agent.config.schema import FREE, LEAF, SCHEMA, Tree, lookup, nearest
+from agent.config.telemetry_keys import TELEMETRY_HANDLERS
 from agent.config.tls_keys import TLS_HANDLERS
 from agent.errors import ConfigError
 from agent.watches import WatchError, parse_watch
@@ -211,6 +212,7 @@ HANDLERS: dict[str, Handler] = {
         for a in ("dns", "http", "https", "rpc")
     },
     **TLS_HANDLERS,
+    **TELEMETRY_HANDLERS,
     **{
         f"dns_config.{k}": _dns(k)
         for k in (

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.dns.config import DNSConfig
+from agent.metrics.config import TelemetryConfig
 from agent.tlsutil import HTTPSConfig, RPCTLSConfig
 from agent.version import PROTOCOL_DEFAULT
 
@@ -125,6 +126,8 @@ class AgentConfig:
     syslog_facility: str = "LOCAL0"
     https_tls: HTTPSConfig = field(default_factory=HTTPSConfig)
     acl: ACLConfig = field(default_factory=ACLConfig)
+    #: the `telemetry` block: metrics sinks, prefix and filters
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     #: the `autopilot` block as set (Consul's field names; durations in seconds): what the
     #: leader starts with until an operator sets the configuration through the API
     autopilot: tuple[tuple[str, Any], ...] = ()
