@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import logging
 import os
 import signal
@@ -129,6 +128,8 @@ async def serve(cfg: AgentConfig, argv: list[str], hub: LogHub) -> int:
         _err(f"==> {w}")
     _out("==> Starting Senate agent...")
     agent = Agent(cfg, log_hub=hub, reload_config=lambda: load(argv))
+    # SIGUSR1 dumps the in-memory metrics to the log, as Consul's agent does
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, agent.telemetry.dump)
     try:
         await agent.start(sync=False)
     except StartError as exc:
@@ -254,8 +255,6 @@ def run(argv: list[str]) -> int:
         except OSError as exc:
             _err(f"==> Syslog setup failed: {exc}")
             return 1
-    # SIGUSR1 dumps every thread's Python stack to stderr: how to see what a stuck agent does.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     loop_factory = None
     if os.environ.get("SENATE_EVENT_LOOP", "uvloop") != "asyncio":
         try:

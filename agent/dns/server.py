@@ -79,6 +79,7 @@ from agent.dns.records import (
 from agent.dns.recursor import exchange_tcp, exchange_udp
 from agent.dns.wire import SimpleQuery, a_reply, encode_name, ipv4, parse_query, srv_reply
 from agent.durations import parse_seconds
+from agent.metrics import metrics
 
 log = logging.getLogger("dns")
 
@@ -291,6 +292,9 @@ class DNSServer:
                 if req is not None
                 else header_error(packet, RCODE.SERVFAIL)
             )
+        ptr = simple is not None and simple.qtype == QTYPE.PTR
+        key = "dns.ptr_query" if ptr else "dns.domain_query"
+        metrics.measure_since(key, started, (("node", self.agent.node_name),))
         if log.isEnabledFor(logging.DEBUG):
             self._log_request(packet, simple, started, client, tcp)
         return wire

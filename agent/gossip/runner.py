@@ -45,10 +45,20 @@ from agent.gossip.transport import (
     split_addr,
     stream_frame,
 )
+from agent.metrics import metrics
 from agent.netaddr import join_host_port
 
 log = logging.getLogger("serf")
 mlog = logging.getLogger("memberlist")
+
+#: serf's member event counters (consul.serf.member.join, ...)
+_MEMBER_EVENT_KEYS = {
+    "member-join": "serf.member.join",
+    "member-leave": "serf.member.left",
+    "member-failed": "serf.member.failed",
+    "member-update": "serf.member.update",
+    "member-reap": "serf.member.reap",
+}
 
 KEYRING_OPS = ("list", "install", "use", "remove")
 
@@ -108,6 +118,7 @@ class GossipPool:
         rejoin_after_leave: bool = False,
     ) -> None:
         self.name = name
+        self._labels = (("network", name),)
         self.rejoin_after_leave = rejoin_after_leave
         self.node_name = node_name
         self.bind_addr = bind_addr
@@ -309,6 +320,7 @@ class GossipPool:
             self._send(out)
         events = serf.take_events()
         for event in events:
+            self._count(event)
             if isinstance(event, Query):
                 event = self._wrap_query(event)
             try:
@@ -334,6 +346,17 @@ class GossipPool:
         self._timer_at = at
         self._timer = loop.call_at(at, self._on_timer)
 
+    def _count(self, event: MemberEvent | UserEvent | Query) -> None:
+        """serf's counters of what it delivers, as Consul names them (network: lan/wan)."""
+        if isinstance(event, MemberEvent):
+            key = _MEMBER_EVENT_KEYS.get(event.type)
+            if key is not None:
+                metrics.incr(key, float(len(event.members)), self._labels)
+        elif isinstance(event, UserEvent):
+            metrics.incr("serf.events", 1.0, self._labels)
+        else:
+            metrics.incr("serf.queries", 1.0, self._labels)
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
@@ -341,6 +364,11 @@ class GossipPool:
             return
         try:
             self.serf.tick(self._now())
+            metrics.gauge(
+                "memberlist.health.score",
+                float(self.serf.memberlist.awareness.score),
+                self._labels,
+            )
         except Exception:  # a core bug must not stop the protocol's clock
             self.metrics["tick_errors"] += 1
             mlog.exception("error in gossip timer")
@@ -397,7 +425,9 @@ class GossipPool:
             return
         if self._udp is not None:
             try:
-                self._udp.sendto(self._seal(out.data), (host, port))
+                sealed = self._seal(out.data)
+                self._udp.sendto(sealed, (host, port))
+                metrics.incr("memberlist.udp.sent", float(len(sealed)), self._labels)
             except (OSError, ValueError) as exc:  # e.g. an unroutable address
                 self.metrics["send_errors"] += 1
                 mlog.debug("send to %s failed: %s", out.dest, exc)
@@ -414,6 +444,7 @@ class GossipPool:
         if len(data) > MAX_PACKET:
             self.metrics["drop.oversized"] += 1
             return
+        metrics.incr("memberlist.udp.received", float(len(data)), self._labels)
         plain = self._open(data)
         if plain is None:
             return
@@ -429,6 +460,7 @@ class GossipPool:
     ) -> None:
         peer = writer.get_extra_info("peername")
         src = f"{peer[0]}:{peer[1]}" if peer else "?"
+        metrics.incr("memberlist.tcp.accept", 1.0, self._labels)
         try:
             data = await asyncio.wait_for(read_stream_frame(reader), self.profile.tcp_timeout)
             plain = self._open(data)
@@ -467,8 +499,11 @@ class GossipPool:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port), self.profile.tcp_timeout
         )
+        metrics.incr("memberlist.tcp.connect", 1.0, self._labels)
         try:
-            writer.write(stream_frame(self._seal(data)))
+            frame = stream_frame(self._seal(data))
+            writer.write(frame)
+            metrics.incr("memberlist.tcp.sent", float(len(frame)), self._labels)
             await asyncio.wait_for(writer.drain(), self.profile.tcp_timeout)
             if not want_reply:
                 return None

@@ -7,6 +7,7 @@ plain-text body, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from agent.api import AgentAPI, AgentError, RPCError
 from agent.http import (
     acl,
     agent_endpoint,
+    agent_metrics,
     agent_services,
     autopilot,
     catalog,
@@ -27,7 +29,6 @@ from agent.http import (
     event,
     health,
     kv,
-    metrics,
     operator,
     prepared_query,
     session,
@@ -37,6 +38,7 @@ from agent.http import (
 )
 from agent.http.common import AGENT_KEY, HTTPError, rpc_error
 from agent.http.origin import BrowserGuard, allowed_by_cors
+from agent.metrics import metrics
 
 log = logging.getLogger("http")
 GUARD_KEY = web.AppKey("guard", BrowserGuard)
@@ -59,7 +61,7 @@ RESOURCES = (
     kv,
     agent_endpoint,
     agent_services,
-    metrics,
+    agent_metrics,
     event,
     status,
     operator,
@@ -74,6 +76,13 @@ RESOURCES = (
     acl,
     prepared_query,
 )
+
+
+@functools.lru_cache(maxsize=512)
+def _path_label(canonical: str) -> str:
+    """Consul's `path` label of consul.api.http: the handler's pattern without its leading
+    slash, slashes made underscores (`/v1/kv/{key}` -> `v1_kv_`)."""
+    return canonical.split("{", 1)[0].lstrip("/").replace("/", "_")
 
 
 @web.middleware
@@ -109,6 +118,10 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("Request %s %s, error", request.method, request.path_qs)
         return web.Response(status=500, text="Internal error: see the agent's log")
     finally:
+        route = request.match_info.route.resource
+        if route is not None:
+            labels = (("method", request.method), ("path", _path_label(route.canonical)))
+            metrics.measure_since("api.http", start, labels)
         if log.isEnabledFor(logging.DEBUG):
             peer = request.transport.get_extra_info("peername") if request.transport else None
             origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""

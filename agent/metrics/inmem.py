@@ -43,6 +43,17 @@ class Aggregate:
         self.sum += value
         self.sum_sq += value * value
 
+    def __str__(self) -> str:
+        """go-metrics' AggregateSample.String()."""
+        if self.count == 0:
+            return "Count: 0"
+        if self.stddev() == 0:
+            return f"Count: {self.count} Sum: {self.sum:0.3f}"
+        return (
+            f"Count: {self.count} Min: {self.min:0.3f} Mean: {self.sum / self.count:0.3f} "
+            f"Max: {self.max:0.3f} Stddev: {self.stddev():0.3f} Sum: {self.sum:0.3f}"
+        )
+
     def stddev(self) -> float:
         div = self.count * (self.count - 1)
         if div == 0:
@@ -132,6 +143,20 @@ class InmemSink:
                 return iv
         return None
 
+    def dump(self) -> list[str]:
+        """What SIGUSR1 prints (go-metrics' InmemSignal): every completed interval's gauges,
+        counters and samples, a label's value appended to the name as a dotted part."""
+        self.current()
+        lines: list[str] = []
+        for iv in list(self.intervals)[:-1]:
+            stamp = go_time_utc(iv.start)
+            for (k, lb), v in iv.gauges.items():
+                lines.append(f"[{stamp}][G] '{_flat(k, lb)}': {v:0.3f}")
+            for kind, table in (("C", iv.counters), ("S", iv.samples)):
+                for (k, lb), agg in table.items():
+                    lines.append(f"[{stamp}][{kind}] '{_flat(k, lb)}': {agg}")
+        return lines
+
     def summary(self, interval: Interval | None = None) -> dict[str, Any]:
         """go-metrics' MetricsSummary of `interval` (default: the one displayed)."""
         iv = interval or self.displayed()
@@ -152,3 +177,7 @@ def _aggregates(table: dict[tuple[str, Labels], Aggregate], denom: float) -> lis
         {"Name": k, **agg.view(denom), "Labels": dict(lb)}
         for (k, lb), agg in sorted(table.items(), key=lambda kv: kv[0])
     ]
+
+
+def _flat(key: str, labels: Labels) -> str:
+    return key + "".join("." + v.replace(" ", "_").replace(":", "_") for _n, v in labels)

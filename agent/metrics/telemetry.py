@@ -51,6 +51,11 @@ class Telemetry:
         )
         self._runtime: asyncio.Task[None] | None = None
 
+    def dump(self) -> None:
+        """SIGUSR1: the completed intervals of the in-memory metrics to the log, as Consul."""
+        for line in self.inmem.dump():
+            log.info("%s", line)
+
     async def start(self) -> None:
         for sink in self.line_sinks:
             try:

@@ -21,10 +21,12 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.metrics import metrics
 from agent.mux import PortMux
 from agent.raft.addresses import PeerAddresses
 from agent.raft.config import RaftConfig
@@ -33,6 +35,7 @@ from agent.raft.log_store import LMDBLogStore, LogStore, MemoryLogStore, RaftSto
 from agent.raft.messages import (
     NONVOTER,
     VOTER,
+    AppendResponse,
     ConfigChangeInProgress,
     Entry,
     EntryKind,
@@ -97,6 +100,14 @@ def _is_address(raft_id: str) -> bool:
     return bool(sep and host and port.isdigit())
 
 
+#: hashicorp/raft's counter of each role a server enters
+_STATE_KEYS = {
+    Role.LEADER: "raft.state.leader",
+    Role.CANDIDATE: "raft.state.candidate",
+    Role.FOLLOWER: "raft.state.follower",
+}
+
+
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("timed out waiting for raft to commit"))
@@ -147,6 +158,8 @@ class RaftNode:
         self._observers: list[Callable[[bool], None]] = []
         self._leader_observers: list[Callable[[ServerInfo | None], None]] = []
         self._was_leader = False
+        self._role: Role | None = None
+        self._last_contact: dict[str, float] = {}
         self._last_leader_id: str | None = None
         self._stopped = False
         #: told why when raft cannot go on (its store failed): the agent exits on it
@@ -267,7 +280,15 @@ class RaftNode:
     def _on_message(self, m: Message) -> None:
         if self._stopped or self._core is None:
             return
-        self._core.tick(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        if type(m) is AppendResponse and m.sent_at:  # the round trip of the leader's append
+            peer = (("peer_id", m.frm),)
+            metrics.sample("raft.replication.appendEntries.rpc", (now - m.sent_at) * 1000, peer)
+            last = self._last_contact.get(m.frm)
+            if last is not None:  # how long the leader went without hearing from it
+                metrics.sample("raft.leader.lastContact", (now - last) * 1000)
+            self._last_contact[m.frm] = now
+        self._core.tick(now)
         self._core.step(m)
         self._kick()
 
@@ -321,6 +342,10 @@ class RaftNode:
                 # all go into the next Ready. A small one (a vote, a few entries) is written
                 # inline: a 0.1 ms fsync costs less than the hop to a thread and back.
                 await asyncio.get_running_loop().run_in_executor(self._disk, self._persist, rd)
+            elif rd.entries and self.core.role == Role.LEADER:
+                start = time.perf_counter()
+                self._persist(rd)
+                metrics.measure_since("raft.leader.dispatchLog", start)
             else:
                 self._persist(rd)
             for m in rd.messages:  # 2. then visible to others
@@ -356,7 +381,9 @@ class RaftNode:
             result: Any = None
             if e.kind == EntryKind.COMMAND:
                 try:
+                    start = time.perf_counter()
                     result = self.fsm.apply(e.index, e.term, e.data)
+                    metrics.measure_since("raft.fsm.apply", start)
                 except Exception as exc:  # the FSM's bug must not stop consensus
                     log.exception("FSM apply failed at index %d", e.index)
                     result = exc
@@ -397,6 +424,7 @@ class RaftNode:
 
     def _take_snapshot(self) -> None:
         core = self.core
+        start = time.perf_counter()
         try:
             data = self.fsm.snapshot()
         except Exception:  # the log keeps growing, consensus goes on; retried later
@@ -405,8 +433,11 @@ class RaftNode:
         core.compact(core.applied_index, data)
         assert core.snap is not None
         store, snaps = self._stores()
+        persist = time.perf_counter()
         snaps.save(Snapshot(core.snap, data))
         store.compact(core.snap_index)
+        metrics.measure_since("raft.snapshot.persist", persist)
+        metrics.measure_since("raft.snapshot.takeSnapshot", start)
 
     def _notify_leadership(self) -> None:
         leader_id = self._core.leader_id if self._core is not None else None
@@ -418,7 +449,12 @@ class RaftNode:
                     leader_cb(info)
                 except Exception:
                     log.exception("leader observer failed")
-        leader = self._core is not None and self._core.role == Role.LEADER
+        role = self._core.role if self._core is not None else None
+        if role != self._role:
+            self._role = role
+            if role in _STATE_KEYS:
+                metrics.incr(_STATE_KEYS[role])
+        leader = role == Role.LEADER
         if leader != self._was_leader:
             self._was_leader = leader
             if not leader:
@@ -447,6 +483,7 @@ class RaftNode:
     async def apply(self, data: bytes, timeout: float = 10.0) -> Any:
         if self._stopped:
             raise NotLeaderError(None, "raft is shutdown")
+        start = time.perf_counter()
         try:
             index, term = self.core.propose(data)
         except NotLeader as err:
@@ -457,8 +494,11 @@ class RaftNode:
         self._kick()
         # Cheaper than asyncio.wait_for (no task per call): this is the write hot path.
         timer = loop.call_later(timeout, _expire, fut)
+        metrics.incr("raft.apply")
         try:
-            return await fut
+            result = await fut
+            metrics.measure_since("raft.commitTime", start)
+            return result
         finally:
             timer.cancel()
 

@@ -37,6 +37,7 @@ from agent.metadata import (
     server_member,
     server_parts,
 )
+from agent.metrics import metrics
 from agent.server.autopilot import DEFAULT_CONFIG as AUTOPILOT_DEFAULTS
 from agent.server.autopilot import Autopilot, ServerView, to_promote, to_remove
 from agent.state.commands import MessageType, encode_command
@@ -205,6 +206,8 @@ class LeaderDuties:
         views = self.server_views()
         term, last_index = self._raft_position()
         self.health = self.autopilot.observe(views, config, term, last_index)
+        metrics.gauge("autopilot.healthy", 1.0 if self.health["Healthy"] else 0.0)
+        metrics.gauge("autopilot.failure_tolerance", float(self.health["FailureTolerance"]))
         promote = getattr(self.raft, "promote", None)
         for raft_id in to_promote(self.health, config):
             if promote is None or not self.raft.is_leader():

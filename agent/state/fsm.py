@@ -10,9 +10,11 @@ endpoints do with an `error` returned from the FSM.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from agent.codec import FrameError, packb, unpackb
+from agent.metrics import metrics
 from agent.state.commands import (
     IGNORE_UNKNOWN_TYPE_FLAG,
     CommandError,
@@ -38,6 +40,28 @@ class FSMError(Exception):
 _NOT_ACL = object()
 
 
+#: the sample each command type's apply is timed as, in Consul's names
+FSM_KEYS: dict[int, str] = {
+    MessageType.REGISTER: "fsm.register",
+    MessageType.DEREGISTER: "fsm.deregister",
+    MessageType.KVS: "fsm.kvs",
+    MessageType.SESSION: "fsm.session",
+    MessageType.TOMBSTONE: "fsm.tombstone",
+    MessageType.COORDINATE_BATCH_UPDATE: "fsm.coordinate.batch-update",
+    MessageType.TXN: "fsm.txn",
+    MessageType.AUTOPILOT: "fsm.autopilot",
+    MessageType.ACL_BOOTSTRAP: "fsm.acl.bootstrap",
+    MessageType.ACL_TOKEN_SET: "fsm.acl.token",
+    MessageType.ACL_TOKEN_DELETE: "fsm.acl.token",
+    MessageType.ACL_POLICY_SET: "fsm.acl.policy",
+    MessageType.ACL_POLICY_DELETE: "fsm.acl.policy",
+    MessageType.ACL_ROLE_SET: "fsm.acl.role",
+    MessageType.ACL_ROLE_DELETE: "fsm.acl.role",
+    MessageType.CONFIG_ENTRY: "fsm.config_entry",
+    MessageType.SNAPSHOT_RESTORE: "fsm.restore",
+}
+
+
 class StateFSM:
     """Implements agent.raft's FSM Protocol over a StateStore."""
 
@@ -52,6 +76,7 @@ class StateFSM:
             return FSMError(f"failed to decode command: {exc}")
         ignore_unknown = bool(msg_type & IGNORE_UNKNOWN_TYPE_FLAG)
         msg_type &= ~IGNORE_UNKNOWN_TYPE_FLAG
+        start = time.perf_counter()
         try:
             return self._dispatch(index, msg_type, req, ignore_unknown)
         except StateError as exc:
@@ -61,6 +86,11 @@ class StateFSM:
             # A command with fields of the wrong type: refuse it, keep the log moving.
             log.error("fsm: bad %s command at index %d: %r", _type_name(msg_type), index, exc)
             return FSMError(f"invalid {_type_name(msg_type)} request: {exc}")
+        finally:
+            key = FSM_KEYS.get(msg_type)
+            if key is not None:  # Consul's consul.fsm.<type> (op labelled where it has one)
+                op = req.get("Op") if isinstance(req, dict) else None
+                metrics.measure_since(key, start, (("op", op),) if isinstance(op, str) else ())
 
     def _acl(self, index: int, msg_type: int, req: dict[str, Any]) -> Any:
         """The ACL writes (Consul 1.x's token, policy, role and bootstrap requests)."""

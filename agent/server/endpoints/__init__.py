@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from agent.acl import builtin
 from agent.acl.resolver import DISABLED, Access, ACLResolver, Identity
 from agent.config.model import ACLConfig
 from agent.errors import RPCError
+from agent.metrics import metrics
 from agent.server.endpoints import acl as acl_endpoint
 from agent.server.endpoints import autopilot as autopilot_endpoint
 from agent.server.endpoints import (
@@ -69,6 +71,20 @@ from agent.state.store import StateStore
 log = logging.getLogger("consul.acl")
 
 ERR_NO_DC_PATH = "No path to datacenter"
+
+#: the endpoints Consul times on their own (defer metrics.MeasureSince in each endpoint)
+ENDPOINT_KEYS = {
+    "KVS.Apply": "kvs.apply",
+    "Txn.Apply": "txn.apply",
+    "Txn.Read": "txn.read",
+    "Session.Apply": "session.apply",
+    "Catalog.Register": "catalog.register",
+    "Catalog.Deregister": "catalog.deregister",
+    "ACL.TokenSet": "acl.token.upsert",
+    "ACL.PolicySet": "acl.policy.upsert",
+    "ACL.RoleSet": "acl.role.upsert",
+    "Coordinate.Update": "coordinate.update",
+}
 
 RESOURCES = (
     kvs,
@@ -260,6 +276,26 @@ class Endpoints(Context):
             _ACCESS.reset(reset)
 
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
+        """One RPC request, counted and timed in Consul's names (rpc.request, rpc.query for a
+        blocking one, rpc.request_error, rpc.server.call; kvs.apply, txn.apply, ...)."""
+        start = time.perf_counter()
+        metrics.incr("rpc.request")
+        errored = "false"
+        try:
+            return await self._handle(method, args)
+        except RPCError:
+            errored = "true"
+            metrics.incr("rpc.request_error")
+            raise
+        finally:
+            metrics.measure_since(
+                "rpc.server.call", start, (("method", method), ("errored", errored))
+            )
+            key = ENDPOINT_KEYS.get(method)
+            if key is not None:
+                metrics.measure_since(key, start)
+
+    async def _handle(self, method: str, args: dict[str, Any]) -> Any:
         entry = self._methods.get(method)
         if entry is None:
             raise RPCError(f"rpc: can't find method {method}")
@@ -281,6 +317,8 @@ class Endpoints(Context):
             if dc not in self.known_datacenters():
                 raise RPCError(ERR_NO_DC_PATH)
             return await self._forward_dc(dc, method, args)
+        if kind is Kind.READ and args.get("MinQueryIndex"):
+            metrics.incr("rpc.query")
         local = kind is Kind.LOCAL or (kind is Kind.READ and as_bool(args.get("AllowStale")))
         if not local and not self.raft.is_leader():
             if self.raft.leader() is None:
