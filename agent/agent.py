@@ -744,10 +744,10 @@ class Agent:
         """/v1/agent/checks: this agent's checks with their latest results, by CheckID."""
         return {cid: dict(chk) for cid, chk in self.local.checks.items()}
 
-    async def log_stream(self, level: str) -> AsyncIterator[str]:
+    async def log_stream(self, level: str, log_json: bool = False) -> AsyncIterator[str]:
         if self.log_hub is None:
             return
-        async for line in self.log_hub.stream_lines(level):
+        async for line in self.log_hub.stream_lines(level, log_json):
             yield line
 
     async def keyring(self, op: str, key: str | None = None) -> list[dict[str, Any]]:

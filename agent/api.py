@@ -76,7 +76,7 @@ class AgentAPI(Protocol):
 
     async def reload(self) -> None: ...
 
-    def log_stream(self, level: str) -> AsyncIterator[str]:
+    def log_stream(self, level: str, log_json: bool = False) -> AsyncIterator[str]:
         """Formatted log lines at or above `level`, as they are written, for `monitor`."""
         ...
 

@@ -521,8 +521,8 @@ class RPCClient:
         )
         return dict(self.call(command, {"Key": key} if op != "list" else None))
 
-    def monitor(self, level: str) -> Iterator[str]:
-        seq = self.send("monitor", {"LogLevel": level}, True)
+    def monitor(self, level: str, log_json: bool = False) -> Iterator[str]:
+        seq = self.send("monitor", {"LogLevel": level, "LogJSON": log_json}, True)
         header = self._next()
         if header.get("Error"):
             raise ClientError(header["Error"])

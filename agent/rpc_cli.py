@@ -280,7 +280,9 @@ class _Conn:
             await agent.reload()
             self.send(seq, "")
         elif command == "monitor":
-            self.start_monitor(seq, str(body.get("LogLevel", "INFO")).upper())
+            self.start_monitor(
+                seq, str(body.get("LogLevel", "INFO")).upper(), body.get("LogJSON") is True
+            )
         elif command == "stop":
             target = body.get("Stop")
             task = self.monitors.pop(target, None) if isinstance(target, int) else None
@@ -295,14 +297,14 @@ class _Conn:
             # for a keyring operation that could not run at all.
             self.send(seq, "", keyring_to_rpc(replies), True)
 
-    def start_monitor(self, seq: int, level: str) -> None:
+    def start_monitor(self, seq: int, level: str, log_json: bool = False) -> None:
         if level not in LOG_LEVELS:
             self.send(seq, f"Unknown log level: {level}")
             return
         if seq in self.monitors:
             self.send(seq, ERR_MONITOR_EXISTS)
             return
-        stream = self.agent.log_stream(level)
+        stream = self.agent.log_stream(level, log_json)
         self.send(seq, "")
         self.monitors[seq] = asyncio.create_task(self._stream(seq, stream))
 

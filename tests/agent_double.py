@@ -440,7 +440,7 @@ class AgentDouble:
     async def keyring(self, op: str, key: str | None = None) -> list[dict[str, Any]]:
         return self.gossip.keyring(op, key)
 
-    async def log_stream(self, level: str) -> AsyncIterator[str]:
+    async def log_stream(self, level: str, log_json: bool = False) -> AsyncIterator[str]:
         for line in self.log_lines:
             yield line
         await asyncio.Event().wait()  # then stays open, as a real agent's stream does

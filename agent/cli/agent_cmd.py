@@ -23,7 +23,9 @@ from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, flags_help, load
 from agent.dns.config import DNSConfigError
 from agent.fsutil import write_atomic
+from agent.local.logfile import LogFile
 from agent.local.logstream import LogHub, install, syslog_handler
+from agent.logfmt import LEVEL_BY_NAME, formatter
 from agent.version import VERSION
 
 SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated", signal.SIGHUP: "hangup"}
@@ -235,6 +237,19 @@ async def _run(agent: Agent, cfg: AgentConfig, hub: LogHub) -> int:
             loop.remove_signal_handler(sig)
 
 
+def log_file_handler(cfg: AgentConfig) -> logging.Handler:
+    """log_file with Consul's rotation, in the stdout writer's format; OSError if unusable."""
+    handler = LogFile(
+        cfg.log_file,
+        max_bytes=cfg.log_rotate_bytes,
+        duration=cfg.log_rotate_duration,
+        max_files=cfg.log_rotate_max_files,
+        level=LEVEL_BY_NAME.get(cfg.log_level.lower(), logging.INFO),
+    )
+    handler.setFormatter(formatter(cfg.log_json))
+    return handler
+
+
 def run(argv: list[str]) -> int:
     try:
         cfg = load(argv)
@@ -248,7 +263,13 @@ def run(argv: list[str]) -> int:
         _err(f"==> {exc}")
         return 1
     hub = LogHub(sys.stdout)
-    install(hub, cfg.log_level)
+    install(hub, cfg.log_level, log_json=cfg.log_json)
+    if cfg.log_file:
+        try:
+            logging.getLogger().addHandler(log_file_handler(cfg))
+        except OSError as exc:
+            _err(f"==> Failed to set up logging: {exc}")
+            return 1
     if cfg.enable_syslog:
         try:
             logging.getLogger().addHandler(syslog_handler(cfg.syslog_facility, cfg.log_level))

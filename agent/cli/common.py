@@ -375,7 +375,7 @@ class AgentOps(Protocol):
     def stats(self) -> dict[str, dict[str, str]]: ...
     def reload(self) -> None: ...
     def keyring(self, op: str, key: str | None) -> dict[str, Any]: ...
-    def monitor(self, level: str) -> Iterator[str]: ...
+    def monitor(self, level: str, log_json: bool = False) -> Iterator[str]: ...
     def close(self) -> None: ...
 
 
@@ -430,8 +430,9 @@ class HTTPAgentOps:
         resp = self.client.request(method, "/v1/operator/keyring", body=body)
         return keyring_to_rpc(resp.json() or []) if op == "list" else {}
 
-    def monitor(self, level: str) -> Iterator[str]:
-        return self.client.stream("GET", "/v1/agent/monitor", {"loglevel": level})
+    def monitor(self, level: str, log_json: bool = False) -> Iterator[str]:
+        query = {"loglevel": level, **({"logjson": "true"} if log_json else {})}
+        return self.client.stream("GET", "/v1/agent/monitor", query)
 
     def close(self) -> None:
         self.client.close()

@@ -22,6 +22,7 @@ def monitor_parser() -> Parser:
     )
     add_rpc_flags(p)
     p.flag("log-level", default="INFO", help="Log level of the agent (default INFO)")
+    p.flag("log-json", action="store_true", help="Output logs in JSON format.")
     return p
 
 
@@ -30,7 +31,7 @@ def _monitor(args: argparse.Namespace) -> int:
     if ops is None:
         return 1
     try:
-        lines = ops.monitor(args.log_level.upper())
+        lines = ops.monitor(args.log_level.upper(), bool(args.log_json))
         for line in lines:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()

@@ -122,6 +122,13 @@ SYSLOG_FACILITIES = (
 )
 
 
+def _max_files(value: object) -> int:
+    n = c.expect_int(value)
+    if n < -1:
+        raise ValueError(f"expected -1 (keep none), 0 (keep all) or a count, got {n}")
+    return n
+
+
 def _facility(value: str) -> str:
     if value.upper() not in SYSLOG_FACILITIES:
         raise ValueError(f"expected a syslog facility such as LOCAL0, got {json.dumps(value)}")
@@ -169,6 +176,11 @@ HANDLERS: dict[str, Handler] = {
     "check_update_interval": _field("check_update_interval", c.expect_duration),
     "disable_remote_exec": _field("disable_remote_exec", c.expect_bool),
     "enable_syslog": _field("enable_syslog", c.expect_bool),
+    "log_file": _field("log_file", c.expect_str),
+    "log_json": _field("log_json", c.expect_bool),
+    "log_rotate_bytes": _field("log_rotate_bytes", c.expect_nonneg),
+    "log_rotate_duration": _field("log_rotate_duration", c.expect_duration),
+    "log_rotate_max_files": _field("log_rotate_max_files", _max_files),
     "syslog_facility": _field("syslog_facility", lambda v: _facility(c.expect_str(v))),
     "start_join": _append("start_join", c.expect_str_list),
     "start_join_wan": _append("start_join_wan", c.expect_str_list),

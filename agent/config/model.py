@@ -121,6 +121,14 @@ class AgentConfig:
     check_update_interval: float = 300.0
     #: ignore `senate exec` requests: off unless enabled, as in Consul >= 0.8 (0.7 ran them)
     disable_remote_exec: bool = True
+    #: the log lines also to this file (or <dir>/consul.log), rotated by size and age
+    log_file: str = ""
+    log_rotate_bytes: int = 0
+    log_rotate_duration: float = 24 * 3600.0
+    #: rotated files kept: 0 every one, -1 none
+    log_rotate_max_files: int = 0
+    #: -log-json: hclog's JSON lines (@level, @message, @module, @timestamp)
+    log_json: bool = False
     enable_syslog: bool = False
     #: syslog facility of -syslog (Consul's default LOCAL0)
     syslog_facility: str = "LOCAL0"

@@ -91,7 +91,7 @@ async def agent_monitor(request: web.Request) -> web.StreamResponse:
     await need(request, "agent", "read", agent_of(request).node_name)
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
     await resp.prepare(request)
-    stream = agent_of(request).log_stream(level)
+    stream = agent_of(request).log_stream(level, "logjson" in request.query)
     try:
         async for line in stream:
             await resp.write(line.rstrip("\n").encode() + b"\n")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from agent.logfmt import LEVEL_BY_NAME, ConsulFormatter
+from agent.logfmt import LEVEL_BY_NAME, ConsulFormatter, format_json, format_record, formatter
 
 BACKLOG = 512
 
@@ -25,8 +25,8 @@ class LogHub(logging.Handler):
         self.stream_level = level
         self._gate_open = False
         self._held: list[tuple[int, str]] = []
-        self.backlog: collections.deque[tuple[int, str]] = collections.deque(maxlen=BACKLOG)
-        self._subscribers: set[tuple[int, asyncio.Queue[str]]] = set()
+        self.backlog: collections.deque[logging.LogRecord] = collections.deque(maxlen=BACKLOG)
+        self._subscribers: set[tuple[int, bool, asyncio.Queue[str]]] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -34,15 +34,15 @@ class LogHub(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self.backlog.append((record.levelno, line))
+        self.backlog.append(record)
         if record.levelno >= self.stream_level:
             if self._gate_open:
                 self._write(line)
             else:
                 self._held.append((record.levelno, line))
-        for level, queue in list(self._subscribers):
+        for level, json_lines, queue in list(self._subscribers):
             if record.levelno >= level and queue.qsize() < 10_000:
-                queue.put_nowait(line)
+                queue.put_nowait(_line(record, json_lines))
 
     def _write(self, line: str) -> None:
         try:
@@ -58,13 +58,15 @@ class LogHub(logging.Handler):
         for _, line in held:
             self._write(line)
 
-    async def stream_lines(self, level: str) -> AsyncIterator[str]:
+    async def stream_lines(self, level: str, json_lines: bool = False) -> AsyncIterator[str]:
+        """The backlog and then every new line at or above `level`, as Consul's format or
+        (`json_lines`, monitor -log-json) hclog's JSON, whichever the stdout writer uses."""
         lvl = LEVEL_BY_NAME.get(level.lower(), logging.INFO)
         queue: asyncio.Queue[str] = asyncio.Queue()
-        for levelno, line in list(self.backlog):
-            if levelno >= lvl:
-                queue.put_nowait(line)
-        sub = (lvl, queue)
+        for record in list(self.backlog):
+            if record.levelno >= lvl:
+                queue.put_nowait(_line(record, json_lines))
+        sub = (lvl, json_lines, queue)
         self._subscribers.add(sub)
         try:
             while True:
@@ -86,10 +88,19 @@ def syslog_handler(facility: str, level_name: str, address: str = "/dev/log") ->
     return handler
 
 
-def install(hub: LogHub, level_name: str) -> None:
-    """Route every logger of the agent through the hub, at the configured level."""
+def _line(record: logging.LogRecord, json_lines: bool) -> str:
+    line = format_json(record) if json_lines else format_record(record)
+    if record.exc_info and not json_lines:
+        line += "\n" + logging.Formatter().formatException(record.exc_info)
+    return line
+
+
+def install(hub: LogHub, level_name: str, *, log_json: bool = False) -> None:
+    """Route every logger of the agent through the hub, at the configured level; stdout
+    in hclog's JSON with -log-json."""
     level = LEVEL_BY_NAME.get(level_name.lower(), logging.INFO)
     hub.stream_level = level
+    hub.setFormatter(formatter(log_json))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -30,7 +30,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
             "ui_config.enabled",
         ),
     ),
-    "deployment-guide-client": (False, ("log_file",)),
+    "deployment-guide-client": (False, ()),
     "py-consul-server": (
         True,
         ("ui_config.enabled",),
@@ -38,11 +38,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
     "python-consul-dev": (False, ("ports.grpc",)),
     "prometheus-telemetry": (
         True,
-        (
-            "limits.http_max_conns_per_client",
-            "telemetry.disable_hostname",
-            "telemetry.prometheus_retention_time",
-        ),
+        ("limits.http_max_conns_per_client",),
     ),
     "vault-storage-backend": (
         True,
@@ -51,7 +47,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
             "ui",
         ),
     ),
-    "legacy-0.7": (True, ("statsd_addr",)),
+    "legacy-0.7": (True, ()),
 }
 
 
@@ -98,7 +94,11 @@ def test_fixture_starts_the_agent_and_warns_once_per_ignored_key(
             f'-hcl=tls {{ defaults {{ ca_file = "{pki.ca}" cert_file = "{pair.cert}" '
             f'key_file = "{pair.key}" }} }}'
         ]
+    if name == "deployment-guide-client":
+        extra = [f"-log-file={tmp_path}/logs/"]  # its log_file is /var/log/consul/
     node = _start(cluster, name, ip, extra)
+    if name == "deployment-guide-client":
+        assert "agent" in (tmp_path / "logs" / "consul.log").read_text()
     server, ignored = EXPECTED[name]
     me = node.get_json("/v1/agent/self")
     assert me["Config"]["Server"] is server
@@ -157,6 +157,9 @@ def test_response_headers_and_templates(cluster: Cluster) -> None:
     node = _start(cluster, "prometheus-telemetry", ip, [])
     status, _, headers = node.request("GET", "/v1/status/leader")
     assert status == 200 and headers.get("Access-Control-Allow-Origin") == "*"
+    # its telemetry block acts: the Prometheus exposition, gauges without the host name
+    status, body, _ = node.request("GET", "/v1/agent/metrics?format=prometheus")
+    assert status == 200 and b"\nconsul_runtime_alloc_bytes " in body
 
 
 def test_config_watch_runs_its_handler(cluster: Cluster, tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from harness import Cluster, Node, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,12 +66,8 @@ def test_agent_metrics_sinks_and_dump(cluster: Cluster, tmp_path: Path) -> None:
     node = cluster.add("m1", IP, server=True, bootstrap=True, extra=[f"-config-file={conf}"])
     node.start()
     wait_for(lambda: _get(node, "/v1/status/leader", None)[1].strip(b'"'), 30, "a leader")
-    wait_for(
-        lambda: _get(node, "/v1/acl/token/self", ROOT)[0] == 200, 30, "the management token"
-    )
-    req = urllib.request.Request(
-        f"http://{node.http}/v1/kv/metrics/a", data=b"v", method="PUT"
-    )
+    wait_for(lambda: _get(node, "/v1/acl/token/self", ROOT)[0] == 200, 30, "the management token")
+    req = urllib.request.Request(f"http://{node.http}/v1/kv/metrics/a", data=b"v", method="PUT")
     req.add_header("X-Consul-Token", ROOT)
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.read() == b"true"
@@ -130,9 +125,7 @@ def test_agent_metrics_sinks_and_dump(cluster: Cluster, tmp_path: Path) -> None:
     # SIGUSR1: the completed intervals to the log, in go-metrics' words
     assert node.proc is not None
     node.proc.send_signal(signal.SIGUSR1)
-    wait_for(
-        lambda: "[C] 'consul.raft.apply': Count: " in node.log_text(), 10, "the SIGUSR1 dump"
-    )
+    wait_for(lambda: "[C] 'consul.raft.apply': Count: " in node.log_text(), 10, "the SIGUSR1 dump")
     assert "[S] 'consul.raft.commitTime': Count: " in node.log_text()
     statsd.close()
     dogstatsd.close()

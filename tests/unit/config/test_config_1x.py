@@ -138,13 +138,13 @@ def test_known_but_unimplemented_keys_warn_once_each_naming_key_and_file(tmp_pat
     b = _w(
         tmp_path,
         "b.json",
-        json.dumps({"ports": {"grpc": 8503}, "telemetry": {"disable_hostname": True}}),
+        json.dumps({"ports": {"grpc": 8503}, "telemetry": {"enable_host_metrics": True}}),
     )
     cfg = load([f"-config-file={a}", f"-config-file={b}", "-data-dir=/x", "-grpc-port=8504"])
     assert cfg.warnings == (
         f"WARNING: config key 'acl.disabled_ttl' (from {a}) is not implemented by senate and has no effect",
         f"WARNING: config key 'ports.grpc' (from {a}) is not implemented by senate and has no effect",
-        f"WARNING: config key 'telemetry.disable_hostname' (from {b}) is not implemented by senate and has no effect",
+        f"WARNING: config key 'telemetry.enable_host_metrics' (from {b}) is not implemented by senate and has no effect",
         f"WARNING: config key 'ui_config.enabled' (from {a}) is not implemented by senate and has no effect",
     )
 

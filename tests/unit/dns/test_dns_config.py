@@ -98,7 +98,7 @@ def test_the_agent_config_holds_the_dns_config_typed(tmp_path: Path) -> None:
     first = _write(
         tmp_path,
         "a.json",
-        {"dns_config": {"node_ttl": "1s"}, "telemetry": {"disable_hostname": True}},
+        {"dns_config": {"node_ttl": "1s"}, "telemetry": {"enable_host_metrics": True}},
     )
     second = _write(
         tmp_path,
@@ -111,7 +111,7 @@ def test_the_agent_config_holds_the_dns_config_typed(tmp_path: Path) -> None:
     )
     assert cfg.translate_wan_addrs is True and cfg.dns_config.node_ttl == 3.0
     assert cfg.warnings == (
-        f"WARNING: config key 'telemetry.disable_hostname' (from {first}) is not implemented "
+        f"WARNING: config key 'telemetry.enable_host_metrics' (from {first}) is not implemented "
         "by senate and has no effect",
     )
     flags = load(
