@@ -19,6 +19,8 @@ command -v sudo >/dev/null 2>&1 || need+=(sudo)  # e2e: provision as a non-root 
 [ -x /usr/bin/patroni ] || need+=(patroni)
 /usr/bin/python3 -c 'import consul' >/dev/null 2>&1 || need+=(python3-consul)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+# integration: Prometheus scrapes a senate datacenter (tests/integration/test_prometheus.py)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
