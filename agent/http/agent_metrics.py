@@ -1,6 +1,7 @@
 """/v1/agent/metrics: the last completed 10 s interval of the agent's metrics as go-metrics'
 JSON, or `?format=prometheus` (also an OpenMetrics Accept header) the Prometheus text
-exposition when `telemetry.prometheus_retention_time` is set; /v1/agent/metrics/stream each
+exposition when `telemetry.prometheus_retention_time` is set (else an empty 200 saying why in
+X-Consul-Reason, as Consul 1.x); /v1/agent/metrics/stream each
 interval's summary as it completes, one JSON document a line. Both need agent:read of this
 node, as Consul's."""
 
@@ -31,7 +32,10 @@ async def agent_metrics(request: web.Request) -> web.Response:
     telemetry = agent.telemetry
     if _wants_prometheus(request):
         if telemetry.prometheus is None:
-            return web.Response(status=415, text=PROMETHEUS_OFF)
+            # Consul 1.x's CodeWithPayloadError(415) with no body: its HTTP wrapper sets the
+            # X-Consul-Reason header and returns before writing the status, so Go answers an
+            # empty 200 (py-consul's suite expects exactly that)
+            return web.Response(status=200, body=b"", headers={"X-Consul-Reason": PROMETHEUS_OFF})
         return web.Response(
             body=telemetry.prometheus.exposition(), headers={"Content-Type": CONTENT_TYPE}
         )
