@@ -84,6 +84,10 @@ ENDPOINT_KEYS = {
     "ACL.PolicySet": "acl.policy.upsert",
     "ACL.RoleSet": "acl.role.upsert",
     "Coordinate.Update": "coordinate.update",
+    "PreparedQuery.Apply": "prepared-query.apply",
+    "PreparedQuery.Explain": "prepared-query.explain",
+    "PreparedQuery.Execute": "prepared-query.execute",
+    "PreparedQuery.ExecuteRemote": "prepared-query.execute_remote",
 }
 
 RESOURCES = (
