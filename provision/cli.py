@@ -136,6 +136,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--purge", action="store_true", help="also remove data and install directories")
 
+    sp = add(
+        "prometheus",
+        "a Prometheus scrape config for the inventory's agents",
+        "Static targets of every node's HTTP API (or --consul-sd: consul_sd_configs asking the "
+        "servers), scraping /v1/agent/metrics?format=prometheus, with the inventory's TLS and "
+        "ACL material. Writes YAML to stdout or --output.",
+    )
+    sp.add_argument("--consul-sd", action="store_true", help="discover the servers via Consul SD")
+    sp.add_argument("--output", "-o", type=Path, help="write the config here instead of stdout")
+
     sp = sub.add_parser(
         "artifact",
         help="build or list artifacts (wheel + wheelhouse)",
@@ -176,6 +186,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _prometheus(args: argparse.Namespace, console: Console, reporter: Reporter) -> int:
+    """`provision prometheus`: the scrape config on stdout (warnings on stderr) or a file."""
+    import yaml
+
+    from provision import prometheus
+
+    inv = load_inventory(args.inventory, create_secrets=False)
+    text = yaml.safe_dump(prometheus.scrape_config(inv, consul_sd=args.consul_sd), sort_keys=False)
+    for w in prometheus.warnings(inv):
+        sys.stderr.write(f"warning: {w}\n")  # stdout may be the config itself
+    if args.output is not None:
+        args.output.write_text(text)
+        reporter.info(f"wrote {args.output}")
+    else:
+        console.print(text, markup=False, highlight=False, end="")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace, console: Console, reporter: Reporter) -> int:
     from provision import up as upmod
     from provision.upgrade import upgrade
@@ -189,6 +217,8 @@ def _dispatch(args: argparse.Namespace, console: Console, reporter: Reporter) ->
         console.print(f"{art.release}  {art.tarball}", markup=False)
         return 0
 
+    if args.command == "prometheus":
+        return _prometheus(args, console, reporter)
     inv = _load(args.inventory, console)
     try:
         if args.command == "plan":

@@ -38,7 +38,8 @@ RESERVED_AGENT_KEYS = {
     "start_join_wan": "provision joins the servers of every datacenter over WAN",
 }
 
-# Consul 0.7 agent configuration keys an inventory may set (see Consul's agent/config.go).
+# Consul 0.7 agent configuration keys an inventory may set (see Consul's agent/config.go),
+# and the telemetry and log-file keys of Consul 1.x (`provision prometheus` scrapes telemetry).
 AGENT_KEYS = frozenset(
     {
         "acl_datacenter",
@@ -63,7 +64,12 @@ AGENT_KEYS = frozenset(
         "encrypt_verify_incoming",
         "encrypt_verify_outgoing",
         "leave_on_terminate",
+        "log_file",
+        "log_json",
         "log_level",
+        "log_rotate_bytes",
+        "log_rotate_duration",
+        "log_rotate_max_files",
         "node_meta",
         "performance",
         "ports",
@@ -78,7 +84,10 @@ AGENT_KEYS = frozenset(
         "retry_max_wan",
         "session_ttl_min",
         "skip_leave_on_interrupt",
+        "statsd_addr",
+        "statsite_addr",
         "syslog_facility",
+        "telemetry",
         "translate_wan_addrs",
         "ui",
         "ui_dir",
