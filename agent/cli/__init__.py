@@ -29,6 +29,7 @@ def _optional_commands() -> dict[str, tuple[str, str]]:
     extra = {
         "acl": ("agent.cli.acl", "Interact with Senate's ACLs"),
         "catalog": ("agent.cli.catalog", "Interact with the catalog"),
+        "debug": ("agent.cli.debug", "Records a debugging archive for operators"),
         "event": ("agent.cli.event", "Fire a new event"),
         "exec": ("agent.cli.exec_cmd", "Executes a command on Senate nodes"),
         "force-leave": (

@@ -330,6 +330,7 @@ def _command_lines(tmp_path: Path) -> dict[str, list[tuple[list[str], list[str]]
             (["services"], []),
             (["services"], ["-node=n"]),
         ],
+        "debug": [([], [])],
         "event": [([], ["-name=deploy"])],
         "exec": [([], ["uptime"])],
         "force-leave": [([], ["-prune", "node1"])],
