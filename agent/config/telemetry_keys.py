@@ -5,12 +5,12 @@ land in `acc["telemetry"]`, which becomes a `TelemetryConfig`. The block's other
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from agent.config import convert as c
 from agent.metrics.config import TelemetryConfig
+from agent.metrics.registry import PrefixFilter
 from agent.netaddr import split_host_port
 
 Acc = dict[str, Any]
@@ -24,10 +24,10 @@ def _address(value: Any) -> str:
 
 
 def _prefix_rules(value: Any) -> tuple[str, ...]:
+    """Consul's rules (+allow, -block); one without its sign is refused at load (Consul warns
+    and drops it, which leaves a metric the operator meant to block flowing)."""
     rules = c.expect_str_list(value)
-    for rule in rules:
-        if rule[:1] not in ("+", "-") or len(rule) < 2:
-            raise ValueError(f"Metrics filter {json.dumps(rule)} must start with '+' or '-'")
+    PrefixFilter(rules, True)  # ValueError in go-metrics' words
     return rules
 
 

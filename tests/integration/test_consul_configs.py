@@ -36,10 +36,7 @@ EXPECTED: dict[str, tuple[bool, tuple[str, ...]]] = {
         ("ui_config.enabled",),
     ),
     "python-consul-dev": (False, ("ports.grpc",)),
-    "prometheus-telemetry": (
-        True,
-        ("limits.http_max_conns_per_client",),
-    ),
+    "prometheus-telemetry": (True, ()),
     "vault-storage-backend": (
         True,
         (
