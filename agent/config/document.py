@@ -142,6 +142,13 @@ def _dns(name: str) -> Handler:
     return handle
 
 
+def _dns_soa(name: str) -> Handler:
+    def handle(value: Any, acc: Acc) -> None:
+        acc.setdefault("dns_config", {}).setdefault("soa", {})[name] = value
+
+    return handle
+
+
 #: dotted key -> what senate does with it; every other key of the schema has no effect here
 HANDLERS: dict[str, Handler] = {
     "datacenter": _field("datacenter", c.expect_datacenter),
@@ -162,6 +169,7 @@ HANDLERS: dict[str, Handler] = {
     "encrypt": _field("encrypt", c.expect_encrypt),
     "log_level": _field("log_level", c.expect_log_level),
     "domain": _field("domain", c.expect_str),
+    "alt_domain": _field("alt_domain", c.expect_str),
     "leave_on_terminate": _field("leave_on_terminate", c.expect_bool),
     "skip_leave_on_interrupt": _field("skip_leave_on_interrupt", c.expect_bool),
     "rejoin_after_leave": _field("rejoin_after_leave", c.expect_bool),
@@ -236,8 +244,14 @@ HANDLERS: dict[str, Handler] = {
             "enable_truncate",
             "udp_answer_limit",
             "recursor_timeout",
+            "a_record_limit",
+            "recursor_strategy",
+            "use_cache",
+            "cache_max_age",
+            "enable_additional_node_meta_txt",
         )
     },
+    **{f"dns_config.soa.{k}": _dns_soa(k) for k in ("refresh", "retry", "expire", "min_ttl")},
 }
 
 
