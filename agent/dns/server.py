@@ -1,28 +1,33 @@
-"""The DNS server on 8600 (UDP and TCP): Consul 0.7's DNS interface over `AgentAPI.rpc`.
+"""The DNS server on 8600 (UDP and TCP): Consul 1.x's DNS interface over `AgentAPI.rpc`.
 
 Theory of operation. `DNSServer.handle(packet, tcp=...)` turns one query packet into one
 reply packet (or None: dropped). Everything else here is transport:
 
 * Packets shorter than a header, and responses (QR set), are dropped and counted in
   `stats.dropped` — answering a response could loop between two servers. A header that
-  parses with a body that does not gets FORMERR (`stats.formerr`); so does a query with
-  other than one question. Opcodes other than QUERY get NOTIMP. Nothing raises out of
-  `handle`: an unexpected error is logged and answered SERVFAIL.
-* Names are classified by `names.classify` (pure, so memoised); names in the domain are
-  answered from the catalog with one RPC per query (Catalog.NodeServices,
-  Health.ServiceNodes, Catalog.ListNodes for reverse lookups), AllowStale as dns_config says,
-  re-asked without it when the answering server's LastContact exceeds max_stale. After an
-  exact miss, a node or service spelled in another case is looked up (Consul's catalog
-  is case-insensitive). No answer is cached: TTLs are 0 unless configured, as Consul's.
+  parses with a body that does not (a compression pointer loop, a label past 63 bytes, a
+  name past 255, a second OPT record) gets FORMERR (`stats.formerr`); so does a query
+  with other than one question. Opcodes other than QUERY, and AXFR, get NOTIMP; an EDNS
+  version other than 0 BADVERS. Nothing raises out of `handle`: an unexpected error is
+  logged and answered SERVFAIL.
+* Names are classified by `names.classify` (pure, so memoised); names in the domain (or
+  alt_domain) are answered from the catalog by lookup.py, one RPC per query
+  (Catalog.NodeServices, Health.ServiceNodes, PreparedQuery.Execute, Catalog.ListNodes for
+  reverse lookups), or from its cache with use_cache. SOA and NS questions for any name in
+  the domain answer the SOA and up to three servers, as Consul.
 * The fast path: an A/ANY query for a node or service, or an SRV query for a service,
   whose addresses are all IPv4 is read and answered by `wire.py` without dnslib (most
   traffic; dnslib's parse and pack cost more than the catalog read). Every other query
   and answer, and any fast answer that would not fit, goes through dnslib.
-* Names outside the domain, and reverse names no node has, go to the recursors (recursor.py) over the
-  client's transport with recursor_timeout each; without recursors the reply is SERVFAIL
-  with flags qr rd (no aa, no ra), as Consul's DNS mux answers a name it has no handler for.
-* Over UDP answers are cut to udp_answer_limit (TC only with enable_truncate, as Consul),
-  then to 512 bytes (TC always set when records were dropped to fit).
+* Names outside the domain, and reverse names no node has, go to the recursors
+  (recursor.py) over the client's transport, in order or shuffled (recursor_strategy), with
+  recursor_timeout each; an answer other than NOERROR/NXDOMAIN tries the next. Without
+  recursors the reply is SERVFAIL with flags qr rd (no aa, no ra), as Consul's DNS mux
+  answers a name it has no handler for.
+* EDNS0 (edns.py): a query with an OPT record gets one back. Over UDP a reply is cut to
+  the client's buffer (512 bytes without EDNS); only at 512 bytes are answers also cut to
+  udp_answer_limit (TC only with enable_truncate, as Consul). TC is always set when records
+  were dropped to fit the buffer.
 * Replies copy ID, opcode, RD and CD from the query (miekg/dns SetReply), never AD.
 """
 
@@ -31,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
 import random
 import struct
@@ -42,15 +46,21 @@ from typing import Any, cast
 
 from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
 
-from agent.api import AgentAPI, RPCError
-from agent.dns.config import (
-    DEFAULT_MAX_STALE,
-    DNSConfig,
-    DNSConfigError,
-    normalize_domain,
-    parse_recursor,
+from agent.api import AgentAPI
+from agent.dns.config import DNSConfig, DNSConfigError, normalize_domain, parse_recursor
+from agent.dns.edns import (
+    EXT_RCODE_BADVERS,
+    OPT_SIZE,
+    UDP_MIN_SIZE,
+    Edns,
+    EDNSFormatError,
+    request_edns,
+    udp_limit,
+    with_opt,
 )
+from agent.dns.lookup import CatalogReader, Found
 from agent.dns.names import (
+    AddrQuery,
     ApexQuery,
     InvalidQuery,
     NodeQuery,
@@ -59,32 +69,31 @@ from agent.dns.names import (
     Query,
     ReverseQuery,
     ServiceQuery,
+    VirtualQuery,
     classify,
     domain_labels,
+    response_domain,
 )
 from agent.dns.records import (
     MAX_UDP_ANSWER_LIMIT,
-    UDP_MAX_SIZE,
-    healthy,
     instance_address,
     limit_answers,
+    meta_txt_records,
+    nameserver_records,
     node_records,
     pack_for_udp,
     ptr_record,
     service_address_records,
     service_srv_records,
     soa_record,
-    srv_instances,
+    srv_targets,
+    valid_name,
 )
 from agent.dns.recursor import exchange_tcp, exchange_udp
 from agent.dns.wire import SimpleQuery, a_reply, encode_name, ipv4, parse_query, srv_reply
-from agent.durations import parse_seconds
 from agent.metrics import metrics
 
 log = logging.getLogger("dns")
-
-#: the server's error for a prepared query no ID or name names (answered NXDOMAIN)
-ERR_QUERY_NOT_FOUND = "Query not found"
 
 HEADER_SIZE = 12
 TCP_MAX_SIZE = 65535
@@ -95,15 +104,24 @@ TCP_IDLE_TIMEOUT = 10.0
 MAX_INFLIGHT_UDP = 1024
 MAX_TCP_CONNECTIONS = 256
 
-_SRV, _SOA, _ANY = QTYPE.SRV, QTYPE.SOA, QTYPE.ANY
+_A, _AAAA, _SRV, _SOA, _ANY, _NS, _TXT = (
+    QTYPE.A,
+    QTYPE.AAAA,
+    QTYPE.SRV,
+    QTYPE.SOA,
+    QTYPE.ANY,
+    QTYPE.NS,
+    QTYPE.TXT,
+)
+_NOT_SERVED = frozenset((QTYPE.AXFR,))
+_NODE_QTYPES = frozenset((_A, _AAAA, _ANY, _TXT, QTYPE.CNAME))
 _IN = 1
 _FAST_QTYPES = (QTYPE.A, QTYPE.ANY, QTYPE.SRV)
 #: Beyond this many A answers over TCP the general path packs (and bounds) the reply.
 FAST_TCP_MAX_ANSWERS = 4000
 CLASSIFY_CACHE_SIZE = 4096
+_A_RR_SIZE = 16  # a compressed A record: name pointer, type, class, TTL, rdlength, address
 
-#: A catalog lookup's outcome: (rcode, payload) — the node's address, or the instances.
-Found = tuple[int, Any]
 _QR_BIT = 0x80
 _OPCODE_RD_BITS = 0x79  # opcode (4 bits) and RD in the third header byte
 _CD_BIT = 0x10  # in the fourth header byte
@@ -117,6 +135,7 @@ class DNSStats:
     queries: int = 0
     dropped: int = 0
     formerr: int = 0
+    notimp: int = 0
     servfail: int = 0
     nxdomain: int = 0
     recursed: int = 0
@@ -128,24 +147,6 @@ def _parse(packet: bytes) -> DNSRecord | None:
         return DNSRecord.parse(packet)
     except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
         return None
-
-
-def _same_address(address: str, wanted: str) -> bool:
-    """Whether a catalog address is the address a reverse name names (IPv6 in any form)."""
-    if address == wanted:
-        return True
-    if ":" not in address:
-        return False
-    try:
-        return str(ipaddress.IPv6Address(address)) == wanted
-    except ValueError:
-        return False
-
-
-def _wan_node(node: dict[str, Any]) -> dict[str, Any]:
-    """The node with its WAN address (TaggedAddresses["wan"]) as Address, when it has one."""
-    wan = (node.get("TaggedAddresses") or {}).get("wan")
-    return dict(node, Address=wan) if wan else node
 
 
 def _go_duration(seconds: float) -> str:
@@ -171,14 +172,17 @@ def reply_header(req: DNSRecord, *, aa: int, ra: int, rcode: int = 0) -> DNSHead
     )
 
 
+class _FormatError(Exception):
+    """The query cannot be answered as asked: FORMERR."""
+
+
 class DNSServer:
-    """Consul 0.7's DNS interface for one agent.
+    """Consul 1.x's DNS interface for one agent.
 
     DNSServer(agent, domain="consul.", recursors=["127.0.0.53:53"], datacenter="dc1",
-              node_ttl=0.0, service_ttl={"*": 5.0}, allow_stale=True, max_stale=DEFAULT_MAX_STALE,
-              only_passing=False, enable_truncate=False, udp_answer_limit=3,
-              recursor_timeout=2.0, translate_wan_addrs=False)
-    Bad domain or recursor values raise DNSConfigError.
+              service_ttl={"*": 5.0}, **settings) where settings are DNSConfig's other
+    fields (node_ttl=0.0, udp_answer_limit=3, alt_domain="", ...). Bad domain or recursor
+    values raise DNSConfigError.
     """
 
     def __init__(
@@ -188,32 +192,20 @@ class DNSServer:
         domain: str = "consul.",
         recursors: Sequence[str] = (),
         datacenter: str | None = None,
-        node_ttl: float = 0.0,
         service_ttl: Mapping[str, float] | None = None,
-        allow_stale: bool = True,
-        max_stale: float = DEFAULT_MAX_STALE,
-        only_passing: bool = False,
-        enable_truncate: bool = False,
-        udp_answer_limit: int = 3,
-        recursor_timeout: float = 2.0,
-        translate_wan_addrs: bool = False,
+        **settings: Any,
     ) -> None:
-        if udp_answer_limit < 1:
+        if settings.get("udp_answer_limit", 1) < 1:
             raise DNSConfigError("udp_answer_limit: expected a positive integer")
-        if recursor_timeout <= 0:
+        if settings.get("recursor_timeout", 1.0) <= 0:
             raise DNSConfigError("recursor_timeout: must be positive")
+        if settings.get("alt_domain"):
+            settings["alt_domain"] = normalize_domain(settings["alt_domain"])
         config = DNSConfig(
             domain=normalize_domain(domain),
             recursors=tuple(parse_recursor(r) for r in recursors),
-            node_ttl=float(node_ttl),
             service_ttl=tuple((k, float(v)) for k, v in (service_ttl or {}).items()),
-            allow_stale=allow_stale,
-            max_stale=float(max_stale),
-            only_passing=only_passing,
-            enable_truncate=enable_truncate,
-            udp_answer_limit=udp_answer_limit,
-            recursor_timeout=float(recursor_timeout),
-            translate_wan_addrs=translate_wan_addrs,
+            **settings,
         )
         self._init(agent, config, datacenter)
 
@@ -230,14 +222,18 @@ class DNSServer:
         self.config = config
         self.datacenter = datacenter or agent.datacenter
         self.stats = DNSStats()
+        self.catalog = CatalogReader(agent, config, self.datacenter)
         self._domain = config.domain
-        self._domain_labels = domain_labels(config.domain)
-        # What a name asks for depends only on the name and this configuration, so the
-        # classification (not any answer) is memoised, bounded.
-        dom, dc = self._domain_labels, self.datacenter
-        self._classify: Callable[[tuple[bytes, ...]], Query] = functools.lru_cache(
+        # What a name asks for depends only on the name, whether it asks for SRV and this
+        # configuration, so the classification (not any answer) is memoised, bounded.
+        dom, alt, dc = (
+            domain_labels(config.domain),
+            domain_labels(config.alt_domain),
+            self.datacenter,
+        )
+        self._classify: Callable[[tuple[bytes, ...], bool], Query] = functools.lru_cache(
             maxsize=CLASSIFY_CACHE_SIZE
-        )(lambda labels: classify(labels, dom, dc))
+        )(lambda labels, srv: classify(labels, dom, dc, alt_domain=alt, srv=srv))
         self._node_ttl = int(config.node_ttl)
         self._ra = 1 if config.recursors else 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -245,6 +241,11 @@ class DNSServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tcp_writers: set[asyncio.StreamWriter] = set()
         self.address: tuple[str, int] | None = None
+
+    def _response_domain(self, labels: tuple[bytes, ...]) -> str:
+        if not self.config.alt_domain:
+            return self._domain
+        return response_domain(labels, self._domain, self.config.alt_domain)
 
     # ---- the query path ------------------------------------------------------------------
     async def handle(self, packet: bytes, tcp: bool = False, client: str = "") -> bytes | None:
@@ -257,6 +258,7 @@ class DNSServer:
             return None
         started = time.perf_counter()
         req: DNSRecord | None = None
+        edns: Edns | None = None
         simple: SimpleQuery | None = None
         wire: bytes | None = None
         try:
@@ -265,33 +267,39 @@ class DNSServer:
                 # The fast path: A/ANY for a node or a service, SRV for a service, answered
                 # without dnslib when every address is IPv4 (else the same lookup result
                 # goes the general way).
-                query = self._classify(simple.labels)
+                query = self._classify(simple.labels, simple.qtype == _SRV)
                 if isinstance(query, NodeQuery | ServiceQuery):
                     found = await self._lookup(query)
                     wire = self._fast_reply(packet, simple, query, found, tcp)
                     if wire is None:
                         req = _parse(packet)
                         if req is not None:
-                            wire = await self._answer(req, packet, tcp, (query, found))
+                            edns = request_edns(req)
+                            wire = await self._answer(req, packet, tcp, edns, (query, found))
             if wire is None:
                 req = _parse(packet)
-                if req is None:
-                    stats.formerr += 1
-                    return header_error(packet, RCODE.FORMERR)
+                if req is None or not valid_name(req.q.qname.label if req.questions else ()):
+                    raise _FormatError
+                edns = request_edns(req)
                 if req.header.opcode != 0:
-                    return header_error(packet, RCODE.NOTIMP)
+                    stats.notimp += 1
+                    return self._with_edns(header_error(packet, RCODE.NOTIMP), edns)
                 if len(req.questions) != 1:
-                    stats.formerr += 1
-                    return header_error(packet, RCODE.FORMERR)
-                wire = await self._answer(req, packet, tcp, client=client)
+                    raise _FormatError
+                if edns is not None and edns.version != 0:
+                    wire = DNSRecord(reply_header(req, aa=0, ra=self._ra), q=req.q).pack()
+                    return with_opt(wire, edns.udp_size, EXT_RCODE_BADVERS)
+                wire = await self._answer(req, packet, tcp, edns, client=client)
+        except (_FormatError, EDNSFormatError):
+            stats.formerr += 1
+            return header_error(packet, RCODE.FORMERR)
         except Exception:
             log.exception("failed to answer a query")
             stats.servfail += 1
-            wire = (
-                self._servfail(req, aa=1, ra=self._ra).pack()
-                if req is not None
-                else header_error(packet, RCODE.SERVFAIL)
-            )
+            wire = header_error(packet, RCODE.SERVFAIL)
+            with contextlib.suppress(Exception):
+                if req is not None:
+                    wire = self._servfail(req, aa=1, ra=self._ra, edns=edns)
         ptr = simple is not None and simple.qtype == QTYPE.PTR
         key = "dns.ptr_query" if ptr else "dns.domain_query"
         metrics.measure_since(key, started, (("node", self.agent.node_name),))
@@ -322,6 +330,16 @@ class DNSServer:
             "tcp" if tcp else "udp",
         )
 
+    @staticmethod
+    def _with_edns(wire: bytes, edns: Edns | None) -> bytes:
+        return wire if edns is None else with_opt(wire, edns.udp_size)
+
+    async def _lookup(self, query: NodeQuery | ServiceQuery) -> Found:
+        if isinstance(query, NodeQuery):
+            return await self.catalog.node(query)
+        return await self.catalog.service(query)
+
+    # ---- the fast path -----------------------------------------------------------------
     def _fast_reply(
         self, packet: bytes, simple: SimpleQuery, query: Query, found: Found, tcp: bool
     ) -> bytes | None:
@@ -330,16 +348,20 @@ class DNSServer:
         if rcode != RCODE.NOERROR:
             return None
         ra = bool(self._ra)
+        edns = simple.edns_size if packet[11] else 0  # ARCOUNT 1: the query had an OPT
+        has_opt = bool(packet[11])
         if isinstance(query, NodeQuery):
-            if simple.qtype == _SRV:
-                return None  # a node has no SRV records: the general path says so
-            a = ipv4(payload)
+            if simple.qtype == _SRV or (payload.get("Meta") and self._meta_txt()):
+                return None  # no SRV records for a node; meta TXT: the general path
+            a = ipv4(payload.get("Address") or "")
             if a is None:
                 return None
-            return a_reply(packet, simple, [a], self._node_ttl, ra=ra, tc=False)
+            wire = a_reply(packet, simple, [a], self._node_ttl, ra=ra, tc=False)
+            return with_opt(wire, edns) if has_opt else wire
         assert isinstance(query, ServiceQuery)
         if simple.qtype == _SRV:
-            return self._fast_srv(packet, simple, query, payload, tcp)
+            srv = self._fast_srv(packet, simple, query, payload, tcp, has_opt)
+            return with_opt(srv, edns) if has_opt and srv is not None else srv
         addresses: list[bytes] = []
         seen: set[str] = set()
         for csn in payload:
@@ -351,16 +373,27 @@ class DNSServer:
             if a is None:
                 return None
             addresses.append(a)
+        if self.config.a_record_limit:
+            addresses = addresses[: self.config.a_record_limit]
         tc = False
         if not tcp:
-            limit = min(self.config.udp_answer_limit, MAX_UDP_ANSWER_LIMIT)
-            if len(addresses) > limit:
-                addresses = addresses[:limit]
-                tc = self.config.enable_truncate
+            size = udp_limit(edns)
+            if size == UDP_MIN_SIZE:
+                limit = min(self.config.udp_answer_limit, MAX_UDP_ANSWER_LIMIT)
+                if len(addresses) > limit:
+                    addresses = addresses[:limit]
+                    tc = self.config.enable_truncate
+            fits = (size - simple.end - (OPT_SIZE if has_opt else 0)) // _A_RR_SIZE
+            if len(addresses) > fits:
+                addresses, tc = addresses[: max(fits, 0)], True
         elif len(addresses) > FAST_TCP_MAX_ANSWERS:
             return None
         ttl = self.config.ttl_for_service(query.service)
-        return a_reply(packet, simple, addresses, ttl, ra=ra, tc=tc)
+        wire = a_reply(packet, simple, addresses, ttl, ra=ra, tc=tc)
+        return with_opt(wire, edns) if has_opt else wire
+
+    def _meta_txt(self) -> bool:
+        return self.config.enable_additional_node_meta_txt
 
     def _fast_srv(
         self,
@@ -369,298 +402,247 @@ class DNSServer:
         query: ServiceQuery,
         nodes: list[dict[str, Any]],
         tcp: bool,
+        has_opt: bool,
     ) -> bytes | None:
-        suffix = f".node.{query.datacenter}.{self._domain}"
+        domain = self._response_domain(simple.labels)
+        meta_txt = self._meta_txt()
         records: list[tuple[bytes, int, bytes]] = []
-        seen: set[tuple[str, str, int]] = set()
-        for key in srv_instances(nodes):
-            if key in seen:
-                continue
-            seen.add(key)
-            node, addr, port = key
-            a = ipv4(addr)
-            target = encode_name(node + suffix)
+        for t in srv_targets(nodes, query.datacenter, domain):
+            if meta_txt and t.node.get("Meta"):
+                return None
+            a = ipv4(t.address)
+            target = encode_name(t.target)
             if a is None or target is None:
                 return None
-            records.append((target, port, a))
+            records.append((target, t.port, a))
         tc = False
-        if not tcp:
+        size = TCP_MAX_SIZE if tcp else udp_limit(simple.edns_size if has_opt else 0)
+        if not tcp and size == UDP_MIN_SIZE:
             limit = min(self.config.udp_answer_limit, MAX_UDP_ANSWER_LIMIT)
             if len(records) > limit:
                 records = records[:limit]
                 tc = self.config.enable_truncate
         ttl = self.config.ttl_for_service(query.service)
-        size = TCP_MAX_SIZE if tcp else UDP_MAX_SIZE
-        return srv_reply(packet, simple, records, ttl, ra=bool(self._ra), tc=tc, max_size=size)
+        room = size - (OPT_SIZE if has_opt else 0)
+        return srv_reply(packet, simple, records, ttl, ra=bool(self._ra), tc=tc, max_size=room)
 
+    # ---- the general path --------------------------------------------------------------
     async def _answer(
         self,
         req: DNSRecord,
         packet: bytes,
         tcp: bool,
+        edns: Edns | None,
         looked_up: tuple[Query, Found] | None = None,
         client: str = "",
     ) -> bytes:
         q = req.q
+        labels = tuple(q.qname.label)
         if looked_up is not None:
             query, found = looked_up
         else:
-            query = self._classify(tuple(q.qname.label))
+            query = self._classify(labels, q.qtype == _SRV)
             found = None
         if isinstance(query, OutsideQuery):
-            return await self._recurse(req, packet, tcp)
+            return await self._recurse(req, packet, tcp, edns)
         if isinstance(query, ReverseQuery):
             reply = await self._reverse(req, query)
             if reply is None:
-                return await self._recurse(req, packet, tcp)
+                return await self._recurse(req, packet, tcp, edns)
+        elif q.qtype in _NOT_SERVED:
+            self.stats.notimp += 1
+            reply = DNSRecord(reply_header(req, aa=1, ra=self._ra, rcode=RCODE.NOTIMP), q=q)
         else:
             reply = DNSRecord(reply_header(req, aa=1, ra=self._ra), q=q)
-            if isinstance(query, NodeQuery | ServiceQuery):
-                if found is None:
-                    found = await self._lookup(query)
-                if isinstance(query, ServiceQuery):
-                    ttl = self.config.ttl_for_service(query.service)
-                    self._service(req, reply, tcp, found, query.datacenter, ttl)
-                else:
-                    self._node(req, reply, found)
-            elif isinstance(query, PreparedQueryName):
-                rcode, nodes, dc, ttl = await self._prepared_query(query, client)
-                self._service(req, reply, tcp, (rcode, nodes), dc, ttl)
-            elif isinstance(query, ApexQuery):
-                if q.qtype in (_SOA, _ANY):
-                    reply.add_answer(soa_record(self._domain))
-                else:
-                    reply.add_auth(soa_record(self._domain))
-            else:
-                assert isinstance(query, InvalidQuery)
-                log.warning("QName invalid: %s", query.name)
-                self._nxdomain(reply)
-        if tcp:
-            wire = reply.pack()
-            if len(wire) > TCP_MAX_SIZE:
-                wire, _ = pack_for_udp(reply)  # cannot happen with sane catalogs; stay valid
-            return wire
+            await self._in_domain(req, reply, query, found, tcp, edns, client)
+        size = TCP_MAX_SIZE if tcp else udp_limit(edns)
+        room = size - (OPT_SIZE if edns is not None else 0)
+        udp_512 = not tcp and size == UDP_MIN_SIZE
+        if udp_512 and limit_answers(reply, self.config.udp_answer_limit):
+            reply.header.tc = int(self.config.enable_truncate or reply.header.tc)
         if len(reply.rr) <= 1 and not reply.ar:
             wire = reply.pack()
-            if len(wire) <= UDP_MAX_SIZE:
-                return wire
-        return pack_for_udp(reply)[0]
+            if len(wire) > room:
+                wire, _ = pack_for_udp(reply, room)
+        else:
+            wire, _ = pack_for_udp(reply, room)
+        return self._with_edns(wire, edns)
 
-    def _nxdomain(self, reply: DNSRecord) -> None:
+    async def _in_domain(
+        self,
+        req: DNSRecord,
+        reply: DNSRecord,
+        query: Query,
+        found: Found | None,
+        tcp: bool,
+        edns: Edns | None,
+        client: str,
+    ) -> None:
+        q = req.q
+        labels = tuple(q.qname.label)
+        domain = self._response_domain(labels)
+        if q.qtype in (_SOA, _NS) and not isinstance(query, InvalidQuery):
+            # Consul answers SOA and NS for any name in its domain the same way.
+            ns, glue = nameserver_records(
+                await self.catalog.servers(), self.datacenter, domain, self._node_ttl
+            )
+            if q.qtype == _SOA:
+                reply.add_answer(soa_record(domain, self.config.soa))
+                reply.auth.extend(ns)
+            else:
+                reply.rr.extend(ns)
+            reply.ar.extend(glue)
+            return
+        if isinstance(query, NodeQuery | ServiceQuery):
+            if found is None:
+                found = await self._lookup(query)
+            if isinstance(query, ServiceQuery):
+                ttl = self.config.ttl_for_service(query.service)
+                self._service(req, reply, found, query.datacenter, ttl, domain)
+            else:
+                self._node(req, reply, found, domain)
+        elif isinstance(query, PreparedQueryName):
+            rcode, nodes, dc, ttl = await self.catalog.prepared_query(query, client)
+            self._service(req, reply, (rcode, nodes), dc, ttl, domain)
+        elif isinstance(query, AddrQuery):
+            # Consul: the address as an answer when asked for its type (or ANY), else as
+            # additional data.
+            records = node_records(q.qname, _ANY, query.address, self._node_ttl)
+            if q.qtype in (_ANY, records[0].rtype):
+                reply.rr.extend(records)
+            else:
+                reply.ar.extend(records)
+                reply.add_auth(soa_record(domain, self.config.soa))
+        elif isinstance(query, VirtualQuery):
+            # Virtual IPs are allocated to Connect services, which senate does not run:
+            # every service is one without (Consul answers it NOERROR with no records).
+            reply.add_auth(soa_record(domain, self.config.soa))
+        elif isinstance(query, ApexQuery):
+            if q.qtype == _ANY:
+                reply.add_answer(soa_record(domain, self.config.soa))
+            else:
+                reply.add_auth(soa_record(domain, self.config.soa))
+        else:
+            assert isinstance(query, InvalidQuery)
+            log.warning("QName invalid: %s", query.name)
+            self._nxdomain(reply, domain)
+
+    def _nxdomain(self, reply: DNSRecord, domain: str) -> None:
         self.stats.nxdomain += 1
         reply.header.rcode = RCODE.NXDOMAIN
-        reply.add_auth(soa_record(self._domain))
+        reply.add_auth(soa_record(domain, self.config.soa))
 
-    def _servfail(self, req: DNSRecord, *, aa: int, ra: int) -> DNSRecord:
-        return DNSRecord(reply_header(req, aa=aa, ra=ra, rcode=RCODE.SERVFAIL), q=req.q)
+    def _servfail(self, req: DNSRecord, *, aa: int, ra: int, edns: Edns | None) -> bytes:
+        wire = DNSRecord(reply_header(req, aa=aa, ra=ra, rcode=RCODE.SERVFAIL), q=req.q).pack()
+        return self._with_edns(wire, edns)
 
-    async def _read(self, method: str, args: dict[str, Any]) -> Any:
-        """A catalog read with AllowStale as configured; too stale -> asked again of the leader."""
-        stale = self.config.allow_stale
-        args["AllowStale"] = stale
-        # DNS answers as the agent's default token may see (Consul's DNS token)
-        args["Token"] = self.agent.tokens.user_token()
-        reply = await self.agent.rpc(method, args)
-        if stale and float((reply or {}).get("LastContact") or 0.0) > self.config.max_stale:
-            log.warning("Query results too stale, re-requesting")
-            args = dict(args, AllowStale=False)
-            reply = await self.agent.rpc(method, args)
-        return reply
-
-    async def _lookup(self, query: NodeQuery | ServiceQuery) -> Found:
-        """The catalog read behind a node or service name: (rcode, payload).
-
-        Node: payload is the node's address. Service: the instances that pass the health
-        filter, shuffled. SERVFAIL when the RPC fails, NXDOMAIN when nothing is found."""
-        try:
-            if isinstance(query, NodeQuery):
-                node_args = {"Datacenter": query.datacenter, "Node": query.node}
-                out = await self._read("Catalog.NodeServices", node_args)
-                node_services = (out or {}).get("NodeServices")
-                if not node_services:
-                    spelled = await self._other_case(query.datacenter, "node", query.node)
-                    if spelled is not None:
-                        out = await self._read(
-                            "Catalog.NodeServices", dict(node_args, Node=spelled)
-                        )
-                        node_services = (out or {}).get("NodeServices")
-                if not node_services:
-                    return RCODE.NXDOMAIN, ""
-                node = node_services.get("Node") or {}
-                if self._translate(query.datacenter):
-                    node = _wan_node(node)
-                return RCODE.NOERROR, node.get("Address") or ""
-            args = {
-                "Datacenter": query.datacenter,
-                "ServiceName": query.service,
-                "ServiceTag": query.tag,
-                "TagFilter": query.tag != "",
-            }
-            out = await self._read("Health.ServiceNodes", args)
-            if not (out or {}).get("Nodes"):
-                spelled = await self._other_case(query.datacenter, "service", query.service)
-                if spelled is not None:
-                    out = await self._read("Health.ServiceNodes", dict(args, ServiceName=spelled))
-        except RPCError as exc:
-            log.error("rpc error: %s", exc)
-            return RCODE.SERVFAIL, None
-        nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
-        if not nodes:
-            return RCODE.NXDOMAIN, None
-        if self._translate(query.datacenter):
-            nodes = [dict(csn, Node=_wan_node(csn.get("Node") or {})) for csn in nodes]
-        random.shuffle(nodes)
-        return RCODE.NOERROR, nodes
-
-    async def _other_case(self, datacenter: str, kind: str, name: str) -> str | None:
-        """The catalog's spelling of a node or service name that differs from `name` only in
-        case, or None. Consul's catalog matches these names case-insensitively, as DNS
-        names are; asked only after an exact lookup found nothing."""
-        if kind == "node":
-            out = await self._read("Catalog.ListNodes", {"Datacenter": datacenter})
-            names: Any = [n.get("Node", "") for n in (out or {}).get("Nodes") or ()]
-        else:
-            out = await self._read("Catalog.ListServices", {"Datacenter": datacenter})
-            names = (out or {}).get("Services") or {}
-        folded = name.lower()
-        for other in names:
-            if other != name and other.lower() == folded:
-                return str(other)
-        return None
-
-    def _translate(self, datacenter: str) -> bool:
-        return self.config.translate_wan_addrs and datacenter != self.datacenter
-
-    def _failed(self, reply: DNSRecord, rcode: int) -> bool:
+    def _failed(self, reply: DNSRecord, rcode: int, domain: str) -> bool:
         if rcode == RCODE.SERVFAIL:
             self.stats.servfail += 1
             reply.header.rcode = RCODE.SERVFAIL
             return True
         if rcode == RCODE.NXDOMAIN:
-            self._nxdomain(reply)
+            self._nxdomain(reply, domain)
             return True
         return False
 
-    def _node(self, req: DNSRecord, reply: DNSRecord, found: Found) -> None:
-        rcode, address = found
-        if self._failed(reply, rcode):
+    def _node(self, req: DNSRecord, reply: DNSRecord, found: Found, domain: str) -> None:
+        rcode, node = found
+        if self._failed(reply, rcode, domain):
             return
-        records = node_records(req.q.qname, req.q.qtype, address, self._node_ttl)
-        if records:
-            reply.rr.extend(records)
-        else:
-            reply.add_auth(soa_record(self._domain))
-
-    async def _prepared_query(
-        self, query: PreparedQueryName, client: str
-    ) -> tuple[int, Any, str, int]:
-        """Execute a prepared query as Consul's DNS does (the asking agent and address as the
-        source, for Near): (rcode, instances, the datacenter they are in, TTL)."""
-        ip = client.rpartition(":")[0].strip("[]") if client else ""
-        args: dict[str, Any] = {
-            "Datacenter": query.datacenter,
-            "QueryIDOrName": query.query,
-            "Limit": 0,
-            "Agent": {"Datacenter": self.datacenter, "Node": self.agent.node_name, "Segment": ""},
-            "Source": {"Datacenter": query.datacenter, "Node": "", "Ip": ip},
-        }
-        try:
-            out = await self._read("PreparedQuery.Execute", args)
-        except RPCError as exc:
-            if str(exc) == ERR_QUERY_NOT_FOUND:
-                return RCODE.NXDOMAIN, None, query.datacenter, 0
-            log.error("rpc error: %s", exc)
-            return RCODE.SERVFAIL, None, query.datacenter, 0
-        out = out if isinstance(out, dict) else {}
-        datacenter = str(out.get("Datacenter") or query.datacenter)
-        ttl_text = str((out.get("DNS") or {}).get("TTL") or "")
-        ttl = self.config.ttl_for_service(str(out.get("Service") or ""))
-        if ttl_text:
-            try:
-                ttl = int(parse_seconds(ttl_text))
-            except ValueError:
-                log.warning(
-                    "Failed to parse TTL for prepared query , ignoring: ttl=%s prepared_query=%s",
-                    ttl_text,
-                    query.query,
-                )
-                ttl = 0
-        nodes = list(out.get("Nodes") or ())
-        if not nodes:
-            return RCODE.NXDOMAIN, None, datacenter, ttl
-        if self._translate(datacenter):
-            nodes = [dict(csn, Node=_wan_node(csn.get("Node") or {})) for csn in nodes]
-        return RCODE.NOERROR, nodes, datacenter, ttl
+        q = req.q
+        if q.qtype not in _NODE_QTYPES:
+            reply.add_auth(soa_record(domain, self.config.soa))
+            return
+        if q.qtype != _TXT:
+            reply.rr.extend(
+                node_records(q.qname, q.qtype, node.get("Address") or "", self._node_ttl)
+            )
+        meta = node.get("Meta")
+        if meta and q.qtype in (_TXT, _ANY):
+            reply.rr.extend(meta_txt_records(q.qname, meta, self._node_ttl))
+        elif meta and self._meta_txt():
+            reply.ar.extend(meta_txt_records(q.qname, meta, self._node_ttl))
+        if not reply.rr:
+            reply.add_auth(soa_record(domain, self.config.soa))
 
     def _service(
         self,
         req: DNSRecord,
         reply: DNSRecord,
-        tcp: bool,
         found: Found,
         datacenter: str,
         ttl: int,
+        domain: str,
     ) -> None:
         rcode, nodes = found
-        if self._failed(reply, rcode):
+        if self._failed(reply, rcode, domain):
             return
         q = req.q
         if q.qtype == _SRV:
-            answers, extra = service_srv_records(q.qname, nodes, datacenter, self._domain, ttl)
+            answers, extra = service_srv_records(
+                q.qname, nodes, datacenter, domain, ttl, self._meta_txt()
+            )
             reply.rr.extend(answers)
             reply.ar.extend(extra)
         else:
-            reply.rr.extend(service_address_records(q.qname, q.qtype, nodes, ttl))
-        if (
-            not tcp
-            and limit_answers(reply, self.config.udp_answer_limit)
-            and self.config.enable_truncate
-        ):
-            reply.header.tc = 1
+            limit = self.config.a_record_limit
+            reply.rr.extend(service_address_records(q.qname, q.qtype, nodes, ttl, limit))
         if not reply.rr:
-            reply.add_auth(soa_record(self._domain))
+            reply.add_auth(soa_record(domain, self.config.soa))
 
     async def _reverse(self, req: DNSRecord, query: ReverseQuery) -> DNSRecord | None:
         """PTR for a node's address in our datacenter; None when no node has it."""
         if not query.address:
             return None
-        try:
-            out = await self._read("Catalog.ListNodes", {"Datacenter": self.datacenter})
-        except RPCError as exc:
-            log.error("rpc error: %s", exc)
+        node = await self.catalog.node_at(query.address)
+        if node is None:
             return None
-        for node in (out or {}).get("Nodes") or ():
-            if _same_address(node.get("Address") or "", query.address):
-                reply = DNSRecord(
-                    reply_header(req, aa=1, ra=self._ra),
-                    q=req.q,
-                )
-                reply.add_answer(
-                    ptr_record(req.q.qname, node.get("Node", ""), self.datacenter, self._domain)
-                )
-                return reply
-        return None
+        record = ptr_record(req.q.qname, node, self.datacenter, self._domain)
+        if record is None:
+            return None
+        reply = DNSRecord(reply_header(req, aa=1, ra=self._ra), q=req.q)
+        reply.add_answer(record)
+        return reply
 
-    async def _recurse(self, req: DNSRecord, packet: bytes, tcp: bool = False) -> bytes:
-        """Ask each recursor in turn, over the client's transport (as Consul: a truncated UDP
-        answer makes the client retry over TCP, which then reaches the recursor over TCP);
-        the first answer is passed back unchanged."""
+    async def _recurse(self, req: DNSRecord, packet: bytes, tcp: bool, edns: Edns | None) -> bytes:
+        """Ask the recursors in turn (in order, or shuffled with recursor_strategy "random"),
+        over the client's transport (as Consul: a truncated UDP answer makes the client retry
+        over TCP, which then reaches the recursor over TCP); the first NOERROR or NXDOMAIN
+        answer is passed back unchanged."""
         if not self.config.recursors:
+            # Consul's DNS mux has no handler for the name: miekg/dns's HandleFailed, a bare
+            # SERVFAIL without OPT (the seed's 30-byte reply to dig)
             self.stats.servfail += 1
-            return self._servfail(req, aa=0, ra=0).pack()
+            return self._servfail(req, aa=0, ra=0, edns=None)
         self.stats.recursed += 1
-        for host, port in self.config.recursors:
+        recursors = list(self.config.recursors)
+        if self.config.recursor_strategy == "random":
+            random.shuffle(recursors)
+        timeout = self.config.recursor_timeout
+        for host, port in recursors:
             try:
-                timeout = self.config.recursor_timeout
                 if tcp:
-                    return await exchange_tcp(host, port, packet, timeout)
-                return await exchange_udp(host, port, packet, timeout)
+                    answer = await exchange_tcp(host, port, packet, timeout)
+                else:
+                    answer = await exchange_udp(host, port, packet, timeout)
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 log.error("recurse failed: %s", exc or "timeout")
+                continue
+            rcode = answer[3] & 0x0F
+            if rcode in (RCODE.NOERROR, RCODE.NXDOMAIN):
+                return answer
+            log.debug(
+                "recurse failed for question %s: rcode %d from %s:%d",
+                req.q.qname,
+                rcode,
+                host,
+                port,
+            )
         q = req.q
         log.error("all resolvers failed for {%s %d %d}", q.qname, q.qtype, q.qclass)
         self.stats.servfail += 1
-        return self._servfail(req, aa=0, ra=1).pack()
+        return self._servfail(req, aa=0, ra=1, edns=edns)
 
     # ---- transports -------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
@@ -702,6 +684,7 @@ class DNSServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._tcp.wait_closed(), 2.0)
             self._tcp = None
+        await self.catalog.close()
 
     def _on_datagram(self, transport: asyncio.DatagramTransport, packet: bytes, addr: Any) -> None:
         if len(self._tasks) >= MAX_INFLIGHT_UDP:

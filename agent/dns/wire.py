@@ -2,8 +2,9 @@
 
 Most DNS traffic is an A (or ANY) question for a node or a service whose instances have
 IPv4 addresses. dnslib's parse and pack cost more than the catalog read behind them, so
-this module reads the common query shape by hand and writes A answers as bytes. Anything
-it does not recognise (`parse_query` returns None) goes the general dnslib path.
+this module reads the common query shape by hand (with or without an EDNS0 OPT record) and
+writes A and SRV answers as bytes. Anything it does not recognise (`parse_query` returns
+None) goes the general dnslib path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ _A_RR_HEAD = b"\xc0\x0c\x00\x01\x00\x01"
 _A_RDLENGTH = b"\x00\x04"
 _QR, _AA, _TC, _RA = 0x8000, 0x0400, 0x0200, 0x0080
 _RD_CD = 0x0110
+#: an OPT record's fixed part after its root name: TYPE, CLASS (UDP size), TTL, RDLENGTH
+_OPT = struct.Struct("!HHIH")
+_TYPE_OPT = 41
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +34,18 @@ class SimpleQuery:
     qclass: int
     #: offset just past the question (QTYPE, QCLASS)
     end: int
+    #: the client's EDNS0 UDP payload size; 0 when the query has no OPT record
+    edns_size: int = 0
 
 
 def parse_query(packet: bytes) -> SimpleQuery | None:
-    """A standard query with one uncompressed question and no answer/authority records;
-    None for anything else (the caller parses it the general way)."""
+    """A standard query with one uncompressed question, no answer/authority records and at
+    most an EDNS0 (version 0) OPT record; None for anything else (the caller parses it the
+    general way)."""
     if len(packet) < 17 or packet[2] & 0xF8:  # QR set, or an opcode other than QUERY
         return None
-    _, _, qd, an, ns, _ = HEADER.unpack_from(packet)
-    if qd != 1 or an or ns:
+    _, _, qd, an, ns, ar = HEADER.unpack_from(packet)
+    if qd != 1 or an or ns or ar > 1:
         return None
     labels: list[bytes] = []
     pos = 12
@@ -57,7 +64,17 @@ def parse_query(packet: bytes) -> SimpleQuery | None:
     if pos + 4 > len(packet):
         return None
     qtype, qclass = QTYPE_CLASS.unpack_from(packet, pos)
-    return SimpleQuery(tuple(labels), qtype, qclass, pos + 4)
+    end = pos + 4
+    edns_size = 0
+    if ar:
+        # One OPT record: the root name, then its fixed part, then options (ignored).
+        if end + 11 > len(packet) or packet[end] != 0:
+            return None
+        rtype, udp_size, ttl, rdlength = _OPT.unpack_from(packet, end + 1)
+        if rtype != _TYPE_OPT or (ttl >> 16) & 0xFF or end + 11 + rdlength != len(packet):
+            return None
+        edns_size = udp_size
+    return SimpleQuery(tuple(labels), qtype, qclass, end, edns_size)
 
 
 def ipv4(address: str) -> bytes | None:

@@ -18,6 +18,9 @@ from agent.state.tables import (
     _uint,
 )
 
+#: Consul's minUUIDLookupLen: a node ID prefix shorter than this names no node
+MIN_UUID_LOOKUP_LEN = 2
+
 
 class CatalogTables(SessionTables):
     """The nodes, services and checks tables."""
@@ -271,14 +274,26 @@ class CatalogTables(SessionTables):
         return self.table_index("nodes", "services"), out
 
     def node_services(self, node: str) -> tuple[int, dict[str, Any] | None]:
+        """The node named `node` (or, as Consul's NodeServices, the one node whose ID
+        starts with it) and its services."""
         idx = self.table_index("nodes", "services")
         rec = self._nodes.get(node)
         if rec is None:
+            rec = self._node_by_id_prefix(node)
+        if rec is None:
             return idx, None
+        node = rec["Node"]
         return idx, {
             "Node": _copy(rec),
             "Services": {s["ID"]: _copy(s) for s in self._node_services(node)},
         }
+
+    def _node_by_id_prefix(self, prefix: str) -> dict[str, Any] | None:
+        if len(prefix) < MIN_UUID_LOOKUP_LEN:
+            return None
+        wanted = prefix.lower()
+        found = [r for r in self._nodes.values() if str(r.get("ID") or "").startswith(wanted)]
+        return found[0] if len(found) == 1 else None
 
     def usage(self) -> tuple[int, dict[str, int]]:
         """Consul's /v1/operator/usage counts for this datacenter."""
