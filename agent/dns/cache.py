@@ -42,8 +42,8 @@ RPC = Callable[[str, dict[str, Any]], Awaitable[Any]]
 class _Entry:
     reply: Any
     last_get: float
-    #: when the refresh loop last failed to reach the servers (0.0: in contact)
-    lost_contact: float = 0.0
+    #: since when the refresh loop has failed to reach the servers (None: in contact)
+    lost_contact: float | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -66,7 +66,8 @@ class ReadCache:
         if entry is None:
             return None
         now = self._clock()
-        if self._max_age > 0 and entry.lost_contact and now - entry.lost_contact > self._max_age:
+        lost = entry.lost_contact
+        if self._max_age > 0 and lost is not None and now - lost > self._max_age:
             return None
         entry.last_get = now
         self._entries.move_to_end(self.key(method, args))
@@ -88,7 +89,7 @@ class ReadCache:
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None:
-            entry.reply, entry.lost_contact, entry.last_get = reply, 0.0, now
+            entry.reply, entry.lost_contact, entry.last_get = reply, None, now
             return
         entry = _Entry(reply, now)
         self._entries[key] = entry
@@ -111,13 +112,13 @@ class ReadCache:
                     method, dict(args, MinQueryIndex=index, MaxQueryTime=REFRESH_WAIT)
                 )
             except (RPCError, OSError, ConnectionError, TimeoutError) as exc:
-                if not entry.lost_contact:
+                if entry.lost_contact is None:
                     entry.lost_contact = self._clock()
                 log.debug("cache refresh of %s failed: %s", method, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
                 continue
-            entry.reply, entry.lost_contact, backoff = reply, 0.0, RETRY_MIN
+            entry.reply, entry.lost_contact, backoff = reply, None, RETRY_MIN
             if int((reply or {}).get("Index") or 0) <= index:
                 # An index that did not move past ours is a timed-out wait (or a reset):
                 # pause a little so that a server answering at once does not spin us.

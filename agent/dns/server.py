@@ -139,6 +139,8 @@ class DNSStats:
     servfail: int = 0
     nxdomain: int = 0
     recursed: int = 0
+    #: queries that raised inside the server (answered SERVFAIL); a bug when not 0
+    errors: int = 0
 
 
 def _parse(packet: bytes) -> DNSRecord | None:
@@ -296,6 +298,7 @@ class DNSServer:
         except Exception:
             log.exception("failed to answer a query")
             stats.servfail += 1
+            stats.errors += 1
             wire = header_error(packet, RCODE.SERVFAIL)
             with contextlib.suppress(Exception):
                 if req is not None:
