@@ -1,5 +1,6 @@
-"""DNS on loopback: `consul.service.consul` A from a senate -dev agent, against a trivial
-dnslib responder and dnsmasq answering the same name, in one run, with ratios.
+"""DNS on loopback: a service lookup (`consul.service.consul` A) and a node lookup
+(`dnsbench.node.consul` A) from a senate -dev agent, against a trivial dnslib responder and
+dnsmasq answering the same names, in one run, with ratios.
 
     .venv/bin/python bench/dns_bench.py [--duration 3] [--inflight 1,10,50] [--reps 1]
                                         [--log-level info] [--python-client]
@@ -38,6 +39,8 @@ from dnslib import DNSRecord
 REPO = Path(__file__).resolve().parents[1]
 PORT = 8600
 QNAME = "consul.service.consul"
+#: the workloads: what each asks, one name per run
+LOOKUPS = (("service", QNAME), ("node", "dnsbench.node.consul"))
 SENATE_IP, DNSLIB_IP, DNSMASQ_IP = "127.6.0.31", "127.6.0.32", "127.6.0.250"
 
 TRIVIAL = r"""
@@ -122,12 +125,14 @@ def run_dnsperf(ip: str, inflight: int, duration: float, qfile: Path) -> tuple[f
     return float(qps.group(1)), float(lat.group(1)) * 1e3, int(lost.group(1)) if lost else 0
 
 
-def run_python_client(ip: str, inflight: int, duration: float) -> tuple[float, float, int]:
+def run_python_client(
+    ip: str, inflight: int, duration: float, qname: str = QNAME
+) -> tuple[float, float, int]:
     """A bounded fallback client: `inflight` queries outstanding on one UDP socket."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((ip, PORT))
     sock.settimeout(1.0)
-    packets = [DNSRecord.question(QNAME) for _ in range(65536 // 64)]
+    packets = [DNSRecord.question(qname) for _ in range(65536 // 64)]
     sent: dict[int, float] = {}
     done, lat_total, lost, i = 0, 0.0, 0, 0
     end = time.monotonic() + duration
@@ -173,8 +178,10 @@ def main() -> int:
     use_dnsperf = shutil.which("dnsperf") is not None and not args.python_client
 
     tmp = Path(tempfile.mkdtemp(prefix="dns_bench."))
-    qfile = tmp / "queries.txt"
-    qfile.write_text(f"{QNAME} A\n")
+    qfiles = {}
+    for kind, name in LOOKUPS:
+        qfiles[kind] = tmp / f"{kind}.txt"
+        qfiles[kind].write_text(f"{name} A\n")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -215,6 +222,7 @@ def main() -> int:
                     "--bind-interfaces",
                     f"--port={PORT}",
                     f"--address=/service.consul/{DNSMASQ_IP}",
+                    f"--address=/node.consul/{DNSMASQ_IP}",
                     f"--pid-file={tmp / 'dnsmasq.pid'}",
                     "--user=root",
                     "--cache-size=0",
@@ -228,44 +236,47 @@ def main() -> int:
             wait_answering(ips[name], 40.0, proc)
 
         reps = min(max(args.reps, 1), 5)
-        runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+        runs: dict[tuple[str, str, int], list[tuple[float, float, int]]] = {}
         for _ in range(reps):
-            for inflight in inflights:
-                for name in procs:
-                    if use_dnsperf:
-                        one = run_dnsperf(ips[name], inflight, duration, qfile)
-                    else:
-                        one = run_python_client(ips[name], inflight, duration)
-                    runs.setdefault((name, inflight), []).append(one)
+            for kind, qname in LOOKUPS:
+                for inflight in inflights:
+                    for name in procs:
+                        if use_dnsperf:
+                            one = run_dnsperf(ips[name], inflight, duration, qfiles[kind])
+                        else:
+                            one = run_python_client(ips[name], inflight, duration, qname)
+                        runs.setdefault((kind, name, inflight), []).append(one)
         results = [
             Result(
-                name,
+                f"{name} {kind}",
                 inflight,
                 statistics.median(r[0] for r in rs),
                 statistics.median(r[1] for r in rs),
                 sum(r[2] for r in rs),
             )
-            for (name, inflight), rs in runs.items()
+            for (kind, name, inflight), rs in runs.items()
         ]
 
         client = "dnsperf" if use_dnsperf else "python client"
         print(
-            f"DNS A {QNAME}, {duration:.1f} s per run, {reps} rep(s), client: {client}, "
+            f"DNS A {' and '.join(n for _, n in LOOKUPS)}, {duration:.1f} s per run, {reps} rep(s), client: {client}, "
             f"senate -dev -log-level={args.log_level}"
         )
         print(
-            f"{'target':<9} {'in flight':>9} {'qps':>10} {'mean ms':>9} {'lost':>6} "
+            f"{'target':<16} {'in flight':>9} {'qps':>10} {'mean ms':>9} {'lost':>6} "
             f"{'qps vs senate':>14} {'latency vs senate':>18}"
         )
-        for inflight in inflights:
-            base = next(r for r in results if r.target == "senate" and r.inflight == inflight)
+        for (kind, _), inflight in ((k, i) for k in LOOKUPS for i in inflights):
+            base = next(
+                r for r in results if r.target == f"senate {kind}" and r.inflight == inflight
+            )
             for r in results:
-                if r.inflight != inflight:
+                if r.inflight != inflight or not r.target.endswith(f" {kind}"):
                     continue
                 ratio = r.qps / base.qps if base.qps else float("nan")
                 lat_ratio = r.latency_ms / base.latency_ms if base.latency_ms else float("nan")
                 print(
-                    f"{r.target:<9} {r.inflight:>9} {r.qps:>10.0f} {r.latency_ms:>9.3f} "
+                    f"{r.target:<16} {r.inflight:>9} {r.qps:>10.0f} {r.latency_ms:>9.3f} "
                     f"{r.lost:>6} {ratio:>13.2f}x {lat_ratio:>17.2f}x"
                 )
         return 0
