@@ -1,19 +1,26 @@
 """Cluster health as rolling restarts need it: who is alive, who leads, and the gate a node must
-pass before the next one is touched (alive in members, raft has every peer and a leader, its
-commit index caught up with the leader's)."""
+pass before the next one is touched. A server's gate is autopilot's word (every server of the
+datacenter healthy, the restarted one caught up with the leader's last index, the failure
+tolerance back); a client's is its agent running and seen alive."""
 
 from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from provision import remote
 from provision.hosts import Host, HostError
 from provision.inventory import Inventory, Node
-from provision.remote import http, senate
+from provision.remote import http
 from provision.rolling import ObservedNode, Role
-from provision.verify import DCView, compare, observe_dc, parse_info
+from provision.verify import (
+    AutopilotHealth,
+    DCView,
+    autopilot_health,
+    autopilot_problems,
+    observe_dc,
+)
 
 
 def _servers_by_addr(inv: Inventory, dc: str) -> dict[str, Node]:
@@ -52,19 +59,6 @@ def observed_nodes(inv: Inventory, views: Sequence[DCView]) -> list[ObservedNode
     return out
 
 
-def commit_index(host: Host, timeout: float) -> int | None:
-    node = host.node
-    try:
-        res = senate(host, f"info -rpc-addr={node.rpc_addr}", timeout)
-    except HostError:
-        return None
-    raw = parse_info(res.stdout).get("raft", {}).get("commit_index")
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def agent_running(host: Host, timeout: float) -> bool:
     """The node's agent process is alive (its senatectl says so); cheap, no CLI start-up."""
     ctl = f"{host.node.install_dir}/bin/senatectl"
@@ -75,45 +69,106 @@ def agent_running(host: Host, timeout: float) -> bool:
     return res.exit_code == 0
 
 
+def failure_tolerance(
+    inv: Inventory, hosts: dict[str, Host], dc: str, timeout: float
+) -> int | None:
+    """`dc`'s failure tolerance as autopilot tells it now (None: no server answered)."""
+    try:
+        return autopilot_health(inv, dc, hosts, timeout).failure_tolerance
+    except HostError:
+        return None
+
+
+def tolerance_wanted(inv: Inventory, dc: str, before: int | None) -> int:
+    """The failure tolerance a gate waits for: what `dc` had before the restart, or a full
+    datacenter's (n-1)//2 if that is less (or if nothing was known before)."""
+    full = (len(inv.servers(dc)) - 1) // 2
+    return full if before is None else min(before, full)
+
+
+def server_gate_problems(
+    inv: Inventory,
+    node: Node,
+    health: AutopilotHealth,
+    target_index: int,
+    tolerance: int,
+) -> list[str]:
+    """What keeps a restarted server's gate closed, from one autopilot answer (pure): every
+    server of the inventory healthy in autopilot's eyes, the datacenter healthy, `node`'s last
+    index at `target_index` (the leader's when the gate started), the failure tolerance back."""
+    dc = node.datacenter
+    problems = autopilot_problems(inv, dc, health)
+    mine = health.server(node.name)
+    if mine is not None and mine.last_index < target_index:
+        problems.append(
+            f"{dc}: {node.name}: last index {mine.last_index} behind the leader's {target_index}"
+        )
+    if health.failure_tolerance < tolerance:
+        problems.append(f"{dc}: failure tolerance {health.failure_tolerance}, want {tolerance}")
+    return problems
+
+
+def _server_gate(
+    inv: Inventory, hosts: dict[str, Host], node: Node, tolerance: int, step_timeout: float
+) -> Callable[[], list[str]]:
+    target_index: int | None = None
+
+    def check() -> list[str]:
+        nonlocal target_index
+        try:
+            health = autopilot_health(inv, node.datacenter, hosts, step_timeout)
+        except HostError as exc:
+            return [str(exc)]
+        leader = health.leader
+        if leader is None:
+            return [f"{node.datacenter}: autopilot knows no leader"]
+        if target_index is None:
+            target_index = leader.last_index
+        return server_gate_problems(inv, node, health, target_index, tolerance)
+
+    return check
+
+
+def _client_gate(
+    inv: Inventory, hosts: dict[str, Host], node: Node, step_timeout: float
+) -> Callable[[], list[str]]:
+    def check() -> list[str]:
+        dc = node.datacenter
+        if not agent_running(hosts[node.name], step_timeout):
+            return [f"{dc}: client {node.name} is not running or not answering"]
+        view = observe_dc(inv, dc, hosts, step_timeout)
+        if view.source is None:
+            return [f"{dc}: no server answered ({'; '.join(view.errors)})"]
+        m = next((m for m in view.members if m.name == node.name), None)
+        if m is None:
+            return [f"{dc}: {node.name} is not a member"]
+        if m.status != "alive":
+            return [f"{dc}: {node.name} is {m.status}, want alive"]
+        return []
+
+    return check
+
+
 def gate(
     inv: Inventory,
     hosts: dict[str, Host],
     node: Node,
     deadline_s: float,
     step_timeout: float,
+    tolerance_before: int | None = None,
 ) -> list[str]:
     """Wait until `node` and its datacenter are healthy; [] when they are, else the problems
-    still seen at the deadline."""
-    dc = node.datacenter
+    still seen at the deadline. A server's gate is autopilot's answer (`server_gate_problems`,
+    `tolerance_before` being the datacenter's failure tolerance before the restart); a
+    client's, its agent running and a server seeing it alive."""
     deadline = time.monotonic() + deadline_s
-    problems: list[str] = ["not checked"]
-    target_commit: int | None = None
+    if node.is_server:
+        wanted = tolerance_wanted(inv, node.datacenter, tolerance_before)
+        check = _server_gate(inv, hosts, node, wanted, step_timeout)
+    else:
+        check = _client_gate(inv, hosts, node, step_timeout)
     while True:
-        view = observe_dc(inv, dc, hosts, step_timeout)
-        # LAN health only: WAN membership does not decide whether the next node may restart.
-        problems = [
-            p for p in compare(inv, [view]) if p.startswith(f"{dc}:") and "WAN member" not in p
-        ]
-        if view.source is None:
-            problems = [f"{dc}: no server answered ({'; '.join(view.errors)})"]
-        if not problems:
-            # Members lag a crash by the gossip suspicion time and raft peers are the
-            # configuration, not who is up: ask every server of the datacenter directly.
-            for server in inv.servers(dc):
-                if server.name != node.name and not agent_running(hosts[server.name], step_timeout):
-                    problems.append(f"{dc}: server {server.name} is not running or not answering")
-        if not problems and node.is_server:
-            leader = leader_of(inv, view)
-            if leader is not None and leader.name != node.name:
-                if target_commit is None:
-                    target_commit = commit_index(hosts[leader.name], step_timeout)
-                mine = commit_index(hosts[node.name], step_timeout)
-                if target_commit is None or mine is None:
-                    problems = [f"{dc}: {node.name}: commit index unknown"]
-                elif mine < target_commit:
-                    problems = [
-                        f"{dc}: {node.name}: commit index {mine} behind the leader's {target_commit}"
-                    ]
+        problems = check()
         if not problems or time.monotonic() >= deadline:
             return problems
         time.sleep(0.5)

@@ -387,6 +387,12 @@ def rolling_restart(
     done: list[str] = []
     for step in plan.steps:
         nodes = [s.inv.node(n) for n in step.nodes]
+        # a server's gate waits for the failure tolerance its datacenter has now
+        before = (
+            health.failure_tolerance(s.inv, s.hosts, step.datacenter, s.timeout)
+            if step.role is Role.SERVER and step.datacenter is not None
+            else None
+        )
         if step.transfer_leadership:
             msg = health.transfer_leadership(s.hosts[nodes[0].name], s.timeout)
             s.reporter.line(nodes[0].name, "leadership", "ok", msg)
@@ -398,7 +404,7 @@ def rolling_restart(
         s.each(nodes, "restart", restart)
         for node in nodes:
             s.reporter.line(node.name, "health gate", "...")
-            problems = health.gate(s.inv, s.hosts, node, gate_timeout, s.timeout)
+            problems = health.gate(s.inv, s.hosts, node, gate_timeout, s.timeout, before)
             if problems:
                 s.reporter.line(node.name, "health gate", "failed", problems[0])
                 raise GateFailed(node.name, problems, done)
@@ -504,12 +510,22 @@ def verify_until(s: Session, deadline_s: float) -> list[str]:
     deadline = time.monotonic() + deadline_s
     s.reporter.line("all", "verify", "...")
     while True:
-        views = observe(s.inv, s.hosts, s.timeout)
+        views = observe(s.inv, s.hosts, s.timeout, autopilot=True)
         problems = compare(s.inv, views)
         if not problems or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     s.reporter.table(verify_table(s.inv, views, problems))
+    for v in views:
+        ap = v.autopilot
+        ft = "unknown" if ap is None else str(ap.failure_tolerance)
+        healthy = ap is not None and ap.healthy
+        s.reporter.line(
+            v.datacenter,
+            "autopilot",
+            "ok" if healthy else "failed",
+            f"failure tolerance {ft}" + ("" if healthy else ", unhealthy"),
+        )
     s.reporter.line(
         "all", "verify", "failed" if problems else "ok", f"{len(problems)} mismatch(es)"
     )

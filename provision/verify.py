@@ -1,20 +1,23 @@
 """Compares what the cluster says about itself with the inventory.
 
-It reads `senate members`, `senate members -wan`, `senate operator raft list-peers` and
-`senate info` as an operator would (the same columns Consul prints), and `compare` — a pure
-function — lists every mismatch: a node missing, not alive, of the wrong type or datacenter, a
-datacenter without exactly one leader, raft peers that are not exactly the servers.
+It reads `senate members`, `senate members -wan` and `senate operator raft list-peers` as an
+operator would (the same columns Consul prints), and autopilot's health
+(/v1/operator/autopilot/health, Consul's JSON); `compare` — a pure function — lists every
+mismatch: a node missing, not alive, of the wrong type or datacenter, a datacenter without
+exactly one leader, raft peers that are not exactly the servers, a datacenter autopilot calls
+unhealthy.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provision.hosts import Host, HostError
 from provision.inventory import Inventory
-from provision.remote import senate
+from provision.remote import http, senate
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,111 @@ class Peer:
     state: str
 
 
+@dataclass(frozen=True, slots=True)
+class ServerHealth:
+    """One entry of autopilot's Servers (Consul's ServerHealth)."""
+
+    name: str
+    address: str
+    serf_status: str
+    leader: bool
+    voter: bool
+    healthy: bool
+    last_index: int
+    last_contact: str
+
+    def why_unhealthy(self) -> str:
+        """Autopilot's health rule in words, for a server it calls unhealthy."""
+        if self.serf_status != "alive":
+            return f"serf status {self.serf_status}"
+        return f"last contact {self.last_contact}, last index {self.last_index}"
+
+
+@dataclass(frozen=True, slots=True)
+class AutopilotHealth:
+    """A datacenter's health as its leader's autopilot tells it (any server forwards)."""
+
+    source: str  # the server that answered
+    healthy: bool
+    failure_tolerance: int
+    servers: tuple[ServerHealth, ...]
+
+    def server(self, name: str) -> ServerHealth | None:
+        return next((s for s in self.servers if s.name == name), None)
+
+    @property
+    def leader(self) -> ServerHealth | None:
+        return next((s for s in self.servers if s.leader), None)
+
+
+def parse_autopilot_health(source: str, body: str) -> AutopilotHealth:
+    """The JSON of /v1/operator/autopilot/health; ValueError naming what is wrong with it."""
+    try:
+        d = json.loads(body)
+        servers = tuple(
+            ServerHealth(
+                str(s["Name"]),
+                str(s["Address"]),
+                str(s["SerfStatus"]),
+                bool(s["Leader"]),
+                bool(s["Voter"]),
+                bool(s["Healthy"]),
+                int(s["LastIndex"]),
+                str(s["LastContact"]),
+            )
+            for s in d["Servers"] or []
+        )
+        return AutopilotHealth(source, bool(d["Healthy"]), int(d["FailureTolerance"]), servers)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"unreadable autopilot health ({exc!r}): {body[:200]}") from None
+
+
+def autopilot_health(
+    inv: Inventory, dc: str, hosts: Mapping[str, Host], timeout: float
+) -> AutopilotHealth:
+    """Autopilot's health, asked of the servers of `dc` in order until one answers (200 or
+    429: both carry the JSON). HostError naming each server's failure when none does."""
+    errors: list[str] = []
+    for node in inv.servers(dc):
+        host = hosts.get(node.name)
+        if host is None:
+            continue
+        try:
+            status, body = http(host, "/v1/operator/autopilot/health", timeout)
+        except HostError as exc:
+            errors.append(f"{node.name}: {exc}")
+            continue
+        if status not in (200, 429):
+            errors.append(f"{node.name}: autopilot health: HTTP {status}: {body.strip()[:200]}")
+            continue
+        try:
+            return parse_autopilot_health(node.name, body)
+        except ValueError as exc:
+            errors.append(f"{node.name}: {exc}")
+    raise HostError(dc, f"{dc}: no server answered autopilot health ({'; '.join(errors)})")
+
+
+def autopilot_problems(inv: Inventory, dc: str, health: AutopilotHealth) -> list[str]:
+    """What autopilot's answer says is wrong with `dc`'s servers, naming each server."""
+    problems: list[str] = []
+    for s in inv.servers(dc):
+        sh = health.server(s.name)
+        if sh is None:
+            problems.append(f"{dc}: server {s.name} is not among autopilot's servers")
+        elif not sh.healthy:
+            problems.append(f"{dc}: server {s.name} is unhealthy ({sh.why_unhealthy()})")
+    names = {s.name for s in inv.servers(dc)}
+    for sh in health.servers:
+        if sh.name not in names and not sh.healthy:
+            problems.append(
+                f"{dc}: server {sh.name} ({sh.address}) is unhealthy and not in the inventory"
+                f" ({sh.why_unhealthy()})"
+            )
+    if not health.healthy and not problems:
+        problems.append(f"{dc}: autopilot says the datacenter is unhealthy")
+    return problems
+
+
 @dataclass(slots=True)
 class DCView:
     """What one server of a datacenter reported (empty lists when nothing answered)."""
@@ -43,6 +151,8 @@ class DCView:
     peers: list[Peer] = field(default_factory=list)
     wan: list[Member] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    autopilot: AutopilotHealth | None = None  # asked only by `observe(..., autopilot=True)`
+    autopilot_error: str | None = None
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
@@ -84,22 +194,6 @@ def parse_peers(text: str) -> list[Peer]:
     return [
         Peer(r.get("Node", ""), r.get("Address", ""), r.get("State", "")) for r in parse_table(text)
     ]
-
-
-def parse_info(text: str) -> dict[str, dict[str, str]]:
-    """`senate info`: `section:` lines, then indented `key = value` lines."""
-    out: dict[str, dict[str, str]] = {}
-    section = ""
-    for ln in text.splitlines():
-        if not ln.strip():
-            continue
-        if not ln[0].isspace() and ln.rstrip().endswith(":"):
-            section = ln.strip()[:-1]
-            out[section] = {}
-        elif "=" in ln:
-            k, _, v = ln.partition("=")
-            out.setdefault(section, {})[k.strip()] = v.strip().strip("'")
-    return out
 
 
 def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
@@ -147,6 +241,10 @@ def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
                 problems.append(f"{dc}: server {name} ({addr}) is not a raft peer")
         for addr in sorted(have - set(want)):
             problems.append(f"{dc}: raft peer {addr} is not a server in the inventory")
+        if view.autopilot_error is not None:
+            problems.append(view.autopilot_error)
+        elif view.autopilot is not None:
+            problems += autopilot_problems(inv, dc, view.autopilot)
         if len(inv.datacenters) > 1:
             wan = {m.name: m for m in view.wan}
             for s in all_servers:
@@ -159,8 +257,11 @@ def compare(inv: Inventory, views: Sequence[DCView]) -> list[str]:
     return problems
 
 
-def observe_dc(inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float) -> DCView:
-    """Ask the servers of `dc`, in order, until one answers all three commands."""
+def observe_dc(
+    inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float, autopilot: bool = False
+) -> DCView:
+    """Ask the servers of `dc`, in order, until one answers all three commands; with
+    `autopilot`, autopilot's health too."""
     view = DCView(dc, None)
     for node in inv.servers(dc):
         host = hosts.get(node.name)
@@ -184,6 +285,11 @@ def observe_dc(inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float) 
         view.members = parse_members(members.stdout)
         view.peers = parse_peers(peers.stdout)
         view.wan = parse_members(wan.stdout) if wan is not None else []
+        if autopilot:
+            try:
+                view.autopilot = autopilot_health(inv, dc, hosts, timeout)
+            except HostError as exc:
+                view.autopilot_error = str(exc)
         return view
     return view
 
@@ -219,14 +325,16 @@ def wan_problems(inv: Inventory, hosts: Mapping[str, Host], timeout: float) -> l
     return problems
 
 
-def observe(inv: Inventory, hosts: dict[str, Host], timeout: float) -> list[DCView]:
+def observe(
+    inv: Inventory, hosts: dict[str, Host], timeout: float, autopilot: bool = False
+) -> list[DCView]:
     from provision.hosts import run_parallel
 
     dcs = inv.datacenters
     # one server per datacenter stands in for the datacenter; datacenters in parallel
     outcomes = run_parallel(
         [inv.servers(dc)[0] for dc in dcs],
-        lambda n: observe_dc(inv, n.datacenter, hosts, timeout),
+        lambda n: observe_dc(inv, n.datacenter, hosts, timeout, autopilot),
         inv.parallel,
     )
     return [

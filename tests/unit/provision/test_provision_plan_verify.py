@@ -10,7 +10,7 @@ from provision.inventory import Inventory, load_inventory
 from provision.plan import Action, plan_node
 from provision.remote import HostState
 from provision.render import render_node
-from provision.verify import DCView, Member, Peer, compare, parse_info, parse_members, parse_peers
+from provision.verify import DCView, Member, Peer, compare, parse_members, parse_peers
 
 INV = """
 datacenters:
@@ -118,11 +118,6 @@ def test_parse_consul_tables() -> None:
     ms = parse_members(MEMBERS)
     assert ms[0] == Member("c1", "10.0.0.9:8301", "alive", "client", "dc1")
     assert parse_peers(PEERS)[0] == Peer("s1", "10.0.0.1:8300", "leader")
-    info = parse_info(
-        "agent:\n\tchecks = 0\nraft:\n\tcommit_index = 63\n\tstate = Leader\nbuild:\n\tprerelease = \n\trevision = 'a9afa0c\n"
-    )
-    assert info["raft"] == {"commit_index": "63", "state": "Leader"}
-    assert info["build"]["revision"] == "a9afa0c"
 
 
 def test_compare_lists_every_mismatch(inv: Inventory) -> None:
