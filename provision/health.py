@@ -98,7 +98,7 @@ def server_gate_problems(
     index at `target_index` (the leader's when the gate started), the failure tolerance back."""
     dc = node.datacenter
     problems = autopilot_problems(inv, dc, health)
-    mine = health.server(node.name)
+    mine = health.server(node)
     if mine is not None and mine.last_index < target_index:
         problems.append(
             f"{dc}: {node.name}: last index {mine.last_index} behind the leader's {target_index}"

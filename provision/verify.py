@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provision.hosts import Host, HostError
-from provision.inventory import Inventory
+from provision.inventory import Inventory, Node
 from provision.remote import http, senate
 
 
@@ -65,8 +65,12 @@ class AutopilotHealth:
     failure_tolerance: int
     servers: tuple[ServerHealth, ...]
 
-    def server(self, name: str) -> ServerHealth | None:
-        return next((s for s in self.servers if s.name == name), None)
+    def server(self, node: Node) -> ServerHealth | None:
+        """`node`'s entry: by its name, else by its raft address (the name of a server whose
+        gossip member autopilot no longer sees)."""
+        return next((s for s in self.servers if s.name == node.name), None) or next(
+            (s for s in self.servers if s.address == node.server_addr), None
+        )
 
     @property
     def leader(self) -> ServerHealth | None:
@@ -124,14 +128,14 @@ def autopilot_problems(inv: Inventory, dc: str, health: AutopilotHealth) -> list
     """What autopilot's answer says is wrong with `dc`'s servers, naming each server."""
     problems: list[str] = []
     for s in inv.servers(dc):
-        sh = health.server(s.name)
+        sh = health.server(s)
         if sh is None:
             problems.append(f"{dc}: server {s.name} is not among autopilot's servers")
         elif not sh.healthy:
             problems.append(f"{dc}: server {s.name} is unhealthy ({sh.why_unhealthy()})")
-    names = {s.name for s in inv.servers(dc)}
+    known = {health.server(s) for s in inv.servers(dc)}
     for sh in health.servers:
-        if sh.name not in names and not sh.healthy:
+        if sh not in known and not sh.healthy:
             problems.append(
                 f"{dc}: server {sh.name} ({sh.address}) is unhealthy and not in the inventory"
                 f" ({sh.why_unhealthy()})"

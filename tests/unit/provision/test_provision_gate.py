@@ -271,3 +271,14 @@ def test_verify_reports_the_failure_tolerance_of_each_datacenter(inv: Inventory)
     f["s1"].answers[0] = reply([server("s1", 5), server("s2", 5, healthy=False), server("s3", 5)])
     assert verify_until(s, 0) == ["dc1: server s2 is unhealthy (last contact 12ms, last index 5)"]
     assert "failure tolerance 0, unhealthy" in out.getvalue()
+
+
+def test_a_server_autopilot_names_by_its_address_is_still_found(inv: Inventory) -> None:
+    """A server whose gossip member autopilot no longer sees (killed, reaped) is listed under
+    its raft address, serf status "none": it is the inventory's server, unhealthy."""
+    gone = {**server("s3", 0, healthy=False, serf="none"), "Name": "10.0.0.3:8300"}
+    h = parse_autopilot_health("s1", json.dumps(reply([server("s1", 5), server("s2", 5), gone])))
+    assert health.server_gate_problems(inv, inv.node("s2"), h, 5, 1) == [
+        "dc1: server s3 is unhealthy (serf status none)",
+        "dc1: failure tolerance 0, want 1",
+    ]
