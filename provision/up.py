@@ -30,6 +30,7 @@ from provision.plan import Action, NodePlan, plan_node
 from provision.remote import HostState
 from provision.render import Rendered, render_node
 from provision.report import Reporter
+from provision.retire import retire_removed_servers
 from provision.rolling import PlanRefused, Role, plan_rolling
 from provision.verify import DCView, compare, observe, wan_problems
 
@@ -474,6 +475,8 @@ def _up(
     plans = make_plans(inv, states, rendered, artifact.release)
     print_plan(s.reporter, plans, diffs=False)
     started = rollout(s, plans, states, rendered, artifact)
+    # A server replaced in the inventory: the old one stops once the new ones are voters.
+    retire_removed_servers(inv, s.hosts, s.reporter, s.timeout)
 
     # Running nodes whose release or config changed: rolling, servers one at a time.
     def refresh(host: Host) -> None:

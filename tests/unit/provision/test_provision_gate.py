@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from provision import health
+from provision import health, retire
 from provision.hosts import Host, HostUnreachable, Result
 from provision.inventory import Inventory, Node, load_inventory
 from provision.report import Reporter
@@ -89,6 +89,7 @@ class FakeHost:
         self.answers = answers
         self.down = down
         self.asked: list[str] = []
+        self.extra_members: list[list[str]] = []  # gossip members the inventory lacks
 
     def run(
         self,
@@ -112,7 +113,8 @@ class FakeHost:
                 [
                     [n.name, n.serf_lan_addr, "alive", n.role, "0.7.2", "2", "dc1"]
                     for n in self.inv.nodes
-                ],
+                ]
+                + self.extra_members,
             )
         elif step == "senate operator":
             out = columns(
@@ -282,3 +284,57 @@ def test_a_server_autopilot_names_by_its_address_is_still_found(inv: Inventory) 
         "dc1: server s3 is unhealthy (serf status none)",
         "dc1: failure tolerance 0, want 1",
     ]
+
+
+OLD = ["s9", "10.0.0.8:8301", "alive", "server", "0.7.2", "2", "dc1"]
+
+
+def test_a_server_gone_from_the_inventory_stops_once_the_new_one_votes(inv: Inventory) -> None:
+    new_not_yet = {**server("s3", 5), "Voter": False}
+    old = {**server("s9", 5), "Address": "10.0.0.8:8300"}
+    answers = [
+        reply([server("s1", 5), server("s2", 5), new_not_yet, old]),
+        reply([server("s1", 6), server("s2", 6), server("s3", 6), old]),
+    ]
+    f = fakes(inv, answers)
+    for h in f.values():
+        h.extra_members = [OLD]
+    reached: list[FakeHost] = []
+
+    def connect_to(node: Node) -> Host:
+        reached.append(FakeHost(node, inv, answers))
+        return reached[-1]  # type: ignore[return-value]
+
+    out = io.StringIO()
+    rep = Reporter(Console(file=out, width=200, highlight=False))
+    assert retire.retire_removed_servers(inv, as_hosts(f), rep, 5, 10, connect_to) == ["s9"]
+    # reached where gossip has it, with the settings of the inventory's servers, and stopped
+    [old_host] = reached
+    assert (old_host.node.name, old_host.node.host) == ("s9", "10.0.0.8")
+    assert old_host.node.install_dir == inv.node("s1").install_dir
+    assert old_host.asked == ["stop"]
+    # not before the new server was a voter: autopilot was asked twice
+    assert f["s1"].asked.count(f"http {HEALTH_PATH}") == 2
+    assert "stopped; autopilot removes it from raft once it is gone" in out.getvalue()
+
+
+def test_an_unreachable_removed_server_is_left_to_autopilot(inv: Inventory) -> None:
+    f = fakes(inv, [reply([server("s1", 5), server("s2", 5), server("s3", 5)])])
+    for h in f.values():
+        h.extra_members = [OLD]
+
+    def connect_to(node: Node) -> Host:
+        return FakeHost(node, inv, [], down=True)  # type: ignore[return-value]
+
+    out = io.StringIO()
+    rep = Reporter(Console(file=out, width=300, highlight=False))
+    assert retire.retire_removed_servers(inv, as_hosts(f), rep, 5, 10, connect_to) == []
+    text = " ".join(out.getvalue().split())
+    assert "not in the inventory any more and not reachable at 10.0.0.8" in text
+    assert "autopilot removes it once it is gone" in text
+
+
+def test_nothing_to_retire_when_gossip_matches_the_inventory(inv: Inventory) -> None:
+    f = fakes(inv, [reply([])])
+    assert retire.retire_removed_servers(inv, as_hosts(f), Reporter(), 5, 10) == []
+    assert f"http {HEALTH_PATH}" not in f["s1"].asked
