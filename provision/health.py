@@ -188,26 +188,32 @@ def transfer_leadership(host: Host, timeout: float) -> str:
 
 def wait_leader(
     inv: Inventory, hosts: dict[str, Host], dc: str, deadline_s: float, step_timeout: float
-) -> Node:
+) -> tuple[Node, str]:
     """The datacenter's leader once there is one: waited for on its first server (one remote
     command that sees the election within ~0.25 s), then asked of the servers as `verify` does;
-    if that first server cannot tell, the servers are polled in turn until the deadline."""
+    if that first server cannot tell, the servers are polled in turn until the deadline.
+    Returns a server to act through (the leader, or while a server the inventory no longer
+    lists leads, the server that saw it) and the leader's name (its address when unknown)."""
     deadline = time.monotonic() + deadline_s
     addrs = _servers_by_addr(inv, dc)
     first = next((s for s in inv.servers(dc) if s.name in hosts), None)
     if first is not None:
         try:
-            leader = addrs.get(remote.wait_leader(hosts[first.name], deadline_s, step_timeout))
+            addr = remote.wait_leader(hosts[first.name], deadline_s, step_timeout)
         except HostError:
-            leader = None
-        if leader is not None:
-            return leader
+            addr = ""
+        if addr:
+            leader = addrs.get(addr)
+            return (leader, leader.name) if leader is not None else (first, addr)
     errors: list[str] = []
     while True:
         view = observe_dc(inv, dc, hosts, step_timeout)
         leader = leader_of(inv, view)
         if leader is not None:
-            return leader
+            return leader, leader.name
+        other = next((p for p in view.peers if p.state == "leader"), None)
+        if other is not None and view.source is not None:
+            return inv.node(view.source), other.node
         errors = view.errors
         if time.monotonic() >= deadline:
             why = "; ".join(errors) if errors else "no server reports a leader"

@@ -109,4 +109,24 @@ def retire_removed_servers(
                 m.name, "retire", "ok", "stopped; autopilot removes it from raft once it is gone"
             )
             stopped.append(m.name)
+        # an old leader stopped: what follows (a rolling restart, verify) needs the new one
+        while (lead := _inventory_leader(inv, dc, hosts, timeout)) is None:
+            if time.monotonic() >= deadline + promote_timeout:
+                reporter.line(dc, "retire", "failed", "no leader among the inventory's servers")
+                break
+            time.sleep(0.5)
+        if lead is not None:
+            reporter.line(dc, "leader", "ok", lead)
     return stopped
+
+
+def _inventory_leader(
+    inv: Inventory, dc: str, hosts: dict[str, Host], timeout: float
+) -> str | None:
+    """The name of `dc`'s leader if it is a server of the inventory (autopilot's word)."""
+    try:
+        leader = autopilot_health(inv, dc, hosts, timeout).leader
+    except HostError:
+        return None
+    names = {s.name for s in inv.servers(dc)}
+    return leader.name if leader is not None and leader.name in names else None

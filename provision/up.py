@@ -327,11 +327,11 @@ def _form_datacenters(
                 join(s, first, others)
         s.reporter.line(dc, "leader", "...")
         try:
-            leader = health.wait_leader(inv, s.hosts, dc, LEADER_TIMEOUT, s.timeout)
+            leader, leader_name = health.wait_leader(inv, s.hosts, dc, LEADER_TIMEOUT, s.timeout)
         except HostError as exc:
             s.reporter.line(dc, "leader", "failed")
             raise ProvisionFailed(str(exc), {dc: exc}) from None
-        s.reporter.line(dc, "leader", "ok", leader.name)
+        s.reporter.line(dc, "leader", "ok", leader_name)
         if dc == inv.datacenters[0] and leader.acl:
             _acls(s, leader)
 

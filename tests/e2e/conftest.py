@@ -17,7 +17,7 @@ from netns_hosts import HostLab, unavailable_reason
 from provision.artifact import Artifact, build_artifact
 from provision.render import project_root
 
-LAB_HOSTS = 6  # dc1: 3 servers + 2 clients; dc2: 1 server
+LAB_HOSTS = 7  # dc1: 3 servers + 2 clients; dc2: 1 server; one to replace a server with
 
 
 @pytest.fixture(scope="session")

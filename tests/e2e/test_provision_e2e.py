@@ -452,9 +452,46 @@ def test_verify_reports_a_partitioned_client_until_it_heals(dc1: Inventory, lab:
         s.close()
 
 
+def test_a_server_replaced_in_the_inventory_is_one_up(
+    dc1: Inventory, inv_path: Path, lab: HostLab, newer_artifact: Artifact
+) -> None:
+    """s3 replaced by s4 on a new host: one `up` starts s4 (a non-voter autopilot promotes),
+    then stops s3, which autopilot's cleanup_dead_servers removes from raft."""
+    two = inv_path.with_name("e2e-two.yml")
+    replaced = inv_path.with_name("e2e-replaced.yml")
+    old, new = (
+        load_inventory(two).node("s3").host,
+        lab.addresses[6],
+    )  # the lab's seventh host, free until now
+    text = two.read_text()
+    line = f"- {{name: s3, host: {old}, agent: {{client_addr: {old}}}}}"
+    assert line in text
+    replaced.write_text(
+        text.replace(line, f"- {{name: s4, host: {new}, agent: {{client_addr: {new}}}}}")
+    )
+    copy_secrets(two, replaced)
+    inv = load_inventory(replaced)
+    events = Events()
+    result = up(inv, reporter(events), artifact=newer_artifact)
+    assert result.started == ["s4"]
+    assert events.nodes("retire") == ["s3"]
+    assert result.problems == []
+    # autopilot: s1, s2, s4 healthy voters, s3 gone from raft
+    status, body = api(inv.node("s1").host, "GET", "/v1/operator/autopilot/health", management(inv))
+    assert status == 200, body
+    servers = {s["Name"]: s for s in json.loads(body)["Servers"]}
+    assert sorted(servers) == ["s1", "s2", "s4"], body
+    assert all(s["Voter"] and s["Healthy"] for s in servers.values()), body
+    # s3's agent is stopped
+    assert [p for p in lab.pids(old) if "senate agent" in _cmdline(p)] == []
+
+
 def test_down_leaves_nothing_running(dc1: Inventory, inv_path: Path, lab: HostLab) -> None:
     two = load_inventory(inv_path.with_name("e2e-two.yml"))
     down(two, reporter(), purge=True)
+    replaced = inv_path.with_name("e2e-replaced.yml")
+    if replaced.exists():  # the replacement test's new server
+        down(load_inventory(replaced), reporter(), purge=True)
     for n in two.nodes:
         host = connect(n)
         try:
