@@ -17,11 +17,13 @@ from collections.abc import Callable
 
 from provision.hosts import Host, HostError, connect
 from provision.inventory import Inventory, Node
-from provision.remote import control
+from provision.remote import control, senate
 from provision.report import Reporter
 from provision.verify import Member, autopilot_health, observe_dc
 
 PROMOTE_TIMEOUT = 90.0  # autopilot promotes after ServerStabilizationTime (10 s by default)
+# autopilot removes a failed or left server on its next pass (seconds); past this, by hand
+REMOVAL_WAIT = 30.0
 
 
 def removed_servers(inv: Inventory, dc: str, members: list[Member]) -> list[Member]:
@@ -109,6 +111,9 @@ def retire_removed_servers(
                 m.name, "retire", "ok", "stopped; autopilot removes it from raft once it is gone"
             )
             stopped.append(m.name)
+            _removed_from_raft(
+                inv, dc, hosts, reporter, timeout, node, min(promote_timeout, REMOVAL_WAIT)
+            )
         # an old leader stopped: what follows (a rolling restart, verify) needs the new one
         while (lead := _inventory_leader(inv, dc, hosts, timeout)) is None:
             if time.monotonic() >= deadline + promote_timeout:
@@ -130,3 +135,39 @@ def _inventory_leader(
         return None
     names = {s.name for s in inv.servers(dc)}
     return leader.name if leader is not None and leader.name in names else None
+
+
+def _removed_from_raft(
+    inv: Inventory,
+    dc: str,
+    hosts: dict[str, Host],
+    reporter: Reporter,
+    timeout: float,
+    old: Node,
+    deadline_s: float,
+) -> None:
+    """Wait for autopilot to drop the stopped server from raft. Autopilot removes a failed or
+    left server at once, but one gossip has already forgotten only after a grace period
+    (minutes): past `deadline_s`, the old server is removed as Consul's guide does it by hand
+    (`operator raft remove-peer -address`), and `up` says so."""
+    addr = old.server_addr
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            health = autopilot_health(inv, dc, hosts, timeout)
+        except HostError:
+            health = None
+        if health is not None and health.server(old) is None:
+            return
+        time.sleep(1.0)
+    first = inv.servers(dc)[0]
+    res = senate(
+        hosts[first.name],
+        f"operator raft remove-peer -http-addr={first.api_url} -address={addr}",
+        timeout,
+        check=False,
+        auth="operator",
+    )
+    status = "ok" if res.exit_code == 0 else "failed"
+    why = res.stdout.strip() or res.stderr.strip()
+    reporter.line(old.name, "remove-peer", status, f"{addr}: autopilot had not removed it; {why}")

@@ -295,6 +295,8 @@ def test_a_server_gone_from_the_inventory_stops_once_the_new_one_votes(inv: Inve
     answers = [
         reply([server("s1", 5), server("s2", 5), new_not_yet, old]),
         reply([server("s1", 6), server("s2", 6), server("s3", 6), old]),
+        # autopilot's cleanup removed it
+        reply([server("s1", 7), server("s2", 7), server("s3", 7)]),
     ]
     f = fakes(inv, answers)
     for h in f.values():
@@ -313,9 +315,31 @@ def test_a_server_gone_from_the_inventory_stops_once_the_new_one_votes(inv: Inve
     assert (old_host.node.name, old_host.node.host) == ("s9", "10.0.0.8")
     assert old_host.node.install_dir == inv.node("s1").install_dir
     assert old_host.asked == ["stop"]
-    # not before the new server was a voter (autopilot asked twice), then once for the leader
-    assert f["s1"].asked.count(f"http {HEALTH_PATH}") == 3
+    # not before the new server was a voter (autopilot asked twice), then until it was gone
+    # from raft, then for the leader; no remove-peer was needed
+    assert f["s1"].asked.count(f"http {HEALTH_PATH}") == 4
+    assert "senate operator" not in f["s1"].asked[3:]
     assert "stopped; autopilot removes it from raft once it is gone" in out.getvalue()
+
+
+def test_a_stopped_server_autopilot_keeps_is_removed_by_hand(inv: Inventory) -> None:
+    old = {**server("s9", 5, healthy=False, serf="none"), "Address": "10.0.0.8:8300"}
+    f = fakes(inv, [reply([server("s1", 5), server("s2", 5), server("s3", 5), old])])
+    for h in f.values():
+        h.extra_members = [OLD]
+    out = io.StringIO()
+    rep = Reporter(Console(file=out, width=300, highlight=False))
+    stopped = retire.retire_removed_servers(
+        inv,
+        as_hosts(f),
+        rep,
+        5,
+        1,
+        lambda n: FakeHost(n, inv, []),  # type: ignore[arg-type,return-value]
+    )
+    assert stopped == ["s9"]
+    assert f["s1"].asked[-2] == "senate operator"  # remove-peer, then the leader asked
+    assert "10.0.0.8:8300: autopilot had not removed it" in " ".join(out.getvalue().split())
 
 
 def test_an_unreachable_removed_server_is_left_to_autopilot(inv: Inventory) -> None:
