@@ -44,6 +44,10 @@ def test_a_server_that_lost_its_store_catches_up(cluster: Cluster, how: str) -> 
     victim.start()
     target = last_index(leader)
     wait_for(lambda: last_index(victim) >= target, 30, "the repaired server's log")
-    status, body, _ = victim.request("GET", "/v1/kv/before/0?stale")
-    assert status == 200 and json.loads(body)[0]["Key"] == "before/0"
+
+    def served(key: str) -> bool:  # applied once the next heartbeat carries the commit index
+        status, body, _ = victim.request("GET", f"/v1/kv/{key}?stale")
+        return status == 200 and json.loads(body)[0]["Key"] == key
+
+    wait_for(lambda: served("before/0") and served("after/9"), 10, "the victim serving the data")
     assert "lost its log" in leader.log_text()
