@@ -26,10 +26,10 @@ import functools
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 
 from agent.codec import RPCType
+from agent.limits import ConnsPerClient
 from agent.tlsutil import RPCTLS, TLSError, describe, verify_name
 
 log = logging.getLogger("agent.server.rpc")
@@ -47,17 +47,11 @@ def _from(peer: object) -> str:
     return "from=unknown"
 
 
-#: a refused connection is logged once a minute per client address, at most
-_REFUSAL_LOG_EVERY = 60.0
-
-
 class PortMux:
     def __init__(self, tls: RPCTLS | None = None, *, max_conns_per_client: int = 100) -> None:
         self.tls = tls
         #: limits.rpc_max_conns_per_client (0: no limit), as Consul's default
-        self.max_conns_per_client = max_conns_per_client
-        self._per_client: dict[str, int] = {}
-        self._refusal_logged: dict[str, float] = {}
+        self.per_client = ConnsPerClient(max_conns_per_client)
         self._handlers: dict[int, Handler] = {}
         self._servers_only: set[int] = set()
         self._sockets: list[socket.socket] = []
@@ -114,37 +108,20 @@ class PortMux:
                 continue
             sock.setblocking(False)
             client = str(peer[0]) if isinstance(peer, tuple) else "?"
-            held = self._per_client.get(client, 0)
-            if self.max_conns_per_client and held >= self.max_conns_per_client:
+            if not self.per_client.admit(client):
                 self.rejected += 1
                 sock.close()
-                self._log_refusal(client)
+                if self.per_client.log_due.due(client):
+                    log.error(
+                        "rejecting RPC conn from %s because rpc_max_conns_per_client (%d) exceeded",
+                        client,
+                        self.per_client.limit,
+                    )
                 continue
-            self._per_client[client] = held + 1
             task = asyncio.create_task(self._serve(sock, peer))
             self._conns.add(task)
             task.add_done_callback(self._conns.discard)
-            task.add_done_callback(functools.partial(self._release, client))
-
-    def _release(self, client: str, _task: object = None) -> None:
-        left = self._per_client.get(client, 1) - 1
-        if left > 0:
-            self._per_client[client] = left
-        else:
-            self._per_client.pop(client, None)
-
-    def _log_refusal(self, client: str) -> None:
-        now = time.monotonic()
-        if now - self._refusal_logged.get(client, -_REFUSAL_LOG_EVERY) < _REFUSAL_LOG_EVERY:
-            return
-        if len(self._refusal_logged) > 4096:
-            self._refusal_logged.clear()
-        self._refusal_logged[client] = now
-        log.error(
-            "rejecting RPC conn from %s because rpc_max_conns_per_client (%d) exceeded",
-            client,
-            self.max_conns_per_client,
-        )
+            task.add_done_callback(functools.partial(self.per_client.release, client))
 
     async def _serve(self, sock: socket.socket, peer: object) -> None:
         conn = _from(peer)

@@ -38,6 +38,7 @@ from agent.http import (
 )
 from agent.http.common import AGENT_KEY, HTTPError, rpc_error
 from agent.http.origin import BrowserGuard, allowed_by_cors
+from agent.limits import OncePerClient
 from agent.metrics import metrics
 
 log = logging.getLogger("http")
@@ -130,21 +131,15 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 #: a refused browser request is logged once a minute per client address, at most
-_REFUSAL_LOG_EVERY = 60.0
-_refusals_logged: dict[str, float] = {}
+_refusals_logged = OncePerClient()
 
 
 def _log_refusal(request: web.Request, why: str) -> None:
     client = request.remote or "?"
-    now = time.monotonic()
-    if now - _refusals_logged.get(client, -_REFUSAL_LOG_EVERY) < _REFUSAL_LOG_EVERY:
-        return
-    if len(_refusals_logged) > 4096:  # bounded whatever the number of clients
-        _refusals_logged.clear()
-    _refusals_logged[client] = now
-    log.warning(
-        "Refused browser request %s %s from=%s: %s", request.method, request.path, client, why
-    )
+    if _refusals_logged.due(client):
+        log.warning(
+            "Refused browser request %s %s from=%s: %s", request.method, request.path, client, why
+        )
 
 
 async def index(_request: web.Request) -> web.Response:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from agent.http.app import make_app
+from agent.limits import ConnsPerClient
 from agent.tasks import listen
 
 if TYPE_CHECKING:
@@ -26,53 +26,13 @@ log = logging.getLogger("http")
 #: seconds a connection may stay open without a request in progress (before its first one,
 #: and between keep-alive requests; a blocking query in progress is not idle)
 HTTP_IDLE_TIMEOUT = 75.0
-_REFUSAL_LOG_EVERY = 60.0
-
-
-class ConnLimiter:
-    """Counts the open connections of each client address across the API's listeners."""
-
-    def __init__(self, per_client: int) -> None:
-        self.per_client = per_client
-        self.open: dict[str, int] = {}
-        self.refused = 0
-        self._logged: dict[str, float] = {}
-
-    def admit(self, client: str) -> bool:
-        held = self.open.get(client, 0)
-        if self.per_client and held >= self.per_client:
-            self.refused += 1
-            self._log(client)
-            return False
-        self.open[client] = held + 1
-        return True
-
-    def release(self, client: str) -> None:
-        left = self.open.get(client, 1) - 1
-        if left > 0:
-            self.open[client] = left
-        else:
-            self.open.pop(client, None)
-
-    def _log(self, client: str) -> None:
-        now = time.monotonic()
-        if now - self._logged.get(client, -_REFUSAL_LOG_EVERY) < _REFUSAL_LOG_EVERY:
-            return
-        if len(self._logged) > 4096:
-            self._logged.clear()
-        self._logged[client] = now
-        log.error(
-            "rejecting HTTP conn from %s because http_max_conns_per_client (%d) exceeded",
-            client,
-            self.per_client,
-        )
 
 
 class _Gate(asyncio.Protocol):
     """In front of aiohttp's RequestHandler (whose slots cannot be wrapped): a connection the
     limiter refuses is aborted before aiohttp sees it; the others are passed through."""
 
-    def __init__(self, inner: RequestHandler, limiter: ConnLimiter) -> None:
+    def __init__(self, inner: RequestHandler, limiter: ConnsPerClient) -> None:
         self.inner: RequestHandler | None = inner
         self.limiter = limiter
         self.client = ""
@@ -82,6 +42,12 @@ class _Gate(asyncio.Protocol):
         self.client = str(peer[0]) if isinstance(peer, tuple) else "?"
         if self.inner is None or not self.limiter.admit(self.client):
             self.inner = None
+            if self.limiter.log_due.due(self.client):
+                log.error(
+                    "rejecting HTTP conn from %s because http_max_conns_per_client (%d) exceeded",
+                    self.client,
+                    self.limiter.limit,
+                )
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
             else:
@@ -113,9 +79,9 @@ class _Gate(asyncio.Protocol):
 
 
 class LimitedTCPSite(web.TCPSite):
-    """A TCPSite whose connections pass the ConnLimiter first."""
+    """A TCPSite whose connections pass the ConnsPerClient first."""
 
-    def __init__(self, runner: web.AppRunner, limiter: ConnLimiter, *a: Any, **kw: Any) -> None:
+    def __init__(self, runner: web.AppRunner, limiter: ConnsPerClient, *a: Any, **kw: Any) -> None:
         super().__init__(runner, *a, **kw)
         self._limiter = limiter
 
@@ -166,7 +132,7 @@ async def start_http(agent: AgentAPI, cfg: AgentConfig) -> web.AppRunner | None:
 
 
 async def _listen(runner: web.AppRunner, cfg: AgentConfig) -> None:
-    limiter = ConnLimiter(cfg.http_max_conns_per_client)
+    limiter = ConnsPerClient(cfg.http_max_conns_per_client)
     if cfg.ports.http > 0:
         for host in cfg.http_addr.split():
             site = LimitedTCPSite(runner, limiter, host, cfg.ports.http, reuse_address=True)
