@@ -21,8 +21,8 @@ from agent.api import AgentAPI, RPCError
 from agent.dns.cache import ReadCache
 from agent.dns.config import DNSConfig
 from agent.dns.names import NodeQuery, PreparedQueryName, ServiceQuery
-from agent.dns.records import healthy
 from agent.durations import parse_seconds
+from agent.state.catalog import healthy_instances
 
 log = logging.getLogger("dns")
 
@@ -117,7 +117,7 @@ class CatalogReader:
         except RPCError as exc:
             log.error("rpc error: %s", exc)
             return RCODE.SERVFAIL, None
-        nodes = healthy((out or {}).get("Nodes") or (), self.config.only_passing)
+        nodes = healthy_instances((out or {}).get("Nodes") or (), self.config.only_passing)
         if not nodes:
             return RCODE.NXDOMAIN, None
         if self.translate(query.datacenter):

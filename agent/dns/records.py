@@ -116,20 +116,6 @@ def meta_txt_records(name: Any, meta: dict[str, str] | None, ttl: int) -> list[R
     return out
 
 
-def healthy(nodes: Iterable[dict[str, Any]], only_passing: bool) -> list[dict[str, Any]]:
-    """CheckServiceNodes.Filter: drop instances with a critical check (or, with only_passing,
-    any check that is not passing)."""
-    out = []
-    for csn in nodes:
-        for check in csn.get("Checks") or ():
-            status = check.get("Status")
-            if status == "critical" or (only_passing and status != "passing"):
-                break
-        else:
-            out.append(csn)
-    return out
-
-
 def address_kind(address: str) -> int:
     """4 or 6 for an IP address, 0 for anything else (a host name)."""
     try:

@@ -3,7 +3,7 @@ state/catalog.go. A check going critical or deregistered invalidates the session
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from agent.state.sessions import SessionTables
@@ -350,3 +350,22 @@ class CatalogTables(SessionTables):
                 continue
             out.append({"Node": _copy(node), "Service": _copy(svc), "Checks": checks})
         return self.table_index("nodes", "services", "checks"), out
+
+
+def healthy_instances(
+    nodes: Iterable[dict[str, Any]], only_passing: bool, ignore: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Consul's CheckServiceNodes.Filter (and FilterIgnore): drop instances with a critical
+    check or, with `only_passing`, any check that is not passing; the checks whose CheckID is
+    in `ignore` do not count. DNS and prepared queries both answer with it."""
+    out = []
+    for csn in nodes:
+        for check in csn.get("Checks") or ():
+            if ignore and check.get("CheckID") in ignore:
+                continue
+            status = check.get("Status")
+            if status == "critical" or (only_passing and status != "passing"):
+                break
+        else:
+            out.append(csn)
+    return out

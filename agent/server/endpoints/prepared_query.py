@@ -47,6 +47,7 @@ from agent.server.endpoints.base import (
     as_bool,
     get_str,
 )
+from agent.state.catalog import healthy_instances
 from agent.state.commands import MessageType
 from agent.state.query_template import is_template
 from agent.state.tables import StateError
@@ -335,22 +336,6 @@ async def explain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- execution
 
 
-def _healthy(nodes: list[dict[str, Any]], only_passing: bool, ignore: set[str]) -> list[Any]:
-    """CheckServiceNodes.FilterIgnore: drop an instance with a critical check (any check not
-    passing, with OnlyPassing), not counting the checks named in IgnoreCheckIDs."""
-    out = []
-    for csn in nodes:
-        for check in csn.get("Checks") or ():
-            if check.get("CheckID") in ignore:
-                continue
-            status = check.get("Status")
-            if status == "critical" or (only_passing and status != "passing"):
-                break
-        else:
-            out.append(csn)
-    return out
-
-
 def _tagged(nodes: list[dict[str, Any]], tags: list[str]) -> list[dict[str, Any]]:
     """Instances carrying every tag and none of the `!tag`s (case-insensitive)."""
     must = {t.lower() for t in tags if not t.startswith("!")}
@@ -377,7 +362,9 @@ def run_local(ctx: Context, query: dict[str, Any], connect: bool) -> dict[str, A
         nodes: list[dict[str, Any]] = []
     else:
         _idx, nodes = ctx.state.check_service_nodes(str(svc["Service"]))
-    nodes = _healthy(nodes, bool(svc.get("OnlyPassing")), set(svc.get("IgnoreCheckIDs") or ()))
+    nodes = healthy_instances(
+        nodes, bool(svc.get("OnlyPassing")), set(svc.get("IgnoreCheckIDs") or ())
+    )
     if svc.get("NodeMeta"):
         nodes = [n for n in nodes if _meta_match(n["Node"].get("Meta"), svc["NodeMeta"])]
     if svc.get("ServiceMeta"):
